@@ -1,0 +1,183 @@
+#include "util.h"
+#include "error.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <time.h>
+
+char *aj_strndup(const char *s, size_t len)
+{
+    char *p = malloc(len + 1);
+    if (!p)
+        return NULL;
+    if (len)
+        memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+char *aj_strdup(const char *s) { return aj_strndup(s, strlen(s)); }
+
+int aj_set_str(char **slot, size_t *slot_len, const char *s, size_t len)
+{
+    char *copy = NULL;
+    if (s) {
+        copy = aj_strndup(s, len);
+        if (!copy)
+            return aj_error_set(AJ_ENOMEM, "out of memory");
+    }
+    free(*slot);
+    *slot = copy;
+    if (slot_len)
+        *slot_len = s ? len : 0;
+    return AJ_OK;
+}
+
+/* Returns the length of the valid UTF-8 sequence at p (1..4), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t left)
+{
+    unsigned char c = p[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) { n = 2; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { n = 3; cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 4; cp = c & 0x07; }
+    else return 0;
+    if (n > left)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+int aj_check_doc(const char *doc, size_t len, const char *what)
+{
+    if (!doc && len)
+        return aj_error_set(AJ_EINVALID, "%s: NULL pointer with length %zu", what, len);
+    const unsigned char *p = (const unsigned char *)doc;
+    for (size_t i = 0; i < len;) {
+        if (p[i] == 0)
+            return aj_error_set(AJ_EINVALID, "%s contains a NUL byte at offset %zu", what, i);
+        size_t n = utf8_seq(p + i, len - i);
+        if (!n)
+            return aj_error_set(AJ_EINVALID, "%s is not valid UTF-8 (offset %zu)", what, i);
+        i += n;
+    }
+    return AJ_OK;
+}
+
+int aj_check_name(const char *name, const char *what)
+{
+    if (!name)
+        return aj_error_set(AJ_EINVALID, "%s is NULL", what);
+    size_t len = strlen(name);
+    if (len == 0)
+        return aj_error_set(AJ_EINVALID, "%s is empty", what);
+    if (len > 255)
+        return aj_error_set(AJ_EINVALID, "%s is longer than 255 bytes", what);
+    return aj_check_doc(name, len, what);
+}
+
+int64_t aj_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void aj_format_time(int64_t us, char buf[32])
+{
+    time_t secs = (time_t)(us / 1000000);
+    long frac = (long)(us % 1000000);
+    if (frac < 0) {
+        frac += 1000000;
+        secs -= 1;
+    }
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    /* Fields are range-checked by gmtime_r; unsigned casts bound their printed width. */
+    snprintf(buf, 32, "%04u-%02u-%02u %02u:%02u:%02u.%06u", (unsigned)(tm.tm_year + 1900) % 10000u,
+             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u,
+             (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
+             (unsigned)tm.tm_sec % 100u, (unsigned)frac % 1000000u);
+}
+
+static int digits(const char **s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        char c = (*s)[i];
+        if (c < '0' || c > '9')
+            return -1;
+        v = v * 10 + (c - '0');
+    }
+    *s += n;
+    *out = v;
+    return 0;
+}
+
+int aj_parse_time(const char *s, int64_t *us)
+{
+    int y, mo, d, h, mi, se;
+    if (!s || digits(&s, 4, &y) || *s++ != '-' || digits(&s, 2, &mo) || *s++ != '-' ||
+        digits(&s, 2, &d) || (*s != ' ' && *s != 'T'))
+        return -1;
+    s++;
+    if (digits(&s, 2, &h) || *s++ != ':' || digits(&s, 2, &mi) || *s++ != ':' ||
+        digits(&s, 2, &se))
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+        return -1;
+    int64_t frac = 0;
+    if (*s == '.') {
+        s++;
+        int n = 0;
+        while (*s >= '0' && *s <= '9') {
+            if (n < 6) {
+                frac = frac * 10 + (*s - '0');
+                n++;
+            }
+            s++;
+        }
+        if (n == 0)
+            return -1;
+        while (n++ < 6)
+            frac *= 10;
+    }
+    int64_t offset = 0;
+    if (*s == 'Z' || *s == 'z') {
+        s++;
+    } else if (*s == '+' || *s == '-') {
+        int sign = *s++ == '-' ? -1 : 1, oh, om = 0;
+        if (digits(&s, 2, &oh))
+            return -1;
+        if (*s == ':')
+            s++;
+        if (*s >= '0' && *s <= '9' && digits(&s, 2, &om))
+            return -1;
+        offset = sign * ((int64_t)oh * 3600 + om * 60);
+    } else if (*s == ' ' && strcmp(s, " UTC") == 0) {
+        s += 4;
+    }
+    if (*s != '\0')
+        return -1;
+    struct tm tm = {0};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = se;
+    time_t t = timegm(&tm);
+    *us = ((int64_t)t - offset) * 1000000 + frac;
+    return 0;
+}

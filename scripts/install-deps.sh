@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install the Debian packages acidic_job builds and tests with (idempotent; offline
+# apart from Debian's own archive). Skips apt entirely when everything is present.
+set -euo pipefail
+
+PACKAGES=(
+  # C core
+  build-essential cmake pkg-config libsqlite3-dev libpq-dev libcmocka-dev
+  clang libclang-rt-14-dev
+  # services for the tests
+  postgresql-15 redis-server
+  # Ruby gem
+  ruby ruby-dev rake ruby-minitest ruby-activerecord ruby-activejob ruby-actionmailer
+  ruby-railties ruby-globalid ruby-sidekiq ruby-redis ruby-sqlite3 ruby-pg
+  # Python package
+  python3-dev python3-venv python3-setuptools python3-wheel python3-pip python3-pytest
+  python3-hypothesis python3-celery python3-rq python3-redis python3-psycopg python3-psycopg2
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
