@@ -168,12 +168,10 @@ static int sq_exec(void *conn, const aj_sql *sql, const aj_value *params, size_t
     if (rc == AJ_OK && (flags & AJ_X_COMMIT))
         rc = sq_tx(c, AJ_TX_COMMIT);
     if (rc && (began || (flags & AJ_X_COMMIT))) {
-        aj_error err = *aj_error_last();
-        char msg[1024];
-        strncpy(msg, err.message, sizeof msg - 1);
-        msg[sizeof msg - 1] = '\0';
+        aj_saved_error err;
+        aj_error_save(&err);
         sq_tx(c, AJ_TX_ROLLBACK);
-        aj_error_set(err.code, "%s", msg);
+        aj_error_restore(&err);
     }
     return rc;
 }

@@ -31,6 +31,17 @@ int aj_error_set(int code, const char *fmt, ...)
     return code;
 }
 
+void aj_error_save(aj_saved_error *saved)
+{
+    saved->code = last_error.code;
+    snprintf(saved->message, sizeof saved->message, "%s", last_message);
+}
+
+int aj_error_restore(const aj_saved_error *saved)
+{
+    return aj_error_set(saved->code, "%s", saved->message);
+}
+
 const char *aj_code_name(int code)
 {
     switch (code) {

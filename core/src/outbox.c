@@ -92,13 +92,12 @@ int aj_staged_ack(aj_store *store, int64_t staged_id, int *completed_batch)
                 *completed_batch = completed;
             return AJ_OK;
         }
-        aj_error err = *aj_error_last();
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", err.message);
+        aj_saved_error err;
+        aj_error_save(&err);
         store->drv->tx(store->conn, AJ_TX_ROLLBACK);
         aj_store_drop_pending(store);
         if (err.code != AJ_ECONFLICT || attempt >= store->opts.conflict_retries)
-            return aj_error_set(err.code, "%s", msg);
+            return aj_error_restore(&err);
     }
 }
 
@@ -155,11 +154,10 @@ int aj_store_drain(aj_store *store, int64_t older_than_ms, size_t *delivered)
         if (rc == AJ_OK)
             rc = aj_store_tx(store, AJ_TX_COMMIT);
         if (rc) {
-            aj_error err = *aj_error_last();
-            char msg[1024];
-            snprintf(msg, sizeof msg, "%s", err.message);
+            aj_saved_error err;
+            aj_error_save(&err);
             store->drv->tx(store->conn, AJ_TX_ROLLBACK);
-            aj_error_set(err.code, "%s", msg);
+            aj_error_restore(&err);
             break;
         }
     }

@@ -225,11 +225,10 @@ oom:
     rc = aj_error_set(AJ_ENOMEM, "out of memory");
 rollback:
     {
-        aj_error err_copy = *aj_error_last();
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", err_copy.message);
+        aj_saved_error err;
+        aj_error_save(&err);
         aj_store_tx(store, AJ_TX_ROLLBACK);
-        aj_error_set(err_copy.code, "%s", msg);
+        aj_error_restore(&err);
     }
 out:
     aj_rows_clear(&rows);
@@ -271,14 +270,14 @@ int aj_run_acquire(aj_run **out, aj_store *store, const aj_workflow *wf,
  * the run, forget staged jobs. Keeps the error that made it fail. */
 static int abort_step(aj_run *run, int rc)
 {
-    aj_error err = *aj_error_last();
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", err.message);
+    aj_saved_error err;
+    aj_error_save(&err);
     aj_store_tx(run->store, AJ_TX_ROLLBACK);
     restore_saved(run);
     aj_store_drop_pending(run->store);
     aj_batch_reset(run);
-    return aj_error_set(rc, "%s", msg);
+    err.code = rc;
+    return aj_error_restore(&err);
 }
 
 static int record_failure(aj_run *run)

@@ -85,11 +85,10 @@ int aj_store_open(aj_store **out, const char *url, const aj_options *opts)
     if (rc == AJ_OK)
         rc = aj_store_migrate(s);
     if (rc) {
-        aj_error err = *aj_error_last();
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", err.message);
+        aj_saved_error err;
+        aj_error_save(&err);
         aj_store_free(s);
-        return aj_error_set(err.code, "%s", msg);
+        return aj_error_restore(&err);
     }
     *out = s;
     return AJ_OK;
@@ -216,10 +215,11 @@ int aj_store_migrate(aj_store *store)
             rc = aj_store_tx(store, AJ_TX_COMMIT);
         if (rc == AJ_OK)
             return AJ_OK;
-        aj_error err = *aj_error_last();
+        aj_saved_error err;
+        aj_error_save(&err);
         store->drv->tx(store->conn, AJ_TX_ROLLBACK);
         if (err.code != AJ_ECONFLICT || attempt >= store->opts.conflict_retries)
-            return aj_error_set(err.code, "%s", err.message);
+            return aj_error_restore(&err);
     }
 }
 
