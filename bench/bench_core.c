@@ -26,6 +26,19 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of n values (sorts them). */
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
 static void die(const char *what)
 {
     fprintf(stderr, "bench: %s: %s\n", what, aj_error_last()->message);
@@ -154,27 +167,26 @@ int main(int argc, char **argv)
         snprintf(name, sizeof name, "step_%d", i);
         aj_workflow_add_step(wf, name, NULL, 0);
     }
-    /* Warm up both paths, then alternate rounds so that drift hits both alike. */
+    /* Warm up both paths, then alternate short rounds so that the load of a shared
+     * machine hits both alike; report medians of the rounds. */
     double acq;
     baseline(&a, n / 10);
     acidic(&a, wf, n / 10, &acq, "warm");
-    double base = 0, steps = 0, acq_sum = 0;
-    const int rounds = 3;
-    for (int r = 0; r < rounds; r++) {
+    enum { ROUNDS = 11 };
+    double base[ROUNDS], steps[ROUNDS], ratio[ROUNDS], acqs[ROUNDS];
+    long per_round = n / ROUNDS < STEPS_PER_RUN ? STEPS_PER_RUN : n / ROUNDS;
+    for (int r = 0; r < ROUNDS; r++) {
         char tag[16];
         snprintf(tag, sizeof tag, "r%d", r);
-        base += baseline(&a, n / rounds);
-        steps += acidic(&a, wf, n / rounds, &acq, tag);
-        acq_sum += acq;
+        base[r] = baseline(&a, per_round);
+        steps[r] = acidic(&a, wf, per_round, &acqs[r], tag);
+        ratio[r] = steps[r] / base[r];
     }
-    base /= rounds;
-    steps /= rounds;
-    acq_sum /= rounds;
     const char *db = aj_store_driver(a.store);
-    printf("%-8s C       plain transactions  %9.0f /s\n", db, base);
-    printf("%-8s C       acidic_job steps    %9.0f /s   ratio %.2f\n", db, steps, steps / base);
-    printf("%-8s C       run acquisitions    %9.0f /s\n", db, acq_sum);
-    printf("RATIO c %s %.3f\n", db, steps / base);
+    printf("%-8s C       plain transactions  %9.0f /s\n", db, median(base, ROUNDS));
+    printf("%-8s C       acidic_job steps    %9.0f /s\n", db, median(steps, ROUNDS));
+    printf("%-8s C       run acquisitions    %9.0f /s\n", db, median(acqs, ROUNDS));
+    printf("RATIO c %s %.3f\n", db, median(ratio, ROUNDS));
     if (a.sq_insert)
         sqlite3_finalize(a.sq_insert);
     aj_workflow_free(wf);
