@@ -475,9 +475,11 @@ static int step_failed(const PGresult *res, enum pg_step step)
 
 /* Read the results of `nsent` pipelined steps and the sync point, and leave pipeline
  * mode. The statement's result goes to *stmt_res, the first failure to *err_res (with
- * its step in *err_step); the caller clears both. */
+ * its step in *err_step); the caller clears both. *prepared tells whether a PREPARE
+ * step succeeded: the statement then exists even when a later step failed, because
+ * prepared statements are not transactional. */
 static void read_pipeline(aj_pg *c, const enum pg_step *steps, int nsent, PGresult **stmt_res,
-                          PGresult **err_res, enum pg_step *err_step)
+                          PGresult **err_res, enum pg_step *err_step, int *prepared)
 {
     for (int k = 0; k < nsent && PQstatus(c->pg) == CONNECTION_OK; k++) {
         PGresult *res = PQgetResult(c->pg);
@@ -491,6 +493,8 @@ static void read_pipeline(aj_pg *c, const enum pg_step *steps, int nsent, PGresu
         } else if (steps[k] == STEP_STMT && !*stmt_res) {
             *stmt_res = res;
         } else {
+            if (steps[k] == STEP_PREPARE && !step_failed(res, STEP_PREPARE))
+                *prepared = 1;
             PQclear(res);
         }
         while ((res = PQgetResult(c->pg))) /* each step's results end with NULL */
@@ -534,23 +538,22 @@ static int run_pipeline(aj_pg *c, const pg_call *call, aj_rows *rows, int64_t *c
 
     PGresult *stmt_res = NULL, *err_res = NULL;
     enum pg_step err_step = STEP_STMT;
-    read_pipeline(c, steps, nsent, &stmt_res, &err_res, &err_step);
+    int prepared = 0;
+    read_pipeline(c, steps, nsent, &stmt_res, &err_res, &err_step, &prepared);
 
-    int rc;
+    int rc = 0;
+    if (prepared) {
+        call->slot->prepared = 1;
+        rc = add_known(c, call->slot->name);
+    }
     if (err_res) {
         *stale = (err_step == STEP_PREPARE && has_state(err_res, "42P05")) ||
                  (err_step == STEP_STMT && call->slot && has_state(err_res, "26000"));
         rc = pg_fail(c, err_res, step_names[err_step]);
     } else if (!sent_all || !stmt_res) {
         rc = pg_fail(c, NULL, "statement");
-    } else {
-        rc = 0;
-        if (call->slot && !call->slot->prepared) {
-            call->slot->prepared = 1;
-            rc = add_known(c, call->slot->name);
-        }
-        if (!rc)
-            rc = copy_result(c, stmt_res, rows, changes);
+    } else if (!rc) {
+        rc = copy_result(c, stmt_res, rows, changes);
     }
     PQclear(stmt_res);
     PQclear(err_res);
