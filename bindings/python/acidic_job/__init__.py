@@ -1,0 +1,57 @@
+"""acidic_job: idempotent, resumable multi-step workflows on SQLite and PostgreSQL.
+
+A job becomes a workflow of named steps. Each step commits in one database transaction
+together with the run's progress (its recovery point and persisted attributes) and with
+the jobs it stages, so a retry resumes at the step that failed and a finished step's
+writes happen exactly once::
+
+    import sqlite3, acidic_job
+
+    db = sqlite3.connect("app.db")
+
+    @acidic_job.workflow(db)
+    class RideCreate:
+        ride_id: int | None = None          # persisted with each step
+
+        def __init__(self, user_id: int, origin: str) -> None:
+            self.user_id, self.origin = user_id, origin
+
+        @acidic_job.step
+        def create_ride(self, tx) -> None:
+            tx.execute("INSERT INTO rides (user_id, origin) VALUES (?, ?)",
+                       (self.user_id, self.origin))
+            self.ride_id = tx.lastrowid
+
+        @acidic_job.step
+        def charge(self, tx) -> None:
+            ...
+
+    RideCreate.run(42, "Paris")   # True once succeeded; a rerun resumes
+
+See the README for databases, queues (Celery, RQ), threads and fork.
+"""
+from __future__ import annotations
+
+from . import _native
+from .errors import (DatabaseError, DuplicateStep, EncodeError, Error, InvalidArgument,
+                     LockedIdempotencyKey, MismatchedIdempotencyKeyAndJobArguments,
+                     MisuseError, NoDefinedSteps, NotFound, OutOfMemory, SerializationConflict,
+                     SerializedTransactionConflict, StepFailed, UnknownJobAdapter,
+                     UnknownRecoveryPoint)
+from .codec import Codec, JSONCodec
+from .databases import StoreCursor
+from .workflow import FINISH, FunctionJob, GoTo, current_step, goto, job, step, workflow
+from .queues import ack, drain, perform_transactionally
+
+__version__ = _native.VERSION
+VERSION = _native.VERSION
+
+__all__ = [
+    "workflow", "step", "job", "FINISH", "goto", "GoTo", "FunctionJob", "current_step",
+    "perform_transactionally", "ack", "drain", "Codec", "JSONCodec", "StoreCursor",
+    "Error", "InvalidArgument", "OutOfMemory", "MisuseError", "DatabaseError",
+    "SerializationConflict", "SerializedTransactionConflict",
+    "MismatchedIdempotencyKeyAndJobArguments", "LockedIdempotencyKey", "UnknownRecoveryPoint",
+    "NoDefinedSteps", "DuplicateStep", "StepFailed", "NotFound", "EncodeError",
+    "UnknownJobAdapter", "VERSION", "__version__",
+]

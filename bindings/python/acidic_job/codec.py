@@ -1,0 +1,54 @@
+"""Codecs: how arguments, attributes and staged job payloads become documents.
+
+The core stores documents verbatim and compares job arguments byte for byte, so a codec
+must be deterministic: equal values give equal bytes. The default :class:`JSONCodec`
+sorts keys and uses compact separators, so rows are readable from SQL and other
+languages. A codec is any object with ``encode(value) -> str`` and
+``decode(text) -> value``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Optional, Protocol
+
+
+class Codec(Protocol):
+    """The codec interface (structural)."""
+
+    def encode(self, value: Any) -> str: ...
+
+    def decode(self, text: str) -> Any: ...
+
+
+class JSONCodec:
+    """Canonical JSON: ``sort_keys=True``, compact, no NaN.
+
+    ``default`` converts values JSON does not know (as ``json.dumps(default=...)``),
+    ``object_hook`` turns decoded objects back into them (as ``json.loads``)::
+
+        codec = acidic_job.JSONCodec(
+            default=lambda v: {"$date": v.isoformat()} if isinstance(v, date) else TypeError(),
+            object_hook=lambda d: date.fromisoformat(d["$date"]) if "$date" in d else d)
+    """
+
+    def __init__(self, default: Optional[Callable[[Any], Any]] = None,
+                 object_hook: Optional[Callable[[dict], Any]] = None) -> None:
+        self._default = default
+        self._object_hook = object_hook
+
+    def _fallback(self, value: Any) -> Any:
+        if self._default is not None:
+            out = self._default(value)
+            if not isinstance(out, BaseException):
+                return out
+        raise TypeError(f"a value of type {type(value).__name__} is not JSON serializable")
+
+    def encode(self, value: Any) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False, default=self._fallback)
+
+    def decode(self, text: str) -> Any:
+        return json.loads(text, object_hook=self._object_hook)
+
+
+DEFAULT_CODEC = JSONCodec()

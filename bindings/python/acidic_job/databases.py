@@ -1,0 +1,454 @@
+"""Databases: what ``@acidic_job.workflow(db)`` accepts, and the transaction around a step.
+
+``db`` may be
+
+* a URL string (``"sqlite:app.db"``, ``"sqlite::memory:"``, ``"postgresql://..."`` or a
+  libpq conninfo): an *owned* store. The core opens its own connection, one per thread
+  and per process (re-opened transparently in a child after ``fork``, e.g. in Celery's
+  prefork pool), and runs every step as BEGIN ... COMMIT itself. Inside a step, ``tx`` is
+  a small cursor over that connection with ``?`` placeholders on both databases;
+* a ``sqlite3.Connection``, a psycopg 3 ``Connection`` or a psycopg2 ``connection``: a
+  *borrowed* store. The core shares the application's connection: the step's own writes
+  (through ``tx``, a cursor of that connection, in the driver's placeholder style) and
+  the workflow's bookkeeping commit together. This layer opens the transaction with the
+  driver's API (it checks that the native connection really is in a transaction, since
+  sqlite3 and psycopg2 open theirs lazily), commits or rolls it back with the driver's API,
+  and reports the outcome to the core (``aj_store_settle``). The connection must not be in
+  a transaction when a workflow starts (:class:`MisuseError` otherwise: commit first);
+* a zero-argument callable returning any of the above: a *factory*, called once per
+  thread and per process. Use it for borrowed connections in forking workers.
+
+Threads: a URL database gives each thread its own connection. A borrowed connection is
+shared; this layer serialises the workflows that use it with a lock, but the application
+must not use the connection from another thread while a workflow runs on it (sqlite3
+refuses other threads by default; psycopg connections would interleave transactions).
+
+Fork: a borrowed connection is never used in a process other than the one that first
+used it (:class:`MisuseError`); URL and factory databases open a new connection in the
+child.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+from . import _native
+from .errors import MisuseError
+
+DatabaseLike = Union[str, Any, Callable[[], Any]]
+
+
+class StoreCursor:
+    """The ``tx`` of a step on a URL store: DB-API flavoured, over ``aj_store_exec``.
+
+    ``?`` placeholders on SQLite and PostgreSQL alike; parameters may be None, int, str or
+    bytes. Values come back as int, str or None (PostgreSQL returns text for every type).
+    """
+
+    def __init__(self, store: _native.Store) -> None:
+        self._store = store
+        self._rows: List[Tuple[Any, ...]] = []
+        self._pos = 0
+        self.rowcount = -1
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> "StoreCursor":
+        self._rows = self._store.exec(sql, params)
+        self._pos = 0
+        self.rowcount = len(self._rows)
+        return self
+
+    def executemany(self, sql: str, seq_of_params: Sequence[Sequence[Any]]) -> "StoreCursor":
+        for params in seq_of_params:
+            self.execute(sql, params)
+        return self
+
+    def fetchone(self) -> Optional[Tuple[Any, ...]]:
+        if self._pos >= len(self._rows):
+            return None
+        row = self._rows[self._pos]
+        self._pos += 1
+        return row
+
+    def fetchall(self) -> List[Tuple[Any, ...]]:
+        rows = self._rows[self._pos:]
+        self._pos = len(self._rows)
+        return rows
+
+    def __iter__(self) -> Iterator[Tuple[Any, ...]]:
+        while True:
+            row = self.fetchone()
+            if row is None:
+                return
+            yield row
+
+    def close(self) -> None:
+        self._rows = []
+
+
+class Database:
+    """Resolves to the native store of the current thread and process, and wraps each
+    core call that writes in the right transaction."""
+
+    borrowed = False
+
+    def __init__(self, options: Dict[str, int]) -> None:
+        self.options = options
+        self.lock = threading.RLock()
+
+    def current(self) -> "Database":
+        """The database serving this thread (itself, except for factories)."""
+        return self
+
+    # -- to be provided by subclasses -------------------------------------------
+    def store(self) -> _native.Store:
+        raise NotImplementedError
+
+    def cursor(self, store: _native.Store) -> Any:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def transaction(self, store: _native.Store) -> Iterator[None]:
+        """Owned stores: nothing (the core does its own transactions)."""
+        yield
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+def _configure(store: _native.Store) -> _native.Store:
+    from . import queues  # late: queues imports workflow machinery
+    store.set_enqueue(queues.dispatch)
+    return store
+
+
+class UrlDatabase(Database):
+    """An owned store per thread and per process."""
+
+    def __init__(self, url: str, options: Dict[str, int]) -> None:
+        super().__init__(options)
+        if "\0" in url or not url.strip():
+            from .errors import InvalidArgument
+            raise InvalidArgument("the database URL is empty or contains a NUL byte")
+        self.url = url
+        self._local = threading.local()
+
+    def store(self) -> _native.Store:
+        local = self._local
+        store = getattr(local, "store", None)
+        if store is not None and store.pid == os.getpid() and not store.closed:
+            return store
+        # A store inherited across fork is dropped, not closed: aj_store_free in the child
+        # releases memory without touching the parent's connection.
+        local.store = None
+        local.store = _configure(_native.open(self.url, **self.options))
+        return local.store
+
+    def cursor(self, store: _native.Store) -> StoreCursor:
+        return StoreCursor(store)
+
+    def close(self) -> None:
+        store = getattr(self._local, "store", None)
+        self._local.store = None
+        if store is not None and store.pid == os.getpid():
+            store.close()
+
+    def describe(self) -> str:
+        return "url"
+
+
+class BorrowedDatabase(Database):
+    """Common part of the borrowed connections."""
+
+    borrowed = True
+
+    def __init__(self, conn: Any, options: Dict[str, int]) -> None:
+        super().__init__(options)
+        self.conn = conn
+        self._store: Optional[_native.Store] = None
+        self._pid: Optional[int] = None
+
+    def _borrow(self) -> _native.Store:
+        raise NotImplementedError
+
+    def store(self) -> _native.Store:
+        pid = os.getpid()
+        if self._pid is None:
+            self._pid = pid
+        elif self._pid != pid:
+            raise MisuseError(
+                f"this {type(self.conn).__module__}.{type(self.conn).__name__} was first used "
+                f"in process {self._pid} and cannot be used after fork (process {pid}): pass a "
+                "URL or a connection factory (a callable) to @acidic_job.workflow instead",
+                _native.EMISUSE, "AJ_EMISUSE")
+        if self._store is None or self._store.closed:
+            store = _configure(self._borrow())
+            with self.transaction(store):
+                store.migrate()
+            self._store = store
+        return self._store
+
+    # The host transaction, through the driver's own API.
+    def _in_host_transaction(self) -> bool:
+        raise NotImplementedError
+
+    def _begin(self) -> None:
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
+        raise NotImplementedError
+
+    def begin(self, store: _native.Store) -> None:
+        if self._in_host_transaction() or store.in_transaction():
+            raise MisuseError(
+                "the connection already has an open transaction: commit or roll it back "
+                "before running a workflow (every step commits its own transaction)",
+                _native.EMISUSE, "AJ_EMISUSE")
+        self._begin()
+        if not store.in_transaction():
+            self._rollback()
+            raise MisuseError("could not open a transaction on the borrowed connection",
+                              _native.EMISUSE, "AJ_EMISUSE")
+
+    def commit(self, store: _native.Store) -> None:
+        try:
+            self._commit()
+        except BaseException:
+            self.rollback(store)
+            raise
+        store.settle(True)
+
+    def rollback(self, store: _native.Store) -> None:
+        try:
+            self._rollback()
+        finally:
+            store.settle(False)
+
+    @contextlib.contextmanager
+    def transaction(self, store: _native.Store) -> Iterator[None]:
+        """One host transaction: begin, body, commit (rollback on any exception)."""
+        self.begin(store)
+        try:
+            yield
+        except BaseException:
+            self.rollback(store)
+            raise
+        self.commit(store)
+
+    def close(self) -> None:
+        store, self._store = self._store, None
+        if store is not None and self._pid == os.getpid():
+            store.close()
+
+
+class SqliteDatabase(BorrowedDatabase):
+    """A borrowed ``sqlite3.Connection``. ``tx`` is ``conn.cursor()`` (``?`` placeholders).
+
+    The transaction is opened with an explicit ``BEGIN IMMEDIATE`` (Python's sqlite3 would
+    open it lazily, at the first write, and a deferred transaction can fail to upgrade to a
+    write lock under concurrency); ``conn.commit()`` / ``conn.rollback()`` close it.
+    """
+
+    def _borrow(self) -> _native.Store:
+        return _native.borrow_sqlite(self.conn, **self.options)
+
+    def _in_host_transaction(self) -> bool:
+        return bool(self.conn.in_transaction)
+
+    def _begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self.conn.commit()
+
+    def _rollback(self) -> None:
+        self.conn.rollback()
+
+    def cursor(self, store: _native.Store) -> Any:
+        return self.conn.cursor()
+
+    def describe(self) -> str:
+        return "sqlite3"
+
+
+def _check_libpq(driver: str, version: int) -> None:
+    mine = _native.pq_libversion()
+    if version != mine:
+        raise MisuseError(
+            f"{driver} uses libpq {version} but acidic_job was built against libpq {mine}: a "
+            "connection cannot be shared between two copies of libpq (a '-binary' wheel "
+            "bundles its own); install the driver built on the system libpq or pass a URL",
+            _native.EMISUSE, "AJ_EMISUSE")
+
+
+class Psycopg3Database(BorrowedDatabase):
+    """A borrowed psycopg 3 ``Connection``. ``tx`` is ``conn.cursor()`` (``%s`` placeholders).
+
+    The transaction is opened by a first statement (``SELECT 1`` in the default
+    non-autocommit mode, an explicit ``BEGIN`` in autocommit mode) and closed with
+    ``conn.commit()`` / ``conn.rollback()``.
+    """
+
+    def _borrow(self) -> _native.Store:
+        import psycopg
+        if psycopg.pq.__impl__ == "binary":
+            raise MisuseError("psycopg[binary] bundles its own libpq: its connections cannot be "
+                              "shared with acidic_job; use psycopg on the system libpq or a URL",
+                              _native.EMISUSE, "AJ_EMISUSE")
+        _check_libpq("psycopg", psycopg.pq.version())
+        if self.conn.closed:
+            raise MisuseError("the psycopg connection is closed", _native.EMISUSE, "AJ_EMISUSE")
+        return _native.borrow_pg(self.conn.pgconn.pgconn_ptr, self.conn, **self.options)
+
+    def _in_host_transaction(self) -> bool:
+        from psycopg import pq
+        return self.conn.pgconn.transaction_status != pq.TransactionStatus.IDLE
+
+    def _begin(self) -> None:
+        self.conn.execute("BEGIN" if self.conn.autocommit else "SELECT 1")
+
+    def _commit(self) -> None:
+        self.conn.commit()
+
+    def _rollback(self) -> None:
+        self.conn.rollback()
+
+    def cursor(self, store: _native.Store) -> Any:
+        return self.conn.cursor()
+
+    def describe(self) -> str:
+        return "psycopg"
+
+
+class Psycopg2Database(BorrowedDatabase):
+    """A borrowed psycopg2 ``connection``. ``tx`` is ``conn.cursor()`` (``%s`` placeholders).
+
+    In autocommit mode psycopg2's ``commit()`` does nothing, so the transaction is then
+    driven with explicit BEGIN / COMMIT / ROLLBACK statements.
+    """
+
+    def _borrow(self) -> _native.Store:
+        import psycopg2.extensions
+        _check_libpq("psycopg2", psycopg2.extensions.libpq_version())
+        if self.conn.closed:
+            raise MisuseError("the psycopg2 connection is closed", _native.EMISUSE, "AJ_EMISUSE")
+        return _native.borrow_pg(self.conn.pgconn_ptr, self.conn, **self.options)
+
+    def _in_host_transaction(self) -> bool:
+        import psycopg2.extensions as ext
+        return self.conn.info.transaction_status != ext.TRANSACTION_STATUS_IDLE
+
+    def _exec(self, sql: str) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(sql)
+
+    def _begin(self) -> None:
+        self._exec("BEGIN" if self.conn.autocommit else "SELECT 1")
+
+    def _commit(self) -> None:
+        if self.conn.autocommit:
+            self._exec("COMMIT")
+        else:
+            self.conn.commit()
+
+    def _rollback(self) -> None:
+        if self.conn.autocommit:
+            self._exec("ROLLBACK")
+        else:
+            self.conn.rollback()
+
+    def cursor(self, store: _native.Store) -> Any:
+        return self.conn.cursor()
+
+    def describe(self) -> str:
+        return "psycopg2"
+
+
+class FactoryDatabase(Database):
+    """A callable returning a connection or a URL, called once per thread and process."""
+
+    def __init__(self, factory: Callable[[], Any], options: Dict[str, int]) -> None:
+        super().__init__(options)
+        self.factory = factory
+        self._local = threading.local()
+
+    def current(self) -> Database:
+        local = self._local
+        db = getattr(local, "db", None)
+        if db is None or getattr(local, "pid", None) != os.getpid():
+            target = self.factory()
+            if callable(target) and not isinstance(target, str):
+                raise TypeError("a database factory must return a URL or a connection")
+            local.db = _resolve_plain(target, self.options)
+            local.pid = os.getpid()
+        return local.db
+
+    def store(self) -> _native.Store:
+        return self.current().store()
+
+    def cursor(self, store: _native.Store) -> Any:
+        return self.current().cursor(store)
+
+    def describe(self) -> str:
+        return "factory"
+
+
+_OPTION_NAMES = ("lock_timeout_ms", "busy_timeout_ms", "synchronous", "conflict_retries")
+
+
+def _resolve_plain(db: Any, options: Dict[str, int]) -> Database:
+    if isinstance(db, str):
+        return UrlDatabase(db, options)
+    mod = type(db).__module__ or ""
+    if "sqlite3" in sys.modules:
+        import sqlite3
+        if isinstance(db, sqlite3.Connection):
+            return SqliteDatabase(db, options)
+    if mod.startswith("psycopg2") and hasattr(db, "pgconn_ptr"):
+        return Psycopg2Database(db, options)
+    if mod.startswith("psycopg") and hasattr(db, "pgconn"):
+        return Psycopg3Database(db, options)
+    raise TypeError(
+        f"expected a database URL (str), a sqlite3.Connection, a psycopg or psycopg2 "
+        f"connection, or a callable returning one; got {type(db).__module__}.{type(db).__name__}")
+
+
+def resolve(db: DatabaseLike, *, lock_timeout: Optional[float] = None,
+            busy_timeout: Optional[float] = None, synchronous: Optional[str] = None,
+            conflict_retries: Optional[int] = None) -> Database:
+    """Turn what the user passed into a :class:`Database`. Timeouts are in seconds."""
+    if isinstance(db, Database):
+        return db
+    options: Dict[str, int] = {}
+    if lock_timeout is not None:
+        if not isinstance(lock_timeout, (int, float)) or isinstance(lock_timeout, bool) \
+                or lock_timeout < 0:
+            raise TypeError("lock_timeout must be a non-negative number of seconds")
+        options["lock_timeout_ms"] = int(lock_timeout * 1000)
+    if busy_timeout is not None:
+        if not isinstance(busy_timeout, (int, float)) or isinstance(busy_timeout, bool) \
+                or busy_timeout < 0:
+            raise TypeError("busy_timeout must be a non-negative number of seconds")
+        options["busy_timeout_ms"] = int(busy_timeout * 1000)
+    if synchronous is not None:
+        levels = {"full": _native.SYNC_FULL, "normal": _native.SYNC_NORMAL, "off": _native.SYNC_OFF}
+        if not isinstance(synchronous, str) or synchronous.lower() not in levels:
+            raise TypeError("synchronous must be 'full', 'normal' or 'off'")
+        options["synchronous"] = levels[synchronous.lower()]
+    if conflict_retries is not None:
+        if not isinstance(conflict_retries, int) or isinstance(conflict_retries, bool) \
+                or conflict_retries < 0:
+            raise TypeError("conflict_retries must be a non-negative int")
+        options["conflict_retries"] = conflict_retries
+    if callable(db) and not isinstance(db, str) and not _looks_like_connection(db):
+        return FactoryDatabase(db, options)
+    return _resolve_plain(db, options)
+
+
+def _looks_like_connection(obj: Any) -> bool:
+    return hasattr(obj, "cursor") and hasattr(obj, "commit")

@@ -1,0 +1,573 @@
+"""Workflows: ``@workflow`` classes, ``@step`` methods, persisted attributes, ``@job``.
+
+A workflow class is Ruby's ``idempotently``: each distinct set of constructor arguments
+(or an explicit ``key``) is one *run*, a row in ``acidic_job_keys``. ``Cls.run(...)``
+acquires the run, then executes its steps in declaration order from the run's recovery
+point. Each step is one database transaction holding the step's own writes, the run's
+new recovery point and its persisted attributes, and any job staged with
+``perform_transactionally``: all of it commits, or none of it does.
+
+Control flow from a step, by its return value:
+
+* ``return acidic_job.FINISH``: finish the run successfully when this step commits
+  (Ruby's ``safely_finish_acidic_job``); later steps do not run.
+* ``return acidic_job.goto("name")``: continue at the named step.
+* a step declared with ``awaits=[task, ...]`` stages those jobs; it may return a dict
+  ``{task: (args...)}`` with the positional arguments of each awaited job (default: none).
+  The run then waits; the last awaited job to succeed re-enqueues the workflow, which
+  resumes at the next step.
+
+Anything else a step returns is ignored.
+"""
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import importlib
+import inspect
+import json
+import logging
+import warnings
+from typing import (Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional,
+                    Sequence, Tuple, Type, TypeVar, Union, overload)
+
+from . import _native
+from .codec import DEFAULT_CODEC, Codec
+from .databases import Database, DatabaseLike, resolve
+from .errors import EncodeError, MisuseError, NoDefinedSteps, DuplicateStep, Error
+
+log = logging.getLogger("acidic_job")
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ["workflow", "step", "job", "FINISH", "goto", "GoTo", "current_step", "StepContext",
+           "WorkflowSpec", "registry"]
+
+
+class _Finish:
+    """The sentinel a step returns to finish its run early."""
+
+    _instance: ClassVar[Optional["_Finish"]] = None
+
+    def __new__(cls) -> "_Finish":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "acidic_job.FINISH"
+
+
+#: Return this from a step to finish the run successfully when the step commits.
+FINISH = _Finish()
+
+
+class GoTo:
+    """Return ``acidic_job.goto(name)`` from a step to continue at another step."""
+
+    __slots__ = ("step",)
+
+    def __init__(self, step: str) -> None:
+        if not isinstance(step, str):
+            raise TypeError("goto() expects a step name (str)")
+        self.step = step
+
+    def __repr__(self) -> str:
+        return f"acidic_job.goto({self.step!r})"
+
+
+def goto(step: Union[str, Callable[..., Any]]) -> GoTo:
+    """Continue at ``step`` (a name or the step method itself) after this step commits."""
+    if callable(step) and hasattr(step, "__acidic_step__"):
+        return GoTo(step.__acidic_step__.name)  # type: ignore[attr-defined]
+    return GoTo(step)  # type: ignore[arg-type]
+
+
+class StepSpec:
+    """What ``@step`` records on a method."""
+
+    __slots__ = ("fn", "name", "awaits", "takes_tx")
+
+    def __init__(self, fn: Callable[..., Any], awaits: Sequence[Any]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.awaits = tuple(awaits)
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if not params:
+            raise TypeError(f"step {self.name}: a step is a method (self[, tx])")
+        if len(params) > 2:
+            raise TypeError(f"step {self.name}: a step takes (self) or (self, tx)")
+        self.takes_tx = len(params) == 2
+
+
+@overload
+def step(fn: F) -> F: ...
+
+
+@overload
+def step(*, awaits: Sequence[Any] = ()) -> Callable[[F], F]: ...
+
+
+def step(fn: Optional[F] = None, *, awaits: Sequence[Any] = ()) -> Any:
+    """Mark a method of a ``@workflow`` class as a step: ``def name(self, tx)`` or
+    ``def name(self)``. Steps run in the order they are defined.
+
+    ``awaits``: Celery tasks or RQ jobs (``@acidic_job.rq.job``) this step fans out to.
+    """
+    if isinstance(awaits, (str, bytes)) or not isinstance(awaits, Iterable):
+        raise TypeError("awaits must be a list of tasks or jobs")
+    awaits = list(awaits)
+
+    def mark(f: F) -> F:
+        if not callable(f):
+            raise TypeError("@acidic_job.step decorates a method")
+        f.__acidic_step__ = StepSpec(f, awaits)  # type: ignore[attr-defined]
+        return f
+
+    if fn is not None:
+        return mark(fn)
+    return mark
+
+
+# --- the current step (for perform_transactionally) ---------------------------------
+
+class StepContext:
+    """The step being executed on this thread: its run, store and workflow instance."""
+
+    __slots__ = ("spec", "instance", "run", "database", "store", "step", "args_doc")
+
+    def __init__(self, spec: "WorkflowSpec", instance: Any, run: _native.Run,
+                 database: Database, store: _native.Store, step: str, args_doc: str) -> None:
+        self.args_doc = args_doc
+        self.spec = spec
+        self.instance = instance
+        self.run = run
+        self.database = database
+        self.store = store
+        self.step = step
+
+
+_current: contextvars.ContextVar[Optional[StepContext]] = contextvars.ContextVar(
+    "acidic_job_step", default=None)
+
+
+def current_step() -> Optional[StepContext]:
+    """The step executing in this thread (context), or None outside a step."""
+    return _current.get()
+
+
+#: job name -> workflow class (or function job), for continuations
+registry: Dict[str, Any] = {}
+
+
+def _error_document(exc: BaseException) -> str:
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not hide the original exception
+        message = repr(exc)
+    return json.dumps({"class": name, "message": message}, sort_keys=True, ensure_ascii=False)
+
+
+def _is_classvar(hint: Any) -> bool:
+    if isinstance(hint, str):
+        return hint.startswith(("ClassVar", "typing.ClassVar", "t.ClassVar"))
+    return getattr(hint, "__origin__", None) is ClassVar or hint is ClassVar
+
+
+class WorkflowSpec:
+    """Everything ``@workflow`` derives from a class (``Cls.__acidic_workflow__``)."""
+
+    def __init__(self, cls: type, database: Database, name: str, codec: Codec,
+                 steps: List[StepSpec], attributes: Dict[str, Any],
+                 signature: inspect.Signature) -> None:
+        self.cls = cls
+        self.database = database
+        self.name = name
+        self.codec = codec
+        self.steps = steps
+        self.steps_by_name = {s.name: s for s in steps}
+        self.attributes = attributes
+        self.signature = signature
+        from . import queues
+        native_steps = []
+        for s in steps:
+            names = tuple(queues.describe(j)[1] for j in s.awaits)
+            native_steps.append((s.name, names))
+        self.native = _native.Workflow(native_steps)
+
+    # -- encoding -------------------------------------------------------------
+    def _encode_named(self, what: str, values: Mapping[str, Any]) -> str:
+        try:
+            return self.codec.encode(dict(values))
+        except (TypeError, ValueError, OverflowError, RecursionError) as first:
+            for name, value in values.items():
+                try:
+                    self.codec.encode({name: value})
+                except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+                    raise EncodeError(
+                        f"{what} {name!r} of {self.name} cannot be encoded: {exc}") from exc
+            raise EncodeError(f"the {what}s of {self.name} cannot be encoded: {first}") from first
+
+    def check_attribute(self, name: str, value: Any) -> None:
+        self._encode_named("attribute", {name: value})
+
+    def encode_attributes(self, instance: Any) -> str:
+        values = {name: getattr(instance, name) for name in self.attributes}
+        return self._encode_named("attribute", values)
+
+    def apply_attributes(self, instance: Any, doc: Optional[str]) -> None:
+        stored: Dict[str, Any] = {}
+        if doc:
+            decoded = self.codec.decode(doc)
+            if isinstance(decoded, dict):
+                stored = decoded
+        defaults = self.codec.decode(self._encode_named("attribute", self.attributes)) \
+            if self.attributes else {}
+        for name in self.attributes:
+            value = stored[name] if name in stored else defaults[name]
+            object.__setattr__(instance, name, value)
+
+    def encode_arguments(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]
+                         ) -> Tuple[str, inspect.BoundArguments]:
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}.run(): {exc}") from None
+        bound.apply_defaults()
+        return self._encode_named("argument", bound.arguments), bound
+
+    def decode_arguments(self, doc: str) -> inspect.BoundArguments:
+        arguments = self.codec.decode(doc) if doc else {}
+        if not isinstance(arguments, dict):
+            raise Error(f"the stored arguments of {self.name} are not an object: {doc!r}")
+        return inspect.BoundArguments(self.signature, arguments)  # type: ignore[arg-type]
+
+    # -- running --------------------------------------------------------------
+    def new_instance(self, bound: inspect.BoundArguments) -> Any:
+        instance = self.cls.__new__(self.cls)
+        self.apply_attributes(instance, None)
+        instance.__init__(*bound.args, **bound.kwargs)
+        return instance
+
+    def run(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], key: Optional[str]) -> bool:
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__}")
+        if key is not None and (not key or "\0" in key):
+            raise TypeError("key must be a non-empty str without NUL bytes")
+        args_doc, bound = self.encode_arguments(args, kwargs)
+        if key is None:
+            key = hashlib.sha1(f"{self.name}\n{args_doc}".encode("utf-8")).hexdigest()
+        instance = self.new_instance(bound)
+        return self.perform(instance, key, args_doc)
+
+    def resume(self, key: str, args_doc: str) -> bool:
+        """Continue the run ``key`` (a continuation after awaited jobs)."""
+        instance = self.new_instance(self.decode_arguments(args_doc))
+        return self.perform(instance, key, args_doc)
+
+    def perform(self, instance: Any, key: str, args_doc: str) -> bool:
+        database = self.database.current()
+        with database.lock:
+            store = database.store()
+            attrs_doc = self.encode_attributes(instance)
+            if database.borrowed:
+                with database.transaction(store):  # type: ignore[attr-defined]
+                    run = _native.acquire(store, self.native, key, self.name, args_doc, attrs_doc)
+            else:
+                run = _native.acquire(store, self.native, key, self.name, args_doc, attrs_doc)
+            try:
+                status = run.status
+                if status == _native.RUN_READY:
+                    self.apply_attributes(instance, run.attributes)
+                while run.status == _native.RUN_READY:
+                    self._step(database, store, run, instance, args_doc)
+                return run.status == _native.RUN_SUCCEEDED
+            finally:
+                run.close()
+
+    def _step(self, database: Database, store: _native.Store, run: _native.Run,
+              instance: Any, args_doc: str) -> None:
+        call = _StepCall(self, instance, run, database, store, args_doc)
+        if not database.borrowed:
+            run.step(call)
+            return
+        database.begin(store)  # type: ignore[attr-defined]
+        try:
+            run.step(call)
+        except BaseException as exc:
+            database.rollback(store)  # type: ignore[attr-defined]
+            if call.failed:
+                self._record_failure(database, store, run, exc)
+            raise
+        try:
+            database.commit(store)  # type: ignore[attr-defined]
+        except BaseException as exc:  # the commit itself failed: rolled back
+            try:
+                run.set_error(_error_document(exc))
+            except Exception:
+                pass
+            self._record_failure(database, store, run, exc)
+            raise
+
+    def _record_failure(self, database: Database, store: _native.Store, run: _native.Run,
+                        exc: BaseException) -> None:
+        """Borrowed stores: the step was rolled back; record its error and release the
+        lock in a transaction of its own. A failure here is reported, not raised, so the
+        step's exception stays the one the caller sees (as in acidic_job 0.7.0)."""
+        try:
+            with database.transaction(store):  # type: ignore[attr-defined]
+                run.fail()
+        except Exception as record_exc:
+            warnings.warn(f"acidic_job: could not record the failure of {self.name} "
+                          f"({exc!r}): {record_exc}", RuntimeWarning, stacklevel=3)
+
+
+class _StepCall:
+    """The callable handed to the core for one step."""
+
+    def __init__(self, spec: WorkflowSpec, instance: Any, run: _native.Run,
+                 database: Database, store: _native.Store, args_doc: str) -> None:
+        self.spec = spec
+        self.instance = instance
+        self.run = run
+        self.database = database
+        self.store = store
+        self.args_doc = args_doc
+        self.failed = False
+
+    def __call__(self, step_name: str) -> None:
+        spec = self.spec
+        step_spec = spec.steps_by_name[step_name]
+        snapshot = spec.encode_attributes(self.instance)
+        token = _current.set(StepContext(spec, self.instance, self.run, self.database,
+                                         self.store, step_name, self.args_doc))
+        try:
+            if step_spec.takes_tx:
+                tx = self.database.cursor(self.store)
+                try:
+                    result = step_spec.fn(self.instance, tx)
+                finally:
+                    close = getattr(tx, "close", None)
+                    if close is not None:
+                        try:
+                            close()
+                        except Exception:
+                            pass
+            else:
+                result = step_spec.fn(self.instance)
+            self._apply(step_spec, result)
+            self.run.set_attributes(spec.encode_attributes(self.instance))
+        except BaseException as exc:
+            self.failed = True
+            try:
+                spec.apply_attributes(self.instance, snapshot)
+            except Exception:
+                pass
+            try:
+                self.run.set_error(_error_document(exc))
+            except Exception:
+                pass
+            raise
+        finally:
+            _current.reset(token)
+
+    def _apply(self, step_spec: StepSpec, result: Any) -> None:
+        if result is FINISH:
+            self.run.finish()
+            return
+        if isinstance(result, GoTo):
+            self.run.goto(result.step)
+            return
+        if not step_spec.awaits:
+            return
+        from . import queues
+        per_job: Mapping[Any, Any] = result if isinstance(result, Mapping) else {}
+        first_adapter = None
+        for job_ref in step_spec.awaits:
+            adapter, name = queues.describe(job_ref)
+            first_adapter = first_adapter or adapter
+            args = per_job.get(job_ref, per_job.get(name, ()))
+            if not isinstance(args, (tuple, list)):
+                args = (args,)
+            payload = queues.encode_payload(job_ref, tuple(args), {})
+            self.run.await_job(adapter, name, payload)
+        assert first_adapter is not None
+        cont_name, cont_payload = queues.continuation(first_adapter, self.spec, self.run)
+        self.run.set_continuation(first_adapter, cont_name, cont_payload)
+
+
+def _collect_steps(cls: type) -> List[StepSpec]:
+    found: Dict[str, StepSpec] = {}
+    for klass in reversed(cls.__mro__):
+        for attr, value in vars(klass).items():
+            spec = getattr(value, "__acidic_step__", None)
+            if isinstance(spec, StepSpec):
+                if spec.name in found and attr != spec.name:
+                    raise DuplicateStep(f"two steps named {spec.name!r} in {cls.__qualname__}")
+                found.pop(attr, None)  # an override keeps the subclass's position
+                found[attr] = spec
+    return list(found.values())
+
+
+def _collect_attributes(cls: type, codec: Codec, name: str) -> Dict[str, Any]:
+    attributes: Dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        annotations = vars(klass).get("__annotations__", {})
+        for attr, hint in annotations.items():
+            if attr.startswith("_") or _is_classvar(hint) or attr not in vars(klass):
+                continue
+            default = vars(klass)[attr]
+            if callable(default) or isinstance(default, (property, staticmethod, classmethod)):
+                continue
+            attributes[attr] = default
+    try:
+        codec.encode(attributes)
+    except (TypeError, ValueError, OverflowError) as exc:
+        for attr, value in attributes.items():
+            try:
+                codec.encode({attr: value})
+            except (TypeError, ValueError, OverflowError) as e:
+                raise EncodeError(f"the default of attribute {attr!r} of {name} cannot be "
+                                  f"encoded: {e}") from e
+        raise EncodeError(f"the attribute defaults of {name} cannot be encoded: {exc}") from exc
+    return attributes
+
+
+def workflow(db: DatabaseLike, *, name: Optional[str] = None, codec: Optional[Codec] = None,
+             lock_timeout: Optional[float] = None, busy_timeout: Optional[float] = None,
+             synchronous: Optional[str] = None,
+             conflict_retries: Optional[int] = None) -> Callable[[Type[T]], Type[T]]:
+    """Make a class an idempotent workflow (Ruby's ``idempotently``).
+
+    ``db``: a URL, a sqlite3 / psycopg / psycopg2 connection, or a callable returning
+    one (see :mod:`acidic_job.databases`). ``name``: the job name stored with each run
+    (default ``module.QualName``). ``codec``: how arguments and attributes are encoded
+    (default canonical JSON). ``lock_timeout`` (seconds, default 90): how long a run
+    stays locked by a worker that died. ``busy_timeout`` / ``synchronous``: SQLite URL
+    stores. ``conflict_retries``: serialization failures the core retries.
+
+    The class gains ``run(*args, key=None, **kwargs) -> bool`` (a classmethod): the
+    arguments are those of ``__init__``; they identify the run unless ``key`` is given.
+    Annotated class attributes with a default are persisted with each step.
+    """
+    database = resolve(db, lock_timeout=lock_timeout, busy_timeout=busy_timeout,
+                       synchronous=synchronous, conflict_retries=conflict_retries)
+    the_codec: Codec = codec if codec is not None else DEFAULT_CODEC
+    if not (callable(getattr(the_codec, "encode", None)) and
+            callable(getattr(the_codec, "decode", None))):
+        raise TypeError("codec must have encode(value) -> str and decode(str) -> value")
+    if name is not None and (not isinstance(name, str) or not name or "\0" in name):
+        raise TypeError("name must be a non-empty str")
+
+    def decorate(cls: Type[T]) -> Type[T]:
+        if not isinstance(cls, type):
+            raise TypeError("@acidic_job.workflow decorates a class; use @acidic_job.job "
+                            "for a function")
+        job_name = name or f"{cls.__module__}.{cls.__qualname__}"
+        steps = _collect_steps(cls)
+        if not steps:
+            raise NoDefinedSteps(f"{cls.__qualname__} has no steps", _native.ENO_STEPS,
+                                 "AJ_ENO_STEPS")
+        attributes = _collect_attributes(cls, the_codec, job_name)
+        init = cls.__init__  # type: ignore[misc]
+        if init is object.__init__:
+            signature = inspect.Signature()
+        else:
+            sig = inspect.signature(init)
+            params = list(sig.parameters.values())[1:]
+            if any(p.name == "key" for p in params):
+                raise TypeError(f"{cls.__qualname__}.__init__ must not take a parameter named "
+                                "'key' (run() reserves it for the idempotency key)")
+            signature = sig.replace(parameters=params)
+        spec = WorkflowSpec(cls, database, job_name, the_codec, steps, attributes, signature)
+        cls.__acidic_workflow__ = spec  # type: ignore[attr-defined]
+
+        def run(klass: type, *args: Any, key: Optional[str] = None, **kwargs: Any) -> bool:
+            """Run (or resume) the workflow; True once the run has succeeded."""
+            return klass.__acidic_workflow__.run(args, kwargs, key)  # type: ignore
+
+        cls.run = classmethod(run)  # type: ignore[attr-defined]
+
+        if attributes:
+            base_setattr = cls.__setattr__
+
+            def __setattr__(self: Any, attr: str, value: Any) -> None:
+                if attr in spec.attributes:
+                    spec.check_attribute(attr, value)
+                base_setattr(self, attr, value)
+
+            cls.__setattr__ = __setattr__  # type: ignore[assignment]
+        registry[job_name] = cls
+        return cls
+
+    return decorate
+
+
+class FunctionJob:
+    """A single-step workflow made from a function (``@acidic_job.job(db)``).
+
+    ``fn(tx, *args, **kwargs)`` runs once per set of arguments (or per ``key``):
+    ``fn.run(*args, key=None, **kwargs) -> bool``; calling the object is the same.
+    """
+
+    def __init__(self, fn: Callable[..., Any], spec: WorkflowSpec) -> None:
+        self.fn = fn
+        self.__acidic_workflow__ = spec
+        self.__name__ = getattr(fn, "__name__", "job")
+        self.__qualname__ = getattr(fn, "__qualname__", self.__name__)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def run(self, *args: Any, key: Optional[str] = None, **kwargs: Any) -> bool:
+        return self.__acidic_workflow__.run(args, kwargs, key)
+
+    __call__ = run
+
+    def __repr__(self) -> str:
+        return f"<acidic_job.job {self.__acidic_workflow__.name}>"
+
+
+def job(db: DatabaseLike, *, name: Optional[str] = None, codec: Optional[Codec] = None,
+        **options: Any) -> Callable[[Callable[..., Any]], FunctionJob]:
+    """The function form: ``@acidic_job.job(db) def send(tx, user_id): ...``.
+
+    The function is the one step of a workflow; its first parameter receives ``tx``, the
+    others are the job's arguments (which identify the run, as for a class).
+    """
+
+    def decorate(fn: Callable[..., Any]) -> FunctionJob:
+        if not callable(fn) or isinstance(fn, type):
+            raise TypeError("@acidic_job.job decorates a function")
+        sig = inspect.signature(fn)
+        params = list(sig.parameters.values())
+        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY,
+                                                params[0].POSITIONAL_OR_KEYWORD):
+            raise TypeError(f"{fn.__qualname__}: the first parameter receives tx")
+        job_sig = sig.replace(parameters=params[1:])
+        if any(p.name == "key" for p in params[1:]):
+            raise TypeError(f"{fn.__qualname__} must not take a parameter named 'key'")
+        job_name = name or f"{fn.__module__}.{fn.__qualname__}"
+
+        def body(self: Any, tx: Any) -> Any:
+            return fn(tx, *self._bound.args, **self._bound.kwargs)
+
+        body.__name__ = fn.__name__
+
+        def init(self: Any, *args: Any, **kwargs: Any) -> None:
+            self._bound = job_sig.bind(*args, **kwargs)
+
+        cls = type(fn.__name__, (), {"__init__": init, fn.__name__: step(body),
+                                     "__module__": fn.__module__,
+                                     "__qualname__": fn.__qualname__})
+        cls.__init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)] + params[1:])
+        workflow(db, name=job_name, codec=codec, **options)(cls)
+        fj = FunctionJob(fn, cls.__acidic_workflow__)  # type: ignore[attr-defined]
+        registry[job_name] = fj
+        return fj
+
+    return decorate
