@@ -1,0 +1,59 @@
+/* Every test of the suite, in the order it runs. Each runs once per database on a fresh
+ * database (see harness.c). */
+#ifndef AJ_TESTS_H
+#define AJ_TESTS_H
+
+#define AJ_TEST_LIST(X)                  \
+    /* test_store.c */                   \
+    X(test_open_url_forms)               \
+    X(test_open_malformed)               \
+    X(test_open_redacts_password)        \
+    X(test_reopen_idempotent)            \
+    X(test_concurrent_migrate)           \
+    /* test_borrow.c */                  \
+    X(test_borrow_basics)                \
+    X(test_borrow_never_commits)         \
+    X(test_borrow_settle)                \
+    X(test_borrow_host)                  \
+    /* test_workflow.c */                \
+    X(test_workflow_definition)          \
+    X(test_workflow_empty)               \
+    X(test_workflow_column)              \
+    /* test_run.c */                     \
+    X(test_acquire_new)                  \
+    X(test_acquire_mismatch)             \
+    X(test_acquire_locked)               \
+    X(test_acquire_lock_timeout)         \
+    X(test_acquire_finished)             \
+    X(test_steps_advance)                \
+    X(test_step_failure_and_retry)       \
+    X(test_step_finish_early)            \
+    X(test_step_goto)                    \
+    X(test_unknown_recovery_point)       \
+    X(test_attributes)                   \
+    /* test_outbox.c */                  \
+    X(test_stage_enqueued_after_commit)  \
+    X(test_stage_rolled_back_with_step)  \
+    X(test_drain)                        \
+    X(test_enqueue_rejected_left_for_drain) \
+    X(test_store_exec)                   \
+    /* test_await.c */                   \
+    X(test_await_countdown)              \
+    X(test_await_misuse)                 \
+    /* test_concurrency.c */             \
+    X(test_race_acquire_new_key)         \
+    X(test_race_batch_countdown)         \
+    X(test_race_many_keys)               \
+    /* test_input.c */                   \
+    X(test_null_arguments)               \
+    X(test_nul_bytes_in_documents)       \
+    X(test_use_after_fork)               \
+    X(test_code_names)                   \
+    X(test_error_last)                   \
+    /* last: restarts the PostgreSQL server */ \
+    X(test_pg_reconnect)
+
+#define AJ_DECLARE_TEST(name) void name(void **state);
+AJ_TEST_LIST(AJ_DECLARE_TEST)
+
+#endif
