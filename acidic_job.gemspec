@@ -1,0 +1,33 @@
+# frozen_string_literal: true
+
+require_relative "bindings/ruby/lib/acidic_job/version"
+
+Gem::Specification.new do |spec|
+  spec.name = "acidic_job"
+  spec.version = AcidicJob::VERSION
+  spec.authors = ["acidic_job contributors"]
+  spec.summary = "Idempotent, resumable multi-step jobs for ActiveJob and Sidekiq"
+  spec.description = "A drop-in replacement for acidic_job 0.7.0 on a C core: every step " \
+                     "of a job commits in one database transaction with its recovery point, " \
+                     "staged jobs go through a transactional outbox, and awaited jobs fan in " \
+                     "exactly once. SQLite and PostgreSQL."
+  spec.license = "MIT"
+  spec.required_ruby_version = ">= 2.7"
+
+  # Globs, not `git ls-files`: uncommitted files must ship too. The extension compiles the
+  # C core straight from core/ (the one copy of it).
+  spec.files = Dir[
+    "acidic_job.gemspec",
+    "core/include/*.h",
+    "core/src/*.{c,h}",
+    "bindings/ruby/ext/acidic_job/*.{c,h,rb}",
+    "bindings/ruby/lib/**/*.{rb,rake,erb}",
+    "README.md", "LICENSE*"
+  ]
+  spec.require_paths = ["bindings/ruby/lib"]
+  spec.extensions = ["bindings/ruby/ext/acidic_job/extconf.rb"]
+
+  spec.add_dependency "activerecord", ">= 6.1"
+  spec.add_dependency "activesupport", ">= 6.1"
+  spec.add_dependency "globalid"
+end

@@ -1,0 +1,235 @@
+# frozen_string_literal: true
+
+require "active_support"
+require "active_support/concern"
+require "active_support/core_ext"
+require "active_record"
+require "global_id"
+require "digest/sha1"
+
+require_relative "acidic_job/version"
+require_relative "acidic_job/errors"
+require_relative "acidic_job/acidic_job_ext"
+require_relative "acidic_job/coders"
+require_relative "acidic_job/configuration"
+require_relative "acidic_job/key"
+require_relative "acidic_job/staged"
+require_relative "acidic_job/owned_key"
+require_relative "acidic_job/outbox"
+require_relative "acidic_job/session"
+require_relative "acidic_job/response"
+require_relative "acidic_job/perform_wrapper"
+require_relative "acidic_job/perform_transactionally_extension"
+require_relative "acidic_job/deliver_transactionally_extension"
+require_relative "acidic_job/sidekiq_callbacks"
+require_relative "acidic_job/runner"
+require_relative "acidic_job/integrations"
+
+# Idempotent, resumable multi-step jobs for ActiveJob and Sidekiq: a drop-in for
+# acidic_job 0.7.0 on the acidic_job C core. `include AcidicJob` in a job and describe
+# its work with `idempotently(with: {...}) { step :a; step :b }`.
+module AcidicJob
+  extend ActiveSupport::Concern
+
+  # Seconds after which a held lock is considered abandoned (AcidicJob.config.lock_timeout).
+  IDEMPOTENCY_KEY_LOCK_TIMEOUT = 90
+
+  # The GlobalID app name used for staged jobs when the application sets none.
+  DEFAULT_GLOBALID_APP = "acidic-job"
+
+  class << self
+    def config
+      @config ||= Configuration.new
+    end
+
+    def configure
+      yield config
+      OwnedSession.reset!
+      config
+    end
+
+    # Deliver staged jobs that were committed but never pushed (the process died between
+    # commit and push). Returns how many were pushed. Also: `rake acidic_job:drain`.
+    def drain(older_than: config.drain_older_than)
+      Outbox.drain(older_than: older_than)
+    end
+
+    # Execute SQL on acidic_job's own connection from inside a step (applications
+    # without ActiveRecord, `database_url` configured): it commits with the step.
+    def exec(sql, *params)
+      run_store = current_store
+      raise Misuse, "AcidicJob.exec is for steps of runs on acidic_job's own connection" unless run_store
+
+      run_store.exec(sql, params)
+    end
+
+    # The run whose step is executing on this thread (nil outside steps).
+    def current_run
+      Thread.current.thread_variable_get(:acidic_job_current_run)
+    end
+
+    def current_store
+      Thread.current.thread_variable_get(:acidic_job_current_store)
+    end
+
+    def with_current_run(run)
+      previous = current_run
+      previous_store = current_store
+      Thread.current.thread_variable_set(:acidic_job_current_run, run)
+      Thread.current.thread_variable_set(:acidic_job_current_store, OwnedSession.store) if config.database_url
+      yield
+    ensure
+      Thread.current.thread_variable_set(:acidic_job_current_run, previous)
+      Thread.current.thread_variable_set(:acidic_job_current_store, previous_store)
+    end
+
+    # The arity of a job class's own perform, under acidic_job's wrappers.
+    def perform_arity(klass)
+      method = klass.instance_method(:perform)
+      method = method.super_method while method && [PerformWrapper, SidekiqCallbacks].include?(method.owner)
+      method ? method.arity : 0
+    end
+
+    def wire_everything_up(klass)
+      klass.attr_reader :staged_job_gid
+      klass.attr_reader :arguments_for_perform
+
+      # `perform_transactionally` class method
+      klass.include PerformTransactionallyExtension
+
+      # Our `perform` runs first to gather the arguments.
+      klass.prepend PerformWrapper
+
+      # ActiveJob-style callbacks for Sidekiq workers.
+      klass.prepend SidekiqCallbacks unless klass.respond_to?(:after_perform)
+
+      klass.after_perform :delete_staged_job_record, if: :staged_job_gid
+    end
+  end
+
+  included do
+    AcidicJob.wire_everything_up(self)
+  end
+
+  class_methods do
+    def inherited(subclass)
+      AcidicJob.wire_everything_up(subclass)
+      super
+    end
+
+    # Sidekiq Pro: perform this worker inside a batch whose success calls back the class.
+    def initiate(*args)
+      operation = ::Sidekiq::Batch.new
+      operation.on(:success, self, *args)
+      operation.jobs do
+        perform_async
+      end
+    end
+  end
+
+  # Run the workflow the block describes. Returns true when the run has succeeded
+  # (also when it had finished before) or waits for awaited jobs.
+  def idempotently(with: {})
+    @_steps = []
+    steps = yield
+    steps = @_steps unless steps.is_a?(Array)
+    raise NoDefinedSteps, "idempotently: the block defines no steps" if steps.nil? || steps.empty?
+
+    Runner.new(self, with, steps).call
+  end
+
+  def step(method_name, awaits: [])
+    @_steps ||= []
+    @_steps << { "does" => method_name.to_s, "awaits" => awaits }
+    @_steps
+  end
+
+  def safely_finish_acidic_job
+    Response.new
+  end
+
+  # The run's record, looked up through the model (AcidicJob::Key.find_by).
+  def key
+    @key ||= if AcidicJob.config.database_url
+               OwnedKey.find_by(idempotency_key: idempotency_key_value)
+             else
+               AcidicJob::Key.find_by(idempotency_key: idempotency_key_value)
+             end
+  end
+
+  def idempotency_key_value
+    return @acidic_key_override if @acidic_key_override
+    return job_id if defined?(job_id) && !job_id.nil?
+    return jid if defined?(jid) && !jid.nil?
+
+    Digest::SHA1.hexdigest [self.class.name, arguments_for_perform].flatten.join
+  end
+
+  private
+
+  def delete_staged_job_record
+    return unless staged_job_gid
+
+    Outbox.acknowledge(staged_job_gid)
+    true
+  end
+
+  def acidic_call_step(name)
+    callable = respond_to?(name, true) ? method(name) : proc {}
+    case callable.arity
+    when 0, -1 then callable.call
+    when 1 then callable.call(key)
+    else raise ArgumentError, "step method #{name} must take 0 or 1 argument"
+    end
+  end
+
+  def acidic_define_attributes(values, run)
+    @acidic_attributes = values.dup
+    values.each do |accessor, value|
+      self.class.attr_reader accessor unless respond_to?(accessor)
+      instance_variable_set("@#{accessor}", value)
+      define_singleton_method("#{accessor}=") do |updated_value|
+        instance_variable_set("@#{accessor}", updated_value)
+        @acidic_attributes[accessor] = updated_value
+        run.attributes = Documents.attributes(@acidic_attributes) unless run.closed?
+        updated_value
+      end
+    end
+    true
+  end
+
+  # The job that resumes this run after its awaited jobs: this job again, same key.
+  def acidic_continuation
+    if defined?(::ActiveJob::Base) && is_a?(::ActiveJob::Base)
+      data = serialize
+      data["arguments"] = Array(data["arguments"]).reject { |a| a.is_a?(Hash) && a.key?("staged_job_gid") }
+      ["activejob", self.class.name, data]
+    else
+      ["sidekiq", self.class.name, { "args" => Array(arguments_for_perform), "jid" => idempotency_key_value }]
+    end
+  end
+
+  def acidic_push_pro_batch(awaits, key_id)
+    step_batch = ::Sidekiq::Batch.new
+    step_batch.on(:success, "#{self.class.name}#step_done", { "key_id" => key_id })
+    step_batch.jobs do
+      awaits.each do |worker_name|
+        worker = worker_name.is_a?(String) ? worker_name.constantize : worker_name
+        case AcidicJob.perform_arity(worker)
+        when 0 then worker.perform_async
+        when 1 then worker.perform_async(key_id)
+        else raise ArgumentError, "awaited job #{worker} must perform with 0 or 1 argument"
+        end
+      end
+    end
+  end
+
+  # Sidekiq Pro batch success callback: resume the run.
+  def step_done(_status, options)
+    record = AcidicJob::Key.find(options["key_id"])
+    @acidic_key_override = record.idempotency_key
+    perform(*Array(record.job_args))
+  end
+end
+
+AcidicJob::Integrations.install

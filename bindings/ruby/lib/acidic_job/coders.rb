@@ -1,0 +1,85 @@
+# frozen_string_literal: true
+
+require "yaml"
+require "json"
+
+module AcidicJob
+  # The YAML coder of the models' serialized columns. It reads like Rails' YAMLColumn
+  # (only strings starting with "---" are YAML) but without Rails 6.1.6.1's safe loading:
+  # acidic_job 0.7.0 stored exceptions and arbitrary job arguments in these columns, and
+  # those rows must read back with their classes. The columns are written only by the
+  # application and acidic_job itself.
+  module YAMLCoder
+    module_function
+
+    def dump(obj)
+      return if obj.nil?
+
+      YAML.dump(obj)
+    end
+
+    def load(yaml)
+      return yaml unless yaml.is_a?(String) && yaml.start_with?("---")
+
+      YAML.respond_to?(:unsafe_load) ? YAML.unsafe_load(yaml) : YAML.load(yaml) # rubocop:disable Security/YAMLLoad
+    end
+  end
+
+  # `workflow`: the core writes JSON (a YAML flow mapping); 0.7.0 wrote YAML. Both read
+  # back as a Hash; it is written as JSON so that the row stays in the core's format.
+  module WorkflowCoder
+    module_function
+
+    def dump(obj)
+      return if obj.nil?
+
+      JSON.generate(obj.as_json)
+    end
+
+    def load(text)
+      return nil if text.nil? || text.empty?
+      return YAMLCoder.load(text) if text.start_with?("---")
+
+      JSON.parse(text)
+    rescue JSON::ParserError
+      YAML.respond_to?(:unsafe_load) ? YAML.unsafe_load(text) : YAML.load(text) # rubocop:disable Security/YAMLLoad
+    end
+  end
+
+  # The documents handed to the core, encoded exactly as 0.7.0's columns encode them, so
+  # that rows written by either read back through the models.
+  module Documents
+    module_function
+
+    # `serialize :job_args`
+    def job_args(args)
+      YAMLCoder.dump(args)
+    end
+
+    # `store :attr_accessors` (Rails' store dumps a plain Hash with string keys).
+    def attributes(hash)
+      YAMLCoder.dump(hash.to_hash.transform_keys(&:to_s))
+    end
+
+    def load_attributes(doc)
+      obj = doc.nil? ? nil : YAMLCoder.load(doc)
+      obj.is_a?(Hash) ? obj.transform_keys(&:to_s) : {}
+    end
+
+    # `serialize :error_object`: the exception itself. An exception holding something YAML
+    # cannot dump (a Proc, an IO) is stored as an exception of the same class with the
+    # same message when that is possible, else as a RuntimeError naming the class.
+    def error(exception)
+      YAMLCoder.dump(exception)
+    rescue StandardError
+      begin
+        copy = exception.class.allocate
+        copy.send(:initialize, exception.message)
+        copy.set_backtrace(exception.backtrace) if exception.backtrace
+        YAMLCoder.dump(copy)
+      rescue StandardError
+        YAMLCoder.dump(RuntimeError.new("#{exception.class}: #{exception.message}"))
+      end
+    end
+  end
+end

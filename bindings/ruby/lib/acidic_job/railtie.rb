@@ -1,0 +1,10 @@
+# frozen_string_literal: true
+
+module AcidicJob
+  # Rails: the `acidic_job:drain` rake task (the generator is found by name).
+  class Railtie < ::Rails::Railtie
+    rake_tasks do
+      load File.expand_path("../tasks/acidic_job.rake", __dir__)
+    end
+  end
+end
