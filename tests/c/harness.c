@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
+#include <sqlite3.h>
 
 db_kind g_db = DB_SQLITE;
 
@@ -183,6 +184,36 @@ int fresh_db_teardown(void **state) {
     }
     alarm(0);
     return 0;
+}
+
+void raw_exec(const char *sql) {
+    if (g_db == DB_SQLITE) {
+        sqlite3 *db = NULL;
+        char *err = NULL;
+        if (sqlite3_open(g_path, &db) != SQLITE_OK) fail_msg("sqlite3_open %s", g_path);
+        int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+        if (rc != SQLITE_OK) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", err ? err : "?");
+            sqlite3_free(err);
+            sqlite3_close(db);
+            fail_msg("%s: %s", sql, msg);
+        }
+        sqlite3_close(db);
+        return;
+    }
+    PGconn *pg = PQconnectdb(g_url);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        PQfinish(pg);
+        fail_msg("connect %s", g_url);
+    }
+    PGresult *r = PQexec(pg, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", PQerrorMessage(pg));
+    PQclear(r);
+    PQfinish(pg);
+    if (!ok) fail_msg("%s: %s", sql, msg);
 }
 
 aj_store *open_store_lock(int64_t lock_timeout_ms) {

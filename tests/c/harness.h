@@ -56,6 +56,10 @@ void q_exec(aj_store *s, const char *sql, const char *p1, const char *p2);
 int64_t q_int(aj_store *s, const char *sql, const char *p1, const char *p2);
 char *q_text(aj_store *s, const char *sql, const char *p1, const char *p2);
 
+/* Execute SQL on this test's database over a connection of its own (sqlite3 / libpq),
+ * without the core; asserts success. */
+void raw_exec(const char *sql);
+
 /* Convenience readers of acidic_job_keys for one idempotency key. */
 char *key_recovery_point(aj_store *s, const char *key);
 int key_locked(aj_store *s, const char *key); /* 1 locked, 0 unlocked, -1 no row */

@@ -140,6 +140,14 @@ void test_borrow_basics(void **state) {
     assert_aj(aj_store_settle(s, 1), AJ_OK);
     assert_aj(aj_run_status(run), AJ_RUN_READY);
 
+    /* aj_run_execute is for owned stores */
+    script ex = {0};
+    nat_exec(&n, "BEGIN");
+    assert_aj(aj_run_execute(run, script_step, &ex), AJ_EMISUSE);
+    nat_exec(&n, "ROLLBACK");
+    assert_aj(aj_store_settle(s, 0), AJ_OK);
+    assert_int_equal(ex.ncalls, 0);
+
     /* a step outside a transaction is refused and runs nothing */
     script sc = {0};
     assert_aj(aj_run_step(run, script_step, &sc), AJ_EMISUSE);

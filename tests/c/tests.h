@@ -44,6 +44,12 @@
     X(test_race_acquire_new_key)         \
     X(test_race_batch_countdown)         \
     X(test_race_many_keys)               \
+    /* test_schema.c */                  \
+    X(test_upgrade_from_070)             \
+    X(test_timestamps_utc)               \
+    X(test_unique_index)                 \
+    X(test_sqlite_options)               \
+    X(test_run_row_deleted)              \
     /* test_input.c */                   \
     X(test_null_arguments)               \
     X(test_nul_bytes_in_documents)       \
