@@ -40,8 +40,8 @@
 enum { OID_BOOL = 16, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23 };
 
 typedef struct pg_slot {
-    const char *text;           /* the SQL text `name` and `nph` were computed from */
-    char name[AJ_PG_NAME_LEN];  /* server-side prepared statement name */
+    uint64_t hash;              /* of the SQL text `name` and `nph` were computed from */
+    char name[AJ_PG_NAME_LEN];  /* server-side prepared statement name; "" when unused */
     size_t nph;                 /* number of `?` placeholders */
     int prepared;               /* the current session holds `name` */
 } pg_slot;
@@ -207,7 +207,7 @@ static size_t skip_quoted(const char *s, size_t i)
 }
 
 /* Count the `?` placeholders of `sql`; when `out` is not NULL also write the `$n`
- * form there (it needs strlen(sql) + 5 * count + 1 bytes). */
+ * form there (it needs strlen(sql) + 20 * count + 1 bytes). */
 static size_t rewrite_placeholders(const char *sql, char *out)
 {
     size_t count = 0, o = 0;
@@ -239,7 +239,7 @@ static size_t rewrite_placeholders(const char *sql, char *out)
 static int rewritten(const char *sql, char **out)
 {
     size_t count = rewrite_placeholders(sql, NULL);
-    char *text = malloc(strlen(sql) + 5 * count + 1);
+    char *text = malloc(strlen(sql) + 20 * count + 1);
     if (!text)
         return aj_error_set(AJ_ENOMEM, "out of memory");
     rewrite_placeholders(sql, text);
@@ -285,14 +285,17 @@ static void forget_prepared(aj_pg *c)
     c->nknown = 0;
 }
 
-/* The slot of `sql`, with its name and placeholder count computed for this text. */
+/* The slot of `sql`, with its name and placeholder count computed for this text.
+ * Hashing on every call (nanoseconds next to a round trip) keeps the cache keyed by
+ * content, whatever the caller does with its buffers. */
 static pg_slot *slot_for(aj_pg *c, const aj_sql *sql)
 {
     pg_slot *s = &c->slots[sql->slot];
-    if (s->text != sql->text) {
-        snprintf(s->name, sizeof s->name, "aj_%d_%016" PRIx64, sql->slot, fnv1a(sql->text));
+    uint64_t hash = fnv1a(sql->text);
+    if (!s->name[0] || s->hash != hash) {
+        snprintf(s->name, sizeof s->name, "aj_%d_%016" PRIx64, sql->slot, hash);
         s->nph = rewrite_placeholders(sql->text, NULL);
-        s->text = sql->text;
+        s->hash = hash;
         s->prepared = is_known(c, s->name);
     }
     return s;
@@ -318,7 +321,7 @@ static int sync_prepared(aj_pg *c)
     if (rc)
         return rc;
     for (int i = 0; i < AJ_SQL_SLOTS; i++)
-        if (c->slots[i].text)
+        if (c->slots[i].name[0])
             c->slots[i].prepared = is_known(c, c->slots[i].name);
     c->need_sync = 0;
     return 0;
@@ -562,13 +565,37 @@ static int run_pipeline(aj_pg *c, const pg_call *call, aj_rows *rows, int64_t *c
     return rc;
 }
 
+/* COPY ... FROM STDIN / TO STDOUT in application SQL: end it, so that the session is
+ * usable again, and refuse. */
+static int refuse_copy(aj_pg *c, ExecStatusType st)
+{
+    if (st == PGRES_COPY_IN) {
+        PQputCopyEnd(c->pg, "COPY is not supported by acidic_job");
+    } else {
+        char *data;
+        while (PQgetCopyData(c->pg, &data, 0) > 0)
+            PQfreemem(data);
+    }
+    PGresult *res;
+    while ((res = PQgetResult(c->pg)))
+        PQclear(res);
+    return aj_error_set(AJ_EINVALID, "PostgreSQL statement failed: COPY FROM STDIN / TO "
+                                     "STDOUT is not supported");
+}
+
 /* An ad-hoc statement without parameters goes through the simple protocol, which
  * also takes several `;`-separated statements (migrations). */
 static int exec_simple(aj_pg *c, const char *text, aj_rows *rows, int64_t *changes)
 {
     PGresult *res = PQexec(c->pg, text);
-    int rc = res && !step_failed(res, STEP_STMT) ? copy_result(c, res, rows, changes)
-                                                  : pg_fail(c, res, "statement");
+    ExecStatusType st = PQresultStatus(res);
+    int rc;
+    if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)
+        rc = refuse_copy(c, st);
+    else if (res && !step_failed(res, STEP_STMT))
+        rc = copy_result(c, res, rows, changes);
+    else
+        rc = pg_fail(c, res, "statement");
     PQclear(res);
     return rc;
 }
