@@ -23,9 +23,10 @@ static char g_url[1024];
 static char g_path[512];
 static char g_schema[64];
 static char g_conninfo[2048];
-static char g_url2[1024];
-static char g_path2[512];
-static char g_schema2[64];
+#define MAX_EXTRA 8
+static char g_url2[MAX_EXTRA][1024];
+static char g_path2[MAX_EXTRA][512];
+static char g_schema2[MAX_EXTRA][64];
 
 /* Seconds a single test may take before the suite is aborted (a hung test must not
  * hang CI: SIGALRM kills the process and scripts/test.sh reports the failure). */
@@ -103,7 +104,7 @@ static int make_schema(char *schema, size_t schemasz, char *url, size_t urlsz, i
 }
 
 static void drop_schema(const char *schema) {
-    char sql[256];
+    char sql[1024];
     /* a test that failed may leave a connection holding locks: do not wait forever */
     admin_exec("SET lock_timeout = '10s'");
     snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", schema);
@@ -148,39 +149,42 @@ int fresh_db_setup(void **state) {
     alarm(TEST_DEADLINE_S);
     aj_error_clear();
     g_seq++;
-    g_url2[0] = g_path2[0] = g_schema2[0] = 0;
+    for (int i = 0; i < MAX_EXTRA; i++) g_url2[i][0] = g_path2[i][0] = g_schema2[i][0] = 0;
     if (g_db == DB_SQLITE) {
         snprintf(g_path, sizeof g_path, "%s/t%d.db", g_tmpdir, g_seq);
         unlink_db(g_path);
         snprintf(g_url, sizeof g_url, "sqlite:%s", g_path);
         return 0;
     }
-    if (make_schema(g_schema, sizeof g_schema, g_url, sizeof g_url, g_seq * 2)) return -1;
+    if (make_schema(g_schema, sizeof g_schema, g_url, sizeof g_url, g_seq * 100)) return -1;
     build_conninfo();
     return 0;
 }
 
-const char *test_url_other(void) {
-    if (g_url2[0]) return g_url2;
+const char *test_url_extra(int i) {
+    if (i < 0 || i >= MAX_EXTRA) fail_msg("test_url_extra(%d): at most %d", i, MAX_EXTRA);
+    if (g_url2[i][0]) return g_url2[i];
     if (g_db == DB_SQLITE) {
-        snprintf(g_path2, sizeof g_path2, "%s/t%d-b.db", g_tmpdir, g_seq);
-        unlink_db(g_path2);
-        snprintf(g_url2, sizeof g_url2, "sqlite:%s", g_path2);
-    } else if (make_schema(g_schema2, sizeof g_schema2, g_url2, sizeof g_url2,
-                           g_seq * 2 + 1)) {
-        fail_msg("cannot create a second schema");
+        snprintf(g_path2[i], sizeof g_path2[i], "%s/t%d-x%d.db", g_tmpdir, g_seq, i);
+        unlink_db(g_path2[i]);
+        snprintf(g_url2[i], sizeof g_url2[i], "sqlite:%s", g_path2[i]);
+    } else if (make_schema(g_schema2[i], sizeof g_schema2[i], g_url2[i], sizeof g_url2[i],
+                           g_seq * 100 + 1 + i)) {
+        fail_msg("cannot create another schema");
     }
-    return g_url2;
+    return g_url2[i];
 }
 
 int fresh_db_teardown(void **state) {
     (void)state;
     if (g_db == DB_SQLITE) {
         unlink_db(g_path);
-        if (g_path2[0]) unlink_db(g_path2);
+        for (int i = 0; i < MAX_EXTRA; i++)
+            if (g_path2[i][0]) unlink_db(g_path2[i]);
     } else {
         drop_schema(g_schema);
-        if (g_schema2[0]) drop_schema(g_schema2);
+        for (int i = 0; i < MAX_EXTRA; i++)
+            if (g_schema2[i][0]) drop_schema(g_schema2[i]);
     }
     alarm(0);
     return 0;

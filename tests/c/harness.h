@@ -32,9 +32,9 @@ const char *test_sqlite_path(void);
 const char *test_pg_schema(void);
 /* PostgreSQL: the same database as libpq conninfo ("host='..' port='..' ..."). */
 const char *test_pg_conninfo(void);
-/* A second fresh database URL in this test (SQLite: another file; PostgreSQL: another
- * schema), dropped at teardown. */
-const char *test_url_other(void);
+/* Further fresh databases in this test (i < 8; SQLite: other files; PostgreSQL: other
+ * schemas), dropped at teardown. */
+const char *test_url_extra(int i);
 
 /* Open a store on test_url() (asserts success). lock_timeout_ms <= 0: the default. */
 aj_store *open_store(void);

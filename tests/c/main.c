@@ -7,6 +7,7 @@
 #include "harness.h"
 #include "tests.h"
 
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,26 @@ int main(int argc, char **argv) {
     /* unbuffered, so a crash loses nothing and forked children duplicate nothing */
     setvbuf(stdout, NULL, _IONBF, 0);
 
-    const struct CMUnitTest tests[] = {AJ_TEST_LIST(AJ_REGISTER_TEST)};
-    const size_t total = sizeof tests / sizeof tests[0];
+    const struct CMUnitTest common[] = {AJ_TEST_LIST(AJ_REGISTER_TEST)};
+    const struct CMUnitTest sqlite_only[] = {AJ_SQLITE_TEST_LIST(AJ_REGISTER_TEST)};
+    const struct CMUnitTest pg_only[] = {AJ_PG_TEST_LIST(AJ_REGISTER_TEST)};
+    const size_t ncommon = sizeof common / sizeof common[0];
+    const struct CMUnitTest *extra = g_db == DB_SQLITE ? sqlite_only : pg_only;
+    const size_t nextra = g_db == DB_SQLITE ? sizeof sqlite_only / sizeof sqlite_only[0]
+                                            : sizeof pg_only / sizeof pg_only[0];
+    struct CMUnitTest tests[sizeof common / sizeof common[0] + 16];
+    /* AJ_TEST_FILTER=pattern (shell wildcards) runs only the matching tests */
+    const char *filter = getenv("AJ_TEST_FILTER");
+    size_t total = 0;
+    for (size_t i = 0; i < ncommon + nextra && total < sizeof tests / sizeof tests[0]; i++) {
+        const struct CMUnitTest *t = i < ncommon ? &common[i] : &extra[i - ncommon];
+        if (filter && *filter && fnmatch(filter, t->name, 0) != 0) continue;
+        tests[total++] = *t;
+    }
+    if (total == 0) {
+        fprintf(stderr, "no test matches AJ_TEST_FILTER=%s\n", filter);
+        return 2;
+    }
     char group[64];
     snprintf(group, sizeof group, "%s/%s", suite, argv[1]);
     int failed = _cmocka_run_group_tests(group, tests, total, harness_group_setup,

@@ -478,3 +478,75 @@ void test_borrow_host(void **state) {
     aj_store_free(s);
     nat_close(&h.n);
 }
+
+aj_workflow *await_wf(void);
+
+/* Awaited jobs on a borrowed connection: acknowledgements commit (or roll back) with the
+ * application's transaction, and the continuation is handed out only after the commit. */
+void test_borrow_awaits(void **state) {
+    (void)state;
+    native n;
+    nat_open(&n);
+    aj_store *s = nat_borrow(&n);
+    recorder rec = {0};
+    aj_store_set_enqueue(s, recorder_enqueue, &rec);
+    nat_exec(&n, "BEGIN");
+    assert_aj(aj_store_migrate(s), AJ_OK);
+    nat_exec(&n, "COMMIT");
+    assert_aj(aj_store_settle(s, 1), AJ_OK);
+
+    aj_workflow *wf = await_wf();
+    nat_exec(&n, "BEGIN");
+    aj_run *run = acquire_ok(s, wf, "k", NULL);
+    nat_exec(&n, "COMMIT");
+    assert_aj(aj_store_settle(s, 1), AJ_OK);
+    script sc = {.await_at = "fan_out", .n_await = 2};
+    nat_exec(&n, "BEGIN");
+    assert_aj(aj_run_step(run, script_step, &sc), AJ_OK);
+    assert_int_equal(sc.api_rc, AJ_OK);
+    nat_exec(&n, "COMMIT");
+    assert_aj(aj_store_settle(s, 1), AJ_OK);
+    assert_int_equal(aj_run_status(run), AJ_RUN_AWAITING);
+    assert_int_equal(rec.n, 2);
+    aj_run_free(run);
+
+    int completed = 7;
+    nat_exec(&n, "BEGIN");
+    assert_aj(aj_staged_ack(s, sc.ids[0], &completed), AJ_OK);
+    assert_int_equal(completed, 0);
+    nat_exec(&n, "COMMIT");
+    assert_aj(aj_store_settle(s, 1), AJ_OK);
+
+    /* the completing acknowledgement is rolled back: no continuation, batch still open */
+    nat_exec(&n, "BEGIN");
+    assert_aj(aj_staged_ack(s, sc.ids[1], &completed), AJ_OK);
+    assert_int_equal(completed, 1);
+    nat_exec(&n, "ROLLBACK");
+    assert_aj(aj_store_settle(s, 0), AJ_OK);
+    assert_int_equal(rec.n, 2);
+    assert_int_equal(nat_int(&n, "SELECT remaining FROM acidic_job_batches"), 1);
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM staged_acidic_jobs"), 1);
+
+    /* again, committed: the continuation is handed out after the commit */
+    nat_exec(&n, "BEGIN");
+    assert_aj(aj_staged_ack(s, sc.ids[1], &completed), AJ_OK);
+    assert_int_equal(completed, 1);
+    assert_int_equal(rec.n, 2);
+    nat_exec(&n, "COMMIT");
+    assert_aj(aj_store_settle(s, 1), AJ_OK);
+    assert_int_equal(rec.n, 3);
+    assert_string_equal(rec.job_name[2], "ContinueJob");
+    assert_string_equal(rec.payload[2], "cont");
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_batches"), 0);
+
+    nat_exec(&n, "BEGIN");
+    run = acquire_ok(s, wf, "k", NULL);
+    assert_int_equal(aj_run_status(run), AJ_RUN_READY);
+    assert_string_equal(aj_run_recovery_point(run), "fan_in");
+    nat_exec(&n, "COMMIT");
+    assert_aj(aj_store_settle(s, 1), AJ_OK);
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+    nat_close(&n);
+}

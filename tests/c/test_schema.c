@@ -210,7 +210,7 @@ void test_sqlite_options(void **state) {
     o.busy_timeout_ms = 1234;
     aj_store *s = NULL;
     assert_aj(aj_store_open(&s, test_url(), &o), AJ_OK);
-    if (g_db == DB_SQLITE) {
+    {
         assert_int_equal(q_int(s, "PRAGMA synchronous", NULL, NULL), 1);
         assert_int_equal(q_int(s, "PRAGMA busy_timeout", NULL, NULL), 1234);
         char *mode = q_text(s, "PRAGMA journal_mode", NULL, NULL);

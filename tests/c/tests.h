@@ -15,6 +15,7 @@
     X(test_borrow_never_commits)         \
     X(test_borrow_settle)                \
     X(test_borrow_host)                  \
+    X(test_borrow_awaits)                \
     /* test_workflow.c */                \
     X(test_workflow_definition)          \
     X(test_workflow_empty)               \
@@ -48,18 +49,26 @@
     X(test_upgrade_from_070)             \
     X(test_timestamps_utc)               \
     X(test_unique_index)                 \
-    X(test_sqlite_options)               \
     X(test_run_row_deleted)              \
     /* test_input.c */                   \
     X(test_null_arguments)               \
     X(test_nul_bytes_in_documents)       \
     X(test_use_after_fork)               \
     X(test_code_names)                   \
-    X(test_error_last)                   \
+    X(test_error_last)
+
+/* SQLite only. */
+#define AJ_SQLITE_TEST_LIST(X)           \
+    X(test_sqlite_options)
+
+/* PostgreSQL only. */
+#define AJ_PG_TEST_LIST(X)               \
     /* last: restarts the PostgreSQL server */ \
     X(test_pg_reconnect)
 
 #define AJ_DECLARE_TEST(name) void name(void **state);
 AJ_TEST_LIST(AJ_DECLARE_TEST)
+AJ_SQLITE_TEST_LIST(AJ_DECLARE_TEST)
+AJ_PG_TEST_LIST(AJ_DECLARE_TEST)
 
 #endif
