@@ -241,7 +241,12 @@ void test_store_exec(void **state) {
     assert_ptr_equal(rows, (aj_rows *)(uintptr_t)0x1);
     assert_aj(aj_store_exec(s, NULL, NULL, 0, NULL), AJ_EINVALID);
     assert_aj(aj_store_exec(s, "SELECT 1", NULL, 1, NULL), AJ_EINVALID);
-    /* the store still works after an error */
+    aj_value nul = {.type = AJ_TEXT, .text = "a\0b", .len = 3};
+    aj_value two[2] = {{.type = AJ_INT, .integer = 7}, nul};
+    assert_aj(aj_store_exec(s, "INSERT INTO t (i, s) VALUES (?, ?)", two, 2, NULL), AJ_EINVALID);
+    aj_value odd[2] = {{.type = 99}, {.type = AJ_NULL}};
+    assert_aj(aj_store_exec(s, "INSERT INTO t (i, s) VALUES (?, ?)", odd, 2, NULL), AJ_EINVALID);
+    /* the store still works after an error, and the refused calls wrote nothing */
     assert_int_equal(q_int(s, "SELECT COUNT(*) FROM t", NULL, NULL), 2);
     aj_store_free(s);
 }
