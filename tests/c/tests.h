@@ -50,6 +50,10 @@
     X(test_timestamps_utc)               \
     X(test_unique_index)                 \
     X(test_run_row_deleted)              \
+    /* test_edge.c */                    \
+    X(test_step_reentrant)               \
+    X(test_step_sql_error)               \
+    X(test_inline_queue)                 \
     /* test_input.c */                   \
     X(test_null_arguments)               \
     X(test_nul_bytes_in_documents)       \
@@ -59,7 +63,8 @@
 
 /* SQLite only. */
 #define AJ_SQLITE_TEST_LIST(X)           \
-    X(test_sqlite_options)
+    X(test_sqlite_options)               \
+    X(test_sqlite_busy)
 
 /* PostgreSQL only. */
 #define AJ_PG_TEST_LIST(X)               \
