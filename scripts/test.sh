@@ -133,7 +133,7 @@ done
 section "summary"
 awk '
   $1 == "SUMMARY" && NF == 5 {
-    printf "%-12s %-14s %8d passed %6d failed\n", $2, $3, $4, $5
+    printf "%-10s %-20s %6d passed %6d failed\n", $2, $3, $4, $5
     p += $4; f += $5
   }
   END { printf "%d passed, %d failed\n", p, f }
