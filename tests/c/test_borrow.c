@@ -267,7 +267,6 @@ void test_borrow_settle(void **state) {
     assert_aj(aj_run_step(run, script_step, &sc), AJ_ESTEP);
     nat_exec(&n, "ROLLBACK");
     assert_aj(aj_store_settle(s, 0), AJ_OK);
-    assert_int_equal(aj_run_fail(run), AJ_EMISUSE); /* outside a transaction */
     nat_exec(&n, "BEGIN");
     assert_aj(aj_run_fail(run), AJ_OK);
     nat_exec(&n, "COMMIT");
@@ -294,6 +293,47 @@ void test_borrow_settle(void **state) {
     assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log"), 3);
     assert_int_equal(rec.n, 1);
 
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+    nat_close(&n);
+}
+
+/* aj_run_fail called outside a transaction is refused and changes nothing: the
+ * application can still record the failure properly afterwards. */
+void test_borrow_fail_misuse(void **state) {
+    (void)state;
+    native n;
+    nat_open(&n);
+    aj_store *s = nat_borrow(&n);
+    nat_exec(&n, "BEGIN");
+    assert_aj(aj_store_migrate(s), AJ_OK);
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    aj_run *run = acquire_ok(s, wf, "k", NULL);
+    nat_exec(&n, "COMMIT");
+    assert_aj(aj_store_settle(s, 1), AJ_OK);
+
+    script sc = {.fail_at = "a", .error_doc = "boom"};
+    nat_exec(&n, "BEGIN");
+    assert_aj(aj_run_step(run, script_step, &sc), AJ_ESTEP);
+    nat_exec(&n, "ROLLBACK");
+    assert_aj(aj_store_settle(s, 0), AJ_OK);
+
+    aj_error_clear();
+    assert_aj(aj_run_fail(run), AJ_EMISUSE); /* no transaction open */
+    assert_last_error(AJ_EMISUSE);
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys WHERE locked_at IS NOT NULL "
+                                 "AND error_object IS NULL"),
+                     1);
+    /* the refused call changed nothing: the proper call still records the failure */
+    nat_exec(&n, "BEGIN");
+    assert_aj(aj_run_fail(run), AJ_OK);
+    nat_exec(&n, "COMMIT");
+    assert_aj(aj_store_settle(s, 1), AJ_OK);
+    assert_int_equal(aj_run_status(run), AJ_RUN_FAILED);
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys WHERE locked_at IS NULL "
+                                 "AND error_object = 'boom' AND recovery_point = 'a'"),
+                     1);
     aj_run_free(run);
     aj_workflow_free(wf);
     aj_store_free(s);

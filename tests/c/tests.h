@@ -14,6 +14,7 @@
     X(test_borrow_basics)                \
     X(test_borrow_never_commits)         \
     X(test_borrow_settle)                \
+    X(test_borrow_fail_misuse)           \
     X(test_borrow_host)                  \
     X(test_borrow_awaits)                \
     /* test_workflow.c */                \
