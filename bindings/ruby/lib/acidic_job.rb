@@ -83,11 +83,13 @@ module AcidicJob
       Thread.current.thread_variable_set(:acidic_job_current_store, previous_store)
     end
 
-    # The arity of a job class's own perform, under acidic_job's wrappers.
+    # How many arguments a job class's own perform requires (under acidic_job's
+    # wrappers): 0 for perform() or perform(*args), 1 for perform(id) or perform(id, *rest).
     def perform_arity(klass)
       method = klass.instance_method(:perform)
       method = method.super_method while method && [PerformWrapper, SidekiqCallbacks].include?(method.owner)
-      method ? method.arity : 0
+      arity = method ? method.arity : 0
+      arity.negative? ? -arity - 1 : arity
     end
 
     def wire_everything_up(klass)

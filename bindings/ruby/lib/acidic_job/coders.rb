@@ -67,19 +67,28 @@ module AcidicJob
     end
 
     # `serialize :error_object`: the exception itself. An exception holding something YAML
-    # cannot dump (a Proc, an IO) is stored as an exception of the same class with the
-    # same message when that is possible, else as a RuntimeError naming the class.
+    # cannot round-trip (a Proc, an IO) is stored as an exception of the same class with
+    # the same message and backtrace when that is possible, else as a RuntimeError naming
+    # the class: the row must always read back.
     def error(exception)
-      YAMLCoder.dump(exception)
-    rescue StandardError
+      round_trip(exception)
+    rescue StandardError, ScriptError
       begin
         copy = exception.class.allocate
         copy.send(:initialize, exception.message)
         copy.set_backtrace(exception.backtrace) if exception.backtrace
-        YAMLCoder.dump(copy)
-      rescue StandardError
-        YAMLCoder.dump(RuntimeError.new("#{exception.class}: #{exception.message}"))
+        round_trip(copy)
+      rescue StandardError, ScriptError
+        fallback = RuntimeError.new("#{exception.class}: #{exception.message}")
+        fallback.set_backtrace(exception.backtrace) if exception.backtrace
+        YAMLCoder.dump(fallback)
       end
+    end
+
+    def round_trip(obj)
+      doc = YAMLCoder.dump(obj)
+      YAMLCoder.load(doc)
+      doc
     end
   end
 end

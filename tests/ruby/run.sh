@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The Ruby suite: builds and installs the gem (gem build + gem install --local into a
+# private GEM_HOME under build/), then runs the minitest suite against the installed gem:
+#   ActiveJob (test adapter) on SQLite and PostgreSQL, with the native handle shared
+#   and through ActiveRecord's API (host); acidic_job's own connection (database_url);
+#   real Sidekiq 6.4 processes on a real Redis, on SQLite and PostgreSQL.
+# Uses AJ_TEST_PG_URL / AJ_TEST_REDIS_URL when set (scripts/test.sh), else starts its own
+# servers with scripts/pg-server.sh and scripts/redis-server.sh and stops them on exit.
+# Prints "SUMMARY ruby <part> <passed> <failed>" per part; exits non-zero on failure.
+set -uo pipefail
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+
+build="$root/build/ruby"
+mkdir -p "$build" "$root/build/ruby-test"
+tmp="$(mktemp -d /tmp/aj-ruby.XXXXXX)"
+chmod 755 "$tmp"
+started_pg="" started_redis=""
+cleanup() {
+  local rc=$?
+  [ -n "$started_pg" ] && bash scripts/pg-server.sh stop "$tmp/pg" >/dev/null 2>&1
+  [ -n "$started_redis" ] && bash scripts/redis-server.sh stop "$tmp/redis" >/dev/null 2>&1
+  rm -rf "$tmp"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- build and install the gem ----------------------------------------------------
+export GEM_HOME="$build/gems"
+GEM_PATH="$GEM_HOME:$(env -u GEM_HOME -u GEM_PATH gem env gempath)"
+export GEM_PATH
+rm -rf "$GEM_HOME" "$build"/acidic_job-*.gem
+version="$(ruby -e 'load ARGV[0]; print AcidicJob::VERSION' bindings/ruby/lib/acidic_job/version.rb)"
+gem build acidic_job.gemspec --output "$build/acidic_job-$version.gem" >/dev/null 2>"$tmp/build.log" || {
+  cat "$tmp/build.log"; echo "SUMMARY ruby build 0 1"; exit 1; }
+gem install --local --no-document "$build"/acidic_job-*.gem >"$tmp/install.log" 2>&1 || {
+  cat "$tmp/install.log"; echo "SUMMARY ruby build 0 1"; exit 1; }
+echo "installed $(ls "$build"/acidic_job-*.gem) into $GEM_HOME"
+# The suite must load the installed gem, never the source tree.
+export RUBYOPT="-W0"
+
+# ---- services --------------------------------------------------------------------
+if [ -z "${AJ_TEST_PG_URL:-}" ] && [ -f scripts/pg-server.sh ]; then
+  if AJ_TEST_PG_URL="$(bash scripts/pg-server.sh start "$tmp/pg")"; then
+    started_pg=1
+    export AJ_TEST_PG_URL AJ_TEST_PG_DIR="$tmp/pg"
+  fi
+fi
+if [ -z "${AJ_TEST_REDIS_URL:-}" ] && [ -f scripts/redis-server.sh ]; then
+  if AJ_TEST_REDIS_URL="$(bash scripts/redis-server.sh start "$tmp/redis")"; then
+    started_redis=1
+    export AJ_TEST_REDIS_URL
+  fi
+fi
+export AJ_TEST_PG_URL="${AJ_TEST_PG_URL:-}" AJ_TEST_REDIS_URL="${AJ_TEST_REDIS_URL:-}"
+
+failed=0
+# part NAME ENV... : one minitest process over every tests/ruby/test_*.rb
+part() {
+  local name="$1"; shift
+  echo
+  echo "==== ruby: $name ===="
+  local log="$tmp/$name.log"
+  env AJ_TEST_PART="$name" "$@" ruby -I"$root/tests/ruby" \
+    -e 'Dir[ARGV.shift + "/test_*.rb"].sort.each { |f| require f }' "$root/tests/ruby" \
+    ${AJ_TEST_ARGS:-} 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  if ! grep -q "^SUMMARY ruby $name " "$log"; then
+    echo "SUMMARY ruby $name 0 1"
+    failed=1
+  elif [ "$rc" -ne 0 ]; then
+    failed=1
+  fi
+}
+
+only="${AJ_TEST_ONLY:-}"
+want() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
+
+want sqlite && part sqlite AJ_TEST_DB=sqlite
+want sqlite-host && part sqlite-host AJ_TEST_DB=sqlite AJ_TEST_SHARING=host
+want sqlite-owned && part sqlite-owned AJ_TEST_DB=sqlite AJ_TEST_OWNED=1
+if [ -n "$AJ_TEST_PG_URL" ]; then
+  want postgres && part postgres AJ_TEST_DB=postgres
+  want postgres-host && part postgres-host AJ_TEST_DB=postgres AJ_TEST_SHARING=host
+  want postgres-owned && part postgres-owned AJ_TEST_DB=postgres AJ_TEST_OWNED=1
+else
+  echo "!! AJ_TEST_PG_URL unset and PostgreSQL could not be started"; echo "SUMMARY ruby postgres 0 1"; failed=1
+fi
+if [ -n "$AJ_TEST_REDIS_URL" ]; then
+  want sidekiq-sqlite && part sidekiq-sqlite AJ_TEST_DB=sqlite AJ_TEST_SIDEKIQ=1
+  if [ -n "$AJ_TEST_PG_URL" ]; then
+    want sidekiq-postgres && part sidekiq-postgres AJ_TEST_DB=postgres AJ_TEST_SIDEKIQ=1
+  fi
+else
+  echo "!! AJ_TEST_REDIS_URL unset and Redis could not be started"; echo "SUMMARY ruby sidekiq 0 1"; failed=1
+fi
+
+exit "$failed"
