@@ -62,9 +62,17 @@ module AcidicJob
       while run.status == READY
         run_step(run)
         @job.instance_variable_set(:@key, nil)
+        return rolled_back(run) unless @session.last_committed?
         return pro_batch_pushed(run) if @pro_awaits
       end
       run.status == SUCCEEDED || run.status == AWAITING
+    end
+
+    # The step raised ActiveRecord::Rollback: its transaction rolled back silently. The run
+    # stays at this step; release its lock so that a retry can run it, and report false.
+    def rolled_back(run)
+      record_failure(run, ActiveRecord::Rollback.new)
+      false
     end
 
     def finished_result(run)

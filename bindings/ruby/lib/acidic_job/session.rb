@@ -65,7 +65,13 @@ module AcidicJob
         raise
       end
       settle(done) # not done: the block raised ActiveRecord::Rollback
+      @last_committed = done
       value
+    end
+
+    # Whether the last `atomically` committed (false after ActiveRecord::Rollback).
+    def last_committed?
+      @last_committed
     end
 
     def close
@@ -224,6 +230,10 @@ module AcidicJob
     # Owned stores commit their own transactions.
     def atomically
       yield @store
+    end
+
+    def last_committed?
+      true
     end
 
     def close; end
