@@ -28,10 +28,11 @@ summary="$tmp/summary"
 
 cleanup() {
   local rc=$?
-  if [ -n "${AJ_TEST_PG_URL:-}" ] && [ -x scripts/pg-server.sh ]; then
-    scripts/pg-server.sh stop "$tmp/pg" >/dev/null 2>&1 || true
+  # stop whatever was started, even when a start failed half-way
+  if [ -d "$tmp/pg" ] && [ -f scripts/pg-server.sh ]; then
+    bash scripts/pg-server.sh stop "$tmp/pg" >/dev/null 2>&1 || true
   fi
-  if [ -n "${AJ_TEST_REDIS_URL:-}" ]; then
+  if [ -d "$tmp/redis" ]; then
     scripts/redis-server.sh stop "$tmp/redis" >/dev/null 2>&1 || true
   fi
   rm -rf "$tmp"
