@@ -107,6 +107,10 @@ c_suite() {
     record "$suite" build 0 1
     return
   fi
+  if [ "$suite" = c ]; then
+    run_suite "$suite-exports" tests/c/check_exports.sh "$dir/libacidic_job.so" \
+      core/include/acidic_job.h
+  fi
   local db
   for db in sqlite postgres; do
     if [ "$db" = postgres ] && [ -z "$AJ_TEST_PG_URL" ]; then
