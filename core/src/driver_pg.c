@@ -876,12 +876,18 @@ static void scrub_password(char *msg, size_t cap, const char *conninfo, const ch
 
 static int connect_error(PGconn *pg, const char *conninfo, int code)
 {
-    char redacted[512], msg[1024];
-    aj_redact_url(conninfo, redacted, sizeof redacted);
+    /* Room for the whole redacted string: a truncated one would spoil the diff. */
+    size_t cap = 2 * strlen(conninfo) + 16;
+    char *redacted = malloc(cap), msg[1024];
+    if (!redacted)
+        return aj_error_set(AJ_ENOMEM, "out of memory");
+    aj_redact_url(conninfo, redacted, cap);
     const char *err = pg ? PQerrorMessage(pg) : "out of memory";
     snprintf(msg, sizeof msg, "%.*s", first_line_len(err), err);
     scrub_password(msg, sizeof msg, conninfo, redacted);
-    return aj_error_set(code, "cannot connect to PostgreSQL \"%s\": %s", redacted, msg);
+    code = aj_error_set(code, "cannot connect to PostgreSQL \"%.200s\": %s", redacted, msg);
+    free(redacted);
+    return code;
 }
 
 int aj_pg_open(const aj_driver **driver, void **conn, const char *conninfo,
