@@ -850,16 +850,22 @@ static void scrub(char *msg, size_t cap, const char *secret, size_t len)
     }
 }
 
-/* libpq's messages may quote pieces of the connection string (a malformed
- * percent-encoding, a missing "="), so the password is cut out of them too: the one
- * libpq parsed, and whatever aj_redact_url removed from the string. */
-static void scrub_password(char *msg, size_t cap, const char *conninfo, const char *redacted)
+/* The password libpq parses out of `conninfo` (however it is spelled) becomes "***". */
+static void scrub_parsed_password(char *buf, size_t cap, const char *conninfo)
 {
     PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
     for (PQconninfoOption *o = opts; o && o->keyword; o++)
         if (strcmp(o->keyword, "password") == 0 && o->val)
-            scrub(msg, cap, o->val, strlen(o->val));
+            scrub(buf, cap, o->val, strlen(o->val));
     PQconninfoFree(opts);
+}
+
+/* What aj_redact_url cut out of `conninfo` becomes "***" too: it covers strings libpq
+ * cannot parse, whose error messages quote pieces of them (a malformed
+ * percent-encoding, a missing "="). */
+static void scrub_redacted_part(char *buf, size_t cap, const char *conninfo,
+                                const char *redacted)
+{
     size_t n = strlen(conninfo), m = strlen(redacted), pre = 0, suf = 0;
     while (pre < n && pre < m && conninfo[pre] == redacted[pre])
         pre++;
@@ -870,7 +876,7 @@ static void scrub_password(char *msg, size_t cap, const char *conninfo, const ch
         size_t len = n - suf - pre < sizeof secret - 1 ? n - suf - pre : sizeof secret - 1;
         memcpy(secret, conninfo + pre, len);
         secret[len] = '\0';
-        scrub(msg, cap, secret, len);
+        scrub(buf, cap, secret, len);
     }
 }
 
@@ -884,7 +890,9 @@ static int connect_error(PGconn *pg, const char *conninfo, int code)
     aj_redact_url(conninfo, redacted, cap);
     const char *err = pg ? PQerrorMessage(pg) : "out of memory";
     snprintf(msg, sizeof msg, "%.*s", first_line_len(err), err);
-    scrub_password(msg, sizeof msg, conninfo, redacted);
+    scrub_redacted_part(msg, sizeof msg, conninfo, redacted);
+    scrub_parsed_password(msg, sizeof msg, conninfo);
+    scrub_parsed_password(redacted, cap, conninfo); /* "password = x" and other spellings */
     code = aj_error_set(code, "cannot connect to PostgreSQL \"%.200s\": %s", redacted, msg);
     free(redacted);
     return code;
