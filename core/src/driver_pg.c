@@ -488,16 +488,15 @@ static void read_pipeline(aj_pg *c, const enum pg_step *steps, int nsent, PGresu
         PGresult *res = PQgetResult(c->pg);
         if (!res)
             break;
-        if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
-            PQclear(res); /* skipped after an earlier failure */
-        } else if (step_failed(res, steps[k]) && !*err_res) {
+        int skipped = PQresultStatus(res) == PGRES_PIPELINE_ABORTED; /* after a failure */
+        int failed = !skipped && step_failed(res, steps[k]);
+        if (failed && !*err_res) {
             *err_res = res;
             *err_step = steps[k];
-        } else if (steps[k] == STEP_STMT && !*stmt_res) {
+        } else if (!skipped && !failed && steps[k] == STEP_STMT) {
             *stmt_res = res;
         } else {
-            if (steps[k] == STEP_PREPARE && !step_failed(res, STEP_PREPARE))
-                *prepared = 1;
+            *prepared |= !skipped && !failed && steps[k] == STEP_PREPARE;
             PQclear(res);
         }
         while ((res = PQgetResult(c->pg))) /* each step's results end with NULL */
@@ -918,7 +917,7 @@ int aj_pg_open(const aj_driver **driver, void **conn, const char *conninfo,
         return rc;
     }
     PQsetNoticeProcessor(pg, ignore_notice, NULL);
-    aj_pg *c;
+    aj_pg *c = NULL;
     int rc = new_link(&c, pg, 1);
     if (rc) {
         PQfinish(pg);
@@ -936,7 +935,7 @@ int aj_pg_borrow(const aj_driver **driver, void **conn, struct pg_conn *pg)
         return aj_error_set(AJ_EINVALID, "aj_pg_borrow: NULL argument");
     if (PQstatus(pg) != CONNECTION_OK)
         return aj_error_set(AJ_EDATABASE, "aj_pg_borrow: the connection is not open");
-    aj_pg *c;
+    aj_pg *c = NULL;
     int rc = new_link(&c, pg, 0);
     if (rc)
         return rc;
