@@ -5,6 +5,8 @@
  * one pipeline (libpq pipeline mode): an optional BEGIN, the PREPARE of a statement the
  * session has not seen yet, the statement itself and an optional COMMIT go out together
  * and cost one network round trip. Only a failure costs a second one (the ROLLBACK).
+ * The exception is an ad-hoc statement without parameters or flags: it takes the simple
+ * protocol, which accepts several statements at once (schema migrations).
  *
  * Prepared statements are named "aj_<slot>_<hash of the SQL text>". The hash makes a
  * name mean one text only, so a name already present in the session (a previous store
@@ -17,6 +19,9 @@
  * that vanished anyway fails with SQLSTATE 26000; when no transaction was open around
  * the call it is re-prepared and run again, inside a transaction the server has already
  * aborted it and the error is reported.
+ *
+ * Owned connections reconnect in ensure_connected (PQreset) when the server went away,
+ * and a child after fork() closes its copy without a word to the server.
  */
 #include "driver.h"
 #include "error.h"
