@@ -205,6 +205,25 @@ static const char *synchronous_pragma(int s)
                                  : "PRAGMA synchronous=FULL";
 }
 
+/* Switch to WAL. Processes opening a new file at once race for it, and SQLite reports
+ * the loser's SQLITE_BUSY at once instead of waiting out the busy timeout: retry with
+ * a short sleep until that timeout has passed. */
+static int set_wal(sqlite3 *db, int busy_timeout_ms, char **msg)
+{
+    int waited_ms = 0;
+    for (;;) {
+        int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, msg);
+        int primary = rc & 0xff;
+        if ((primary != SQLITE_BUSY && primary != SQLITE_LOCKED && primary != SQLITE_IOERR) ||
+            waited_ms >= busy_timeout_ms)
+            return rc;
+        sqlite3_free(*msg);
+        *msg = NULL;
+        sqlite3_sleep(5);
+        waited_ms += 5;
+    }
+}
+
 int aj_sqlite_open(const aj_driver **driver, void **conn, const char *path,
                    const aj_options *opts)
 {
@@ -226,7 +245,7 @@ int aj_sqlite_open(const aj_driver **driver, void **conn, const char *path,
     }
     sqlite3_busy_timeout(c->db, opts->busy_timeout_ms);
     char *msg = NULL;
-    if ((!memory && (rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg))) ||
+    if ((!memory && (rc = set_wal(c->db, opts->busy_timeout_ms, &msg))) ||
         (rc = sqlite3_exec(c->db, synchronous_pragma(opts->synchronous), NULL, NULL, &msg))) {
         int err = aj_error_set(rc == SQLITE_BUSY ? AJ_ECONFLICT : AJ_EDATABASE,
                                "SQLite: cannot set up \"%s\": %s", path, msg ? msg : "error");

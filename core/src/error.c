@@ -63,8 +63,37 @@ const char *aj_code_name(int code)
     }
 }
 
-/* Redact "scheme://user:PASSWORD@host" and "password=VALUE" (conninfo, or a URI query
- * parameter). Anything else is copied as is. */
+/* Redact "scheme://user:PASSWORD@host" and "password = VALUE" (conninfo, with any
+ * spacing and quoting libpq accepts, or a URI query parameter). Anything else is
+ * copied as is. */
+static const char *skip_spaces(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    return p;
+}
+
+/* At p (a keyword boundary): "password", spaces, "=", spaces, then the value. Returns
+ * where the value ends, or NULL when p does not start a password setting. */
+static const char *password_value_end(const char *p)
+{
+    if (strncmp(p, "password", 8) != 0)
+        return NULL;
+    const char *q = skip_spaces(p + 8);
+    if (*q != '=')
+        return NULL;
+    q = skip_spaces(q + 1);
+    if (*q == '\'') {
+        for (q++; *q && *q != '\''; q++)
+            if (*q == '\\' && q[1])
+                q++;
+        return *q ? q + 1 : q;
+    }
+    while (*q && *q != ' ' && *q != '&' && *q != '\t' && *q != '\n' && *q != '\r')
+        q++;
+    return q;
+}
+
 void aj_redact_url(const char *url, char *out, size_t outsz)
 {
     if (!outsz)
@@ -72,10 +101,14 @@ void aj_redact_url(const char *url, char *out, size_t outsz)
     size_t o = 0;
     const char *s = url ? url : "";
     const char *scheme_end = strstr(s, "://");
-    const char *at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
-    const char *colon = NULL;
-    if (at) {
-        for (const char *p = scheme_end + 3; p < at; p++)
+    const char *at = NULL, *colon = NULL;
+    if (scheme_end) {
+        /* userinfo ends at the last '@' before the path */
+        const char *auth_end = scheme_end + 3 + strcspn(scheme_end + 3, "/?#");
+        for (const char *p = scheme_end + 3; p < auth_end; p++)
+            if (*p == '@')
+                at = p;
+        for (const char *p = scheme_end + 3; at && p < at; p++)
             if (*p == ':') { colon = p; break; }
     }
 #define PUT(c) do { if (o + 1 < outsz) out[o++] = (c); } while (0)
@@ -85,17 +118,12 @@ void aj_redact_url(const char *url, char *out, size_t outsz)
             p = at;
             continue;
         }
-        if (strncmp(p, "password=", 9) == 0 && (p == s || p[-1] == ' ' || p[-1] == '?' ||
-                                                p[-1] == '&' || p[-1] == '\t')) {
+        int boundary = p == s || p[-1] == ' ' || p[-1] == '?' || p[-1] == '&' ||
+                       p[-1] == '\t' || p[-1] == '\n' || p[-1] == '\r';
+        const char *end = boundary ? password_value_end(p) : NULL;
+        if (end) {
             for (const char *r = "password=***"; *r; r++) PUT(*r);
-            p += 9;
-            if (*p == '\'') {
-                p++;
-                while (*p && *p != '\'') { if (*p == '\\' && p[1]) p++; p++; }
-                if (*p) p++;
-            } else {
-                while (*p && *p != ' ' && *p != '&' && *p != '\t') p++;
-            }
+            p = end;
             continue;
         }
         PUT(*p);

@@ -287,9 +287,10 @@ static int record_failure(aj_run *run)
     aj_value params[4] = {aj_text(run->error, run->error_len), aj_cstr(now), aj_int(run->id),
                           aj_cstr(run->cur.lock)};
     int rc = aj_store_x(run->store, AJ_Q_KEY_FAIL, params, 4, NULL, NULL, 0);
-    /* Whether or not the record was written, this process no longer holds the run. */
-    run->cur.locked = 0;
-    run->cur.status = AJ_RUN_FAILED;
+    if (rc == AJ_OK) {
+        run->cur.locked = 0;
+        run->cur.status = AJ_RUN_FAILED;
+    }
     return rc;
 }
 
@@ -303,6 +304,10 @@ static int step_failed(aj_run *run, const char *step)
         return aj_error_set(AJ_ESTEP, "step \"%s\" failed", step);
     int rc = record_failure(run);
     if (rc) {
+        /* The run stays locked in the database until the lock timeout; this process
+         * gives it up all the same. */
+        run->cur.locked = 0;
+        run->cur.status = AJ_RUN_FAILED;
         char msg[900];
         snprintf(msg, sizeof msg, "%s", aj_error_last()->message);
         return aj_error_set(AJ_ESTEP, "step \"%s\" failed, and recording the failure failed "

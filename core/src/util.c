@@ -1,3 +1,7 @@
+/* timegm() and gmtime_r() are not in strict C11. */
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE
+#endif
 #include "util.h"
 #include "error.h"
 
