@@ -3,33 +3,59 @@
 #
 #   scripts/pg-server.sh start DIR    initialise (first time) and start a cluster in DIR;
 #                                     prints ONE line: the libpq URI of database acidic_test
-#   scripts/pg-server.sh url DIR      print that URI again (cluster must be running)
+#   scripts/pg-server.sh url DIR      print that URI again (the cluster must be running)
 #   scripts/pg-server.sh restart DIR  restart it (tests simulate a server restart)
 #   scripts/pg-server.sh stop DIR     stop it (fast); safe to call twice or on no cluster
 #
-# The cluster listens on a free 127.0.0.1 port and on a unix socket in DIR (or, when DIR
-# is too long for a socket path, in a short directory under /tmp recorded in
-# DIR/socket_dir). Authentication is `trust`: this is a throwaway test server.
-# fsync stays on, so commit timings are the real ones. initdb refuses to run as root, so
-# as root the server runs as the `postgres` user and DIR is handed to that user.
-# Diagnostics go to stderr and DIR/postgres.log; stdout carries only the URI.
+# The cluster listens on a free 127.0.0.1 port and on a unix socket. Authentication is
+# `trust`: this is a throwaway test server. fsync stays on, so commit timings are real.
+#
+# initdb refuses to run as root, so as root the server runs as the `postgres` user and
+# DIR is handed to that user. Two cases put files under /tmp instead, recorded in DIR:
+#   - DIR/socket_dir: DIR is too long for a unix socket path (107 bytes);
+#   - DIR/home: the postgres user cannot reach DIR (a parent directory such as /root is
+#     private); the cluster then lives in /tmp/ajpg.* and is deleted by `stop`.
+# Diagnostics go to stderr and postgres.log; stdout carries only the URI.
 set -euo pipefail
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 DB_NAME=acidic_test
-SOCKET_PATH_MAX=107   # sun_path is 108 bytes including the NUL
+SOCKET_PATH_MAX=107 # sun_path is 108 bytes including the NUL
 
 die() { echo "pg-server.sh: $*" >&2; exit 1; }
 
 usage() { die "usage: $0 start|stop|restart|url DIR"; }
 
+am_root() { [ "$(id -u)" -eq 0 ]; }
+
 # Run a command as the cluster's owner: `postgres` when we are root, else ourselves.
 as_owner() {
-    if [ "$(id -u)" -eq 0 ]; then
+    if am_root; then
         runuser -u postgres -- "$@"
     else
         "$@"
     fi
+}
+
+give_to_owner() {
+    if am_root; then chown postgres: "$@"; fi
+}
+
+# A private directory under /tmp, short enough for a socket path, owned by the owner.
+tmp_dir() {
+    local d
+    d=$(mktemp -d /tmp/ajpg.XXXXXX)
+    chmod 755 "$d"
+    give_to_owner "$d"
+    echo "$d"
+}
+
+# Where the owner keeps the cluster: DIR itself, or the /tmp directory recorded in
+# DIR/home. Sets PG_HOME, DATA and LOG.
+locate() {
+    if [ -f "$DIR/home" ]; then PG_HOME=$(cat "$DIR/home"); else PG_HOME=$DIR; fi
+    DATA=$PG_HOME/data
+    LOG=$PG_HOME/postgres.log
 }
 
 is_running() {
@@ -38,33 +64,47 @@ is_running() {
 
 url() { echo "postgresql://postgres@127.0.0.1:$(cat "$DIR/port")/$DB_NAME"; }
 
-# The socket lives in DIR unless "DIR/.s.PGSQL.65535" would not fit in sun_path.
+choose_home() {
+    give_to_owner "$DIR"
+    if ! as_owner test -w "$DIR" -a -x "$DIR" 2>/dev/null; then
+        tmp_dir >"$DIR/home"
+        echo "pg-server.sh: $DIR is not reachable for the postgres user;" \
+            "the cluster lives in $(cat "$DIR/home")" >&2
+    fi
+    locate
+}
+
+# The socket lives with the cluster unless "PG_HOME/.s.PGSQL.65535" would not fit.
 choose_socket_dir() {
     if [ -f "$DIR/socket_dir" ]; then
         SOCKET_DIR=$(cat "$DIR/socket_dir")
-        mkdir -p "$SOCKET_DIR"   # /tmp may have been cleaned since
-    elif [ $((${#DIR} + 17)) -le $SOCKET_PATH_MAX ]; then
-        SOCKET_DIR=$DIR
+        if [ ! -d "$SOCKET_DIR" ]; then # /tmp may have been cleaned since
+            mkdir -p "$SOCKET_DIR"
+            chmod 755 "$SOCKET_DIR"
+            give_to_owner "$SOCKET_DIR"
+        fi
+    elif [ $((${#PG_HOME} + 17)) -le $SOCKET_PATH_MAX ]; then
+        SOCKET_DIR=$PG_HOME
     else
-        SOCKET_DIR=$(mktemp -d /tmp/ajpg.XXXXXX)
+        SOCKET_DIR=$(tmp_dir)
     fi
     echo "$SOCKET_DIR" >"$DIR/socket_dir"
-    chmod 755 "$SOCKET_DIR"
-    if [ "$(id -u)" -eq 0 ]; then chown postgres: "$SOCKET_DIR"; fi
 }
 
-# A random loopback port nobody listens on right now. The server binds it a moment
-# later; when another process wins that race, start() tries another port.
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A loopback port nobody listens on right now (the previous one when still free, so
+# URLs stay stable across stop and start). The server binds it a moment later; when
+# another process wins that race, start() tries another port.
 pick_port() {
     local port
-    # Keep the port of an earlier start when it is still free: stable URLs across stops.
-    if [ -f "$DIR/port" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$(cat "$DIR/port")") 2>/dev/null; then
+    if [ -f "$DIR/port" ] && ! port_taken "$(cat "$DIR/port")"; then
         cat "$DIR/port"
         return
     fi
     for _ in $(seq 1 100); do
         port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        if ! port_taken "$port"; then
             echo "$port"
             return
         fi
@@ -73,14 +113,8 @@ pick_port() {
 }
 
 init_cluster() {
-    mkdir -p "$DIR"
-    if [ "$(id -u)" -eq 0 ]; then
-        chown postgres: "$DIR"
-        runuser -u postgres -- test -w "$DIR" -a -x "$DIR" ||
-            die "user postgres cannot write $DIR (a parent directory is not searchable?)"
-    fi
     as_owner "$PG_BIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
-        >>"$DIR/initdb.log" 2>&1 || die "initdb failed, see $DIR/initdb.log"
+        >"$DIR/initdb.log" 2>&1 || die "initdb failed, see $DIR/initdb.log"
 }
 
 # Later lines of postgresql.conf win, so a new port is simply appended.
@@ -95,16 +129,30 @@ max_connections = 100
 EOF
 }
 
+create_database() {
+    local port exists
+    port=$(cat "$DIR/port")
+    exists=$(as_owner "$PG_BIN/psql" -h "$SOCKET_DIR" -p "$port" -U postgres -d postgres \
+        -XtAc "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'")
+    if [ "$exists" != 1 ]; then
+        as_owner "$PG_BIN/createdb" -h "$SOCKET_DIR" -p "$port" -U postgres "$DB_NAME" ||
+            die "createdb failed"
+    fi
+}
+
 start() {
     if is_running; then url; return; fi
+    if [ ! -f "$DIR/home" ] || [ ! -d "$PG_HOME" ]; then
+        rm -f "$DIR/home"
+        choose_home
+    fi
     [ -f "$DATA/PG_VERSION" ] || init_cluster
     choose_socket_dir
     local port
     for _ in 1 2 3 4 5 6 7 8 9 10; do
         port=$(pick_port)
         configure "$port"
-        if as_owner "$PG_BIN/pg_ctl" start -w -t 60 -D "$DATA" -l "$DIR/postgres.log" \
-            >/dev/null 2>&1; then
+        if as_owner "$PG_BIN/pg_ctl" start -w -t 60 -D "$DATA" -l "$LOG" >/dev/null 2>&1; then
             echo "$port" >"$DIR/port"
             create_database
             url
@@ -113,17 +161,7 @@ start() {
         echo "pg-server.sh: start on port $port failed, retrying" >&2
         rm -f "$DIR/port"
     done
-    die "cannot start PostgreSQL, see $DIR/postgres.log"
-}
-
-create_database() {
-    local exists
-    exists=$(as_owner "$PG_BIN/psql" -h "$SOCKET_DIR" -p "$(cat "$DIR/port")" -U postgres \
-        -d postgres -XtAc "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'")
-    if [ "$exists" != 1 ]; then
-        as_owner "$PG_BIN/createdb" -h "$SOCKET_DIR" -p "$(cat "$DIR/port")" -U postgres \
-            "$DB_NAME" || die "createdb failed"
-    fi
+    die "cannot start PostgreSQL, see $LOG"
 }
 
 stop() {
@@ -131,18 +169,21 @@ stop() {
         as_owner "$PG_BIN/pg_ctl" stop -m fast -w -D "$DATA" >/dev/null ||
             die "pg_ctl stop failed"
     fi
-    # A socket directory of our own under /tmp goes away with the server.
-    if [ -f "$DIR/socket_dir" ]; then
-        local sd
-        sd=$(cat "$DIR/socket_dir")
-        case "$sd" in /tmp/ajpg.*) rm -rf "$sd" ;; esac
-    fi
+    # Directories of our own under /tmp go away with the server.
+    local d
+    for f in socket_dir home; do
+        if [ -f "$DIR/$f" ]; then
+            d=$(cat "$DIR/$f")
+            case "$d" in /tmp/ajpg.*) rm -rf "$d" ;; esac
+            rm -f "$DIR/$f"
+        fi
+    done
 }
 
 restart() {
     is_running || die "no cluster running in $DIR"
-    as_owner "$PG_BIN/pg_ctl" restart -m fast -w -t 60 -D "$DATA" -l "$DIR/postgres.log" \
-        >/dev/null || die "pg_ctl restart failed, see $DIR/postgres.log"
+    as_owner "$PG_BIN/pg_ctl" restart -m fast -w -t 60 -D "$DATA" -l "$LOG" >/dev/null ||
+        die "pg_ctl restart failed, see $LOG"
 }
 
 [ $# -eq 2 ] || usage
@@ -154,7 +195,7 @@ if [ ! -d "$DIR" ]; then
     die "no such directory: $DIR"
 fi
 DIR=$(cd "$DIR" && pwd -P)
-DATA=$DIR/data
+locate
 case "$1" in
     start) start ;;
     stop) stop ;;
