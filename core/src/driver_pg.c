@@ -829,16 +829,20 @@ static const aj_driver pg_driver = {
 /* Constructors                                                              */
 /* ------------------------------------------------------------------------ */
 
-static int new_link(aj_pg **out, PGconn *pg, int owned)
+/* The driver's state for `pg`, or NULL (out of memory, error set). */
+static aj_pg *new_link(PGconn *pg, int owned)
 {
     aj_pg *c = calloc(1, sizeof *c);
-    if (!c)
-        return aj_error_set(AJ_ENOMEM, "out of memory");
+    if (!c) {
+        aj_error_set(AJ_ENOMEM, "out of memory");
+        return NULL;
+    }
     c->magic = AJ_PG_MAGIC;
     c->pg = pg;
     c->owned = owned;
-    *out = c;
-    return 0;
+    c->session_pid = PQbackendPID(pg);
+    c->need_sync = !owned; /* the application's session may hold aj_ statements already */
+    return c;
 }
 
 /* Replace every occurrence of `secret` (when not empty) in `msg` by "***". */
@@ -922,13 +926,11 @@ int aj_pg_open(const aj_driver **driver, void **conn, const char *conninfo,
         return rc;
     }
     PQsetNoticeProcessor(pg, ignore_notice, NULL);
-    aj_pg *c = NULL;
-    int rc = new_link(&c, pg, 1);
-    if (rc) {
+    aj_pg *c = new_link(pg, 1);
+    if (!c) {
         PQfinish(pg);
-        return rc;
+        return AJ_ENOMEM;
     }
-    c->session_pid = PQbackendPID(pg); /* a new session holds no statements */
     *driver = &pg_driver;
     *conn = c;
     return 0;
@@ -940,12 +942,9 @@ int aj_pg_borrow(const aj_driver **driver, void **conn, struct pg_conn *pg)
         return aj_error_set(AJ_EINVALID, "aj_pg_borrow: NULL argument");
     if (PQstatus(pg) != CONNECTION_OK)
         return aj_error_set(AJ_EDATABASE, "aj_pg_borrow: the connection is not open");
-    aj_pg *c = NULL;
-    int rc = new_link(&c, pg, 0);
-    if (rc)
-        return rc;
-    c->need_sync = 1; /* the application's session may hold aj_ statements already */
-    c->session_pid = PQbackendPID(pg);
+    aj_pg *c = new_link(pg, 0);
+    if (!c)
+        return AJ_ENOMEM;
     *driver = &pg_driver;
     *conn = c;
     return 0;
