@@ -71,5 +71,7 @@ setup(
         "psycopg": ["psycopg>=3.1"],
         "psycopg2": ["psycopg2>=2.9"],
     },
+    # keep setuptools' intermediate files apart from the CMake build in build/
+    options={"build": {"build_base": os.path.join("build", "python-setuptools")}},
     zip_safe=False,
 )

@@ -1,0 +1,188 @@
+"""Fixtures for the acidic_job Python suite: real databases, real Redis.
+
+Every test that takes ``dbenv`` runs once per database kind:
+  sqlite3     a borrowed sqlite3.Connection on a fresh file
+  sqlite-url  the same kind of file through a "sqlite:PATH" URL (owned store)
+  psycopg     a borrowed psycopg 3 connection    \
+  psycopg2    a borrowed psycopg2 connection      > each in a fresh PostgreSQL schema
+  pg-url      a "postgresql://..." URL            /
+
+The plugin at the bottom prints ``SUMMARY python <part> <passed> <failed>`` per part:
+sqlite / postgres (by the dbenv parameter), celery / rq (by module marker), api (the rest).
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import uuid
+from collections import defaultdict
+from typing import Any, Dict, List, Optional, Sequence
+from urllib.parse import quote
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PG_URL = os.environ.get("AJ_TEST_PG_URL", "")
+REDIS_URL = os.environ.get("AJ_TEST_REDIS_URL", "")
+
+SQLITE_KINDS = ["sqlite3", "sqlite-url"]
+PG_KINDS = ["psycopg", "psycopg2", "pg-url"]
+
+
+def pg_url_with_schema(schema: str) -> str:
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options={quote('-csearch_path=' + schema)}"
+
+
+class DbEnv:
+    """One database for one test, plus an independent connection for assertions."""
+
+    def __init__(self, kind: str, tmp_path: Any) -> None:
+        self.kind = kind
+        self.group = "sqlite" if kind in SQLITE_KINDS else "postgres"
+        self._conns: List[Any] = []
+        if self.group == "sqlite":
+            path = str(tmp_path / "test.db")
+            self.url = f"sqlite:{path}"
+            self.path = path
+            self._check = sqlite3.connect(path, isolation_level=None)
+            self.ph = "?"
+        else:
+            if not PG_URL:
+                pytest.fail("AJ_TEST_PG_URL is not set (tests/python/run.sh starts a server)")
+            import psycopg
+            self.schema = "t_" + uuid.uuid4().hex[:12]
+            admin = psycopg.connect(PG_URL, autocommit=True)
+            admin.execute(f"CREATE SCHEMA {self.schema}")
+            admin.close()
+            self.url = pg_url_with_schema(self.schema)
+            self._check = psycopg.connect(self.url, autocommit=True)
+            self.ph = "?" if kind == "pg-url" else "%s"
+        self.db = self.make_db()
+
+    @property
+    def borrowed(self) -> bool:
+        return self.kind not in ("sqlite-url", "pg-url")
+
+    def make_db(self) -> Any:
+        """What to pass to @acidic_job.workflow: a new connection of this kind, or the URL."""
+        if self.kind == "sqlite3":
+            conn = sqlite3.connect(self.path)
+        elif self.kind == "psycopg":
+            import psycopg
+            conn = psycopg.connect(self.url)
+        elif self.kind == "psycopg2":
+            import psycopg2
+            conn = psycopg2.connect(self.url)
+        else:
+            return self.url
+        self._conns.append(conn)
+        return conn
+
+    def sql(self, text: str, params: Sequence[Any] = ()) -> List[tuple]:
+        """Run SQL (``?`` placeholders) on the assertion connection, autocommit."""
+        if self.group == "postgres":
+            text = text.replace("?", "%s")
+            cur = self._check.execute(text, params)
+            return cur.fetchall() if cur.description else []
+        return self._check.execute(text, params).fetchall()
+
+    def keys_count(self) -> int:
+        """Rows in acidic_job_keys; 0 when the store never created the table."""
+        if self.group == "postgres":
+            exists = self.sql("SELECT to_regclass('acidic_job_keys') IS NOT NULL")[0][0]
+        else:
+            exists = bool(self.sql("SELECT 1 FROM sqlite_master WHERE name = 'acidic_job_keys'"))
+        return self.sql("SELECT count(*) FROM acidic_job_keys")[0][0] if exists else 0
+
+    def table(self, name: str, columns: str = "id INTEGER, note TEXT") -> None:
+        self.sql(f"CREATE TABLE {name} ({columns})")
+
+    def key_row(self, job_name: Optional[str] = None) -> Dict[str, Any]:
+        cols = ["idempotency_key", "job_name", "job_args", "locked_at", "recovery_point",
+                "error_object", "attr_accessors"]
+        where, params = ("WHERE job_name = ?", (job_name,)) if job_name else ("", ())
+        rows = self.sql(f"SELECT {', '.join(cols)} FROM acidic_job_keys {where}", params)
+        assert len(rows) == 1, rows
+        return dict(zip(cols, rows[0]))
+
+    def close(self) -> None:
+        for c in self._conns:
+            try:
+                c.close()
+            except Exception:
+                pass
+        self._check.close()
+        if self.group == "postgres":
+            import psycopg
+            admin = psycopg.connect(PG_URL, autocommit=True)
+            admin.execute(f"DROP SCHEMA {self.schema} CASCADE")
+            admin.close()
+
+
+@pytest.fixture(params=SQLITE_KINDS + PG_KINDS)
+def dbenv(request: Any, tmp_path: Any) -> Any:
+    env = DbEnv(request.param, tmp_path)
+    yield env
+    env.close()
+
+
+@pytest.fixture(params=SQLITE_KINDS)
+def sqlite_env(request: Any, tmp_path: Any) -> Any:
+    env = DbEnv(request.param, tmp_path)
+    yield env
+    env.close()
+
+
+@pytest.fixture(params=PG_KINDS)
+def pg_env(request: Any, tmp_path: Any) -> Any:
+    env = DbEnv(request.param, tmp_path)
+    yield env
+    env.close()
+
+
+def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "part(name): the SUMMARY part of a test (celery, rq)")
+
+
+# --- SUMMARY lines -----------------------------------------------------------------
+
+_outcomes: Dict[str, Dict[str, str]] = defaultdict(dict)
+
+
+def _part(item: Any) -> str:
+    marker = item.get_closest_marker("part")
+    if marker is not None:
+        return marker.args[0]
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        for name in ("dbenv", "sqlite_env", "pg_env"):
+            kind = callspec.params.get(name)
+            if kind is not None:
+                return "sqlite" if kind in SQLITE_KINDS else "postgres"
+    return "api"
+
+
+_parts: Dict[str, str] = {}
+
+
+def pytest_collection_modifyitems(items: List[Any]) -> None:
+    for item in items:
+        _parts[item.nodeid] = _part(item)
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    part = _parts.get(report.nodeid, "api")
+    seen = _outcomes[part]
+    if report.failed:
+        seen[report.nodeid] = "failed"
+    elif report.when == "call" and report.passed and seen.get(report.nodeid) != "failed":
+        seen[report.nodeid] = "passed"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for part in sorted(_outcomes):
+        values = list(_outcomes[part].values())
+        passed, failed = values.count("passed"), values.count("failed")
+        terminalreporter.write_line(f"SUMMARY python {part} {passed} {failed}")
