@@ -23,6 +23,10 @@
  * Owned connections reconnect in ensure_connected (PQreset) when the server went away,
  * and a child after fork() closes its copy without a word to the server.
  */
+/* O_CLOEXEC and friends are POSIX.1-2008, outside strict C11. */
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE
+#endif
 #include "driver.h"
 #include "error.h"
 #include "rows.h"

@@ -116,6 +116,7 @@ void aj_redact_url(const char *url, char *out, size_t outsz)
         if (colon && p == colon + 1) {
             for (const char *r = "***"; *r; r++) PUT(*r);
             p = at;
+            colon = NULL; /* once: an empty password has at == colon + 1 */
             continue;
         }
         int boundary = p == s || p[-1] == ' ' || p[-1] == '?' || p[-1] == '&' ||

@@ -42,8 +42,11 @@ int aj_migrate_in_tx(aj_store *store)
 {
     int rc;
     int pg = store->drv->dialect == AJ_DIALECT_POSTGRES;
-    if (pg && (rc = run(store, "SELECT pg_advisory_xact_lock(" AJ_MIGRATION_LOCK_ID ")",
-                        NULL, 0, NULL)))
+    /* SET LOCAL: no "already exists, skipping" notices through a borrowed connection's
+     * notice printer, and nothing left changed after the transaction. */
+    if (pg && ((rc = run(store, "SET LOCAL client_min_messages = warning", NULL, 0, NULL)) ||
+               (rc = run(store, "SELECT pg_advisory_xact_lock(" AJ_MIGRATION_LOCK_ID ")",
+                         NULL, 0, NULL))))
         return rc;
     if ((rc = run(store, "CREATE TABLE IF NOT EXISTS acidic_job_schema (version integer NOT NULL)",
                   NULL, 0, NULL)))

@@ -1,4 +1,8 @@
 /* Runs: acquiring an idempotency key and executing steps, each in one transaction. */
+/* nanosleep() is POSIX, outside strict C11. */
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE
+#endif
 #include "run.h"
 #include "error.h"
 #include "rows.h"
