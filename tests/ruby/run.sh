@@ -57,15 +57,19 @@ fi
 export AJ_TEST_PG_URL="${AJ_TEST_PG_URL:-}" AJ_TEST_REDIS_URL="${AJ_TEST_REDIS_URL:-}"
 
 failed=0
-# part NAME ENV... : one minitest process over every tests/ruby/test_*.rb
+# part NAME ENV... : one minitest process over the test files of the part: the Sidekiq
+# parts run test_sidekiq_process.rb (real Sidekiq processes), the others everything else.
 part() {
   local name="$1"; shift
   echo
   echo "==== ruby: $name ===="
   local log="$tmp/$name.log"
-  env AJ_TEST_PART="$name" "$@" ruby -I"$root/tests/ruby" \
-    -e 'Dir[ARGV.shift + "/test_*.rb"].sort.each { |f| require f }' "$root/tests/ruby" \
-    ${AJ_TEST_ARGS:-} 2>&1 | tee "$log"
+  env AJ_TEST_PART="$name" "$@" ruby -I"$root/tests/ruby" -e '
+    dir = ARGV.shift
+    files = Dir[dir + "/test_*.rb"].sort
+    process = files.grep(/test_sidekiq_process/)
+    (ENV["AJ_TEST_SIDEKIQ"] ? process : files - process).each { |f| require f }
+  ' "$root/tests/ruby" ${AJ_TEST_ARGS:-} 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   if ! grep -q "^SUMMARY ruby $name " "$log"; then
     echo "SUMMARY ruby $name 0 1"

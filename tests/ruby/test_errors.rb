@@ -42,34 +42,46 @@ class ErrorsTest < AcidicTest
 
   def test_mismatched_arguments_for_an_existing_key
     RideCreateJob.stripe_failures = 0
-    job = RideCreateJob.new("ada", 2000)
+    klass = owned? ? OwnedRideJob : RideCreateJob
+    job = klass.new("ada", *([2000] unless owned?))
     job.perform_now
-    other = RideCreateJob.new("bob", 10)
+    other = klass.new("bob", *([10] unless owned?))
     other.job_id = job.job_id
     assert_raises(AcidicJob::MismatchedIdempotencyKeyAndJobArguments) { other.perform_now }
   end
 
+  # A worker died holding the run (locked_at is recent): another worker is refused until
+  # the lock timeout has passed.
   def test_a_locked_key_is_refused_within_the_lock_timeout
-    gate = Queue.new
-    release = Queue.new
-    klass = job_class("SlowJob") do
-      define_method(:perform) { idempotently { step :wait } }
-      define_method(:wait) do
-        gate << :inside
-        release.pop
+    klass = job_class("CrashedJob") do
+      def perform
+        idempotently do
+          step :first
+          step :second
+        end
+      end
+
+      def first = Trace << :first
+      def second
+        raise "crash" if Trace.count(:first) == 1
       end
     end
     job = klass.new
-    owner = Thread.new { ActiveRecord::Base.connection_pool.with_connection { job.perform_now } }
-    gate.pop
-    twin = klass.new
-    twin.job_id = job.job_id
-    e = ActiveRecord::Base.connection_pool.with_connection do
-      assert_raises(AcidicJob::LockedIdempotencyKey) { twin.perform_now }
+    assert_raises(RuntimeError) { job.perform_now }
+    now = Time.now.utc.strftime("%Y-%m-%d %H:%M:%S.%6N")
+    if owned?
+      AcidicJob::OwnedSession.store.exec("UPDATE acidic_job_keys SET locked_at = ?", [now])
+    else
+      AcidicJob::Key.update_all(locked_at: Time.now.utc)
     end
+    e = assert_raises(AcidicJob::LockedIdempotencyKey) { job.perform_now }
     assert_match(/locked/, e.message)
-    release << :go
-    assert owner.value
+    assert_equal 1, Trace.count(:first)
+    AcidicJob.config.lock_timeout = 0
+    Trace << :first
+    assert job.perform_now, "a stale lock is taken over"
+  ensure
+    AcidicJob.config.lock_timeout = 90
   end
 
   def test_an_unknown_recovery_point_raises_and_keeps_the_lock

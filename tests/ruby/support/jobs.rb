@@ -111,3 +111,46 @@ class PlainWorker
     Trace << [:plain_worker, args]
   end
 end
+
+# Without ActiveRecord sharing: acidic_job's own connection (database_url), steps write
+# with AcidicJob.exec and commit with the step.
+class OwnedRideJob < ActiveJob::Base
+  include AcidicJob
+
+  cattr_accessor :failures, default: 0
+
+  def perform(user)
+    idempotently with: { user: user, ride_id: nil } do
+      step :create_ride
+      step :charge
+      step :notify
+    end
+  end
+
+  def create_ride
+    Trace << :create_ride
+    AcidicJob.exec("INSERT INTO rides (user, amount, created_at, updated_at) VALUES (?, 1, ?, ?)"
+                     .sub("user", '"user"'), @user, now, now)
+    self.ride_id = AcidicJob.exec("SELECT max(id) FROM rides")[0][0]
+  end
+
+  def charge
+    Trace << :charge
+    AcidicJob.exec("INSERT INTO audits (event, created_at, updated_at) VALUES ('charge', ?, ?)", now, now)
+    if self.class.failures.positive?
+      self.class.failures -= 1
+      raise StripeError, "declined"
+    end
+  end
+
+  def notify
+    Trace << [:notify, @ride_id]
+    ReceiptJob.perform_transactionally(@ride_id)
+  end
+
+  private
+
+  def now
+    Time.now.utc.strftime("%Y-%m-%d %H:%M:%S.%6N")
+  end
+end

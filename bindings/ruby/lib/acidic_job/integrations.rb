@@ -13,6 +13,8 @@ module AcidicJob
       end
       ActiveSupport.on_load(:active_job) do
         include AcidicJob::Integrations::ActiveJobAcknowledgement
+        # perform_transactionally for every job, not only those including AcidicJob
+        include AcidicJob::PerformTransactionallyExtension
       end
       install_sidekiq if defined?(::Sidekiq)
       require_relative "railtie" if defined?(::Rails::Railtie)
@@ -22,6 +24,7 @@ module AcidicJob
       return if @sidekiq_installed
 
       @sidekiq_installed = true
+      ::Sidekiq::Worker::ClassMethods.include(AcidicJob::PerformTransactionallyExtension::ClassMethods)
       ::Sidekiq.configure_server do |config|
         config.server_middleware do |chain|
           chain.add AcidicJob::Integrations::SidekiqAcknowledgement

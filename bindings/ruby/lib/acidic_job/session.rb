@@ -190,8 +190,9 @@ module AcidicJob
     def self.store
       key = :acidic_job_owned_store
       url = AcidicJob.config.database_url
+      options = AcidicJob.config.store_options
       entry = Thread.current.thread_variable_get(key)
-      if entry.nil? || entry[0] != Process.pid || entry[1] != url || entry[2].closed?
+      if entry.nil? || entry[0] != Process.pid || entry[1] != [url, options] || entry[2].closed?
         # The parent's store is dropped without touching its connection: the core's
         # free only releases memory in a forked child.
         begin
@@ -199,9 +200,9 @@ module AcidicJob
         rescue Misuse
           nil # a run of it is still open somewhere; the garbage collector frees it later
         end
-        store = Native::Store.open(url, AcidicJob.config.store_options)
+        store = Native::Store.open(url, options)
         store.enqueue = Outbox.method(:push_staged)
-        entry = [Process.pid, url, store]
+        entry = [Process.pid, [url, options], store]
         Thread.current.thread_variable_set(key, entry)
       end
       entry[2]
