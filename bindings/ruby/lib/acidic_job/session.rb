@@ -228,9 +228,17 @@ module AcidicJob
       :owned
     end
 
-    # Owned stores commit their own transactions.
+    # Owned stores commit their own transactions (and push staged jobs on commit).
     def atomically
-      yield @store
+      value = yield @store
+      err = @store.last_enqueue_error
+      if err.is_a?(Exception)
+        AcidicJob.config.logger.warn(
+          "[acidic_job] pushing a staged job failed (#{err.class}: #{err.message}); " \
+          "AcidicJob.drain delivers it later"
+        )
+      end
+      value
     end
 
     def last_committed?

@@ -1,0 +1,45 @@
+# frozen_string_literal: true
+
+require_relative "test_helper"
+require "rails/generators"
+require "generators/acidic_job_generator"
+
+# `rails generate acidic_job` (the suite's own tables come from these migrations too).
+class GeneratorTest < AcidicTest
+  def generate(dir)
+    out, = capture_io { AcidicJobGenerator.start([], destination_root: dir) }
+    [out, Dir[File.join(dir, "db/migrate/*.rb")].sort]
+  end
+
+  def test_writes_the_0_7_0_migrations_and_the_core_additions_once
+    Dir.mktmpdir do |dir|
+      _, files = generate(dir)
+      assert_equal %w[create_acidic_job_keys create_staged_acidic_jobs add_acidic_job_batches],
+                   files.map { |f| File.basename(f, ".rb").sub(/\A\d+_/, "") }
+      assert_equal files.size, files.map { |f| File.basename(f)[/\A\d+/] }.uniq.size
+      keys = File.read(files[0])
+      assert_includes keys, "idx_acidic_job_keys_on_idempotency_key_n_job_name_n_job_args"
+      assert_includes keys, "ActiveRecord::Migration[#{ActiveRecord::VERSION::MAJOR}.#{ActiveRecord::VERSION::MINOR}]"
+      assert_includes keys, "t.text :workflow"
+      assert_includes File.read(files[2]), "create_table :acidic_job_batches"
+
+      # an application that already has 0.7.0's migrations gets only the new one
+      File.delete(files[2])
+      out, again = generate(dir)
+      assert_equal 3, again.size
+      assert_match(%r{(identical|skip)\s+db/migrate/\d+_create_acidic_job_keys}, out)
+      assert_match(%r{create\s+db/migrate/\d+_add_acidic_job_batches}, out)
+    end
+  end
+
+  def test_the_generated_schema_is_what_the_core_expects
+    skip "ActiveRecord connection sharing only" if owned?
+    conn = ActiveRecord::Base.connection
+    index = conn.indexes(:acidic_job_keys).find { |i| i.name == "idx_acidic_job_keys_on_idempotency_key_n_job_name_n_job_args" }
+    assert index&.unique
+    assert_equal %w[idempotency_key job_name job_args], index.columns
+    refute conn.columns(:acidic_job_keys).find { |c| c.name == "last_run_at" }.null
+    assert conn.table_exists?(:acidic_job_batches)
+    assert conn.column_exists?(:staged_acidic_jobs, :batch_id)
+  end
+end
