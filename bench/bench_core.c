@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define STEPS_PER_RUN 10
 
@@ -121,7 +122,7 @@ static double acidic(app *a, aj_workflow *wf, long n, double *acquire_rate, cons
     long runs = n / STEPS_PER_RUN;
     for (long r = 0; r < runs; r++) {
         char key[64];
-        snprintf(key, sizeof key, "%s-%ld-%ld", tag, (long)time(NULL), r);
+        snprintf(key, sizeof key, "%s-%ld-%ld-%.0f", tag, (long)getpid(), r, now_s() * 1e6);
         aj_run_params p = {key, "BenchJob", "[]", 2, "{}", 2};
         aj_run *run;
         double t0 = now_s();
