@@ -6,6 +6,9 @@
  *   acidic     one workflow step whose callback makes that same INSERT on the same
  *              connection; the core adds its row lock, recovery point and COMMIT
  *
+ * Steps are timed on their own; "in 10-step runs" adds each run's acquisition (one
+ * transaction per run) to the same steps.
+ *
  * Usage: bench_core URL [STEPS]. Prints one line per measurement and the ratio.
  */
 #include "acidic_job.h"
@@ -116,7 +119,7 @@ static int step_cb(aj_run *run, const char *step, void *ctx)
 }
 
 /* Steps only: runs of STEPS_PER_RUN steps; acquisition is timed separately. */
-static double acidic(app *a, aj_workflow *wf, long n, double *acquire_rate, const char *tag)
+static double acidic(app *a, aj_workflow *wf, long n, double *run_rate, const char *tag)
 {
     double in_steps = 0, in_acquire = 0;
     long runs = n / STEPS_PER_RUN;
@@ -140,7 +143,7 @@ static double acidic(app *a, aj_workflow *wf, long n, double *acquire_rate, cons
         in_acquire += t1 - t0;
         in_steps += t2 - t1;
     }
-    *acquire_rate = runs / in_acquire;
+    *run_rate = runs * STEPS_PER_RUN / (in_acquire + in_steps);
     return runs * STEPS_PER_RUN / in_steps;
 }
 
@@ -170,24 +173,27 @@ int main(int argc, char **argv)
     }
     /* Warm up both paths, then alternate short rounds so that the load of a shared
      * machine hits both alike; report medians of the rounds. */
-    double acq;
+    double warm_runs;
     baseline(&a, n / 10);
-    acidic(&a, wf, n / 10, &acq, "warm");
+    acidic(&a, wf, n / 10, &warm_runs, "warm");
     enum { ROUNDS = 11 };
-    double base[ROUNDS], steps[ROUNDS], ratio[ROUNDS], acqs[ROUNDS];
+    double base[ROUNDS], steps[ROUNDS], ratio[ROUNDS], runs[ROUNDS], run_ratio[ROUNDS];
     long per_round = n / ROUNDS < STEPS_PER_RUN ? STEPS_PER_RUN : n / ROUNDS;
     for (int r = 0; r < ROUNDS; r++) {
         char tag[16];
         snprintf(tag, sizeof tag, "r%d", r);
         base[r] = baseline(&a, per_round);
-        steps[r] = acidic(&a, wf, per_round, &acqs[r], tag);
+        steps[r] = acidic(&a, wf, per_round, &runs[r], tag);
         ratio[r] = steps[r] / base[r];
+        run_ratio[r] = runs[r] / base[r];
     }
     const char *db = aj_store_driver(a.store);
     printf("%-8s C       plain transactions  %9.0f /s\n", db, median(base, ROUNDS));
     printf("%-8s C       acidic_job steps    %9.0f /s\n", db, median(steps, ROUNDS));
-    printf("%-8s C       run acquisitions    %9.0f /s\n", db, median(acqs, ROUNDS));
+    printf("%-8s C       in 10-step runs     %9.0f steps/s (acquisition included)\n", db,
+           median(runs, ROUNDS));
     printf("RATIO c %s %.3f\n", db, median(ratio, ROUNDS));
+    printf("RATIO c-runs %s %.3f\n", db, median(run_ratio, ROUNDS));
     if (a.sq_insert)
         sqlite3_finalize(a.sq_insert);
     aj_workflow_free(wf);
