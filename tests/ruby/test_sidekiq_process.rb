@@ -43,7 +43,7 @@ class SidekiqProcessTest < AcidicTest
       "AJ_TEST_SIDEKIQ_REDIS" => REDIS, "AJ_TEST_LOCK_TIMEOUT" => LOCK_TIMEOUT.to_s,
       "AJ_TEST_QUEUE" => QUEUE, "AJ_TEST_FLAGS" => self.class.flags
     )
-    concurrency = postgres? ? "3" : "1"
+    concurrency = "3"
     pid = Process.spawn(env, "sidekiq", "-r", File.expand_path("support/sidekiq_boot.rb", __dir__),
                         "-q", QUEUE, "-c", concurrency, "-t", "2",
                         out: [log, "a"], err: [log, "a"], pgroup: true)

@@ -35,6 +35,7 @@ module AcidicJob
 
     def initialize(connection = AcidicJob::Key.connection)
       @connection = connection
+      @dialect = dialect
       @store, @raw = borrow
       @store.enqueue = Outbox.method(:push_staged)
       migrate_once
@@ -57,6 +58,7 @@ module AcidicJob
         @connection.transaction(requires_new: true) do
           check_connection!
           @connection.materialize_transactions
+          take_sqlite_write_lock
           value = yield @store
           done = true
         end
@@ -96,6 +98,22 @@ module AcidicJob
       )
     end
 
+    # ActiveRecord 6.1 opens SQLite transactions DEFERRED: two of them that read and then
+    # write deadlock, and SQLite fails one at once with "database is locked" instead of
+    # waiting. Taking the write lock first (a write that matches no row) makes the step
+    # wait its turn under the busy timeout, like BEGIN IMMEDIATE. Only for an outermost
+    # transaction: inside the application's own, its snapshot may already be older.
+    # The native store waits for the lock without the GVL. Not through ActiveRecord (the
+    # host path): the sqlite3 gem holds the GVL while it waits, so a thread waiting there
+    # would stop the thread holding the lock from ever committing.
+    def take_sqlite_write_lock
+      return unless @raw && @dialect == :sqlite && @connection.open_transactions == 1
+
+      @store.exec(WRITE_LOCK_SQL)
+    end
+
+    WRITE_LOCK_SQL = "UPDATE acidic_job_keys SET id = id WHERE 0 = 1"
+
     def check_connection!
       return if @raw.nil? || @connection.raw_connection.equal?(@raw)
 
@@ -116,7 +134,7 @@ module AcidicJob
                         "same SQLite / libpq as acidic_job"
         end
       end
-      [Native::Store.borrow_host(dialect, HostConnection.new(@connection), opts), nil]
+      [Native::Store.borrow_host(@dialect, HostConnection.new(@connection), opts), nil]
     end
 
     # The sqlite3 gem's handle is usable only when the gem links the system libsqlite3
