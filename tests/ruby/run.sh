@@ -101,4 +101,26 @@ else
   echo "!! AJ_TEST_REDIS_URL unset and Redis could not be started"; echo "SUMMARY ruby sidekiq 0 1"; failed=1
 fi
 
+# The extension and the core built with UBSan (-fno-sanitize-recover: any undefined
+# behaviour aborts the part). ASan cannot run here: Ruby raises exceptions with longjmp
+# through frames ASan does not see unwind, which leaves false stack poison behind.
+if [ "${AJ_TEST_UBSAN:-1}" = 1 ] && { want sqlite-ubsan || want postgres-ubsan; }; then
+  ubsan_home="$build/ubsan-gems"
+  rm -rf "$ubsan_home"
+  if GEM_HOME="$ubsan_home" GEM_PATH="$ubsan_home:${GEM_PATH#*:}" gem install --local --no-document \
+      "$build"/acidic_job-*.gem -- \
+      --with-cflags="-O1 -g -fsanitize=undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+      --with-ldflags="-fsanitize=undefined" >"$tmp/ubsan-install.log" 2>&1; then
+    ubsan_env=(GEM_HOME="$ubsan_home" GEM_PATH="$ubsan_home:${GEM_PATH#*:}"
+               LD_PRELOAD="$(gcc -print-file-name=libubsan.so)"
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    want sqlite-ubsan && part sqlite-ubsan AJ_TEST_DB=sqlite "${ubsan_env[@]}"
+    if [ -n "$AJ_TEST_PG_URL" ]; then
+      want postgres-ubsan && part postgres-ubsan AJ_TEST_DB=postgres "${ubsan_env[@]}"
+    fi
+  else
+    cat "$tmp/ubsan-install.log"; echo "SUMMARY ruby ubsan-build 0 1"; failed=1
+  fi
+fi
+
 exit "$failed"

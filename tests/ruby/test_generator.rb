@@ -32,6 +32,28 @@ class GeneratorTest < AcidicTest
     end
   end
 
+  # Jobs that ran before `rails db:migrate` had the core create the tables: the
+  # generated migrations still run, and a 0.7.0 database gets just the additions.
+  def test_the_migrations_run_on_tables_the_core_created_first
+    Dir.mktmpdir do |dir|
+      generate(dir)
+      script = <<~RUBY
+        require "acidic_job"
+        db = ARGV[0]
+        AcidicJob::Native::Store.open("sqlite:\#{db}").close
+        ActiveRecord::Base.establish_connection(adapter: "sqlite3", database: db)
+        ActiveRecord::Migration.verbose = false
+        ActiveRecord::MigrationContext.new(ARGV[1], ActiveRecord::SchemaMigration).migrate
+        conn = ActiveRecord::Base.connection
+        puts [conn.table_exists?(:acidic_job_batches), conn.column_exists?(:staged_acidic_jobs, :batch_id),
+              ActiveRecord::SchemaMigration.count].inspect
+      RUBY
+      out = IO.popen([RbConfig.ruby, "-e", script, File.join(dir, "core.db"), File.join(dir, "db/migrate")],
+                     err: %i[child out], &:read)
+      assert_equal "[true, true, 3]", out.strip
+    end
+  end
+
   def test_the_generated_schema_is_what_the_core_expects
     skip "ActiveRecord connection sharing only" if owned?
     conn = ActiveRecord::Base.connection

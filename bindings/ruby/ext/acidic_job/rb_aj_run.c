@@ -222,6 +222,7 @@ static VALUE run_step(VALUE self)
                  "Run#step called from inside a step");
     r->block = rb_block_proc();
     r->in_step = 1;
+    r->s->last_enqueue_error = Qnil;
     step_call c = {r, NULL, 0, NULL};
     rb_aj_without_gvl(r->s->release_gvl, step_nogvl, &c);
     r->in_step = 0;
