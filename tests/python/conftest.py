@@ -84,7 +84,7 @@ class DbEnv:
         """Run SQL (``?`` placeholders) on the assertion connection, autocommit."""
         if self.group == "postgres":
             text = text.replace("?", "%s")
-            cur = self._check.execute(text, params)
+            cur = self._check.execute(text, params or None)
             return cur.fetchall() if cur.description else []
         return self._check.execute(text, params).fetchall()
 
@@ -142,6 +142,20 @@ def pg_env(request: Any, tmp_path: Any) -> Any:
     env.close()
 
 
+@pytest.fixture(params=["sqlite3", "psycopg", "psycopg2"])
+def borrowed_env(request: Any, tmp_path: Any) -> Any:
+    env = DbEnv(request.param, tmp_path)
+    yield env
+    env.close()
+
+
+@pytest.fixture(params=["pg-url"])
+def pg_url_env(request: Any, tmp_path: Any) -> Any:
+    env = DbEnv(request.param, tmp_path)
+    yield env
+    env.close()
+
+
 def pytest_configure(config: Any) -> None:
     config.addinivalue_line("markers", "part(name): the SUMMARY part of a test (celery, rq)")
 
@@ -157,7 +171,7 @@ def _part(item: Any) -> str:
         return marker.args[0]
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
-        for name in ("dbenv", "sqlite_env", "pg_env"):
+        for name in ("dbenv", "sqlite_env", "pg_env", "borrowed_env", "pg_url_env"):
             kind = callspec.params.get(name)
             if kind is not None:
                 return "sqlite" if kind in SQLITE_KINDS else "postgres"

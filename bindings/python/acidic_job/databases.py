@@ -382,7 +382,8 @@ class FactoryDatabase(Database):
         db = getattr(local, "db", None)
         if db is None or getattr(local, "pid", None) != os.getpid():
             target = self.factory()
-            if callable(target) and not isinstance(target, str):
+            if callable(target) and not isinstance(target, str) \
+                    and not _looks_like_connection(target):
                 raise TypeError("a database factory must return a URL or a connection")
             local.db = _resolve_plain(target, self.options)
             local.pid = os.getpid()
