@@ -200,3 +200,74 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         values = list(_outcomes[part].values())
         passed, failed = values.count("passed"), values.count("failed")
         terminalreporter.write_line(f"SUMMARY python {part} {passed} {failed}")
+
+
+# --- queue helpers ---------------------------------------------------------------------
+
+def wait_for(predicate: Any, what: str, timeout: float = 90.0) -> Any:
+    """Poll until predicate() is truthy. The timeout only guards against a hang; no test
+    asserts on how long anything takes."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class Workers:
+    """Worker subprocesses of one test module; each in its own process group."""
+
+    def __init__(self, env: Dict[str, str], log_dir: str) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.procs: List[Any] = []
+
+    def start(self, args: List[str], name: str) -> Any:
+        import subprocess
+        log = open(os.path.join(self.log_dir, f"{name}.log"), "w")
+        proc = subprocess.Popen([sys.executable] + args, cwd=HERE, env=self.env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc.log_path = log.name  # type: ignore[attr-defined]
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: Any) -> None:
+        import signal
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+    def stop_all(self) -> None:
+        import signal
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(30)
+                except Exception:
+                    self.kill(proc)
+            else:
+                # reap stragglers of the group (prefork children)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def log(self, proc: Any) -> str:
+        with open(proc.log_path) as f:
+            return f.read()
+
+
+def queue_env(db: str, queue: str, scratch: str) -> Dict[str, str]:
+    if not REDIS_URL:
+        pytest.fail("AJ_TEST_REDIS_URL is not set (tests/python/run.sh starts a server)")
+    env = dict(os.environ)
+    env.update({"AJ_JOBS_DB": db, "AJ_JOBS_BROKER": REDIS_URL, "AJ_JOBS_QUEUE": queue,
+                "AJ_JOBS_DIR": scratch, "PYTHONPATH": HERE})
+    return env

@@ -1,0 +1,88 @@
+"""RQ jobs and workflows used by test_rq.py (and its worker processes)."""
+from __future__ import annotations
+
+from typing import Any
+
+from redis import Redis
+
+import acidic_job
+import acidic_job.rq
+from jobs_common import block_once, performed, settings
+
+DB, BROKER, QUEUE = settings()
+
+redis = Redis.from_url(BROKER) if BROKER else None
+if redis is not None:
+    acidic_job.rq.install(DB, redis, queue=QUEUE)
+
+
+@acidic_job.rq.job
+def record(label: str) -> None:
+    performed(label)
+
+
+@acidic_job.rq.job
+def charge_card(label: str) -> None:
+    performed(label)
+
+
+@acidic_job.rq.job
+def notify(label: str) -> None:
+    performed(label)
+
+
+@acidic_job.workflow(DB, name="rq_jobs.Booking")
+class Booking:
+    def __init__(self, label: str, fail: bool = False) -> None:
+        self.label, self.fail = label, fail
+
+    @acidic_job.step
+    def book(self, tx: Any) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "book"))
+        record.perform_transactionally(f"{self.label}:staged")
+        if self.fail:
+            raise RuntimeError("booking failed")
+
+
+@acidic_job.workflow(DB, name="rq_jobs.FanOut")
+class FanOut:
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @acidic_job.step
+    def prepare(self, tx: Any) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "prepare"))
+
+    @acidic_job.step(awaits=[charge_card, notify])
+    def charge(self, tx: Any) -> Any:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "charge"))
+        return {charge_card: (f"{self.label}:charged",), notify: (f"{self.label}:notified",)}
+
+    @acidic_job.step
+    def finish(self, tx: Any) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "finish"))
+
+
+@acidic_job.rq.job
+def fan_out(label: str) -> bool:
+    return FanOut.run(label)
+
+
+@acidic_job.workflow(DB, name="rq_jobs.Slow", lock_timeout=0)
+class Slow:
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @acidic_job.step
+    def first(self, tx: Any) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "first"))
+
+    @acidic_job.step
+    def blocking(self, tx: Any) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "blocking"))
+        block_once(self.label)
+
+
+@acidic_job.rq.job
+def slow(label: str) -> bool:
+    return Slow.run(label)
