@@ -105,6 +105,32 @@ class NativeTest < AcidicTest
     end
   end
 
+  def test_database_errors_conflicts_and_missing_rows_have_their_classes
+    Dir.mktmpdir do |dir|
+      path = "#{dir}/e.db"
+      store = AcidicJob::Native::Store.open("sqlite:#{path}", busy_timeout_ms: 0, conflict_retries: 0)
+      e = assert_raises(AcidicJob::DatabaseError) { store.exec("SELECT * FROM no_such_table") }
+      assert_match(/no_such_table/, e.message)
+      assert_equal :AJ_EDATABASE, e.code
+
+      # another connection holds the write lock: a step cannot begin
+      run = AcidicJob::Native::Run.acquire(store, [["a", []]], "k", "J", nil, nil)
+      other = SQLite3::Database.new(path)
+      other.execute("BEGIN IMMEDIATE")
+      e = assert_raises(AcidicJob::SerializedTransactionConflict) { run.step { nil } }
+      assert_equal :AJ_ECONFLICT, e.code
+      other.execute("ROLLBACK")
+      other.close
+
+      # the run's row was deleted behind its back
+      store.exec("DELETE FROM acidic_job_keys")
+      e = assert_raises(AcidicJob::NotFound) { run.step { nil } }
+      assert_equal :AJ_ENOTFOUND, e.code
+      run.close
+      store.close
+    end
+  end
+
   def test_break_and_throw_out_of_a_step_do_not_unwind_through_the_core
     Dir.mktmpdir do |dir|
       store = AcidicJob::Native::Store.open("sqlite:#{dir}/n.db")
