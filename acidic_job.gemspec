@@ -27,7 +27,7 @@ Gem::Specification.new do |spec|
   spec.require_paths = ["bindings/ruby/lib"]
   spec.extensions = ["bindings/ruby/ext/acidic_job/extconf.rb"]
 
-  spec.add_dependency "activerecord", ">= 6.1"
-  spec.add_dependency "activesupport", ">= 6.1"
-  spec.add_dependency "globalid"
+  spec.add_dependency "activerecord", ">= 6.1", "< 8"
+  spec.add_dependency "activesupport", ">= 6.1", "< 8"
+  spec.add_dependency "globalid", ">= 0.4", "< 2"
 end

@@ -54,6 +54,30 @@ class GeneratorTest < AcidicTest
     end
   end
 
+  # Without the generator (a plain Ruby application), the tables are created on first
+  # use through the application's own connection.
+  def test_without_migrations_the_tables_are_created_on_first_use
+    Dir.mktmpdir do |dir|
+      script = <<~RUBY
+        require "active_job"
+        require "acidic_job"
+        ActiveJob::Base.logger = Logger.new(nil)
+        ActiveRecord::Base.establish_connection(adapter: "sqlite3", database: ARGV[0])
+        ActiveRecord::Base.connection.create_table(:notes) { |t| t.string :body }
+        class Note < ActiveRecord::Base; end
+        class NoteJob < ActiveJob::Base
+          include AcidicJob
+          def perform = idempotently { step :write }
+          def write = Note.create!(body: "once")
+        end
+        job = NoteJob.new
+        print [job.perform_now, job.perform_now, Note.count, AcidicJob::Key.last.recovery_point].inspect
+      RUBY
+      out = IO.popen([RbConfig.ruby, "-e", script, File.join(dir, "fresh.db")], err: %i[child out], &:read)
+      assert_equal '[true, true, 1, "FINISHED"]', out.strip
+    end
+  end
+
   def test_the_generated_schema_is_what_the_core_expects
     skip "ActiveRecord connection sharing only" if owned?
     conn = ActiveRecord::Base.connection

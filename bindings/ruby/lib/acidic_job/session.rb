@@ -13,7 +13,7 @@ module AcidicJob
   module Sessions
     module_function
 
-    def open(&block)
+    def open
       session = AcidicJob.config.database_url ? OwnedSession.new : ActiveRecordSession.new
       begin
         yield session
@@ -39,6 +39,9 @@ module AcidicJob
       @store, @raw = borrow
       @store.enqueue = Outbox.method(:push_staged)
       migrate_once
+    rescue Exception # rubocop:disable Lint/RescueException
+      close
+      raise
     end
 
     def owned?
@@ -51,19 +54,23 @@ module AcidicJob
 
     # Run the block in a transaction on the application's connection; commit it with
     # everything the block and the core wrote; then settle the core.
-    def atomically
+    def atomically(write_lock: true)
       done = false
       value = nil
       begin
         @connection.transaction(requires_new: true) do
           check_connection!
           @connection.materialize_transactions
-          take_sqlite_write_lock
+          take_sqlite_write_lock if write_lock
           value = yield @store
           done = true
         end
       rescue Exception # rubocop:disable Lint/RescueException
-        settle(false)
+        begin
+          settle(false)
+        rescue StandardError
+          nil # the original error matters more
+        end
         raise
       end
       settle(done) # not done: the block raised ActiveRecord::Rollback
@@ -170,7 +177,8 @@ module AcidicJob
       lock = self.class.migrated_lock
       return if lock.synchronize { self.class.migrated[id] }
 
-      atomically(&:migrate)
+      # (the write lock statement needs the tables the migration creates)
+      atomically(write_lock: false, &:migrate)
       lock.synchronize { self.class.migrated[id] = true }
     end
   end
