@@ -56,7 +56,8 @@ def block_once(label: str) -> None:
     marker = os.path.join(os.environ.get("AJ_JOBS_DIR", "/tmp"), f"{label}.in_step")
     if os.path.exists(marker):
         return
-    with open(marker, "w") as f:
+    with open(marker + ".tmp", "w") as f:
         f.write(str(os.getpid()))
+    os.rename(marker + ".tmp", marker)  # the pid is there once the marker exists
     while True:
         time.sleep(0.2)

@@ -156,3 +156,37 @@ def test_a_worker_killed_in_the_middle_of_a_step_and_rerun_writes_the_step_once(
     cel.jobs.Slow.task.apply_async(("k",), queue=queue)  # the rerun
     wait_for(lambda: cel.key("celery_jobs.Slow", "k")[0] == "FINISHED", "the rerun")
     assert cel.steps("k") == ["first", "blocking"]
+
+
+def test_a_borrowed_sqlite3_connection_sends_staged_tasks_after_its_commit(cel: CeleryEnv
+                                                                          ) -> None:
+    import sqlite3
+    conn = sqlite3.connect(cel.db[len("sqlite:"):])
+
+    @acidic_job.workflow(conn, name="BorrowedBooking")
+    class BorrowedBooking:
+        def __init__(self, label: str) -> None:
+            self.label = label
+
+        @acidic_job.step
+        def book(self, tx: Any) -> None:
+            tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "book"))
+            cel.jobs.record.perform_transactionally(f"{self.label}:staged")
+
+        @acidic_job.step
+        def fail_once(self, tx: Any) -> None:
+            cel.jobs.record.perform_transactionally(f"{self.label}:rolled-back")
+            if cel.steps(self.label) == ["book"]:
+                tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)",
+                           (self.label, "failed"))
+                raise RuntimeError("once")
+
+    with pytest.raises(RuntimeError, match="once"):
+        BorrowedBooking.run("s")
+    wait_for(lambda: cel.performed("s:staged") == 1 and cel.staged() == 0, "task s")
+    assert cel.steps("s") == ["book"]
+    conn.execute("INSERT INTO step_rows (label, step) VALUES ('s', 'later')")
+    conn.commit()
+    assert BorrowedBooking.run("s") is True
+    wait_for(lambda: cel.performed("s:rolled-back") == 1 and cel.staged() == 0, "task s again")
+    conn.close()

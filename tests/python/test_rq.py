@@ -1,0 +1,173 @@
+"""RQ 1.13 workers (burst SimpleWorker and forking Worker) on a real Redis, with the
+workflow store on PostgreSQL."""
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from typing import Any, Iterator
+
+import pytest
+
+import acidic_job
+from acidic_job import queues
+from conftest import HERE, PG_URL, Workers, pg_url_with_schema, queue_env, wait_for
+from jobs_common import create_tables, sql
+
+pytestmark = pytest.mark.part("rq")
+
+
+class RQEnv:
+    def __init__(self, tmp: str) -> None:
+        if not PG_URL:
+            pytest.fail("AJ_TEST_PG_URL is not set (tests/python/run.sh starts a server)")
+        import psycopg
+        self.schema = "rq_" + uuid.uuid4().hex[:10]
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f"CREATE SCHEMA {self.schema}")
+        self.db = pg_url_with_schema(self.schema)
+        self.queue = f"rq-{uuid.uuid4().hex[:8]}"
+        self.scratch = tmp
+        self.env = queue_env(self.db, self.queue, tmp)
+        os.environ.update({k: self.env[k] for k in ("AJ_JOBS_DB", "AJ_JOBS_BROKER",
+                                                     "AJ_JOBS_QUEUE", "AJ_JOBS_DIR")})
+        create_tables(self.db)
+        self.jobs = importlib.import_module("rq_jobs")
+        self.workers = Workers(self.env, tmp)
+        self.bursts = 0
+
+    def burst(self, queue: str = "", simple: bool = True) -> str:
+        """Run a worker until the queue is empty; returns its output."""
+        self.bursts += 1
+        args = [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url",
+                self.env["AJ_JOBS_BROKER"], "--name", f"burst-{uuid.uuid4().hex[:8]}"]
+        if simple:
+            args += ["--worker-class", "rq.worker.SimpleWorker"]
+        out = subprocess.run(args + [queue or self.queue], cwd=HERE, env=self.env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout + out.stderr
+
+    def sql(self, text: str, params: Any = ()) -> list:
+        return sql(self.db, text, params)
+
+    def staged(self) -> int:
+        return self.sql("SELECT count(*) FROM staged_acidic_jobs")[0][0]
+
+    def performed(self, label: str) -> int:
+        return self.sql("SELECT count(*) FROM performed WHERE label = ?", (label,))[0][0]
+
+    def steps(self, label: str) -> list:
+        return [r[0] for r in self.sql("SELECT step FROM step_rows WHERE label = ? ORDER BY "
+                                       "ctid", (label,))]
+
+    def key(self, job_name: str, label: str) -> Any:
+        rows = self.sql("SELECT recovery_point, locked_at, error_object FROM acidic_job_keys "
+                        "WHERE job_name = ? AND job_args LIKE ?", (job_name, f'%"{label}"%'))
+        return rows[0] if rows else None
+
+    def close(self) -> None:
+        self.workers.stop_all()
+        import psycopg
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {self.schema} CASCADE")
+
+
+@pytest.fixture(scope="module")
+def rqe(tmp_path_factory: Any) -> Iterator[RQEnv]:
+    env = RQEnv(str(tmp_path_factory.mktemp("rq")))
+    yield env
+    env.close()
+
+
+def test_a_staged_job_is_enqueued_after_commit_and_acknowledged_once_it_succeeded(rqe: RQEnv
+                                                                                 ) -> None:
+    assert rqe.jobs.Booking.run("a") is True
+    assert rqe.staged() == 1            # sent, not yet performed
+    rqe.burst()
+    assert rqe.performed("a:staged") == 1
+    assert rqe.staged() == 0            # acknowledged by the on_success callback
+    assert rqe.steps("a") == ["book"]
+
+
+def test_a_rolled_back_step_never_enqueues_its_staged_job(rqe: RQEnv) -> None:
+    with pytest.raises(RuntimeError, match="booking failed"):
+        rqe.jobs.Booking.run("b", True)
+    assert rqe.staged() == 0
+    rqe.burst()
+    assert rqe.performed("b:staged") == 0 and rqe.steps("b") == []
+    assert rqe.key("rq_jobs.Booking", "b")[0] == "book"
+
+
+def test_a_workflow_job_awaits_parallel_jobs_and_resumes_after_them(rqe: RQEnv) -> None:
+    rqe.jobs.fan_out.enqueue("f")
+    rqe.burst()   # the workflow, both awaited jobs, then the continuation
+    assert rqe.key("rq_jobs.FanOut", "f")[0] == "FINISHED"
+    assert rqe.steps("f") == ["prepare", "charge", "finish"]
+    assert rqe.performed("f:charged") == 1 and rqe.performed("f:notified") == 1
+    assert rqe.staged() == 0
+    assert rqe.sql("SELECT count(*) FROM acidic_job_batches")[0][0] == 0
+
+
+def test_awaits_with_a_forking_worker(rqe: RQEnv) -> None:
+    rqe.jobs.fan_out.enqueue("g")
+    rqe.burst(simple=False)
+    assert rqe.key("rq_jobs.FanOut", "g")[0] == "FINISHED"
+    assert rqe.steps("g") == ["prepare", "charge", "finish"]
+    assert rqe.staged() == 0
+
+
+def test_drain_delivers_staged_jobs_that_were_never_enqueued(rqe: RQEnv) -> None:
+    adapter = queues._adapters.pop("rq")
+    try:
+        assert rqe.jobs.Booking.run("d") is True
+    finally:
+        queues.install_adapter(adapter)
+    assert rqe.staged() == 1
+    rqe.burst()
+    assert rqe.performed("d:staged") == 0     # nothing was in the queue
+    assert acidic_job.drain(rqe.db, older_than=0) == 1
+    rqe.burst()
+    assert rqe.performed("d:staged") == 1 and rqe.staged() == 0
+
+
+def test_the_drain_command_with_rq_redis(rqe: RQEnv) -> None:
+    adapter = queues._adapters.pop("rq")
+    try:
+        assert rqe.jobs.Booking.run("e") is True
+    finally:
+        queues.install_adapter(adapter)
+    out = subprocess.run([sys.executable, "-m", "acidic_job", "drain", "--url", rqe.db,
+                          "--older-than", "0", "--rq-redis", rqe.env["AJ_JOBS_BROKER"],
+                          "--rq-queue", rqe.queue], cwd=HERE, env=rqe.env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "delivered 1 staged job(s)" in out.stdout
+    rqe.burst()
+    assert rqe.performed("e:staged") == 1 and rqe.staged() == 0
+
+
+def test_a_worker_killed_in_the_middle_of_a_step_and_rerun_writes_the_step_once(rqe: RQEnv
+                                                                               ) -> None:
+    queue = f"{rqe.queue}-slow"
+    worker = rqe.workers.start(["-m", "rq.cli", "worker", "--url", rqe.env["AJ_JOBS_BROKER"],
+                                "--name", f"slow-{uuid.uuid4().hex[:8]}", queue], "rq-slow")
+    from rq import Queue
+    Queue(queue, connection=rqe.jobs.redis).enqueue("rq_jobs.slow", "k")
+    wait_for(lambda: os.path.exists(os.path.join(rqe.scratch, "k.in_step")),
+             "the worker to be inside the step")
+    # RQ runs the job in a work horse with a session of its own: kill it, then the worker
+    with open(os.path.join(rqe.scratch, "k.in_step")) as f:
+        horse = int(f.read())
+    os.kill(horse, signal.SIGKILL)
+    rqe.workers.kill(worker)
+    assert rqe.steps("k") == ["first"]
+    point, locked_at, _ = rqe.key("rq_jobs.Slow", "k")
+    assert point == "blocking" and locked_at is not None
+    Queue(queue, connection=rqe.jobs.redis).enqueue("rq_jobs.slow", "k")  # the rerun
+    rqe.burst(queue, simple=False)
+    assert rqe.key("rq_jobs.Slow", "k")[0] == "FINISHED"
+    assert rqe.steps("k") == ["first", "blocking"]
