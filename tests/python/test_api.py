@@ -1,0 +1,133 @@
+"""The package surface: exceptions, typing stub, packaging, command line."""
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+import acidic_job
+from acidic_job import _native
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def test_one_exception_class_per_core_error_code() -> None:
+    codes = {name: getattr(_native, name) for name in dir(_native)
+             if name.startswith("E") and name.isupper() and name != "ERROR"}
+    classes = {cls.code: cls for cls in vars(acidic_job).values()
+               if isinstance(cls, type) and issubclass(cls, acidic_job.Error) and cls.code}
+    for name, code in codes.items():
+        assert code in classes, name
+        cls = classes[code]
+        assert cls.code_name == f"AJ_{name}"
+        assert issubclass(cls, acidic_job.Error)
+    assert issubclass(acidic_job.SerializationConflict, acidic_job.DatabaseError)
+    assert acidic_job.SerializedTransactionConflict is acidic_job.SerializationConflict
+    assert issubclass(acidic_job.EncodeError, TypeError)
+    assert issubclass(acidic_job.InvalidArgument, ValueError)
+
+
+def test_core_errors_arrive_as_their_class_with_a_hint() -> None:
+    with pytest.raises(acidic_job.InvalidArgument) as info:
+        _native.open("mysql://nope")
+    assert info.value.code == _native.EINVALID
+    assert "check the value passed" in str(info.value)
+    with pytest.raises(acidic_job.DatabaseError) as dbinfo:
+        _native.open("sqlite:/nonexistent-dir/x/y.db")
+    assert dbinfo.value.code_name in ("AJ_EDATABASE", "AJ_EINVALID")
+    with pytest.raises(acidic_job.InvalidArgument):
+        acidic_job.workflow("")
+    with pytest.raises(TypeError):
+        acidic_job.workflow(12345)
+    with pytest.raises(TypeError):
+        _native.open(None)  # type: ignore[arg-type]
+
+
+def test_a_password_never_appears_in_an_error() -> None:
+    with pytest.raises(acidic_job.Error) as info:
+        _native.open("postgresql://user:s3cret@127.0.0.1:1/db?connect_timeout=1")
+    assert "s3cret" not in str(info.value)
+
+
+def test_assigning_an_unencodable_attribute_raises_at_once() -> None:
+    @acidic_job.workflow("sqlite::memory:", name="Assign")
+    class Assign:
+        value: object = None
+
+        @acidic_job.step
+        def only(self) -> None:
+            pass
+
+    obj = Assign()
+    with pytest.raises(acidic_job.EncodeError, match="'value'"):
+        obj.value = {1, 2, 3}
+    obj.value = [1, "two"]
+    with pytest.raises(acidic_job.EncodeError, match="'bad'"):
+        @acidic_job.workflow("sqlite::memory:")
+        class BadDefault:
+            bad: object = object()
+
+            @acidic_job.step
+            def only(self) -> None:
+                pass
+
+
+def test_the_stub_matches_the_extension() -> None:
+    stub_path = os.path.join(os.path.dirname(acidic_job.__file__), "_native.pyi")
+    assert os.path.exists(stub_path)
+    assert os.path.exists(os.path.join(os.path.dirname(acidic_job.__file__), "py.typed"))
+    tree = ast.parse(open(stub_path).read())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            assert hasattr(_native, node.name), node.name
+        elif isinstance(node, ast.ClassDef):
+            cls = getattr(_native, node.name)
+            for member in node.body:
+                if isinstance(member, ast.FunctionDef) and not member.name.startswith("__"):
+                    assert hasattr(cls, member.name), f"{node.name}.{member.name}"
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if node.target.id[0].isupper() and node.target.id not in (
+                    "Param", "Cell", "EnqueueCallback"):
+                assert hasattr(_native, node.target.id), node.target.id
+    for name in dir(_native):
+        if not name.startswith("__"):
+            assert name in open(stub_path).read(), name
+
+
+def test_the_extension_exports_only_its_init_function() -> None:
+    out = subprocess.run(["nm", "-D", "--defined-only", _native.__file__], capture_output=True,
+                         text=True, check=True).stdout
+    exported = [line.split()[-1] for line in out.splitlines() if line.split()[1] in "TDBR"]
+    assert exported == ["PyInit__native"]
+
+
+def test_the_sdist_carries_the_core(tmp_path: object) -> None:
+    out = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir",
+                          str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    (archive,) = [p for p in os.listdir(str(tmp_path)) if p.endswith(".tar.gz")]
+    names = tarfile.open(os.path.join(str(tmp_path), archive)).getnames()
+    base = archive[:-len(".tar.gz")]
+    assert f"{base}/core/include/acidic_job.h" in names
+    core = sorted(n for n in names if n.startswith(f"{base}/core/src/") and n.endswith(".c"))
+    assert len(core) == len([f for f in os.listdir(os.path.join(ROOT, "core", "src"))
+                             if f.endswith(".c")])
+    assert f"{base}/bindings/python/src/_native.c" in names
+    assert f"{base}/bindings/python/acidic_job/_native.pyi" in names
+
+
+def test_the_command_line_reports_bad_input() -> None:
+    out = subprocess.run([sys.executable, "-m", "acidic_job", "drain", "--url", "bogus://x",
+                          "--older-than", "0"], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "acidic_job drain:" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "acidic_job", "drain", "--url", "sqlite::memory:",
+                          "--older-than", "-1"], capture_output=True, text=True)
+    assert out.returncode == 2
+    out = subprocess.run([sys.executable, "-m", "acidic_job", "--version"], capture_output=True,
+                         text=True)
+    assert out.stdout.strip() == acidic_job.VERSION
