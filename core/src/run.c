@@ -321,6 +321,36 @@ static int step_failed(aj_run *run, const char *step)
                         "resumes at this step", step);
 }
 
+/* Claim the run for this step: one UPDATE that locks the row, checks it is still ours
+ * and advances it to the planned next step (refreshing the lock, or releasing it when
+ * the run finishes). 0, or AJ_ELOCKED / AJ_ENOTFOUND with the transaction ended. */
+static int claim(aj_run *run, const char *planned, int keeps_lock, const char *now)
+{
+    aj_store *store = run->store;
+    aj_rows rows = {0};
+    aj_value p[6] = {aj_cstr(planned), keeps_lock ? aj_cstr(now) : aj_text(NULL, 0),
+                     aj_cstr(now), aj_int(run->id), aj_cstr(run->cur.recovery_point),
+                     aj_cstr(run->cur.lock)};
+    int rc = aj_store_x(store, AJ_Q_STEP_CLAIM, p, 6, &rows, NULL, AJ_X_BEGIN_IMMEDIATE);
+    size_t matched = rows.nrows;
+    aj_rows_clear(&rows);
+    if (rc || matched == 1)
+        return rc;
+
+    /* Rare: tell a lost lock from a deleted row, then end the transaction. */
+    aj_value id = aj_int(run->id);
+    int exists = aj_store_x(store, AJ_Q_KEY_EXISTS, &id, 1, &rows, NULL, 0) == AJ_OK &&
+                 aj_rows_int(&rows, 0, 0) > 0;
+    aj_rows_clear(&rows);
+    aj_store_tx(store, AJ_TX_ROLLBACK);
+    if (!exists)
+        return aj_error_set(AJ_ENOTFOUND, "the run's row (id %lld) no longer exists",
+                            (long long)run->id);
+    run->cur.locked = 0;
+    return aj_error_set(AJ_ELOCKED, "this run lost its lock on key \"%s\" to another worker "
+                        "(the lock timeout passed); stopping", run->key);
+}
+
 int aj_run_step(aj_run *run, aj_step_fn fn, void *ctx)
 {
     if (!run || !fn)
@@ -344,25 +374,15 @@ int aj_run_step(aj_run *run, aj_step_fn fn, void *ctx)
                             run->cur.recovery_point);
     const char *step = run->wf->steps[idx].name;
 
-    /* 1. Lock the run row and check that the run is still ours. */
-    aj_rows rows = {0};
-    aj_value lk[2] = {aj_cstr(run->cur.lock), aj_int(run->id)};
-    if ((rc = aj_store_x(store, AJ_Q_STEP_LOCK, lk, 2, &rows, NULL, AJ_X_BEGIN_IMMEDIATE)))
+    /* 1. Claim the row and advance it to the step that normally follows. The lock is
+     * refreshed at every step, so a long workflow keeps it as long as each step is
+     * shorter than the lock timeout. */
+    char now[32];
+    aj_format_time(aj_now_us(), now);
+    const char *planned = aj_workflow_next(run->wf, (size_t)idx);
+    int planned_keeps_lock = strcmp(planned, AJ_RECOVERY_POINT_FINISHED) != 0;
+    if ((rc = claim(run, planned, planned_keeps_lock, now)))
         return rc;
-    const char *rp = aj_rows_text(&rows, 0, 0, NULL);
-    int ours = rows.nrows == 1 && aj_rows_int(&rows, 0, 1) == 1 && rp &&
-               strcmp(rp, run->cur.recovery_point) == 0;
-    int missing = rows.nrows == 0;
-    aj_rows_clear(&rows);
-    if (!ours) {
-        aj_store_tx(store, AJ_TX_ROLLBACK);
-        if (missing)
-            return aj_error_set(AJ_ENOTFOUND, "the run's row (id %lld) no longer exists",
-                                (long long)run->id);
-        run->cur.locked = 0;
-        return aj_error_set(AJ_ELOCKED, "this run lost its lock on key \"%s\" to another "
-                            "worker (the lock timeout passed); stopping", run->key);
-    }
 
     /* 2. The application's writes. */
     save_state(run);
@@ -376,11 +396,11 @@ int aj_run_step(aj_run *run, aj_step_fn fn, void *ctx)
     if (cb != 0)
         return step_failed(run, step);
 
-    /* 3. Where the run goes next. */
+    /* 3. Where the run goes instead, if the step said so. */
     int awaiting = run->batch_id != 0 && run->awaited > 0;
     const char *next = run->finish ? AJ_RECOVERY_POINT_FINISHED
                        : run->goto_index >= 0 ? run->wf->steps[run->goto_index].name
-                                              : aj_workflow_next(run->wf, (size_t)idx);
+                                              : planned;
     if (awaiting && run->finish)
         return abort_step(run, aj_error_set(AJ_EMISUSE, "step \"%s\" both awaits jobs and "
                                             "finishes the run", step));
@@ -395,17 +415,20 @@ int aj_run_step(aj_run *run, aj_step_fn fn, void *ctx)
     if (!next_copy)
         return abort_step(run, aj_error_set(AJ_ENOMEM, "out of memory"));
 
-    /* 4. Advance and commit. The lock is refreshed at every step, so a long workflow
-     * keeps it as long as its steps are shorter than the lock timeout. */
-    char now[32];
-    now_text(now);
-    aj_value adv[5] = {aj_cstr(next_copy), keeps_lock ? aj_cstr(now) : aj_text(NULL, 0),
-                       run->cur.attrs_dirty ? aj_text(run->cur.attrs ? run->cur.attrs : "",
-                                                      run->cur.attrs_len)
-                                            : aj_text(NULL, 0),
-                       aj_cstr(now), aj_int(run->id)};
-    int64_t changed = 0;
-    if ((rc = aj_store_x(store, AJ_Q_STEP_ADVANCE, adv, 5, NULL, &changed, AJ_X_COMMIT))) {
+    /* 4. Amend the claim only when needed, then commit. */
+    int amend = run->cur.attrs_dirty || strcmp(next, planned) != 0 ||
+                keeps_lock != planned_keeps_lock;
+    if (amend) {
+        aj_value am[4] = {aj_cstr(next_copy), keeps_lock ? aj_cstr(now) : aj_text(NULL, 0),
+                          run->cur.attrs_dirty
+                              ? aj_text(run->cur.attrs ? run->cur.attrs : "", run->cur.attrs_len)
+                              : aj_text(NULL, 0),
+                          aj_int(run->id)};
+        rc = aj_store_x(store, AJ_Q_STEP_AMEND, am, 4, NULL, NULL, AJ_X_COMMIT);
+    } else {
+        rc = aj_store_tx(store, AJ_TX_COMMIT);
+    }
+    if (rc) {
         free(next_copy);
         return abort_step(run, rc);
     }

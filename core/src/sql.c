@@ -19,10 +19,11 @@ static const aj_sql common[AJ_Q_COUNT] = {
     [AJ_Q_KEY_LOCK] = STMT(AJ_Q_KEY_LOCK,
         "UPDATE acidic_job_keys SET last_run_at = ?, locked_at = ?, updated_at = ?"
         " WHERE id = ?"),
-    [AJ_Q_STEP_ADVANCE] = STMT(AJ_Q_STEP_ADVANCE,
+    [AJ_Q_STEP_AMEND] = STMT(AJ_Q_STEP_AMEND,
         "UPDATE acidic_job_keys SET recovery_point = ?, locked_at = ?,"
-        " attr_accessors = COALESCE(?, attr_accessors), error_object = NULL, updated_at = ?"
-        " WHERE id = ?"),
+        " attr_accessors = COALESCE(?, attr_accessors) WHERE id = ?"),
+    [AJ_Q_KEY_EXISTS] = STMT(AJ_Q_KEY_EXISTS,
+        "SELECT count(*) FROM acidic_job_keys WHERE id = ?"),
     [AJ_Q_KEY_FAIL] = STMT(AJ_Q_KEY_FAIL,
         "UPDATE acidic_job_keys SET locked_at = NULL, error_object = ?, updated_at = ?"
         " WHERE id = ? AND locked_at = ?"),
@@ -46,22 +47,24 @@ static const aj_sql common[AJ_Q_COUNT] = {
         "UPDATE staged_acidic_jobs SET updated_at = ? WHERE id = ?"),
 };
 
-/* SQLite holds the database write lock for the whole step (BEGIN IMMEDIATE), so a
- * plain read serves as the row lock; PostgreSQL locks the row. The lock token is the
- * exact locked_at this process wrote. */
+/* The claim is the step's first statement: an UPDATE, so it takes the row lock (and on
+ * SQLite the database write lock) at once, and it matches only while the row carries
+ * this process's lock token (the exact locked_at it wrote) and the recovery point it
+ * expects. RETURNING tells a match from none on every driver, the host's included. */
 static const aj_sql sqlite_only[AJ_Q_COUNT] = {
-    [AJ_Q_STEP_LOCK] = STMT(AJ_Q_STEP_LOCK,
-        "SELECT recovery_point, CASE WHEN locked_at = ? THEN 1 ELSE 0 END"
-        " FROM acidic_job_keys WHERE id = ?"),
+    [AJ_Q_STEP_CLAIM] = STMT(AJ_Q_STEP_CLAIM,
+        "UPDATE acidic_job_keys SET recovery_point = ?, locked_at = ?, error_object = NULL,"
+        " updated_at = ? WHERE id = ? AND recovery_point = ? AND locked_at = ? RETURNING id"),
     [AJ_Q_DRAIN_SELECT] = STMT(AJ_Q_DRAIN_SELECT,
         "SELECT id, adapter, job_name, job_args FROM staged_acidic_jobs"
         " WHERE updated_at < ? ORDER BY id LIMIT 100"),
 };
 
 static const aj_sql postgres_only[AJ_Q_COUNT] = {
-    [AJ_Q_STEP_LOCK] = STMT(AJ_Q_STEP_LOCK,
-        "SELECT recovery_point, CASE WHEN locked_at = CAST(? AS timestamp) THEN 1 ELSE 0 END"
-        " FROM acidic_job_keys WHERE id = CAST(? AS bigint) FOR UPDATE"),
+    [AJ_Q_STEP_CLAIM] = STMT(AJ_Q_STEP_CLAIM,
+        "UPDATE acidic_job_keys SET recovery_point = ?, locked_at = ?, error_object = NULL,"
+        " updated_at = ? WHERE id = ? AND recovery_point = ?"
+        " AND locked_at = CAST(? AS timestamp) RETURNING id"),
     [AJ_Q_DRAIN_SELECT] = STMT(AJ_Q_DRAIN_SELECT,
         "SELECT id, adapter, job_name, job_args FROM staged_acidic_jobs"
         " WHERE updated_at < CAST(? AS timestamp) ORDER BY id LIMIT 100"

@@ -10,8 +10,11 @@ typedef enum aj_stmt {
     AJ_Q_KEY_FIND,        /* acquire: the key row and whether it awaits a batch */
     AJ_Q_KEY_INSERT,      /* acquire: a new run, locked, at the first step */
     AJ_Q_KEY_LOCK,        /* acquire: lock an existing run */
-    AJ_Q_STEP_LOCK,       /* step: lock the run row, read the recovery point and our lock */
-    AJ_Q_STEP_ADVANCE,    /* step: new recovery point, lock, attributes; clears the error */
+    AJ_Q_STEP_CLAIM,      /* step start: lock the run row if it still carries our lock
+                             token and recovery point, and advance it to the planned next
+                             step; clears the error */
+    AJ_Q_STEP_AMEND,      /* step end, only when the step changed attributes or route */
+    AJ_Q_KEY_EXISTS,      /* a claim that matched no row: lost lock or deleted row? */
     AJ_Q_KEY_FAIL,        /* failed step: record the error and release our lock */
     AJ_Q_STAGE,           /* stage a job (optionally in a batch) */
     AJ_Q_STAGED_DELETE,   /* acknowledge: delete, returning its batch */

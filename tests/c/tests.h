@@ -69,6 +69,9 @@
 
 /* PostgreSQL only. */
 #define AJ_PG_TEST_LIST(X)               \
+    /* test_round_trips.c */             \
+    X(test_pg_step_round_trips)          \
+    X(test_pg_borrowed_step_round_trips) \
     /* last: restarts the PostgreSQL server */ \
     X(test_pg_reconnect)
 

@@ -1,0 +1,166 @@
+/* The round-trip budget of a step on PostgreSQL, counted from libpq's own protocol trace
+ * (deterministic, unlike a timing): every round trip ends with a frontend Sync (extended
+ * protocol, pipelines included) or a simple Query message.
+ *
+ * Owned store: a step whose callback makes one INSERT costs 3 round trips, as the plain
+ * BEGIN; INSERT; COMMIT does. Borrowed connection: the core adds one statement per step
+ * (the claim) to the application's BEGIN, INSERT and COMMIT, and one more only when the
+ * step changed attributes. */
+#include "harness.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct trace {
+    char *buf;
+    size_t len;
+    FILE *f;
+} trace;
+
+static void trace_start(trace *t, PGconn *pg)
+{
+    t->buf = NULL;
+    t->len = 0;
+    t->f = open_memstream(&t->buf, &t->len);
+    assert_non_null(t->f);
+    PQtrace(pg, t->f);
+    PQsetTraceFlags(pg, PQTRACE_SUPPRESS_TIMESTAMPS);
+}
+
+/* Stop tracing and count the round trips seen. */
+static int trace_stop(trace *t, PGconn *pg)
+{
+    PQuntrace(pg);
+    fclose(t->f);
+    int trips = 0;
+    for (char *line = strtok(t->buf, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "F\t", 2) != 0)
+            continue;
+        const char *msg = strchr(line + 2, '\t');
+        if (msg && (strncmp(msg + 1, "Sync", 4) == 0 || strncmp(msg + 1, "Query", 5) == 0))
+            trips++;
+    }
+    free(t->buf);
+    return trips;
+}
+
+static void app_insert(PGconn *pg)
+{
+    PGresult *r = PQexecParams(pg, "INSERT INTO rt_rides (name) VALUES ($1)", 1, NULL,
+                               (const char *const[]){"ride"}, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+}
+
+static int insert_step(aj_run *run, const char *step, void *ctx)
+{
+    (void)step;
+    (void)ctx;
+    app_insert(aj_store_pg(aj_run_store(run)));
+    return 0;
+}
+
+static int insert_and_set_attributes(aj_run *run, const char *step, void *ctx)
+{
+    (void)ctx;
+    if (strcmp(step, "b") == 0)
+        assert_int_equal(aj_run_set_attributes(run, "{\"ride\": 1}", 11), AJ_OK);
+    return insert_step(run, step, ctx);
+}
+
+static aj_workflow *three_steps(void)
+{
+    aj_workflow *wf;
+    assert_int_equal(aj_workflow_new(&wf), AJ_OK);
+    assert_int_equal(aj_workflow_add_step(wf, "a", NULL, 0), AJ_OK);
+    assert_int_equal(aj_workflow_add_step(wf, "b", NULL, 0), AJ_OK);
+    assert_int_equal(aj_workflow_add_step(wf, "c", NULL, 0), AJ_OK);
+    return wf;
+}
+
+static void exec_ok(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    assert_true(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+}
+
+void test_pg_step_round_trips(void **state)
+{
+    (void)state;
+    aj_store *store = open_store();
+    PGconn *pg = aj_store_pg(store);
+    assert_non_null(pg);
+    exec_ok(pg, "CREATE TABLE rt_rides (id bigserial PRIMARY KEY, name text NOT NULL)");
+    aj_workflow *wf = three_steps();
+
+    /* The yardstick, measured the same way. */
+    trace t;
+    trace_start(&t, pg);
+    exec_ok(pg, "BEGIN");
+    app_insert(pg);
+    exec_ok(pg, "COMMIT");
+    int plain = trace_stop(&t, pg);
+    assert_int_equal(plain, 3);
+
+    aj_run_params p = {"rt-owned", "RoundTrips", "[]", 2, "{}", 2};
+    aj_run *run;
+    assert_int_equal(aj_run_acquire(&run, store, wf, &p), AJ_OK);
+    /* Warm: the first step also prepares the core's statements (in the same pipelines). */
+    assert_int_equal(aj_run_step(run, insert_step, NULL), AJ_OK);
+    for (int i = 0; i < 2; i++) {
+        trace_start(&t, pg);
+        assert_int_equal(aj_run_step(run, insert_and_set_attributes, NULL), AJ_OK);
+        int trips = trace_stop(&t, pg);
+        print_message("owned step %d: %d round trips (plain transaction: %d)\n", i + 2, trips,
+                      plain);
+        assert_int_equal(trips, plain);
+    }
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(store);
+}
+
+void test_pg_borrowed_step_round_trips(void **state)
+{
+    (void)state;
+    aj_store *owner = open_store(); /* creates the schema on this test's database */
+    PGconn *pg = PQconnectdb(test_pg_conninfo());
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    exec_ok(pg, "CREATE TABLE rt_rides (id bigserial PRIMARY KEY, name text NOT NULL)");
+    aj_store *store;
+    assert_int_equal(aj_store_borrow_pg(&store, pg, NULL), AJ_OK);
+    aj_workflow *wf = three_steps();
+    aj_run_params p = {"rt-borrowed", "RoundTrips", "[]", 2, "{}", 2};
+    aj_run *run;
+    exec_ok(pg, "BEGIN");
+    assert_int_equal(aj_run_acquire(&run, store, wf, &p), AJ_OK);
+    exec_ok(pg, "COMMIT");
+
+    int expected_extra[3] = {1, 2, 1}; /* step b also writes the attributes */
+    for (int i = 0; i < 3; i++) {
+        trace t;
+        trace_start(&t, pg);
+        exec_ok(pg, "BEGIN");
+        assert_int_equal(aj_run_step(run, insert_and_set_attributes, NULL), AJ_OK);
+        exec_ok(pg, "COMMIT");
+        int trips = trace_stop(&t, pg);
+        assert_int_equal(aj_store_settle(store, 1), AJ_OK);
+        print_message("borrowed step %d: %d round trips\n", i + 1, trips);
+        /* BEGIN, INSERT, COMMIT are the application's; the rest is the core's. The
+         * first step may also list and prepare the core's statements once. */
+        if (i > 0)
+            assert_int_equal(trips - 3, expected_extra[i]);
+        else
+            assert_true(trips - 3 >= expected_extra[i]);
+    }
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(store);
+    PQfinish(pg);
+    aj_store_free(owner);
+}
