@@ -39,10 +39,19 @@ def pg_includedir():
 core_sources = sorted(os.path.relpath(p, HERE)
                       for p in glob.glob(os.path.join(HERE, "core", "src", "*.c")))
 
+BUILD_BASE = os.path.join("build", "python-setuptools")
+if os.environ.get("CFLAGS"):
+    import hashlib
+    BUILD_BASE += "-" + hashlib.sha1(os.environ["CFLAGS"].encode()).hexdigest()[:8]
+
 native = Extension(
     "acidic_job._native",
     sources=[rel("bindings", "python", "src", "_native.c")] + core_sources,
     include_dirs=[rel("core", "include"), rel("core", "src")] + pg_includedir(),
+    # headers: a change in any of them rebuilds the extension (setuptools tracks no includes)
+    depends=sorted(os.path.relpath(p, HERE) for p in
+                   glob.glob(os.path.join(HERE, "core", "src", "*.h")) +
+                   glob.glob(os.path.join(HERE, "core", "include", "*.h"))),
     libraries=["sqlite3", "pq"],
     # Only PyInit__native is exported: the core's aj_* symbols stay private to the
     # extension so that another copy of the core in the process (the Ruby gem, say)
@@ -71,7 +80,8 @@ setup(
         "psycopg": ["psycopg>=3.1"],
         "psycopg2": ["psycopg2>=2.9"],
     },
-    # keep setuptools' intermediate files apart from the CMake build in build/
-    options={"build": {"build_base": os.path.join("build", "python-setuptools")}},
+    # keep setuptools' intermediate files apart from the CMake build in build/, and apart
+    # per CFLAGS (a sanitizer build must not reuse plain object files, nor the reverse)
+    options={"build": {"build_base": BUILD_BASE}},
     zip_safe=False,
 )

@@ -199,7 +199,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for part in sorted(_outcomes):
         values = list(_outcomes[part].values())
         passed, failed = values.count("passed"), values.count("failed")
-        terminalreporter.write_line(f"SUMMARY python {part} {passed} {failed}")
+        prefix = os.environ.get("AJ_TEST_PART_PREFIX", "")
+        terminalreporter.write_line(f"SUMMARY python {prefix}{part} {passed} {failed}")
 
 
 # --- queue helpers ---------------------------------------------------------------------

@@ -59,11 +59,34 @@ export AJ_TEST_PG_URL AJ_TEST_REDIS_URL
 # Run from the tests folder: the source package (bindings/python/acidic_job, without the
 # compiled _native) is not importable from there, so the installed one is tested.
 cd "$root/tests/python"
-"$venv/bin/python" -m pytest -p no:cacheprovider -q -rfE "$@"
+"$venv/bin/python" -m pytest -q -rfE "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "!! pytest collected no tests" >&2
   echo "SUMMARY python collect 0 1"
   exit 1
+fi
+
+# Second pass: the extension built with ASan+UBSan (its own venv and object files), the
+# database tests again (the queue tests exercise no other C path). AJ_PY_SANITIZE=0 skips.
+if [ "${AJ_PY_SANITIZE:-1}" != 0 ] && [ $# -eq 0 ]; then
+  asan_venv="$root/build/python-asan-venv"
+  [ -x "$asan_venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$asan_venv"
+  echo "==> ASan+UBSan build of the extension (into $asan_venv)"
+  if ! (cd "$root" && CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g" \
+        LDFLAGS="-fsanitize=address,undefined" \
+        "$asan_venv/bin/pip" install --no-build-isolation --no-deps -q --force-reinstall . \
+        >"$tmp/pip-asan.log" 2>&1); then
+    cat "$tmp/pip-asan.log"
+    echo "SUMMARY python asan-build 0 1"
+    exit 1
+  fi
+  LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
+  ASAN_OPTIONS="detect_leaks=0:halt_on_error=1" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+  AJ_TEST_PART_PREFIX="asan-" \
+    "$asan_venv/bin/python" -m pytest -q -rfE test_workflow.py test_connections.py test_api.py
+  arc=$?
+  [ "$rc" -eq 0 ] && rc=$arc
 fi
 exit "$rc"
