@@ -131,3 +131,43 @@ def test_the_command_line_reports_bad_input() -> None:
     out = subprocess.run([sys.executable, "-m", "acidic_job", "--version"], capture_output=True,
                          text=True)
     assert out.stdout.strip() == acidic_job.VERSION
+
+
+def test_a_workflow_class_must_not_define_run() -> None:
+    with pytest.raises(TypeError, match="'run'"):
+        @acidic_job.workflow("sqlite::memory:")
+        class Clash:
+            def run(self) -> None:
+                pass
+
+            @acidic_job.step
+            def only(self) -> None:
+                pass
+
+
+def test_equal_values_encode_to_equal_bytes_whatever_the_key_order() -> None:
+    from hypothesis import given, settings, strategies as st
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text() |
+        st.floats(allow_nan=False, allow_infinity=False),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner,
+                                                                    max_size=4),
+        max_leaves=12)
+    codec = acidic_job.JSONCodec()
+
+    def reorder(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: reorder(value[k]) for k in reversed(list(value))}
+        if isinstance(value, list):
+            return [reorder(v) for v in value]
+        return value
+
+    @settings(max_examples=200, database=None, deadline=None)
+    @given(json_values)
+    def check(value: object) -> None:
+        text = codec.encode(value)
+        assert codec.encode(reorder(value)) == text
+        assert codec.encode(codec.decode(text)) == text
+        assert "\0" not in text or "\\u0000" in text
+
+    check()

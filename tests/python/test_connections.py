@@ -222,3 +222,43 @@ def test_a_process_killed_in_the_middle_of_a_step_leaves_its_rows_once(dbenv: An
     assert killable.make(env.make_db(), env.ph, block=False, lock_timeout=0).run(7) is True
     assert sorted(env.sql("SELECT step FROM step_rows")) == [("reserve",), ("ship",)]
     assert env.key_row("Killable")["recovery_point"] == "FINISHED"
+
+
+def test_a_store_busy_in_one_thread_is_refused_to_another(dbenv: Any) -> None:
+    """The native guard: while a step runs in thread A, thread B using the same native
+    store gets MisuseError instead of sharing the connection mid-transaction."""
+    env = dbenv
+    env.table("log", "n INTEGER")
+    inside, release = threading.Event(), threading.Event()
+    box: List[Any] = []
+    db = env.db
+    if env.kind == "sqlite3":
+        import sqlite3
+        db = sqlite3.connect(env.path, check_same_thread=False)
+
+    @acidic_job.workflow(db, name="Busy")
+    class Busy:
+        @acidic_job.step
+        def only(self, tx: Any) -> None:
+            box.append(acidic_job.current_step().store)  # type: ignore[union-attr]
+            inside.set()
+            release.wait(60)
+
+    def target() -> None:
+        try:
+            box.append(Busy.run())
+        finally:
+            inside.set()
+
+    t = threading.Thread(target=target)
+    t.start()
+    try:
+        assert inside.wait(60)
+        store = box[0]
+        with pytest.raises(acidic_job.MisuseError, match="another thread"):
+            store.exec("SELECT 1")
+    finally:
+        release.set()
+        t.join(60)
+    assert box[1] is True
+    assert store.exec("SELECT 1") == [(1,)] or env.borrowed

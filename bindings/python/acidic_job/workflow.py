@@ -468,6 +468,9 @@ def workflow(db: DatabaseLike, *, name: Optional[str] = None, codec: Optional[Co
             raise TypeError("@acidic_job.workflow decorates a class; use @acidic_job.job "
                             "for a function")
         job_name = name or f"{cls.__module__}.{cls.__qualname__}"
+        if "run" in vars(cls):
+            raise TypeError(f"{cls.__qualname__} defines 'run', which @acidic_job.workflow "
+                            "provides (rename the method)")
         steps = _collect_steps(cls)
         if not steps:
             raise NoDefinedSteps(f"{cls.__qualname__} has no steps", _native.ENO_STEPS,
