@@ -33,6 +33,7 @@ import contextlib
 import os
 import sys
 import threading
+import weakref
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _native
@@ -96,7 +97,8 @@ class Database:
 
     def __init__(self, options: Dict[str, int]) -> None:
         self.options = options
-        self.lock = threading.RLock()
+        #: held for a whole run: serialises the runs sharing one borrowed connection
+        self.lock: Any = contextlib.nullcontext()
 
     def current(self) -> "Database":
         """The database serving this thread (itself, except for factories)."""
@@ -159,6 +161,23 @@ class UrlDatabase(Database):
         return "url"
 
 
+_connection_locks: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
+_connection_locks_by_id: Dict[int, threading.RLock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_for(conn: Any) -> threading.RLock:
+    """One lock per connection object, shared by every workflow borrowing it."""
+    with _locks_guard:
+        try:
+            lock = _connection_locks.get(conn)
+            if lock is None:
+                lock = _connection_locks[conn] = threading.RLock()
+        except TypeError:  # not weak-referenceable
+            lock = _connection_locks_by_id.setdefault(id(conn), threading.RLock())
+        return lock
+
+
 class BorrowedDatabase(Database):
     """Common part of the borrowed connections."""
 
@@ -166,6 +185,7 @@ class BorrowedDatabase(Database):
 
     def __init__(self, conn: Any, options: Dict[str, int]) -> None:
         super().__init__(options)
+        self.lock = _lock_for(conn)
         self.conn = conn
         self._store: Optional[_native.Store] = None
         self._pid: Optional[int] = None
