@@ -262,3 +262,21 @@ def test_a_store_busy_in_one_thread_is_refused_to_another(dbenv: Any) -> None:
         t.join(60)
     assert box[1] is True
     assert store.exec("SELECT 1") == [(1,)] or env.borrowed
+
+
+def test_a_step_that_commits_the_borrowed_connection_is_refused(borrowed_env: Any) -> None:
+    env = borrowed_env
+    env.table("log", "n INTEGER")
+    conn = env.db
+
+    @acidic_job.workflow(conn, name="SelfCommit")
+    class SelfCommit:
+        @acidic_job.step
+        def only(self, tx: Any) -> None:
+            tx.execute(f"INSERT INTO log (n) VALUES ({env.ph})", (1,))
+            conn.commit()
+
+    with pytest.raises(acidic_job.MisuseError, match="committed or rolled back"):
+        SelfCommit.run()
+    # what the premature commit made durable cannot be undone (the step's rows and the
+    # run's progress it carried); the misuse is reported where it happened

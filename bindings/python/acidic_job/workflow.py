@@ -359,6 +359,11 @@ class _StepCall:
                             pass
             else:
                 result = step_spec.fn(self.instance)
+            if self.database.borrowed and not self.store.in_transaction():
+                raise MisuseError(
+                    f"step {step_name} of {spec.name} committed or rolled back the connection: "
+                    "a step's writes must stay in the step's transaction (acidic_job commits "
+                    "it together with the run's progress)", _native.EMISUSE, "AJ_EMISUSE")
             self._apply(step_spec, result)
             self.run.set_attributes(spec.encode_attributes(self.instance))
         except BaseException as exc:
