@@ -171,3 +171,43 @@ def test_a_worker_killed_in_the_middle_of_a_step_and_rerun_writes_the_step_once(
     rqe.burst(queue, simple=False)
     assert rqe.key("rq_jobs.Slow", "k")[0] == "FINISHED"
     assert rqe.steps("k") == ["first", "blocking"]
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_a_borrowed_postgres_connection_stages_jobs_in_its_own_transaction(rqe: RQEnv,
+                                                                          driver: str) -> None:
+    if driver == "psycopg":
+        import psycopg
+        conn: Any = psycopg.connect(rqe.db)
+    else:
+        import psycopg2
+        conn = psycopg2.connect(rqe.db)
+    label = f"borrowed-{driver}"
+
+    @acidic_job.workflow(conn, name=f"Borrowed-{driver}")
+    class Borrowed:
+        attempts = [0]  # not persisted (no annotation): counts real attempts
+
+        @acidic_job.step
+        def book(self, tx: Any) -> None:
+            tx.execute("INSERT INTO step_rows (label, step) VALUES (%s, %s)", (label, "book"))
+            rqe.jobs.record.perform_transactionally(f"{label}:staged")
+
+        @acidic_job.step
+        def fail_once(self, tx: Any) -> None:
+            self.attempts[0] += 1
+            rqe.jobs.record.perform_transactionally(f"{label}:second")
+            if self.attempts[0] == 1:
+                raise RuntimeError("once")
+
+    with pytest.raises(RuntimeError, match="once"):
+        Borrowed.run()
+    assert rqe.staged() == 1  # only the committed step's job
+    rqe.burst()
+    assert rqe.performed(f"{label}:staged") == 1 and rqe.performed(f"{label}:second") == 0
+    assert rqe.staged() == 0
+    assert Borrowed.run() is True
+    rqe.burst()
+    assert rqe.performed(f"{label}:second") == 1 and rqe.staged() == 0
+    assert rqe.steps(label) == ["book"]
+    conn.close()
