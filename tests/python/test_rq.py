@@ -211,3 +211,16 @@ def test_a_borrowed_postgres_connection_stages_jobs_in_its_own_transaction(rqe: 
     assert rqe.performed(f"{label}:second") == 1 and rqe.staged() == 0
     assert rqe.steps(label) == ["book"]
     conn.close()
+
+
+def test_an_awaiting_run_returns_false_and_runs_nothing_until_its_jobs_succeeded(rqe: RQEnv
+                                                                                ) -> None:
+    assert rqe.jobs.FanOut.run("h") is False          # staged its awaited jobs, waits
+    assert rqe.steps("h") == ["prepare", "charge"]
+    assert rqe.key("rq_jobs.FanOut", "h")[0] == "finish"
+    assert rqe.jobs.FanOut.run("h") is False          # still waiting: nothing runs
+    assert rqe.steps("h") == ["prepare", "charge"]
+    assert rqe.staged() == 2
+    rqe.burst()                                       # both jobs, then the continuation
+    assert rqe.steps("h") == ["prepare", "charge", "finish"]
+    assert rqe.jobs.FanOut.run("h") is True and rqe.staged() == 0
