@@ -122,9 +122,7 @@ def test_a_finished_run_returns_without_running_anything(rides: Any) -> None:
 
 
 def test_attributes_are_read_back_on_resume(rides: Any) -> None:
-    calls: List[str] = []
     seen: List[Any] = []
-    ph = rides.ph
 
     @acidic_job.workflow(rides.db, name="Attrs")
     class Attrs:
@@ -361,7 +359,6 @@ def test_an_unknown_recovery_point_raises_and_keeps_the_run_locked(rides: Any) -
 def test_a_locked_run_raises_locked_idempotency_key(rides: Any) -> None:
     # A run locked by another worker: the lock is taken when the run is acquired and
     # released when it finishes or fails; a step that re-enters its own run sees it.
-    inner: List[BaseException] = []
     other = rides.make_db()
 
     @acidic_job.workflow(other, name="Locked")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
-import importlib
 import inspect
 import json
 import logging

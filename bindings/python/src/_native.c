@@ -1358,7 +1358,7 @@ static struct PyModuleDef native_module = {
     module_methods,
 };
 
-PyMODINIT_FUNC __attribute__((visibility("default")))
+PyMODINIT_FUNC  /* Py_EXPORTED_SYMBOL: the one symbol the extension exports */
 PyInit__native(void)
 {
     if (PyType_Ready(&StoreType) < 0 || PyType_Ready(&WorkflowType) < 0 ||
