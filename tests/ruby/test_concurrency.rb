@@ -41,7 +41,7 @@ class ConcurrencyTest < AcidicTest
     end
     threads.each(&:join)
     first_error = errors.empty? ? nil : errors.pop
-    assert_nil first_error, -> { "#{first_error.class}: #{first_error.message}" }
+    assert_nil first_error, -> { "#{first_error.class}: #{first_error.message}\n#{first_error.backtrace.first(25).join("\n")}" }
     assert_equal JOBS, Ride.count
     assert_equal JOBS, Ride.distinct.count(:user)
     assert_equal JOBS, Audit.where(event: "ride_created").count

@@ -30,6 +30,10 @@ ActionMailer::Base.delivery_job = ActionMailer::MailDeliveryJob
 ActionMailer::Base.logger = Logger.new(nil)
 AcidicJob.config.logger = Logger.new(nil)
 
+# What the globalid railtie does in a Rails application.
+GlobalID.app = "acidic-test"
+ActiveRecord::Base.include GlobalID::Identification
+
 TestDatabase.connect!
 TestDatabase.migrate!
 

@@ -118,7 +118,7 @@ class ModelsTest < AcidicTest
     refute staged.valid?
     assert_equal %i[adapter job_args job_name], staged.errors.attribute_names.sort
     assert AcidicJob::Staged.include?(GlobalID::Identification)
-    assert_equal "gid://acidic-job/AcidicJob::Staged/12", AcidicJob::Staged.gid_for(12)
+    assert_equal "gid://#{GlobalID.app}/AcidicJob::Staged/12", AcidicJob::Staged.gid_for(12)
   end
 
   def test_exceptions_that_yaml_cannot_dump_are_stored_with_their_class

@@ -256,3 +256,41 @@ class WorkflowTest < AcidicTest
     assert_equal %i[charge receipt], Trace.events
   end
 end
+
+# Job arguments that are ActiveRecord records compare by id, as in 0.7.0.
+class RecordArgumentsTest < AcidicTest
+  class RecordJob < ActiveJob::Base
+    include AcidicJob
+    def perform(ride, note)
+      idempotently do
+        step :first
+        step :second
+      end
+    end
+
+    def first = Trace << :first
+    def second
+      raise "not yet" if Trace.count(:first) == 1 && Trace.count(:second_failed).zero? && (Trace << :second_failed)
+
+      Trace << :second
+    end
+  end
+
+  def setup
+    skip "ActiveRecord connection sharing only" if owned?
+    super
+  end
+
+  def test_a_retry_after_the_record_changed_is_not_a_mismatch
+    ride = Ride.create!(user: "ada", amount: 1)
+    job = RecordJob.new(ride, "n")
+    assert_raises(RuntimeError) { job.perform_now }
+    ride.update!(amount: 2, updated_at: Time.now + 60)
+    assert RecordJob.deserialize(job.serialize).perform_now
+    assert_equal %i[first second_failed second], Trace.events
+    other = Ride.create!(user: "bob", amount: 1)
+    twin = RecordJob.new(other, "n")
+    twin.job_id = job.job_id
+    assert_raises(AcidicJob::MismatchedIdempotencyKeyAndJobArguments) { twin.perform_now }
+  end
+end

@@ -152,11 +152,13 @@ module AcidicJob
 
   # The run's record, looked up through the model (AcidicJob::Key.find_by).
   def key
-    @key ||= if AcidicJob.config.database_url
-               OwnedKey.find_by(idempotency_key: idempotency_key_value)
-             else
-               AcidicJob::Key.find_by(idempotency_key: idempotency_key_value)
-             end
+    @key ||= acidic_as_seen_by_step(
+      if AcidicJob.config.database_url
+        OwnedKey.find_by(idempotency_key: idempotency_key_value)
+      else
+        AcidicJob::Key.find_by(idempotency_key: idempotency_key_value)
+      end
+    )
   end
 
   def idempotency_key_value
@@ -174,6 +176,17 @@ module AcidicJob
 
     Outbox.acknowledge(staged_job_gid)
     true
+  end
+
+  # The core moves the row to the next step as its step transaction begins; a step sees
+  # its record as 0.7.0 showed it: at the step being run.
+  def acidic_as_seen_by_step(record)
+    step = @acidic_current_step
+    return record unless step && record.respond_to?(:recovery_point=)
+
+    record.recovery_point = step
+    record.clear_attribute_changes([:recovery_point]) if record.respond_to?(:clear_attribute_changes)
+    record
   end
 
   def acidic_call_step(name)

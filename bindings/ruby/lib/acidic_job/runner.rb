@@ -38,10 +38,38 @@ module AcidicJob
 
     def acquire
       key = @job.idempotency_key_value.to_s
-      args = Documents.job_args(@job.arguments_for_perform)
+      args = job_args_document(key)
       attrs = Documents.attributes(@with)
       @session.atomically do |store|
         Native::Run.acquire(store, @workflow, key, @job.class.name.to_s, args, attrs)
+      end
+    end
+
+    # The core compares job arguments byte for byte; 0.7.0 compared them with `==`. The two
+    # differ for ActiveRecord records (equal by id, while their YAML holds every
+    # attribute): when the arguments hold one, arguments equal to the stored ones reuse
+    # the stored document, so a retry after the record changed is not a mismatch.
+    def job_args_document(key)
+      args = @job.arguments_for_perform
+      doc = Documents.job_args(args)
+      return doc if @session.owned? || !holds_record?(args)
+
+      stored = @session.connection.select_value(
+        AcidicJob::Key.where(idempotency_key: key).order(:id).limit(1).select(:job_args).to_sql
+      )
+      return doc if stored.nil? || stored == doc
+
+      YAMLCoder.load(stored) == args ? stored : doc
+    rescue StandardError # an unreadable stored document: let the core report the mismatch
+      doc
+    end
+
+    def holds_record?(value)
+      case value
+      when ActiveRecord::Base then true
+      when Hash then value.any? { |k, v| holds_record?(k) || holds_record?(v) }
+      when Array then value.any? { |v| holds_record?(v) }
+      else false
       end
     end
 
@@ -110,7 +138,14 @@ module AcidicJob
 
     def execute_step(run, name)
       step = @steps.fetch(name)
-      result = @job.__send__(:acidic_call_step, name)
+      @job.instance_variable_set(:@key, nil)
+      @job.instance_variable_set(:@acidic_current_step, name)
+      result = begin
+        @job.__send__(:acidic_call_step, name)
+      ensure
+        @job.instance_variable_set(:@acidic_current_step, nil)
+        @job.instance_variable_set(:@key, nil)
+      end
       awaits = Array(step["awaits"])
       if awaits.any?
         if defined?(::Sidekiq::Batch)

@@ -169,17 +169,19 @@ module AcidicJob
       end
     end
 
-    # The schema is created or upgraded once per process and database.
+    # The schema is created or upgraded once per process and database, by one thread at
+    # a time (concurrent first migrations on one SQLite file would deadlock).
     def migrate_once
       return unless AcidicJob.config.auto_migrate
 
       id = [Process.pid, @connection.pool.db_config.configuration_hash.hash]
-      lock = self.class.migrated_lock
-      return if lock.synchronize { self.class.migrated[id] }
+      self.class.migrated_lock.synchronize do
+        next if self.class.migrated[id]
 
-      # (the write lock statement needs the tables the migration creates)
-      atomically(write_lock: false, &:migrate)
-      lock.synchronize { self.class.migrated[id] = true }
+        # (no write lock first: the statement that takes it needs the tables)
+        atomically(write_lock: false, &:migrate)
+        self.class.migrated[id] = true
+      end
     end
   end
 
