@@ -421,3 +421,36 @@ def test_perform_transactionally_outside_a_step_is_a_misuse(rides: Any) -> None:
             @acidic_job.step(awaits=[print])
             def s(self) -> None:
                 pass
+
+
+def test_staging_an_unencodable_argument_or_an_unknown_job_fails_the_step(rides: Any) -> None:
+    import celery
+    app = celery.Celery("t", broker="memory://")
+
+    @app.task(name="t.receipt")
+    def receipt(ride: Any) -> None:
+        pass
+
+    ph = rides.ph
+    staged: List[Any] = []
+
+    @acidic_job.workflow(rides.db, name="Stager")
+    class Stager:
+        def __init__(self, what: str) -> None:
+            self.what = what
+
+        @acidic_job.step
+        def only(self, tx: Any) -> None:
+            tx.execute(f"INSERT INTO charges (ride_id) VALUES ({ph})", (1,))
+            if self.what == "unencodable":
+                staged.append(acidic_job.perform_transactionally(receipt, object()))
+            else:
+                staged.append(acidic_job.perform_transactionally(print, 1))
+
+    with pytest.raises(acidic_job.EncodeError, match="argument 0 of t.receipt"):
+        Stager.run("unencodable")
+    with pytest.raises(acidic_job.UnknownJobAdapter):
+        Stager.run("function")
+    assert staged == []
+    assert rides.sql("SELECT count(*) FROM charges")[0][0] == 0
+    assert rides.sql("SELECT count(*) FROM staged_acidic_jobs")[0][0] == 0
