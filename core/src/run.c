@@ -290,7 +290,14 @@ static int record_failure(aj_run *run)
     now_text(now);
     aj_value params[4] = {aj_text(run->error, run->error_len), aj_cstr(now), aj_int(run->id),
                           aj_cstr(run->cur.lock)};
-    int rc = aj_store_x(run->store, AJ_Q_KEY_FAIL, params, 4, NULL, NULL, 0);
+    aj_rows rows = {0};
+    int rc = aj_store_x(run->store, AJ_Q_KEY_FAIL, params, 4, &rows, NULL, 0);
+    size_t matched = rows.nrows;
+    aj_rows_clear(&rows);
+    if (rc == AJ_OK && matched == 0)
+        rc = aj_error_set(AJ_ELOCKED, "the run's row no longer carries this process's lock "
+                          "(another worker took it over, or a step committed the "
+                          "connection itself); the failure was not recorded");
     if (rc == AJ_OK) {
         run->cur.locked = 0;
         run->cur.status = AJ_RUN_FAILED;
@@ -476,8 +483,8 @@ int aj_run_fail(aj_run *run)
     if (rc)
         return rc;
     if (run->in_step)
-        return aj_error_set(AJ_EMISUSE, "aj_run_fail: not inside a step callback; return "
-                                        "nonzero from the callback instead");
+        return aj_error_set(AJ_EMISUSE, "aj_run_fail is not allowed inside a step "
+                                        "callback; return nonzero from the callback instead");
     if (!run->cur.locked)
         return aj_error_set(AJ_EMISUSE, "aj_run_fail: the run is not locked by this process");
     return record_failure(run);

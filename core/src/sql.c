@@ -26,7 +26,7 @@ static const aj_sql common[AJ_Q_COUNT] = {
         "SELECT count(*) FROM acidic_job_keys WHERE id = ?"),
     [AJ_Q_KEY_FAIL] = STMT(AJ_Q_KEY_FAIL,
         "UPDATE acidic_job_keys SET locked_at = NULL, error_object = ?, updated_at = ?"
-        " WHERE id = ? AND locked_at = ?"),
+        " WHERE id = ? AND locked_at = ? RETURNING id"),
     [AJ_Q_STAGE] = STMT(AJ_Q_STAGE,
         "INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, batch_id, created_at,"
         " updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"),

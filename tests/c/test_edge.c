@@ -170,3 +170,25 @@ void test_sqlite_busy(void **state) {
     aj_workflow_free(wf);
     aj_store_free(s);
 }
+
+/* aj_run_fail after another worker took the run over records nothing and says so. */
+void test_fail_after_takeover(void **state)
+{
+    (void)state;
+    aj_store *s = open_store();
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    aj_run *run = acquire_ok(s, wf, "takeover", "[1]");
+    /* Another worker's acquisition after the lock timeout writes its own lock token. */
+    q_exec(s, "UPDATE acidic_job_keys SET locked_at = ? WHERE idempotency_key = ?",
+           "2001-02-03 04:05:06.000000", "takeover");
+    assert_int_equal(aj_run_set_error(run, "{\"e\":1}", 7), AJ_OK);
+    assert_int_equal(aj_run_fail(run), AJ_ELOCKED);
+    assert_non_null(strstr(aj_error_last()->message, "not recorded"));
+    assert_null(key_error(s, "takeover"));
+    assert_int_equal(key_locked(s, "takeover"), 1);
+    /* The run is still this process's view: a step now stops before its callback. */
+    assert_int_equal(aj_run_step(run, script_step, NULL), AJ_ELOCKED);
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+}

@@ -55,6 +55,7 @@
     X(test_step_reentrant)               \
     X(test_step_sql_error)               \
     X(test_inline_queue)                 \
+    X(test_fail_after_takeover)          \
     /* test_input.c */                   \
     X(test_null_arguments)               \
     X(test_nul_bytes_in_documents)       \
