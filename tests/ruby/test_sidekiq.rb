@@ -142,3 +142,25 @@ class SidekiqInProcessTest < AcidicTest
     assert_equal 0, AcidicJob::Staged.count
   end
 end
+
+# Sidekiq required after acidic_job (Gemfile order): the hooks are installed once a
+# worker includes AcidicJob.
+class SidekiqLoadOrderTest < Minitest::Test
+  def test_hooks_are_installed_when_sidekiq_comes_second
+    script = <<~RUBY
+      require "acidic_job"
+      require "sidekiq"
+      before = Sidekiq::Worker::ClassMethods.method_defined?(:perform_transactionally)
+      class LateWorker
+        include Sidekiq::Worker
+        include AcidicJob
+      end
+      class PlainLateWorker
+        include Sidekiq::Worker
+      end
+      print [before, PlainLateWorker.respond_to?(:perform_transactionally)].inspect
+    RUBY
+    out = IO.popen([RbConfig.ruby, "-e", script], err: %i[child out], &:read)
+    assert_equal "[false, true]", out.strip
+  end
+end

@@ -93,6 +93,9 @@ module AcidicJob
     end
 
     def wire_everything_up(klass)
+      # Sidekiq may have been required after acidic_job (Gemfile order).
+      Integrations.install_sidekiq if defined?(::Sidekiq)
+
       klass.attr_reader :staged_job_gid
       klass.attr_reader :arguments_for_perform
 
