@@ -533,6 +533,9 @@ int aj_run_set_attributes(aj_run *run, const char *doc, size_t len)
         return rc;
     if (!doc)
         return aj_error_set(AJ_EINVALID, "aj_run_set_attributes: document is NULL");
+    /* The same document again changes nothing and costs no write. */
+    if (run->cur.attrs && run->cur.attrs_len == len && memcmp(run->cur.attrs, doc, len) == 0)
+        return AJ_OK;
     char *copy = aj_strndup(doc, len);
     if (!copy)
         return aj_error_set(AJ_ENOMEM, "out of memory");

@@ -37,7 +37,7 @@ import weakref
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _native
-from .errors import MisuseError
+from .errors import DatabaseError, MisuseError
 
 DatabaseLike = Union[str, Any, Callable[[], Any]]
 
@@ -309,9 +309,10 @@ def _check_libpq(driver: str, version: int) -> None:
 class Psycopg3Database(BorrowedDatabase):
     """A borrowed psycopg 3 ``Connection``. ``tx`` is ``conn.cursor()`` (``%s`` placeholders).
 
-    The transaction is opened by a first statement (``SELECT 1`` in the default
-    non-autocommit mode, an explicit ``BEGIN`` in autocommit mode) and closed with
-    ``conn.commit()`` / ``conn.rollback()``.
+    The transaction is opened with one ``BEGIN`` sent on the connection's libpq handle
+    (psycopg reads the transaction status from libpq, so it then neither sends a BEGIN of
+    its own nor forgets to commit: one round trip, as ``conn.transaction()`` costs) and
+    closed with ``conn.commit()`` / ``conn.rollback()``.
     """
 
     def _borrow(self) -> _native.Store:
@@ -330,7 +331,12 @@ class Psycopg3Database(BorrowedDatabase):
         return self.conn.pgconn.transaction_status != pq.TransactionStatus.IDLE
 
     def _begin(self) -> None:
-        self.conn.execute("BEGIN" if self.conn.autocommit else "SELECT 1")
+        from psycopg import pq
+        result = self.conn.pgconn.exec_(b"BEGIN")
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            message = (result.error_message or b"").decode("utf-8", "replace").strip()
+            raise DatabaseError(f"BEGIN failed on the psycopg connection: {message}",
+                                _native.EDATABASE, "AJ_EDATABASE")
 
     def _commit(self) -> None:
         self.conn.commit()

@@ -364,7 +364,9 @@ class _StepCall:
                     "a step's writes must stay in the step's transaction (acidic_job commits "
                     "it together with the run's progress)", _native.EMISUSE, "AJ_EMISUSE")
             self._apply(step_spec, result)
-            self.run.set_attributes(spec.encode_attributes(self.instance))
+            attributes = spec.encode_attributes(self.instance)
+            if attributes != snapshot:  # unchanged attributes cost no write
+                self.run.set_attributes(attributes)
         except BaseException as exc:
             self.failed = True
             try:
