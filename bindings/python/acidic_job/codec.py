@@ -35,6 +35,11 @@ class JSONCodec:
                  object_hook: Optional[Callable[[dict], Any]] = None) -> None:
         self._default = default
         self._object_hook = object_hook
+        # One encoder for every call: json.dumps with options builds a new one each time,
+        # and attributes are encoded at every step.
+        self._encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"),
+                                         ensure_ascii=False, allow_nan=False,
+                                         default=self._fallback)
 
     def _fallback(self, value: Any) -> Any:
         if self._default is not None:
@@ -44,8 +49,7 @@ class JSONCodec:
         raise TypeError(f"a value of type {type(value).__name__} is not JSON serializable")
 
     def encode(self, value: Any) -> str:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False, default=self._fallback)
+        return self._encoder.encode(value)
 
     def decode(self, text: str) -> Any:
         return json.loads(text, object_hook=self._object_hook)

@@ -197,6 +197,7 @@ class WorkflowSpec:
             names = tuple(queues.describe(j)[1] for j in s.awaits)
             native_steps.append((s.name, names))
         self.native = _native.Workflow(native_steps)
+        self._no_attributes = codec.encode({})  # a workflow without attributes, every step
 
     # -- encoding -------------------------------------------------------------
     def _encode_named(self, what: str, values: Mapping[str, Any]) -> str:
@@ -215,6 +216,8 @@ class WorkflowSpec:
         self._encode_named("attribute", {name: value})
 
     def encode_attributes(self, instance: Any) -> str:
+        if not self.attributes:
+            return self._no_attributes
         values = {name: getattr(instance, name) for name in self.attributes}
         return self._encode_named("attribute", values)
 

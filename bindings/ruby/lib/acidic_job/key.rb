@@ -3,6 +3,22 @@
 require "active_record"
 
 module AcidicJob
+  # What a run's row says about its outcome, shared by Key (ActiveRecord) and OwnedKey
+  # (acidic_job's own connection).
+  module KeyStatus
+    def finished?
+      recovery_point.to_s == Key::RECOVERY_POINT_FINISHED
+    end
+
+    def succeeded?
+      finished? && !failed?
+    end
+
+    def failed?
+      error_object.present?
+    end
+  end
+
   # The run of a workflow under an idempotency key (table acidic_job_keys, as in 0.7.0).
   # The core writes these rows; the model reads them (and 0.7.0's rows) back.
   class Key < ActiveRecord::Base
@@ -20,16 +36,6 @@ module AcidicJob
     validates :last_run_at, presence: true
     validates :recovery_point, presence: true
 
-    def finished?
-      recovery_point.to_s == RECOVERY_POINT_FINISHED
-    end
-
-    def succeeded?
-      finished? && !failed?
-    end
-
-    def failed?
-      error_object.present?
-    end
+    include KeyStatus
   end
 end

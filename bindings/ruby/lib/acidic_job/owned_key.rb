@@ -21,17 +21,7 @@ module AcidicJob
           workflow: WorkflowCoder.load(row[9]), created_at: row[10], updated_at: row[11])
     end
 
-    def finished?
-      recovery_point.to_s == Key::RECOVERY_POINT_FINISHED
-    end
-
-    def succeeded?
-      finished? && !failed?
-    end
-
-    def failed?
-      error_object.present?
-    end
+    include KeyStatus
 
     def reload
       self.class.find_by(idempotency_key: idempotency_key)

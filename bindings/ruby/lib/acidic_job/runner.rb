@@ -110,7 +110,9 @@ module AcidicJob
     def run_step(run)
       raised = nil
       begin
-        @session.atomically do
+        # No separate write lock: the core's first statement in a step is the claim (an
+        # UPDATE of the run's row), which takes SQLite's write lock itself.
+        @session.atomically(write_lock: false) do
           run.step do |name|
             AcidicJob.with_current_run(run) { execute_step(run, name) }
           rescue Exception => e # rubocop:disable Lint/RescueException

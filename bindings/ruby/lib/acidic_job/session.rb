@@ -257,7 +257,7 @@ module AcidicJob
     end
 
     # Owned stores commit their own transactions (and push staged jobs on commit).
-    def atomically
+    def atomically(write_lock: true) # rubocop:disable Lint/UnusedMethodArgument
       value = yield @store
       err = @store.last_enqueue_error
       if err.is_a?(Exception)
