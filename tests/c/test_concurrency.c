@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 aj_workflow *await_wf(void);
 
 /* N processes acquire one new key at the same moment: exactly one wins. */
@@ -189,4 +191,52 @@ void test_race_many_keys(void **state) {
     assert_int_equal(app_rows(s, "a"), KEYS);
     assert_int_equal(app_rows(s, "b"), KEYS);
     aj_store_free(s);
+}
+
+/* PostgreSQL: a serialization failure reaches the caller as AJ_ECONFLICT. Two borrowed
+ * connections in SERIALIZABLE transactions: the second took its snapshot before the
+ * first created the key, so its own creation of the same key cannot be serialized.
+ * (Owned stores retry this a bounded number of times, see test_race_acquire_new_key;
+ * a borrowed transaction is the application's to retry.) */
+void test_pg_serialization_conflict(void **state)
+{
+    (void)state;
+    aj_store *owner = open_store(); /* the schema */
+    PGconn *c1 = PQconnectdb(test_pg_conninfo()), *c2 = PQconnectdb(test_pg_conninfo());
+    assert_int_equal(PQstatus(c1), CONNECTION_OK);
+    assert_int_equal(PQstatus(c2), CONNECTION_OK);
+    aj_store *s1, *s2;
+    assert_int_equal(aj_store_borrow_pg(&s1, c1, NULL), AJ_OK);
+    assert_int_equal(aj_store_borrow_pg(&s2, c2, NULL), AJ_OK);
+    aj_workflow *wf = make_wf("a", NULL);
+    aj_run_params p = {"contended", "TestJob", "[1]", 3, NULL, 0};
+
+    PQclear(PQexec(c2, "BEGIN ISOLATION LEVEL SERIALIZABLE"));
+    PQclear(PQexec(c2, "SELECT count(*) FROM acidic_job_keys")); /* c2's snapshot */
+    PQclear(PQexec(c1, "BEGIN ISOLATION LEVEL SERIALIZABLE"));
+    aj_run *r1, *r2 = NULL;
+    assert_int_equal(aj_run_acquire(&r1, s1, wf, &p), AJ_OK);
+    PGresult *res = PQexec(c1, "COMMIT");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    assert_int_equal(aj_store_settle(s1, 1), AJ_OK);
+
+    assert_int_equal(aj_run_acquire(&r2, s2, wf, &p), AJ_ECONFLICT);
+    assert_null(r2);
+    assert_non_null(strstr(aj_error_last()->message, "40001"));
+    PQclear(PQexec(c2, "ROLLBACK"));
+    assert_int_equal(aj_store_settle(s2, 0), AJ_OK);
+
+    /* Retried in a new transaction, it sees the first run: locked. */
+    PQclear(PQexec(c2, "BEGIN"));
+    assert_int_equal(aj_run_acquire(&r2, s2, wf, &p), AJ_ELOCKED);
+    PQclear(PQexec(c2, "ROLLBACK"));
+
+    aj_run_free(r1);
+    aj_workflow_free(wf);
+    aj_store_free(s1);
+    aj_store_free(s2);
+    PQfinish(c1);
+    PQfinish(c2);
+    aj_store_free(owner);
 }

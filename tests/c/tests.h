@@ -73,6 +73,8 @@
     /* test_round_trips.c */             \
     X(test_pg_step_round_trips)          \
     X(test_pg_borrowed_step_round_trips) \
+    /* test_concurrency.c */             \
+    X(test_pg_serialization_conflict)    \
     /* last: restarts the PostgreSQL server */ \
     X(test_pg_reconnect)
 
