@@ -9,12 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int aj_outbox_stage(aj_store *store, int64_t batch_id, const char *adapter,
-                    const char *job_name, const char *payload, size_t payload_len,
-                    int64_t *id);
-int aj_outbox_check_job(const char *adapter, const char *job_name, const char *payload,
-                        size_t payload_len);
-
 void aj_batch_reset(aj_run *run)
 {
     run->batch_id = 0;

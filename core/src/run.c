@@ -253,7 +253,6 @@ int aj_run_acquire(aj_run **out, aj_store *store, const aj_workflow *wf,
             return aj_error_set(AJ_ENOMEM, "out of memory");
         rc = acquire_once(run, p);
         if (rc == AJ_OK) {
-            store->nruns++;
             *out = run;
             return AJ_OK;
         }
@@ -576,11 +575,8 @@ void aj_run_free(aj_run *run)
 {
     if (!run)
         return;
-    if (run->store) {
-        if (run->store->pending_run == run)
-            run->store->pending_run = NULL;
-        run->store->nruns--;
-    }
+    if (run->store && run->store->pending_run == run)
+        run->store->pending_run = NULL;
     restore_saved(run);
     state_free(&run->cur);
     aj_batch_reset(run);

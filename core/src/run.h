@@ -41,6 +41,15 @@ struct aj_run {
 /* Guard for calls that belong inside a step callback. */
 int aj_run_in_step(aj_run *run, const char *fn);
 
+/* outbox.c: insert a staged row in the open transaction (batch_id 0: none) and remember
+ * it for delivery after commit. */
+int aj_outbox_stage(aj_store *store, int64_t batch_id, const char *adapter,
+                    const char *job_name, const char *payload, size_t payload_len,
+                    int64_t *id);
+/* outbox.c: check a job's adapter, name and payload. */
+int aj_outbox_check_job(const char *adapter, const char *job_name, const char *payload,
+                        size_t payload_len);
+
 /* batch.c: write the count and continuation of the step's batch. */
 int aj_batch_arm(aj_run *run);
 /* batch.c: count down the batch of an acknowledged job; stage the continuation when it

@@ -27,7 +27,6 @@ struct aj_store {
     aj_pending_job *pending;
     size_t npending, cap_pending;
     aj_run *pending_run; /* borrowed: the run whose step waits for aj_store_settle */
-    int nruns;           /* live runs, so that aj_store_free can refuse early */
 };
 
 /* NULL and fork checks shared by every entry point. 0 or an error code. */
