@@ -6,8 +6,8 @@
 #   AJ_TEST_PG_URL     libpq URI of the PostgreSQL server
 #   AJ_TEST_PG_DIR     its directory (scripts/pg-server.sh restart DIR restarts it)
 #   AJ_TEST_REDIS_URL  redis://127.0.0.1:PORT/0
-# Then runs, in order: the C tests, the C tests under ASan+UBSan, tests/python/run.sh and
-# tests/ruby/run.sh (when present).
+# Then runs, in order: the C tests, the C tests under ASan+UBSan, a bounded libFuzzer run
+# of the public API (tests/fuzz/run.sh), tests/python/run.sh and tests/ruby/run.sh.
 #
 # Summary convention: every suite prints, for each part it runs, one line
 #   SUMMARY <suite> <database-or-queue> <passed> <failed>
@@ -125,6 +125,10 @@ c_suite c build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   c_suite c-asan build/asan -DAJ_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DAJ_BUILD_EXAMPLES=OFF
+
+# ---- fuzzing ------------------------------------------------------------------
+section "fuzzing the public API (libFuzzer)"
+run_suite fuzz bash tests/fuzz/run.sh
 
 # ---- bindings -----------------------------------------------------------------
 for lang in python ruby; do
