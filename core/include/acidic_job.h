@@ -139,7 +139,11 @@ AJ_EXTERN int aj_store_open(aj_store **out, const char *url, const aj_options *o
  * closes it and never issues BEGIN, COMMIT or ROLLBACK on it: each call that writes
  * must be made inside a transaction the application has opened (else AJ_EMISUSE),
  * and after the application commits or rolls back it calls aj_store_settle.
- * The schema is not touched until aj_store_migrate is called (inside a transaction). */
+ * The schema is not touched until aj_store_migrate is called (inside a transaction).
+ * SQLite: open the transaction with BEGIN IMMEDIATE. aj_run_acquire, aj_staged_ack and
+ * aj_store_drain read before they write, and under concurrency a DEFERRED transaction
+ * that has read cannot always take the write lock (AJ_ECONFLICT); a step's first
+ * statement is a write, so steps are safe either way. */
 AJ_EXTERN int aj_store_borrow_sqlite(aj_store **out, struct sqlite3 *db, const aj_options *opts);
 AJ_EXTERN int aj_store_borrow_pg(aj_store **out, struct pg_conn *conn, const aj_options *opts);
 
