@@ -454,3 +454,23 @@ def test_staging_an_unencodable_argument_or_an_unknown_job_fails_the_step(rides:
     assert staged == []
     assert rides.sql("SELECT count(*) FROM charges")[0][0] == 0
     assert rides.sql("SELECT count(*) FROM staged_acidic_jobs")[0][0] == 0
+
+
+def test_a_run_whose_row_was_deleted_raises_not_found(rides: Any) -> None:
+    calls: List[str] = []
+
+    @acidic_job.workflow(rides.db, name="Vanishing")
+    class Vanishing:
+        @acidic_job.step
+        def delete_own_row(self, tx) -> None:
+            calls.append("delete_own_row")
+            tx.execute("DELETE FROM acidic_job_keys")  # commits with this step
+
+        @acidic_job.step
+        def after(self) -> None:
+            calls.append("after")
+
+    with pytest.raises(acidic_job.NotFound, match="no longer exists"):
+        Vanishing.run()
+    assert calls == ["delete_own_row"]
+    assert issubclass(acidic_job.NotFound, acidic_job.Error)
