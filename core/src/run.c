@@ -269,16 +269,23 @@ int aj_run_acquire(aj_run **out, aj_store *store, const aj_workflow *wf,
 
 /* --- steps ------------------------------------------------------------------- */
 
-/* Undo a step whose transaction failed after the row lock: roll back (owned), restore
- * the run, forget staged jobs. Keeps the error that made it fail. */
-static int abort_step(aj_run *run, int rc)
+/* Undo a step after its claim: roll back (owned stores; a borrowed one is rolled back
+ * by the application), restore the run in memory, forget its staged jobs and batch. */
+static void undo_step(aj_run *run)
 {
-    aj_saved_error err;
-    aj_error_save(&err);
     aj_store_tx(run->store, AJ_TX_ROLLBACK);
     restore_saved(run);
     aj_store_drop_pending(run->store);
     aj_batch_reset(run);
+}
+
+/* A step whose transaction failed for the core's own reasons: undo it, keeping the
+ * error that made it fail under code `rc`. */
+static int abort_step(aj_run *run, int rc)
+{
+    aj_saved_error err;
+    aj_error_save(&err);
+    undo_step(run);
     err.code = rc;
     return aj_error_restore(&err);
 }
@@ -304,12 +311,11 @@ static int record_failure(aj_run *run)
     return rc;
 }
 
+/* The step callback failed: undo the step, then (owned stores) record the error and
+ * release the lock in a short transaction of its own. */
 static int step_failed(aj_run *run, const char *step)
 {
-    aj_store_tx(run->store, AJ_TX_ROLLBACK);
-    restore_saved(run);
-    aj_store_drop_pending(run->store);
-    aj_batch_reset(run);
+    undo_step(run);
     if (run->store->borrowed) /* the application rolls back, then calls aj_run_fail */
         return aj_error_set(AJ_ESTEP, "step \"%s\" failed", step);
     int rc = record_failure(run);
