@@ -49,6 +49,17 @@ static int store_new(aj_store **out, const aj_options *opts, int borrowed)
     return AJ_OK;
 }
 
+/* Hand out a new store whose driver was just set up, or free it when that failed. */
+static int adopt(aj_store **out, aj_store *s, int rc)
+{
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return AJ_OK;
+}
+
 static int starts_with(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -100,14 +111,7 @@ int aj_store_borrow_sqlite(aj_store **out, struct sqlite3 *db, const aj_options 
         return aj_error_set(AJ_EINVALID, "aj_store_borrow_sqlite: NULL argument");
     aj_store *s;
     int rc = store_new(&s, opts, 1);
-    if (rc)
-        return rc;
-    if ((rc = aj_sqlite_borrow(&s->drv, &s->conn, db))) {
-        free(s);
-        return rc;
-    }
-    *out = s;
-    return AJ_OK;
+    return rc ? rc : adopt(out, s, aj_sqlite_borrow(&s->drv, &s->conn, db));
 }
 
 int aj_store_borrow_pg(aj_store **out, struct pg_conn *conn, const aj_options *opts)
@@ -116,14 +120,7 @@ int aj_store_borrow_pg(aj_store **out, struct pg_conn *conn, const aj_options *o
         return aj_error_set(AJ_EINVALID, "aj_store_borrow_pg: NULL argument");
     aj_store *s;
     int rc = store_new(&s, opts, 1);
-    if (rc)
-        return rc;
-    if ((rc = aj_pg_borrow(&s->drv, &s->conn, conn))) {
-        free(s);
-        return rc;
-    }
-    *out = s;
-    return AJ_OK;
+    return rc ? rc : adopt(out, s, aj_pg_borrow(&s->drv, &s->conn, conn));
 }
 
 int aj_store_borrow_host(aj_store **out, int dialect, const aj_host_ops *ops, void *ctx,
@@ -135,14 +132,7 @@ int aj_store_borrow_host(aj_store **out, int dialect, const aj_host_ops *ops, vo
         return aj_error_set(AJ_EINVALID, "aj_store_borrow_host: unknown dialect %d", dialect);
     aj_store *s;
     int rc = store_new(&s, opts, 1);
-    if (rc)
-        return rc;
-    if ((rc = aj_host_open(&s->drv, &s->conn, dialect, ops, ctx))) {
-        free(s);
-        return rc;
-    }
-    *out = s;
-    return AJ_OK;
+    return rc ? rc : adopt(out, s, aj_host_open(&s->drv, &s->conn, dialect, ops, ctx));
 }
 
 int aj_store_usable(aj_store *store, const char *fn)

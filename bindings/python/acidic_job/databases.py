@@ -218,10 +218,14 @@ class BorrowedDatabase(Database):
         raise NotImplementedError
 
     def _commit(self) -> None:
-        raise NotImplementedError
+        self.conn.commit()
 
     def _rollback(self) -> None:
-        raise NotImplementedError
+        self.conn.rollback()
+
+    def cursor(self, store: _native.Store) -> Any:
+        """``tx`` for a step: a cursor of the borrowed connection."""
+        return self.conn.cursor()
 
     def begin(self, store: _native.Store) -> None:
         if self._in_host_transaction() or store.in_transaction():
@@ -283,15 +287,6 @@ class SqliteDatabase(BorrowedDatabase):
     def _begin(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
 
-    def _commit(self) -> None:
-        self.conn.commit()
-
-    def _rollback(self) -> None:
-        self.conn.rollback()
-
-    def cursor(self, store: _native.Store) -> Any:
-        return self.conn.cursor()
-
     def describe(self) -> str:
         return "sqlite3"
 
@@ -338,15 +333,6 @@ class Psycopg3Database(BorrowedDatabase):
             raise DatabaseError(f"BEGIN failed on the psycopg connection: {message}",
                                 _native.EDATABASE, "AJ_EDATABASE")
 
-    def _commit(self) -> None:
-        self.conn.commit()
-
-    def _rollback(self) -> None:
-        self.conn.rollback()
-
-    def cursor(self, store: _native.Store) -> Any:
-        return self.conn.cursor()
-
     def describe(self) -> str:
         return "psycopg"
 
@@ -387,9 +373,6 @@ class Psycopg2Database(BorrowedDatabase):
             self._exec("ROLLBACK")
         else:
             self.conn.rollback()
-
-    def cursor(self, store: _native.Store) -> Any:
-        return self.conn.cursor()
 
     def describe(self) -> str:
         return "psycopg2"
