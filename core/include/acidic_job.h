@@ -12,6 +12,9 @@
  *   - Every handle is opaque and has exactly one _free function. "Borrowed" means the
  *     caller keeps ownership; "owned by X" means the pointer lives as long as X and
  *     must not be freed by the caller.
+ *   - Public structs start with `unsigned int version` and have an `AJ_..._INIT`
+ *     initializer. New fields are only ever added at the end, under a new version, so
+ *     a program compiled against an older header keeps working.
  *   - Text arguments are NUL-terminated UTF-8. "Documents" (job arguments, attributes,
  *     payloads, errors) are text encoded by the language binding (JSON, YAML, ...);
  *     they must not contain a NUL byte and are stored verbatim in text columns.
@@ -30,6 +33,14 @@
  *             (acknowledged) once the job has performed
  *   batch     the jobs a step awaits; the last one to succeed stages the parent's
  *             continuation, exactly once
+ *   recovery  a sweep that hands runs whose worker died, and failed runs that are due
+ *             for a retry, back to their queue under the same idempotency key
+ *
+ * Who drives transactions: the core. On a store it opened itself it issues BEGIN and
+ * COMMIT; on a borrowed connection it asks the application through the aj_host_tx
+ * hook table ("run this body inside a transaction of yours"). Either way aj_run_execute
+ * runs a whole run: acquisition, every step, failure recording, lock release, staged
+ * jobs after commit, awaits.
  */
 #ifndef ACIDIC_JOB_H
 #define ACIDIC_JOB_H
@@ -47,7 +58,8 @@ extern "C" {
 #define AJ_EXTERN
 #endif
 
-#define AJ_VERSION "0.8.0"
+#define AJ_VERSION "0.9.0"
+#define AJ_VERSION_NUMBER 9000 /* major * 1000000 + minor * 1000 + patch */
 
 /* Forward declarations of the native handles a store can borrow. */
 struct sqlite3;
@@ -62,24 +74,27 @@ typedef enum aj_code {
     AJ_ERROR = -1,                  /* unclassified failure */
     AJ_EINVALID = -2,               /* bad argument: NULL, empty, NUL byte, malformed URL */
     AJ_ENOMEM = -3,                 /* allocation failed */
-    AJ_EMISUSE = -4,                /* wrong call for the state: no open transaction on a
-                                       borrowed handle, use after fork, stage outside a step */
+    AJ_EMISUSE = -4,                /* wrong call for the state: use after fork, stage
+                                       outside a step, a step that ended its own transaction */
     AJ_EDATABASE = -5,              /* the database or the connection failed */
     AJ_ECONFLICT = -6,              /* serialization failure, deadlock or busy database
                                        (retried a bounded number of times first) */
-    AJ_EMISMATCH = -7,              /* the key exists with different job arguments */
+    AJ_EMISMATCH = -7,              /* the key exists with different job arguments, or
+                                       belongs to another job */
     AJ_ELOCKED = -8,                /* the key is locked by a run within the lock timeout,
                                        or this run lost its lock to another worker */
     AJ_EUNKNOWN_RECOVERY_POINT = -9,/* the run's recovery point is not a step of the workflow */
     AJ_ENO_STEPS = -10,             /* a workflow without steps */
     AJ_EDUPLICATE_STEP = -11,       /* two steps with one name */
     AJ_ESTEP = -12,                 /* the step callback reported a failure */
-    AJ_ENOTFOUND = -13              /* no such run or staged job */
+    AJ_ENOTFOUND = -13,             /* no such run or staged job */
+    AJ_ESCHEMA = -14                /* the tables cannot serve this call: written by a newer
+                                       acidic_job, or an index that cannot hold the value */
 } aj_code;
 
 typedef struct aj_error {
     int code;            /* an aj_code */
-    const char *message; /* never NULL; passwords in URLs are redacted */
+    const char *message; /* never NULL; passwords are redacted */
 } aj_error;
 
 /* The last error of this thread. Owned by the library; valid until the next failing
@@ -89,14 +104,17 @@ AJ_EXTERN const aj_error *aj_error_last(void);
 /* Forget the last error of this thread. */
 AJ_EXTERN void aj_error_clear(void);
 
+/* For hooks (aj_host_tx, aj_host_ops): report why the hook failed. Sets the last error
+ * of this thread to `code` and a copy of `message` (passwords redacted) and returns
+ * `code`, so a hook can write `return aj_error_report(AJ_EDATABASE, msg);`. */
+AJ_EXTERN int aj_error_report(int code, const char *message);
+
 /* Stable name of a code, such as "AJ_ELOCKED". Static storage. */
 AJ_EXTERN const char *aj_code_name(int code);
 
 /* ------------------------------------------------------------------------ */
-/* Store                                                                     */
+/* Options                                                                   */
 /* ------------------------------------------------------------------------ */
-
-typedef struct aj_store aj_store;
 
 typedef enum aj_synchronous {
     AJ_SYNC_FULL = 0, /* SQLite synchronous=FULL: durable at every commit (default) */
@@ -104,15 +122,37 @@ typedef enum aj_synchronous {
     AJ_SYNC_OFF = 2
 } aj_synchronous;
 
+/* An option left at AJ_UNSET takes the core's default. Bindings pass what their user
+ * set and AJ_UNSET for the rest: defaults and validation live here only. */
+#define AJ_UNSET (-1)
+
+#define AJ_OPTIONS_VERSION 1
 typedef struct aj_options {
-    int64_t lock_timeout_ms;  /* a run locked more recently than this is AJ_ELOCKED; 90000 */
-    int busy_timeout_ms;      /* SQLite busy timeout; 5000 */
-    int synchronous;          /* an aj_synchronous, SQLite only; AJ_SYNC_FULL */
-    int conflict_retries;     /* serialization failures retried before AJ_ECONFLICT; 5 */
+    unsigned int version;     /* AJ_OPTIONS_VERSION */
+    int64_t lock_timeout_ms;  /* a run locked more recently than this is AJ_ELOCKED, and a
+                                 lock older than this marks its worker as dead: 90000 */
+    int64_t busy_timeout_ms;  /* SQLite: how long to wait for another writer: 5000 */
+    int synchronous;          /* an aj_synchronous, SQLite stores the core opens: FULL */
+    int conflict_retries;     /* serialization failures retried before AJ_ECONFLICT: 5 */
+    int max_attempts;         /* attempts of a run before it is dead (0: unlimited): 25 */
+    int64_t retry_base_ms;    /* recovery retries a failed run after this, doubling with
+                                 each attempt up to an hour: 15000 */
+    int match_job_name;       /* 1: a key recorded by another job is AJ_EMISMATCH;
+                                 0: keys are matched alone, as acidic_job 0.7.0 did: 1 */
 } aj_options;
 
-/* Fill `opts` with the defaults above. */
-AJ_EXTERN void aj_options_init(aj_options *opts);
+#define AJ_OPTIONS_INIT \
+    {AJ_OPTIONS_VERSION, AJ_UNSET, AJ_UNSET, AJ_UNSET, AJ_UNSET, AJ_UNSET, AJ_UNSET, AJ_UNSET}
+
+/* Initialize `opts` as AJ_OPTIONS_INIT does (every option unset). `version` must be
+ * AJ_OPTIONS_VERSION. AJ_EINVALID for a NULL pointer or an unknown version. */
+AJ_EXTERN int aj_options_init(aj_options *opts, unsigned int version);
+
+/* ------------------------------------------------------------------------ */
+/* Store                                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct aj_store aj_store;
 
 /* A staged job handed to the enqueue callback. All pointers are owned by the library
  * and valid only during the callback. */
@@ -125,32 +165,78 @@ typedef struct aj_staged_job {
 } aj_staged_job;
 
 /* Push a committed staged job to the queue. Return 0 when it was pushed; any other
- * value leaves the row to a later aj_store_drain. */
+ * value leaves the row to a later aj_store_drain. Called outside any transaction of
+ * the store; it may use the store (for example to run a job inline). */
 typedef int (*aj_enqueue_fn)(void *ctx, const aj_staged_job *job);
 
-/* Open a store from a URL and create or upgrade its schema.
+/* Open a store from a URL and create or heal its tables.
  *   sqlite:PATH, sqlite://PATH, sqlite::memory:  (WAL, busy timeout, synchronous per opts)
  *   postgres://..., postgresql://..., or any libpq conninfo string ("host=... dbname=...")
- * `opts` may be NULL for the defaults. On success *out is owned by the caller:
- * release it with aj_store_free. */
+ * A SQLite file that does not exist is created. `opts` may be NULL for the defaults.
+ * On success *out is owned by the caller: release it with aj_store_free. */
 AJ_EXTERN int aj_store_open(aj_store **out, const char *url, const aj_options *opts);
 
+/* --- borrowed connections: the host transaction hook table -----------------
+ *
+ * A borrowed store works on the application's connection, so that a step's own writes
+ * (made with the application's ORM) commit with the run's progress. The application
+ * keeps the connection and owns its transactions; the core asks for one whenever it
+ * needs one, through `atomically`:
+ *
+ *   int atomically(void *ctx, aj_tx_body body, void *arg, int *committed);
+ *
+ * Who calls it: the core, from aj_run_execute, aj_run_step, aj_run_acquire,
+ * aj_staged_ack, aj_store_drain, aj_store_recover and aj_store_migrate, on the thread
+ * that called them. One call per transaction the core needs (one per step).
+ *
+ * What the host does, in order:
+ *   1. open a transaction on the borrowed connection: BEGIN, or a savepoint when the
+ *      application already has a transaction open (then "commit" below means releasing
+ *      the savepoint, and the work becomes durable when the application commits);
+ *   2. call body(arg) exactly once, inside it;
+ *   3. when body returned 0, commit; otherwise roll back;
+ *   4. set *committed to 1 when it committed, to 0 when it rolled back;
+ *   5. return 0 when the transaction ended as asked (committed after 0, rolled back after
+ *      a failure), or a negative aj_code, with aj_error_report, when it could not open
+ *      the transaction or its commit failed (then it has rolled back: *committed = 0).
+ *      Report AJ_ECONFLICT for a serialization failure, deadlock or busy database: the
+ *      core retries the transaction. Any other code fails the call that needed it.
+ *
+ * The body never unwinds (no exceptions, no longjmp) and the host must not unwind
+ * through it either: a language binding catches its exceptions before returning to the
+ * core. The body may call back into the host's own API on the same connection (the
+ * application's step writes do). The core checks that a transaction is really open when
+ * the body starts (AJ_EMISUSE otherwise), so a lazily opened host transaction must be
+ * started before calling body.
+ *
+ * A NULL hook table means the core begins and commits on the borrowed handle itself,
+ * with the same statements it uses on its own connections.
+ *
+ * The table only grows at the end; `version` tells the core which fields exist.
+ */
+typedef int (*aj_tx_body)(void *arg);
+
+#define AJ_HOST_TX_VERSION 1
+typedef struct aj_host_tx {
+    unsigned int version; /* AJ_HOST_TX_VERSION */
+    int (*atomically)(void *ctx, aj_tx_body body, void *arg, int *committed);
+} aj_host_tx;
+
+#define AJ_HOST_TX_INIT {AJ_HOST_TX_VERSION, NULL}
+
 /* Borrow an application's open SQLite handle or libpq connection. The core never
- * closes it and never issues BEGIN, COMMIT or ROLLBACK on it: each call that writes
- * must be made inside a transaction the application has opened (else AJ_EMISUSE),
- * and after the application commits or rolls back it calls aj_store_settle.
- * The schema is not touched until aj_store_migrate is called (inside a transaction).
- * SQLite: open the transaction with BEGIN IMMEDIATE. aj_run_acquire, aj_staged_ack and
- * aj_store_drain read before they write, and under concurrency a DEFERRED transaction
- * that has read cannot always take the write lock (AJ_ECONFLICT); a step's first
- * statement is a write, so steps are safe either way. */
-AJ_EXTERN int aj_store_borrow_sqlite(aj_store **out, struct sqlite3 *db, const aj_options *opts);
-AJ_EXTERN int aj_store_borrow_pg(aj_store **out, struct pg_conn *conn, const aj_options *opts);
+ * closes it. `tx` (may be NULL, see above) and `tx_ctx` must outlive the store.
+ * The tables are detected, created or healed in the first transaction that needs them
+ * (or by aj_store_migrate). */
+AJ_EXTERN int aj_store_borrow_sqlite(aj_store **out, struct sqlite3 *db, const aj_host_tx *tx,
+                                     void *tx_ctx, const aj_options *opts);
+AJ_EXTERN int aj_store_borrow_pg(aj_store **out, struct pg_conn *conn, const aj_host_tx *tx,
+                                 void *tx_ctx, const aj_options *opts);
 
 /* A host connection reached only through the application's own database API (for
  * example an ORM whose driver links a different copy of SQLite). The core hands it
  * SQL in the given dialect with parameters; the host executes it on its connection
- * inside its open transaction and reports the result rows through aj_host_row. */
+ * and reports the result rows through aj_host_row. */
 typedef enum aj_dialect { AJ_DIALECT_SQLITE = 1, AJ_DIALECT_POSTGRES = 2 } aj_dialect;
 
 typedef enum aj_value_type { AJ_NULL = 0, AJ_INT = 1, AJ_TEXT = 2 } aj_value_type;
@@ -167,49 +253,141 @@ typedef struct aj_host_result aj_host_result;
 /* Append one result row (copied) while executing a host statement. */
 AJ_EXTERN int aj_host_row(aj_host_result *result, const aj_value *cells, size_t ncells);
 
+#define AJ_HOST_OPS_VERSION 1
 typedef struct aj_host_ops {
-    /* Execute `sql` (placeholders `?` for SQLite, `$1..$n` for PostgreSQL) with `params`.
-     * Rows go to aj_host_row(result, ...). Return 0, or nonzero with a message in
-     * `errbuf` (NUL-terminated, at most errlen bytes). */
+    unsigned int version; /* AJ_HOST_OPS_VERSION */
+    /* Execute `sql` (placeholders `?` for SQLite, `$1..$n` for PostgreSQL) with `params`
+     * on the host connection, inside the transaction `atomically` opened. Rows go to
+     * aj_host_row(result, ...). Return 0, or a negative aj_code after aj_error_report:
+     * AJ_ECONFLICT for a serialization failure, deadlock or busy database, AJ_EDATABASE
+     * for other database errors. */
     int (*exec)(void *ctx, const char *sql, const aj_value *params, size_t nparams,
-                aj_host_result *result, char *errbuf, size_t errlen);
-    /* 1 when the host's transaction is open, else 0. */
+                aj_host_result *result);
+    /* 1 when the host connection has an open transaction, else 0. */
     int (*in_transaction)(void *ctx);
 } aj_host_ops;
 
-AJ_EXTERN int aj_store_borrow_host(aj_store **out, int dialect, const aj_host_ops *ops,
-                                   void *ctx, const aj_options *opts);
+#define AJ_HOST_OPS_INIT {AJ_HOST_OPS_VERSION, NULL, NULL}
 
-/* Create or upgrade the schema (idempotent; safe when processes race). Done by
- * aj_store_open; borrowed stores call it inside an open transaction. */
+/* `tx` is required here: the core cannot begin a transaction on a host connection. */
+AJ_EXTERN int aj_store_borrow_host(aj_store **out, int dialect, const aj_host_ops *ops,
+                                   const aj_host_tx *tx, void *ctx, const aj_options *opts);
+
+/* Detect the tables, create the missing ones and heal the ones made by the application
+ * (acidic_job 0.7.0's migrations, a schema.rb, `create_table force: true` in a test) by
+ * adding the columns the core needs. In a transaction of its own; idempotent; safe when
+ * processes race. Every store also does this by itself when a statement finds a table
+ * or column missing, so calling it is never required. AJ_ESCHEMA when the tables were
+ * written by a newer acidic_job. */
 AJ_EXTERN int aj_store_migrate(aj_store *store);
 
 /* Set the callback that pushes committed staged jobs to the queue. Without one, staged
  * jobs stay in the table until a drain with a callback delivers them. */
 AJ_EXTERN void aj_store_set_enqueue(aj_store *store, aj_enqueue_fn fn, void *ctx);
 
-/* Borrowed stores only: the application has committed (committed = 1) or rolled back
- * (committed = 0) the transaction around the last calls. On commit the staged jobs of
- * that transaction go to the enqueue callback and runs take on their new state; on
- * rollback runs return to the state they had before it. */
-AJ_EXTERN int aj_store_settle(aj_store *store, int committed);
+/* --- events ------------------------------------------------------------------ */
 
-/* Hand every staged job created or last handed out more than `older_than_ms` ago and
- * never acknowledged to the enqueue callback (in id order). Rows the callback accepts
- * are stamped so the next drain waits `older_than_ms` again. *delivered (may be NULL)
- * counts them. Owned stores only need no transaction; borrowed stores need one. */
+typedef enum aj_event_type {
+    AJ_EVENT_ACQUIRED = 1,       /* a run was locked for this process (step: its recovery
+                                    point; attempt: its attempt number; resumed: 1 when
+                                    it existed before). Inside the first step's transaction. */
+    AJ_EVENT_SKIPPED = 2,        /* acquisition found nothing to run: finished, awaiting or
+                                    dead (status) */
+    AJ_EVENT_STEP_STARTED = 3,   /* before the step callback (step) */
+    AJ_EVENT_STEP_COMMITTED = 4, /* the step committed (step, duration_us, status), before its
+                                    staged jobs are pushed */
+    AJ_EVENT_STEP_FAILED = 5,    /* the step failed and was rolled back (step, duration_us,
+                                    code, message); the failure is recorded after this */
+    AJ_EVENT_FINISHED = 6,       /* the run finished (status) */
+    AJ_EVENT_STAGED = 7,         /* a job was staged in the open step (staged_id, adapter,
+                                    staged_job) */
+    AJ_EVENT_ENQUEUED = 8,       /* a staged job was handed to the enqueue callback, after a
+                                    commit or by a drain (staged_id, adapter, staged_job,
+                                    accepted) */
+    AJ_EVENT_DRAINED = 9,        /* a drain ended (count) */
+    AJ_EVENT_RECOVERED = 10      /* recovery handed a run back to its queue (dead = 0) or
+                                    marked it dead (dead = 1); attempt: its attempts */
+} aj_event_type;
+
+#define AJ_EVENT_VERSION 1
+typedef struct aj_event {
+    unsigned int version;   /* AJ_EVENT_VERSION */
+    int type;               /* an aj_event_type */
+    int64_t run_id;         /* 0 when the event is not about a run */
+    const char *key;        /* the run's idempotency key, or NULL */
+    const char *job_name;   /* the run's job, or NULL */
+    const char *step;       /* the step, or NULL */
+    int status;             /* the run's aj_status after the event, or 0 */
+    int code;               /* STEP_FAILED: the aj_code of the failure */
+    const char *message;    /* STEP_FAILED: the core's message */
+    int64_t duration_us;    /* STEP_COMMITTED, STEP_FAILED: since the step began */
+    int64_t staged_id;      /* STAGED, ENQUEUED */
+    const char *adapter;    /* STAGED, ENQUEUED, RECOVERED */
+    const char *staged_job; /* STAGED, ENQUEUED, RECOVERED: the job handed to the queue */
+    int accepted;           /* ENQUEUED: 1 when the callback took it */
+    size_t count;           /* DRAINED: jobs delivered */
+    int attempt;            /* ACQUIRED, RECOVERED */
+    int resumed;            /* ACQUIRED */
+    int dead;               /* RECOVERED */
+} aj_event;
+
+/* Events are reported synchronously on the calling thread; every pointer is valid
+ * only during the call. The handler must not call into the store (except to read an
+ * aj_run's fields). It may end the process (the kill tests do). */
+typedef void (*aj_event_fn)(void *ctx, const aj_event *event);
+AJ_EXTERN void aj_store_set_events(aj_store *store, aj_event_fn fn, void *ctx);
+
+/* --- error documents --------------------------------------------------------- */
+
+typedef struct aj_run aj_run;
+
+/* The core records an error on a run when something other than a step callback fails
+ * it (an unknown recovery point, a lost connection, a step that failed without
+ * aj_run_set_error). This callback turns the core's error into the binding's error
+ * document by calling aj_run_set_error(run, ...). Without one, the document is JSON:
+ * {"class":"AJ_E...","message":"..."}. */
+typedef int (*aj_error_doc_fn)(void *ctx, aj_run *run, int code, const char *message);
+AJ_EXTERN void aj_store_set_error_encoder(aj_store *store, aj_error_doc_fn fn, void *ctx);
+
+/* --- outbox, recovery ----------------------------------------------------------- */
+
+/* Hand every staged job that was staged or last handed out more than `older_than_ms`
+ * ago and is not acknowledged to the enqueue callback, in id order, page by page until
+ * none is left: rows the callback refuses are skipped, never hide later rows, and stay
+ * due. Rows handed out are stamped, so the next drain waits `older_than_ms` again.
+ * *delivered (may be NULL) counts the accepted ones. */
 AJ_EXTERN int aj_store_drain(aj_store *store, int64_t older_than_ms, size_t *delivered);
 
 /* Acknowledge (delete) a staged job once it has performed. When it belongs to a batch
  * (an awaited job), count the batch down in the same transaction; the acknowledgement
  * that completes the batch stages the parent's continuation (exactly once).
  * *completed_batch (may be NULL) is set to 1 in that case. Acknowledging a job that
- * is already gone is not an error (*completed_batch = 0). */
+ * is already gone is not an error (*completed_batch = 0). Inside a step callback the
+ * acknowledgement joins the step's transaction. */
 AJ_EXTERN int aj_staged_ack(aj_store *store, int64_t staged_id, int *completed_batch);
+
+/* Recovery: hand runs back to their queue.
+ *   - a run locked longer than the lock timeout (its worker died, or its queue lost the
+ *     job) and not row-locked by a live transaction;
+ *   - a failed run (unlocked, error recorded, not finished) whose retry is due: retries
+ *     wait retry_base_ms, doubling with each attempt, up to an hour.
+ * Each is staged again, in the recovery's own transaction, as the job its acquisition
+ * described (aj_run_params.resume_*), under the same idempotency key; it is then pushed
+ * like any staged job. A run is handed out once per lock timeout, whoever sweeps: the
+ * decision is a row update in the database, safe when many processes recover at once.
+ * A run that has used max_attempts attempts is marked dead instead: it is never
+ * acquired again until an operator retries it. Runs without a resume description are
+ * skipped. `limit` bounds the runs handled by this call (0: no bound; work is done in
+ * batches of 100). *requeued and *dead (may be NULL) count them. */
+AJ_EXTERN int aj_store_recover(aj_store *store, size_t limit, size_t *requeued, size_t *dead);
+
+/* --- application SQL -------------------------------------------------------------- */
 
 /* Execute application SQL on the store's connection (`?` placeholders on both
  * databases), e.g. from a step callback of an owned store. Rows are appended to
- * `rows` when not NULL: read them with aj_rows_*, free with aj_rows_free. */
+ * `rows` when not NULL: read them with aj_rows_*, free with aj_rows_free. Inside a step,
+ * statements that end or start a transaction (COMMIT, ROLLBACK, BEGIN, END, ...) are
+ * refused with AJ_EMISUSE before anything is sent. */
 typedef struct aj_rows aj_rows;
 AJ_EXTERN int aj_store_exec(aj_store *store, const char *sql, const aj_value *params,
                             size_t nparams, aj_rows **rows);
@@ -218,6 +396,14 @@ AJ_EXTERN size_t aj_rows_columns(const aj_rows *rows);
 /* Cell of row r, column c; owned by `rows`. */
 AJ_EXTERN const aj_value *aj_rows_cell(const aj_rows *rows, size_t r, size_t c);
 AJ_EXTERN void aj_rows_free(aj_rows *rows);
+
+/* --- inspection --------------------------------------------------------------------- */
+
+/* 1 when the store's connection has an open transaction, 0 when not, negative on error. */
+AJ_EXTERN int aj_store_in_transaction(aj_store *store);
+
+/* The effective options of the store (defaults applied). */
+AJ_EXTERN int aj_store_options(const aj_store *store, aj_options *out);
 
 /* The native handle of a store (owned by the store), or NULL when it is the other kind. */
 AJ_EXTERN struct sqlite3 *aj_store_sqlite(aj_store *store);
@@ -244,7 +430,7 @@ AJ_EXTERN int aj_workflow_new(aj_workflow **out);
 
 /* Append a step. `awaits` names the jobs the step waits for (may be NULL when
  * n_awaits is 0). AJ_EDUPLICATE_STEP for a name already present, AJ_EINVALID for an
- * empty name or the reserved name "FINISHED". */
+ * empty name, invalid UTF-8 or the reserved name "FINISHED". */
 AJ_EXTERN int aj_workflow_add_step(aj_workflow *wf, const char *name,
                                    const char *const *awaits, size_t n_awaits);
 
@@ -261,64 +447,96 @@ AJ_EXTERN void aj_workflow_free(aj_workflow *wf);
 /* Runs                                                                      */
 /* ------------------------------------------------------------------------ */
 
-typedef struct aj_run aj_run;
-
 typedef enum aj_status {
-    AJ_RUN_READY = 1,     /* locked by this process; aj_run_step runs the recovery point */
+    AJ_RUN_READY = 1,     /* locked by this process; the next step runs the recovery point */
     AJ_RUN_AWAITING = 2,  /* waiting for the jobs of a step; nothing to run now */
     AJ_RUN_SUCCEEDED = 3, /* finished without error */
     AJ_RUN_FAILED = 4,    /* the last step failed: lock released, error recorded */
-    AJ_RUN_FINISHED_FAILED = 5 /* finished, but with an error recorded (0.7.0 rows) */
+    AJ_RUN_FINISHED_FAILED = 5, /* finished, but with an error recorded (0.7.0 rows, or
+                                   discarded by an operator) */
+    AJ_RUN_DEAD = 6,      /* failed max_attempts times: not run again until retried */
+    AJ_RUN_NEW = 7        /* aj_run_new: not acquired yet (the first step acquires it) */
 } aj_status;
 
 #define AJ_RECOVERY_POINT_FINISHED "FINISHED"
 
+/* Compare stored job arguments with the given ones: 1 equal, 0 different, or a
+ * negative aj_code after aj_error_report. For bindings whose equality is not byte
+ * equality (Ruby compares ActiveRecord records by id, as acidic_job 0.7.0 did). */
+typedef int (*aj_args_equal_fn)(void *ctx, const char *stored, size_t stored_len,
+                                const char *given, size_t given_len);
+
+#define AJ_RUN_PARAMS_VERSION 1
 typedef struct aj_run_params {
+    unsigned int version;   /* AJ_RUN_PARAMS_VERSION */
     const char *key;        /* the idempotency key */
     const char *job_name;   /* e.g. the job class name */
     const char *args;       /* encoded job arguments (may be NULL: none) */
     size_t args_len;
     const char *attributes; /* the attribute document of a new run (may be NULL) */
     size_t attributes_len;
+    int64_t run_id;         /* > 0: the run is this row of acidic_job_keys (a record the
+                               application looked up itself); 0: find it by key */
+    aj_args_equal_fn args_equal; /* NULL: byte comparison */
+    void *args_equal_ctx;
+    /* How to enqueue this run again (recovery, operator retry): a staged job of this
+     * adapter, name and payload. NULL adapter: the run cannot be recovered. */
+    const char *resume_adapter;
+    const char *resume_job_name;
+    const char *resume_payload;
+    size_t resume_payload_len;
 } aj_run_params;
 
-/* Acquire the run for params->key:
- *   - new key: the run is created at the first step, locked (AJ_RUN_READY);
- *   - existing key with other args: AJ_EMISMATCH;
- *   - locked within the lock timeout: AJ_ELOCKED;
- *   - finished: nothing is locked; status AJ_RUN_SUCCEEDED or AJ_RUN_FINISHED_FAILED;
- *   - awaiting jobs that have not all succeeded: AJ_RUN_AWAITING, nothing locked;
+#define AJ_RUN_PARAMS_INIT {AJ_RUN_PARAMS_VERSION, NULL, NULL, NULL, 0, NULL, 0, 0, NULL, NULL, \
+                            NULL, NULL, NULL, 0}
+
+/* Prepare a run without touching the database (status AJ_RUN_NEW). The first step
+ * acquires it in its own transaction, so a new run costs no transaction of its own:
+ *   - new key: the row is created, locked, at the first step;
+ *   - existing key with other args (or, with match_job_name, of another job):
+ *     AJ_EMISMATCH, nothing written;
+ *   - locked within the lock timeout: AJ_ELOCKED; the message tells when recovery
+ *     would pick the run up if its worker died;
+ *   - finished: status AJ_RUN_SUCCEEDED or AJ_RUN_FINISHED_FAILED, nothing runs;
+ *   - awaiting jobs that have not all succeeded: AJ_RUN_AWAITING, nothing runs;
+ *   - dead: AJ_RUN_DEAD, nothing runs;
  *   - otherwise: locked, AJ_RUN_READY at its recovery point.
- * AJ_ENO_STEPS for an empty workflow. The workflow must outlive the run.
- * On success *out is owned by the caller: aj_run_free. */
+ * AJ_ENO_STEPS for an empty workflow. The workflow must outlive the run. Params are
+ * copied. On success *out is owned by the caller: aj_run_free. */
+AJ_EXTERN int aj_run_new(aj_run **out, aj_store *store, const aj_workflow *wf,
+                         const aj_run_params *params);
+
+/* aj_run_new, then the acquisition alone in a transaction of its own (one more commit
+ * than aj_run_execute needs), for callers that want the status before any step. */
 AJ_EXTERN int aj_run_acquire(aj_run **out, aj_store *store, const aj_workflow *wf,
                              const aj_run_params *params);
 
 /* The step callback: make the step's application writes on the store's connection.
  * Return 0 for success. Any other value fails the step: everything it did is rolled
- * back, the error set with aj_run_set_error is recorded and the lock released. */
+ * back, the error set with aj_run_set_error (or "step NAME failed") is recorded and the
+ * lock released. */
 typedef int (*aj_step_fn)(aj_run *run, const char *step, void *ctx);
 
-/* Run the step at the recovery point in one transaction: lock the run row, call `fn`,
- * persist the attributes, advance the recovery point (or finish, jump, await), commit,
- * and hand the staged jobs to the enqueue callback.
- *   AJ_OK                      the step committed; see aj_run_status
+/* Run one step in one transaction (acquiring the run first when it is AJ_RUN_NEW):
+ * lock or claim the run row, call `fn`, persist the attributes, advance the recovery
+ * point (or finish, jump, await), commit, and hand the staged jobs to the enqueue
+ * callback. When the run is not AJ_RUN_READY after acquisition, no step runs.
+ *   AJ_OK                      the transaction committed; see aj_run_status
  *   AJ_ESTEP                   the callback failed; rolled back, error recorded,
- *                              lock released (status AJ_RUN_FAILED)
- *   AJ_EUNKNOWN_RECOVERY_POINT the recovery point is not a step; the run stays locked
- *   AJ_ELOCKED                 another worker took the run over (lock expired)
- * Borrowed stores: call it inside the application's open transaction; it does not
- * commit. After committing call aj_store_settle(store, 1). When it fails, roll back,
- * call aj_store_settle(store, 0), then record the error with aj_run_fail inside a new
- * transaction and commit it. */
+ *                              lock released (status AJ_RUN_FAILED or AJ_RUN_DEAD)
+ *   AJ_EUNKNOWN_RECOVERY_POINT the recovery point is not a step; error recorded, lock
+ *                              released
+ *   AJ_ELOCKED, AJ_EMISMATCH   see aj_run_new; nothing written
+ *   AJ_ELOCKED                 also: another worker took the run over (lock expired)
+ *   AJ_EMISUSE                 the callback ended the transaction itself; error recorded
+ *   AJ_EDATABASE, AJ_ECONFLICT the transaction failed after its retries; the failure is
+ *                              recorded when the connection still allows it
+ * Serialization failures and busy databases met by the core's own statements are
+ * retried (the step callback then runs again, in a new transaction). */
 AJ_EXTERN int aj_run_step(aj_run *run, aj_step_fn fn, void *ctx);
 
-/* Owned stores: aj_run_step until the run is no longer AJ_RUN_READY. */
+/* aj_run_step until the run is no longer AJ_RUN_READY. */
 AJ_EXTERN int aj_run_execute(aj_run *run, aj_step_fn fn, void *ctx);
-
-/* Borrowed stores, after a failed step was rolled back: record the error set with
- * aj_run_set_error and release the lock, in the application's open transaction. */
-AJ_EXTERN int aj_run_fail(aj_run *run);
 
 /* --- calls for use inside a step callback --------------------------------- */
 
@@ -354,18 +572,24 @@ AJ_EXTERN int aj_run_set_attributes(aj_run *run, const char *doc, size_t len);
 
 /* --- inspection ----------------------------------------------------------- */
 
-AJ_EXTERN int64_t aj_run_id(const aj_run *run);
+AJ_EXTERN int64_t aj_run_id(const aj_run *run);      /* 0 until acquired */
 AJ_EXTERN int aj_run_status(const aj_run *run);
 /* Owned by the run; valid until the next call on it. */
 AJ_EXTERN const char *aj_run_key(const aj_run *run);
-AJ_EXTERN const char *aj_run_recovery_point(const aj_run *run);
+AJ_EXTERN const char *aj_run_recovery_point(const aj_run *run); /* NULL until acquired */
 /* The attribute document and the recorded error document; NULL/0 when none. */
 AJ_EXTERN const char *aj_run_attributes(const aj_run *run, size_t *len);
 AJ_EXTERN const char *aj_run_error(const aj_run *run, size_t *len);
+/* The run's attempts so far (this one included once acquired). */
+AJ_EXTERN int aj_run_attempts(const aj_run *run);
+/* 1 while a step callback of this run is executing. */
+AJ_EXTERN int aj_run_in_step(const aj_run *run);
 AJ_EXTERN aj_store *aj_run_store(const aj_run *run);
 
 /* Free the run's memory. It writes nothing: a run freed while locked stays locked
- * until the lock timeout. NULL is ignored. */
+ * until the lock timeout (then recovery hands it back to its queue). AJ_EMISUSE is not
+ * possible here, so freeing a run from inside its own step callback is the caller's
+ * bug: bindings refuse it. NULL is ignored. */
 AJ_EXTERN void aj_run_free(aj_run *run);
 
 #ifdef __cplusplus

@@ -1,7 +1,8 @@
 /*
- * The storage driver table. A driver executes the core's SQL on one connection; all
- * workflow logic lives above it (run.c, outbox.c, batch.c). A third database is one
- * new file that fills this table.
+ * The storage driver table. A driver executes the core's SQL on one connection and
+ * controls transactions on it when the core owns them; all workflow logic lives above
+ * it (run.c, outbox.c, recover.c). A third database is one new file that fills this
+ * table.
  */
 #ifndef AJ_DRIVER_H
 #define AJ_DRIVER_H
@@ -9,57 +10,72 @@
 #include "acidic_job.h"
 #include "rows.h"
 
-/* One SQL statement of the core. `text` uses `?` placeholders on every dialect; a
- * driver for a `$n` dialect rewrites them once when it prepares the statement.
- * `slot` (0 <= slot < AJ_SQL_SLOTS) names the statement in the driver's prepared
- * statement cache; -1 means an ad-hoc statement that is not cached. */
+/* One SQL statement. `text` is in the driver's dialect; `native` is 1 when its
+ * placeholders are already the dialect's own ($n on PostgreSQL: the core's expanded
+ * statements), 0 when they are `?` (application SQL; the driver rewrites them).
+ * `slot` (0 <= slot < AJ_SQL_SLOTS) names the statement in the driver's cache of
+ * prepared statements; -1 is an ad-hoc statement that is not cached. */
 typedef struct aj_sql {
     int slot;
     const char *text;
+    int native;
 } aj_sql;
 
-#define AJ_SQL_SLOTS 48
+#define AJ_SQL_SLOTS 32
 
-/* Flags for exec: transaction control fused with the statement, so that a driver
- * able to pipeline (libpq) sends them in one round trip. Owned connections only. */
+/* One statement of a batch, with its parameters and where its rows go (NULL: the rows
+ * are discarded). */
+typedef struct aj_call {
+    const aj_sql *sql;
+    const aj_value *params;
+    size_t nparams;
+    aj_rows *rows;
+} aj_call;
+
+/* Flags of exec. */
 enum {
-    AJ_X_BEGIN = 1 << 0,              /* BEGIN before the statement */
-    AJ_X_BEGIN_IMMEDIATE = 1 << 1,    /* SQLite: BEGIN IMMEDIATE; PostgreSQL: BEGIN */
-    AJ_X_BEGIN_SERIALIZABLE = 1 << 2, /* PostgreSQL: BEGIN ISOLATION LEVEL SERIALIZABLE;
-                                         SQLite: BEGIN IMMEDIATE */
-    AJ_X_COMMIT = 1 << 3              /* COMMIT after the statement when it succeeded; when
-                                         it failed the transaction is rolled back */
+    AJ_X_COMMIT = 1 << 0 /* commit after the last call, in the same round trip (only in a
+                            transaction the driver began); on failure it rolls back */
 };
 
-typedef enum aj_tx_op { AJ_TX_BEGIN, AJ_TX_BEGIN_IMMEDIATE, AJ_TX_BEGIN_SERIALIZABLE,
-                        AJ_TX_COMMIT, AJ_TX_ROLLBACK } aj_tx_op;
+/* Transaction modes of begin. */
+enum {
+    AJ_BEGIN_DEFERRED = 0,    /* SQLite BEGIN (the first write takes the lock); PostgreSQL BEGIN */
+    AJ_BEGIN_IMMEDIATE = 1,   /* SQLite BEGIN IMMEDIATE; PostgreSQL BEGIN */
+    AJ_BEGIN_SERIALIZABLE = 2 /* PostgreSQL BEGIN ISOLATION LEVEL SERIALIZABLE; SQLite IMMEDIATE */
+};
 
 typedef struct aj_driver {
     const char *name; /* "sqlite", "postgres", "host" */
     int dialect;      /* AJ_DIALECT_* */
 
-    /* Execute one statement. `rows` may be NULL (results discarded); otherwise it is
-     * reset and filled with copies of the result. `changes` (may be NULL) receives the
-     * number of rows a write changed. On failure: the error is set with aj_error_set
-     * (AJ_ECONFLICT for serialization failure / deadlock / busy, AJ_EDATABASE for the
-     * rest) and, when a flag had opened a transaction, it has been rolled back. */
-    int (*exec)(void *conn, const aj_sql *sql, const aj_value *params, size_t nparams,
-                aj_rows *rows, int64_t *changes, unsigned flags);
+    /* Execute `ncalls` statements in order, stopping at the first failure; a driver that
+     * can pipeline (libpq) sends them, with a pending BEGIN and the COMMIT of
+     * AJ_X_COMMIT, in one round trip. Each call's rows are reset and filled with copies
+     * of its result. On failure: the error is set with aj_error_set (AJ_ECONFLICT for a
+     * serialization failure, deadlock or busy database; AJ_ESTALE for a missing table or
+     * column; AJ_EDATABASE for the rest) and its SQLSTATE with aj_error_set_state. */
+    int (*exec)(void *conn, const aj_call *calls, size_t ncalls, unsigned flags);
 
-    /* BEGIN / COMMIT / ROLLBACK on an owned connection. ROLLBACK never fails loudly:
-     * it returns 0 when there was nothing to roll back. */
-    int (*tx)(void *conn, aj_tx_op op);
+    /* Transaction control, used only when the core owns the transactions of the
+     * connection (its own connections; borrowed ones without a host hook table).
+     * begin may defer sending BEGIN to the next exec (PostgreSQL does, to save a round
+     * trip). rollback never fails loudly: nothing to roll back is success. NULL for the
+     * host driver. */
+    int (*begin)(void *conn, int mode);
+    int (*commit)(void *conn);
+    void (*rollback)(void *conn);
 
-    /* 1 when a transaction is open on the connection, else 0. */
+    /* 1 when a transaction is open on the connection (a deferred BEGIN counts), else 0. */
     int (*in_transaction)(void *conn);
 
-    /* Called before a transaction starts on an owned connection: reconnect when the
-     * connection was lost (e.g. the server restarted). 0 or AJ_EDATABASE. May be NULL. */
+    /* Before a transaction on a connection the driver opened: reconnect when it was
+     * lost (the server restarted, a pipeline was cut). 0 or AJ_EDATABASE. May be NULL. */
     int (*ensure_connected)(void *conn);
 
     /* Release the connection. `owned` is 0 for a borrowed handle (free only the
-     * driver's own memory and prepared statements), `forked` is 1 in a child process
-     * after fork() (do not talk to the server or the file: just free memory). */
+     * driver's own memory), `forked` is 1 in a child process after fork() (do not talk
+     * to the server or the file: just free memory). */
     void (*close)(void *conn, int owned, int forked);
 } aj_driver;
 

@@ -1,11 +1,13 @@
 /* The host driver: SQL executed through the application's own database API (for
  * example ActiveRecord when its SQLite gem links another copy of SQLite). Always
- * borrowed: the host owns the connection and its transactions. */
+ * borrowed, always with a host hook table: the host owns the connection and its
+ * transactions, so this driver has no begin/commit. */
 #include "driver.h"
 #include "error.h"
 #include "rows.h"
 #include "sql.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,57 +15,89 @@ typedef struct host_conn {
     int dialect;
     aj_host_ops ops;
     void *ctx;
-    char *dollar[AJ_SQL_SLOTS]; /* PostgreSQL: statements rewritten to $n, per slot */
 } host_conn;
 
 int aj_host_row(aj_host_result *result, const aj_value *cells, size_t ncells)
 {
     if (!result || (ncells && !cells))
         return aj_error_set(AJ_EINVALID, "aj_host_row: NULL argument");
+    for (size_t i = 0; i < ncells; i++)
+        if (cells[i].type != AJ_NULL && cells[i].type != AJ_INT && cells[i].type != AJ_TEXT)
+            return aj_error_set(AJ_EINVALID, "aj_host_row: cell %zu has unknown type %d", i,
+                                cells[i].type);
     return aj_rows_append((aj_rows *)result, cells, ncells);
 }
 
-static int host_exec(void *conn, const aj_sql *sql, const aj_value *params, size_t nparams,
-                     aj_rows *rows, int64_t *changes, unsigned flags)
+/* Hosts report errors as text; recognise the conditions the core reacts to, as the
+ * native drivers do with their codes (SQLite's and PostgreSQL's wordings). */
+static const char *infer_state(const char *msg)
 {
-    host_conn *h = conn;
-    if (flags)
-        return aj_error_set(AJ_EMISUSE, "host connections are borrowed: the host owns "
-                                        "transaction control");
-    const char *text = sql->text;
-    char *adhoc = NULL;
-    if (h->dialect == AJ_DIALECT_POSTGRES) {
-        int cached = sql->slot >= 0 && sql->slot < AJ_SQL_SLOTS;
-        if (cached && !h->dollar[sql->slot])
-            h->dollar[sql->slot] = aj_sql_dollar_params(sql->text);
-        text = cached ? h->dollar[sql->slot] : (adhoc = aj_sql_dollar_params(sql->text));
-        if (!text)
-            return aj_error_set(AJ_ENOMEM, "out of memory");
-    }
-    aj_rows scratch = {0};
-    aj_rows *out = rows ? rows : &scratch;
-    aj_rows_reset(out);
-    char errbuf[512] = "";
-    int rc = h->ops.exec(h->ctx, text, params, nparams, (aj_host_result *)out, errbuf,
-                         sizeof errbuf);
-    free(adhoc);
-    aj_rows_clear(&scratch);
-    if (rc) {
-        errbuf[sizeof errbuf - 1] = '\0';
-        return aj_error_set(AJ_EDATABASE, "host database: %s", errbuf[0] ? errbuf : "error");
-    }
-    if (changes)
-        *changes = -1; /* not reported by hosts */
-    return AJ_OK;
+    static const struct { const char *needle, *state; } known[] = {
+        {"no such table", "42P01"},
+        {"no such column", "42703"},
+        {"has no column named", "42703"},
+        {"UndefinedTable", "42P01"},
+        {"UndefinedColumn", "42703"},
+        {"NOT NULL constraint failed", "23502"},
+        {"violates not-null constraint", "23502"},
+        {"UNIQUE constraint failed", "23505"},
+        {"duplicate key value violates unique constraint", "23505"},
+        {"could not serialize access", "40001"},
+        {"deadlock detected", "40P01"},
+        {"index row size", "54000"},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strstr(msg, known[i].needle))
+            return known[i].state;
+    if (strstr(msg, "relation \"") && strstr(msg, "does not exist"))
+        return "42P01";
+    if (strstr(msg, "column \"") && strstr(msg, "does not exist"))
+        return "42703";
+    return "";
 }
 
-static int host_tx(void *conn, aj_tx_op op)
+static int exec_one(host_conn *h, const aj_call *call)
 {
-    (void)conn;
-    if (op == AJ_TX_COMMIT || op == AJ_TX_ROLLBACK)
+    const char *text = call->sql->text;
+    char *rewritten = NULL;
+    if (h->dialect == AJ_DIALECT_POSTGRES && !call->sql->native) {
+        if (!(rewritten = aj_sql_dollar_params(text)))
+            return aj_error_set(AJ_ENOMEM, "out of memory");
+        text = rewritten;
+    }
+    aj_rows scratch = {0};
+    aj_rows *out = call->rows ? call->rows : &scratch;
+    aj_rows_reset(out);
+    aj_error_clear();
+    int rc = h->ops.exec(h->ctx, text, call->params, call->nparams, (aj_host_result *)out);
+    free(rewritten);
+    aj_rows_clear(&scratch);
+    if (rc == 0)
         return AJ_OK;
-    return aj_error_set(AJ_EMISUSE, "host connections are borrowed: the host begins its "
-                                    "own transactions");
+    const aj_error *err = aj_error_last();
+    if (rc > 0 || err->code == AJ_OK) /* the host did not say why */
+        return aj_error_set(rc < 0 ? rc : AJ_EDATABASE, "host database: the statement failed");
+    char message[1024];
+    snprintf(message, sizeof message, "%s", err->message);
+    const char *state = infer_state(message);
+    if (rc == AJ_EDATABASE && (!strcmp(state, "40001") || !strcmp(state, "40P01")))
+        rc = AJ_ECONFLICT;
+    aj_error_set(rc, "%s", message);
+    aj_error_set_state(state);
+    return rc;
+}
+
+static int host_exec(void *conn, const aj_call *calls, size_t ncalls, unsigned flags)
+{
+    host_conn *h = conn;
+    if (flags & AJ_X_COMMIT)
+        return aj_error_set(AJ_EMISUSE, "host connections are borrowed: the host commits");
+    for (size_t i = 0; i < ncalls; i++) {
+        int rc = exec_one(h, &calls[i]);
+        if (rc)
+            return rc;
+    }
+    return AJ_OK;
 }
 
 static int host_in_transaction(void *conn)
@@ -76,17 +110,16 @@ static void host_close(void *conn, int owned, int forked)
 {
     (void)owned;
     (void)forked;
-    host_conn *h = conn;
-    for (int i = 0; i < AJ_SQL_SLOTS; i++)
-        free(h->dollar[i]);
-    free(h);
+    free(conn);
 }
 
 static const aj_driver host_driver_sqlite = {
-    "host", AJ_DIALECT_SQLITE, host_exec, host_tx, host_in_transaction, NULL, host_close,
+    "host", AJ_DIALECT_SQLITE, host_exec, NULL, NULL, NULL, host_in_transaction, NULL,
+    host_close,
 };
 static const aj_driver host_driver_postgres = {
-    "host", AJ_DIALECT_POSTGRES, host_exec, host_tx, host_in_transaction, NULL, host_close,
+    "host", AJ_DIALECT_POSTGRES, host_exec, NULL, NULL, NULL, host_in_transaction, NULL,
+    host_close,
 };
 
 int aj_host_open(const aj_driver **driver, void **conn, int dialect, const aj_host_ops *ops,

@@ -1,65 +1,141 @@
 /* The SQLite driver: the embedded default. Prepared statements are cached per
- * connection; a step holds the database write lock from BEGIN IMMEDIATE to COMMIT. */
+ * connection and reset as soon as each call is done, so no statement of the core
+ * outlives the call that ran it (in shared-cache mode an unreset statement would keep
+ * a table lock that other connections trip over). */
 #include "driver.h"
 #include "error.h"
 #include "rows.h"
+#include "util.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct sq_cached {
+    sqlite3_stmt *stmt;
+    const char *text; /* the aj_sql text it was prepared from */
+} sq_cached;
+
 typedef struct sq_conn {
     sqlite3 *db;
-    sqlite3_stmt *cache[AJ_SQL_SLOTS];
-    sqlite3_stmt *tx_stmt[5]; /* indexed by aj_tx_op */
+    sq_cached cache[AJ_SQL_SLOTS];
+    sqlite3_stmt *begin_deferred, *begin_immediate, *commit, *rollback;
 } sq_conn;
 
-static const char *const tx_sql[5] = {"BEGIN", "BEGIN IMMEDIATE", "BEGIN IMMEDIATE", "COMMIT",
-                                      "ROLLBACK"};
-
-static int sq_error(sqlite3 *db, int rc, const char *what)
+/* SQLite reports the conditions the core reacts to through codes and messages; give
+ * each the SQLSTATE PostgreSQL uses for it (error.h). */
+static int sq_error(sqlite3 *db, int rc, const char *what, int64_t waited_us)
 {
-    int code = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED ? AJ_ECONFLICT
-                                                                            : AJ_EDATABASE;
-    return aj_error_set(code, "SQLite: %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    int ext = db ? sqlite3_extended_errcode(db) : rc;
+    int primary = rc & 0xff;
+    const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+        char waited[32];
+        aj_format_duration(waited_us / 1000, waited);
+        int code;
+        if (ext == SQLITE_BUSY_SNAPSHOT)
+            code = aj_error_set(AJ_ECONFLICT, "SQLite %s: another connection wrote to the database "
+                                "after this transaction read it (SQLITE_BUSY_SNAPSHOT)", what);
+        else if (primary == SQLITE_LOCKED)
+            code = aj_error_set(AJ_ECONFLICT, "SQLite %s: a table is locked by another connection "
+                                "of the same shared cache (%s)", what, msg);
+        else
+            code = aj_error_set(AJ_ECONFLICT, "SQLite %s: the database is busy: another connection "
+                                "held the write lock (SQLite allows one writer at a time) and this "
+                                "one gave up after waiting %s; raise the busy timeout or keep "
+                                "write transactions short", what, waited);
+        aj_error_set_state("40001");
+        return code;
+    }
+    if (primary == SQLITE_CONSTRAINT) {
+        int code = aj_error_set(AJ_EDATABASE, "SQLite %s: %s", what, msg);
+        if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
+            aj_error_set_state("23505");
+        else if (ext == SQLITE_CONSTRAINT_NOTNULL)
+            aj_error_set_state("23502");
+        else
+            aj_error_set_state("23000");
+        return code;
+    }
+    if (primary == SQLITE_ERROR && msg &&
+        (strstr(msg, "no such table") || strstr(msg, "no such column") ||
+         strstr(msg, "has no column named"))) {
+        int code = aj_error_set(AJ_EDATABASE, "SQLite %s: %s", what, msg);
+        aj_error_set_state(strstr(msg, "table") && !strstr(msg, "column") ? "42P01" : "42703");
+        return code;
+    }
+    return aj_error_set(AJ_EDATABASE, "SQLite %s: %s", what, msg);
 }
 
-static int sq_tx(void *conn, aj_tx_op op)
+static int tx_statement(sq_conn *c, sqlite3_stmt **st, const char *sql)
+{
+    int64_t start = aj_now_us();
+    if (!*st) {
+        int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+        if (rc != SQLITE_OK)
+            return sq_error(c->db, rc, sql, aj_now_us() - start);
+    }
+    int rc = sqlite3_step(*st);
+    sqlite3_reset(*st);
+    if (rc != SQLITE_DONE)
+        return sq_error(c->db, rc, sql, aj_now_us() - start);
+    return AJ_OK;
+}
+
+static int sq_begin(void *conn, int mode)
 {
     sq_conn *c = conn;
-    if (op == AJ_TX_ROLLBACK && sqlite3_get_autocommit(c->db))
-        return AJ_OK; /* nothing to roll back */
-    if (!c->tx_stmt[op]) {
-        int rc = sqlite3_prepare_v3(c->db, tx_sql[op], -1, SQLITE_PREPARE_PERSISTENT,
-                                    &c->tx_stmt[op], NULL);
-        if (rc != SQLITE_OK)
-            return sq_error(c->db, rc, tx_sql[op]);
-    }
-    int rc = sqlite3_step(c->tx_stmt[op]);
-    sqlite3_reset(c->tx_stmt[op]);
-    if (rc != SQLITE_DONE) {
-        int err = sq_error(c->db, rc, tx_sql[op]);
-        if (op == AJ_TX_COMMIT && !sqlite3_get_autocommit(c->db)) {
-            /* A failed COMMIT leaves the transaction open: end it. */
-            sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-        }
-        return err;
-    }
-    return AJ_OK;
+    if (!sqlite3_get_autocommit(c->db))
+        return aj_error_set(AJ_EMISUSE, "SQLite BEGIN: a transaction is already open on the "
+                                        "connection");
+    return mode == AJ_BEGIN_DEFERRED ? tx_statement(c, &c->begin_deferred, "BEGIN")
+                                     : tx_statement(c, &c->begin_immediate, "BEGIN IMMEDIATE");
+}
+
+static void sq_rollback(void *conn)
+{
+    sq_conn *c = conn;
+    if (sqlite3_get_autocommit(c->db))
+        return; /* nothing to roll back (SQLite may have rolled back by itself) */
+    aj_saved_error err;
+    aj_error_save(&err);
+    if (tx_statement(c, &c->rollback, "ROLLBACK") != AJ_OK)
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    aj_error_restore(&err);
+}
+
+static int sq_commit(void *conn)
+{
+    sq_conn *c = conn;
+    if (sqlite3_get_autocommit(c->db))
+        return aj_error_set(AJ_EMISUSE, "SQLite COMMIT: no transaction is open: something "
+                                        "ended it before the core could commit");
+    int rc = tx_statement(c, &c->commit, "COMMIT");
+    if (rc)
+        sq_rollback(c); /* a failed COMMIT leaves the transaction open */
+    return rc;
 }
 
 static int sq_prepare(sq_conn *c, const aj_sql *sql, sqlite3_stmt **out, int *cached)
 {
-    if (sql->slot >= 0 && sql->slot < AJ_SQL_SLOTS && c->cache[sql->slot]) {
-        *out = c->cache[sql->slot];
-        *cached = 1;
-        return AJ_OK;
+    int slot = sql->slot;
+    if (slot >= 0 && slot < AJ_SQL_SLOTS && c->cache[slot].stmt) {
+        if (c->cache[slot].text == sql->text ||
+            strcmp(sqlite3_sql(c->cache[slot].stmt), sql->text) == 0) {
+            c->cache[slot].text = sql->text;
+            *out = c->cache[slot].stmt;
+            *cached = 1;
+            return AJ_OK;
+        }
+        sqlite3_finalize(c->cache[slot].stmt); /* the store re-expanded its statements */
+        c->cache[slot].stmt = NULL;
     }
     const char *tail = NULL;
-    unsigned flags = sql->slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0;
+    unsigned flags = slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0;
+    int64_t start = aj_now_us();
     int rc = sqlite3_prepare_v3(c->db, sql->text, -1, flags, out, &tail);
     if (rc != SQLITE_OK)
-        return sq_error(c->db, rc, "prepare");
+        return sq_error(c->db, rc, "prepare", aj_now_us() - start);
     if (!*out)
         return aj_error_set(AJ_EINVALID, "SQLite: the SQL holds no statement");
     while (tail && (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == ';' ||
@@ -71,9 +147,11 @@ static int sq_prepare(sq_conn *c, const aj_sql *sql, sqlite3_stmt **out, int *ca
         return aj_error_set(AJ_EINVALID, "SQLite: one statement at a time, please (found more "
                                          "after the first)");
     }
-    *cached = sql->slot >= 0 && sql->slot < AJ_SQL_SLOTS;
-    if (*cached)
-        c->cache[sql->slot] = *out;
+    *cached = slot >= 0 && slot < AJ_SQL_SLOTS;
+    if (*cached) {
+        c->cache[slot].stmt = *out;
+        c->cache[slot].text = sql->text;
+    }
     return AJ_OK;
 }
 
@@ -91,15 +169,18 @@ static int sq_bind(sq_conn *c, sqlite3_stmt *st, const aj_value *params, size_t 
             rc = sqlite3_bind_text64(st, idx, params[i].text ? params[i].text : "",
                                      params[i].len, SQLITE_STATIC, SQLITE_UTF8);
             break;
-        default: rc = sqlite3_bind_null(st, idx); break;
+        case AJ_NULL: rc = sqlite3_bind_null(st, idx); break;
+        default:
+            return aj_error_set(AJ_EINVALID, "parameter %zu has unknown type %d", i + 1,
+                                params[i].type);
         }
         if (rc != SQLITE_OK)
-            return sq_error(c->db, rc, "bind");
+            return sq_error(c->db, rc, "bind", 0);
     }
     return AJ_OK;
 }
 
-static int sq_collect(sq_conn *c, sqlite3_stmt *st, aj_rows *rows)
+static int sq_collect(sqlite3_stmt *st, aj_rows *rows)
 {
     int ncols = sqlite3_column_count(st);
     aj_value cells[32];
@@ -122,40 +203,26 @@ static int sq_collect(sq_conn *c, sqlite3_stmt *st, aj_rows *rows)
         }
         cells[i] = v;
     }
-    (void)c;
     return aj_rows_append(rows, cells, (size_t)ncols);
 }
 
-static int sq_exec(void *conn, const aj_sql *sql, const aj_value *params, size_t nparams,
-                   aj_rows *rows, int64_t *changes, unsigned flags)
+static int exec_one(sq_conn *c, const aj_call *call)
 {
-    sq_conn *c = conn;
-    int rc;
-    int began = 0;
-    if (flags & (AJ_X_BEGIN_IMMEDIATE | AJ_X_BEGIN_SERIALIZABLE)) {
-        if ((rc = sq_tx(c, AJ_TX_BEGIN_IMMEDIATE)))
-            return rc;
-        began = 1;
-    } else if (flags & AJ_X_BEGIN) {
-        if ((rc = sq_tx(c, AJ_TX_BEGIN)))
-            return rc;
-        began = 1;
-    }
-    if (rows)
-        aj_rows_reset(rows);
-
+    if (call->rows)
+        aj_rows_reset(call->rows);
     sqlite3_stmt *st = NULL;
     int cached = 0;
-    if ((rc = sq_prepare(c, sql, &st, &cached)) == AJ_OK &&
-        (rc = sq_bind(c, st, params, nparams)) == AJ_OK) {
+    int rc = sq_prepare(c, call->sql, &st, &cached);
+    if (rc == AJ_OK && (rc = sq_bind(c, st, call->params, call->nparams)) == AJ_OK) {
+        int64_t start = aj_now_us();
         int s;
         while ((s = sqlite3_step(st)) == SQLITE_ROW)
-            if (rows && (rc = sq_collect(c, st, rows)))
+            if (call->rows && (rc = sq_collect(st, call->rows)))
                 break;
         if (rc == AJ_OK && s != SQLITE_DONE)
-            rc = sq_error(c->db, s, "step");
-        if (rc == AJ_OK && changes)
-            *changes = sqlite3_changes64(c->db);
+            rc = sq_error(c->db, s, "statement", aj_now_us() - start);
+        if (rc == AJ_OK && call->rows && call->rows->nrows == 0)
+            call->rows->ncols = (size_t)sqlite3_column_count(st);
     }
     if (st) {
         if (cached) {
@@ -165,14 +232,19 @@ static int sq_exec(void *conn, const aj_sql *sql, const aj_value *params, size_t
             sqlite3_finalize(st);
         }
     }
+    return rc;
+}
+
+static int sq_exec(void *conn, const aj_call *calls, size_t ncalls, unsigned flags)
+{
+    sq_conn *c = conn;
+    int rc = AJ_OK;
+    for (size_t i = 0; i < ncalls && rc == AJ_OK; i++)
+        rc = exec_one(c, &calls[i]);
     if (rc == AJ_OK && (flags & AJ_X_COMMIT))
-        rc = sq_tx(c, AJ_TX_COMMIT);
-    if (rc && (began || (flags & AJ_X_COMMIT))) {
-        aj_saved_error err;
-        aj_error_save(&err);
-        sq_tx(c, AJ_TX_ROLLBACK);
-        aj_error_restore(&err);
-    }
+        return sq_commit(c);
+    if (rc && (flags & AJ_X_COMMIT))
+        sq_rollback(c);
     return rc;
 }
 
@@ -185,9 +257,11 @@ static void sq_close(void *conn, int owned, int forked)
         /* In a forked child SQLite must not be touched at all: the memory is leaked on
          * purpose, the parent keeps its connection. */
         for (int i = 0; i < AJ_SQL_SLOTS; i++)
-            sqlite3_finalize(c->cache[i]);
-        for (int i = 0; i < 5; i++)
-            sqlite3_finalize(c->tx_stmt[i]);
+            sqlite3_finalize(c->cache[i].stmt);
+        sqlite3_finalize(c->begin_deferred);
+        sqlite3_finalize(c->begin_immediate);
+        sqlite3_finalize(c->commit);
+        sqlite3_finalize(c->rollback);
         if (owned)
             sqlite3_close_v2(c->db);
     }
@@ -195,7 +269,8 @@ static void sq_close(void *conn, int owned, int forked)
 }
 
 static const aj_driver sqlite_driver = {
-    "sqlite", AJ_DIALECT_SQLITE, sq_exec, sq_tx, sq_in_transaction, NULL, sq_close,
+    "sqlite", AJ_DIALECT_SQLITE, sq_exec, sq_begin, sq_commit, sq_rollback,
+    sq_in_transaction, NULL, sq_close,
 };
 
 static const char *synchronous_pragma(int s)
@@ -208,19 +283,18 @@ static const char *synchronous_pragma(int s)
 /* Switch to WAL. Processes opening a new file at once race for it, and SQLite reports
  * the loser's SQLITE_BUSY at once instead of waiting out the busy timeout: retry with
  * a short sleep until that timeout has passed. */
-static int set_wal(sqlite3 *db, int busy_timeout_ms, char **msg)
+static int set_wal(sqlite3 *db, int64_t busy_timeout_ms, char **msg)
 {
-    int waited_ms = 0;
+    int64_t start = aj_now_us();
     for (;;) {
         int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, msg);
         int primary = rc & 0xff;
         if ((primary != SQLITE_BUSY && primary != SQLITE_LOCKED && primary != SQLITE_IOERR) ||
-            waited_ms >= busy_timeout_ms)
+            aj_now_us() - start >= busy_timeout_ms * 1000)
             return rc;
         sqlite3_free(*msg);
         *msg = NULL;
         sqlite3_sleep(5);
-        waited_ms += 5;
     }
 }
 
@@ -243,11 +317,12 @@ int aj_sqlite_open(const aj_driver **driver, void **conn, const char *path,
         free(c);
         return err;
     }
-    sqlite3_busy_timeout(c->db, opts->busy_timeout_ms);
+    sqlite3_busy_timeout(c->db, (int)(opts->busy_timeout_ms > 0x7fffffff ? 0x7fffffff
+                                                                         : opts->busy_timeout_ms));
     char *msg = NULL;
     if ((!memory && (rc = set_wal(c->db, opts->busy_timeout_ms, &msg))) ||
         (rc = sqlite3_exec(c->db, synchronous_pragma(opts->synchronous), NULL, NULL, &msg))) {
-        int err = aj_error_set(rc == SQLITE_BUSY ? AJ_ECONFLICT : AJ_EDATABASE,
+        int err = aj_error_set((rc & 0xff) == SQLITE_BUSY ? AJ_ECONFLICT : AJ_EDATABASE,
                                "SQLite: cannot set up \"%s\": %s", path, msg ? msg : "error");
         sqlite3_free(msg);
         sqlite3_close_v2(c->db);

@@ -1,12 +1,18 @@
 #include "error.h"
+#include "util.h"
 
+#include <libpq-fe.h>
+
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define AJ_ERROR_MESSAGE_MAX 1024
 
 static _Thread_local char last_message[AJ_ERROR_MESSAGE_MAX] = "no error";
+static _Thread_local char last_state[6] = "";
 static _Thread_local aj_error last_error = {AJ_OK, NULL};
 
 const aj_error *aj_error_last(void)
@@ -18,28 +24,50 @@ const aj_error *aj_error_last(void)
 void aj_error_clear(void)
 {
     last_error.code = AJ_OK;
+    last_state[0] = '\0';
     strcpy(last_message, "no error");
 }
 
 int aj_error_set(int code, const char *fmt, ...)
 {
+    char buf[AJ_ERROR_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    aj_scrub_secrets(buf, sizeof buf);
+    memcpy(last_message, buf, sizeof buf);
     last_error.code = code;
+    last_state[0] = '\0';
     return code;
 }
+
+int aj_error_report(int code, const char *message)
+{
+    if (code >= 0)
+        code = AJ_ERROR;
+    return aj_error_set(code, "%s", message && *message ? message : "the host reported an error");
+}
+
+void aj_error_set_state(const char *sqlstate)
+{
+    snprintf(last_state, sizeof last_state, "%s", sqlstate ? sqlstate : "");
+}
+
+const char *aj_error_state(void) { return last_state; }
 
 void aj_error_save(aj_saved_error *saved)
 {
     saved->code = last_error.code;
+    memcpy(saved->state, last_state, sizeof last_state);
     snprintf(saved->message, sizeof saved->message, "%s", last_message);
 }
 
 int aj_error_restore(const aj_saved_error *saved)
 {
-    return aj_error_set(saved->code, "%s", saved->message);
+    aj_error_set(saved->code, "%s", saved->message);
+    memcpy(last_state, saved->state, sizeof last_state);
+    return saved->code;
 }
 
 const char *aj_code_name(int code)
@@ -59,77 +87,202 @@ const char *aj_code_name(int code)
     case AJ_EDUPLICATE_STEP: return "AJ_EDUPLICATE_STEP";
     case AJ_ESTEP: return "AJ_ESTEP";
     case AJ_ENOTFOUND: return "AJ_ENOTFOUND";
+    case AJ_ESCHEMA: return "AJ_ESCHEMA";
     default: return "AJ_UNKNOWN_CODE";
     }
 }
 
-/* Redact "scheme://user:PASSWORD@host" and "password = VALUE" (conninfo, with any
- * spacing and quoting libpq accepts, or a URI query parameter). Anything else is
- * copied as is. */
-static const char *skip_spaces(const char *p)
-{
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-        p++;
-    return p;
-}
+/* ---------------------------------------------------------------------------- */
+/* Secrets                                                                       */
+/* ---------------------------------------------------------------------------- */
 
-/* At p (a keyword boundary): "password", spaces, "=", spaces, then the value. Returns
- * where the value ends, or NULL when p does not start a password setting. */
-static const char *password_value_end(const char *p)
+/* A key whose value is a secret: contains "pass" or "pwd", any case ("password",
+ * "passwd", "PASSWORD", "db_pass", "pwd"). */
+static int secret_key(const char *key, size_t len)
 {
-    if (strncmp(p, "password", 8) != 0)
-        return NULL;
-    const char *q = skip_spaces(p + 8);
-    if (*q != '=')
-        return NULL;
-    q = skip_spaces(q + 1);
-    if (*q == '\'') {
-        for (q++; *q && *q != '\''; q++)
-            if (*q == '\\' && q[1])
-                q++;
-        return *q ? q + 1 : q;
+    for (size_t i = 0; i + 3 <= len; i++) {
+        if (i + 4 <= len && tolower((unsigned char)key[i]) == 'p' &&
+            tolower((unsigned char)key[i + 1]) == 'a' && tolower((unsigned char)key[i + 2]) == 's' &&
+            tolower((unsigned char)key[i + 3]) == 's')
+            return 1;
+        if (tolower((unsigned char)key[i]) == 'p' && tolower((unsigned char)key[i + 1]) == 'w' &&
+            tolower((unsigned char)key[i + 2]) == 'd')
+            return 1;
     }
-    while (*q && *q != ' ' && *q != '&' && *q != '\t' && *q != '\n' && *q != '\r')
-        q++;
-    return q;
+    return 0;
 }
 
-void aj_redact_url(const char *url, char *out, size_t outsz)
+static int key_char(char c) { return isalnum((unsigned char)c) || c == '_' || c == '-'; }
+static int space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+/* The value that starts at v (after "key ="): a quoted conninfo value, or up to the
+ * next separator. Returns where it ends. */
+static const char *value_end(const char *v)
+{
+    if (*v == '\'') {
+        for (v++; *v && *v != '\''; v++)
+            if (*v == '\\' && v[1])
+                v++;
+        return *v ? v + 1 : v;
+    }
+    while (*v && !space(*v) && *v != '&' && *v != '#')
+        v++;
+    return v;
+}
+
+/* Spans of `s` that hold secrets, in order: [start, end) pairs. */
+typedef struct spans {
+    size_t n;
+    size_t at[32][2];
+} spans;
+
+static void add_span(spans *sp, size_t a, size_t b)
+{
+    if (b > a && sp->n < 32) {
+        sp->at[sp->n][0] = a;
+        sp->at[sp->n][1] = b;
+        sp->n++;
+    }
+}
+
+/* Find the secret spans of a string: URI userinfo passwords (every "://" in it) and
+ * values of password-like keys ("key = value" in conninfo, "key=value" in a query). */
+static void find_secrets(const char *s, spans *sp)
+{
+    sp->n = 0;
+    size_t n = strlen(s);
+    for (const char *p = strstr(s, "://"); p; p = strstr(p + 3, "://")) {
+        const char *auth = p + 3;
+        /* The authority ends at the first '/', '?' or '#' after the LAST '@' that comes
+         * before any space: a password may hold '/' when it is not percent-encoded. */
+        const char *at = NULL;
+        for (const char *q = auth; *q && !space(*q); q++)
+            if (*q == '@')
+                at = q;
+        if (!at)
+            continue;
+        const char *colon = memchr(auth, ':', (size_t)(at - auth));
+        if (colon)
+            add_span(sp, (size_t)(colon + 1 - s), (size_t)(at - s));
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!key_char(s[i]) || (i > 0 && key_char(s[i - 1])))
+            continue;
+        size_t k = i;
+        while (k < n && key_char(s[k]))
+            k++;
+        if (!secret_key(s + i, k - i))
+            continue;
+        size_t e = k;
+        while (e < n && space(s[e]))
+            e++;
+        if (e >= n || s[e] != '=')
+            continue;
+        e++;
+        while (e < n && space(s[e]))
+            e++;
+        const char *end = value_end(s + e);
+        add_span(sp, e, (size_t)(end - s));
+        i = (size_t)(end - s) - (end > s + e ? 1 : 0);
+    }
+}
+
+/* Replace [a, b) of msg by "***" (in place, bounded by cap). */
+static void replace_span(char *msg, size_t cap, size_t a, size_t b)
+{
+    size_t len = strlen(msg);
+    if (a >= len)
+        return;
+    if (b > len)
+        b = len;
+    size_t tail = len - b;
+    if (a + 3 + tail + 1 > cap)
+        tail = cap - a - 4;
+    memmove(msg + a + 3, msg + b, tail);
+    memcpy(msg + a, "***", 3);
+    msg[a + 3 + tail] = '\0';
+}
+
+void aj_scrub_secrets(char *msg, size_t cap)
+{
+    spans sp;
+    find_secrets(msg, &sp);
+    /* Right to left, so that earlier spans keep their offsets. */
+    for (size_t i = sp.n; i-- > 0;) {
+        size_t a = sp.at[i][0], b = sp.at[i][1];
+        if (b - a == 3 && strncmp(msg + a, "***", 3) == 0)
+            continue;
+        replace_span(msg, cap, a, b);
+    }
+}
+
+void aj_redact_url(const char *conninfo, char *out, size_t outsz)
 {
     if (!outsz)
         return;
-    size_t o = 0;
-    const char *s = url ? url : "";
-    const char *scheme_end = strstr(s, "://");
-    const char *at = NULL, *colon = NULL;
-    if (scheme_end) {
-        /* userinfo ends at the last '@' before the path */
-        const char *auth_end = scheme_end + 3 + strcspn(scheme_end + 3, "/?#");
-        for (const char *p = scheme_end + 3; p < auth_end; p++)
-            if (*p == '@')
-                at = p;
-        for (const char *p = scheme_end + 3; at && p < at; p++)
-            if (*p == ':') { colon = p; break; }
-    }
-#define PUT(c) do { if (o + 1 < outsz) out[o++] = (c); } while (0)
-    for (const char *p = s; *p;) {
-        if (colon && p == colon + 1) {
-            for (const char *r = "***"; *r; r++) PUT(*r);
-            p = at;
-            colon = NULL; /* once: an empty password has at == colon + 1 */
+    snprintf(out, outsz, "%s", conninfo ? conninfo : "");
+    aj_scrub_secrets(out, outsz);
+}
+
+/* Replace every occurrence of `secret` (len >= 1) in msg by "***". */
+static void scrub_value(char *msg, size_t cap, const char *secret, size_t len)
+{
+    if (!len)
+        return;
+    for (char *p = strstr(msg, secret); p; p = strstr(p + 3, secret))
+        replace_span(msg, cap, (size_t)(p - msg), (size_t)(p - msg) + len);
+}
+
+void aj_scrub_conninfo(char *msg, size_t cap, const char *conninfo)
+{
+    if (!conninfo)
+        return;
+    spans sp;
+    find_secrets(conninfo, &sp);
+    /* 1. The secret values themselves, wherever the message copied them. */
+    for (size_t i = 0; i < sp.n; i++) {
+        size_t a = sp.at[i][0], b = sp.at[i][1];
+        char *secret = aj_strndup(conninfo + a, b - a);
+        if (!secret)
             continue;
+        /* A quoted conninfo value: the message may quote it without the quotes. */
+        size_t len = strlen(secret);
+        if (len >= 2 && secret[0] == '\'' && secret[len - 1] == '\'') {
+            secret[len - 1] = '\0';
+            scrub_value(msg, cap, secret + 1, len - 2);
         }
-        int boundary = p == s || p[-1] == ' ' || p[-1] == '?' || p[-1] == '&' ||
-                       p[-1] == '\t' || p[-1] == '\n' || p[-1] == '\r';
-        const char *end = boundary ? password_value_end(p) : NULL;
-        if (end) {
-            for (const char *r = "password=***"; *r; r++) PUT(*r);
-            p = end;
-            continue;
-        }
-        PUT(*p);
-        p++;
+        scrub_value(msg, cap, secret, strlen(secret));
+        free(secret);
     }
-#undef PUT
-    out[o] = '\0';
+    /* 2. The password libpq parses (however the key was spelled or quoted). */
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+            scrub_value(msg, cap, o->val, strlen(o->val));
+    PQconninfoFree(opts);
+    /* 3. Quoted pieces of the message that libpq copied out of a secret span (libpq
+     * quotes the values it complains about: invalid integer value "pw" for ...). */
+    for (char *q = strchr(msg, '"'); q;) {
+        char *end = strchr(q + 1, '"');
+        if (!end)
+            break;
+        size_t qlen = (size_t)(end - q - 1);
+        int secret = 0;
+        if (qlen > 0) {
+            for (const char *hit = conninfo; *hit && !secret; hit++) {
+                if (strncmp(hit, q + 1, qlen) != 0)
+                    continue;
+                size_t a = (size_t)(hit - conninfo), b = a + qlen;
+                for (size_t i = 0; i < sp.n; i++)
+                    if (a < sp.at[i][1] && sp.at[i][0] < b)
+                        secret = 1;
+            }
+        }
+        if (secret) {
+            size_t at = (size_t)(q - msg);
+            replace_span(msg, cap, at + 1, at + 1 + qlen);
+            end = msg + at + 4;
+        }
+        q = strchr(end + 1, '"');
+    }
 }

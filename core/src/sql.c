@@ -1,103 +1,423 @@
 #include "sql.h"
+#include "error.h"
+#include "util.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define STMT(slot, text) {(slot), (text)}
+/* The columns acquisition reads (run.c reads them by these positions). */
+#define RUN_COLUMNS                                                                      \
+    "id, job_name, job_args, locked_at, recovery_point, attr_accessors, error_object,"   \
+    " attempts, dead_at, awaiting_batch_id, locked_by"
 
-/* Statements that read the same on both databases. */
-static const aj_sql common[AJ_Q_COUNT] = {
-    [AJ_Q_KEY_FIND] = STMT(AJ_Q_KEY_FIND,
-        "SELECT k.id, k.job_args, k.locked_at, k.recovery_point, k.attr_accessors,"
-        " k.error_object, (SELECT count(*) FROM acidic_job_batches b WHERE b.key_id = k.id)"
-        " FROM acidic_job_keys k WHERE k.idempotency_key = ? ORDER BY k.id LIMIT 1"),
-    [AJ_Q_KEY_INSERT] = STMT(AJ_Q_KEY_INSERT,
-        "INSERT INTO acidic_job_keys (idempotency_key, job_name, job_args, last_run_at,"
-        " locked_at, recovery_point, attr_accessors, workflow, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"),
-    [AJ_Q_KEY_LOCK] = STMT(AJ_Q_KEY_LOCK,
-        "UPDATE acidic_job_keys SET last_run_at = ?, locked_at = ?, updated_at = ?"
-        " WHERE id = ?"),
-    [AJ_Q_STEP_AMEND] = STMT(AJ_Q_STEP_AMEND,
-        "UPDATE acidic_job_keys SET recovery_point = ?, locked_at = ?,"
-        " attr_accessors = COALESCE(?, attr_accessors) WHERE id = ?"),
-    [AJ_Q_KEY_EXISTS] = STMT(AJ_Q_KEY_EXISTS,
-        "SELECT count(*) FROM acidic_job_keys WHERE id = ?"),
-    [AJ_Q_KEY_FAIL] = STMT(AJ_Q_KEY_FAIL,
-        "UPDATE acidic_job_keys SET locked_at = NULL, error_object = ?, updated_at = ?"
-        " WHERE id = ? AND locked_at = ? RETURNING id"),
-    [AJ_Q_STAGE] = STMT(AJ_Q_STAGE,
-        "INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, batch_id, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"),
-    [AJ_Q_STAGED_DELETE] = STMT(AJ_Q_STAGED_DELETE,
-        "DELETE FROM staged_acidic_jobs WHERE id = ? RETURNING batch_id"),
-    [AJ_Q_BATCH_INSERT] = STMT(AJ_Q_BATCH_INSERT,
+#define KEY_INSERT_COLUMNS                                                               \
+    "idempotency_key, job_name, job_args, last_run_at, locked_at, recovery_point,"       \
+    " attr_accessors, workflow, error_object, attempts, locked_by, recover_at, dead_at," \
+    " resume_adapter, resume_job_name, resume_args{KC:, created_at}{KU:, updated_at}"
+
+static const char *const templates[AJ_Q_COUNT] = {
+    [AJ_Q_ADVISORY] =
+        /* Two-int key space (separate from the one-bigint space of the migration lock). */
+        "SELECT pg_advisory_xact_lock(1634364011, hashtext(?))",
+
+    [AJ_Q_FIND_KEY] =
+        "SELECT " RUN_COLUMNS " FROM acidic_job_keys WHERE idempotency_key = ?"
+        " ORDER BY id LIMIT 1{pg: FOR UPDATE}",
+
+    [AJ_Q_FIND_ID] =
+        "SELECT " RUN_COLUMNS " FROM acidic_job_keys WHERE id = ?{pg: FOR UPDATE}",
+
+    /* A new run costs this one statement on PostgreSQL: the insert happens only when no
+     * row was found (the advisory lock before it serializes the acquirers of the key). */
+    [AJ_Q_FIND_OR_CREATE] =
+        "WITH found AS (SELECT " RUN_COLUMNS " FROM acidic_job_keys"
+        " WHERE idempotency_key = ? ORDER BY id LIMIT 1 FOR UPDATE),"
+        " created AS (INSERT INTO acidic_job_keys (" KEY_INSERT_COLUMNS ")"
+        " SELECT ?, ?, ?, @ts(?), @ts(?), ?, ?, ?, NULL, 1, ?, @ts(?), NULL, ?, ?, ?"
+        "{KC:, @now}{KU:, @now} WHERE NOT EXISTS (SELECT 1 FROM found) RETURNING id)"
+        " SELECT 0, " RUN_COLUMNS " FROM found UNION ALL"
+        " SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, 1, NULL, NULL, NULL FROM created",
+
+    [AJ_Q_CREATE] =
+        "INSERT INTO acidic_job_keys (" KEY_INSERT_COLUMNS ") VALUES (?, ?, ?, @ts(?), @ts(?),"
+        " ?, ?, ?, ?, @int(?), ?, @ts(?), @ts(?), ?, ?, ?{KC:, @now}{KU:, @now}) RETURNING id",
+
+    /* Every change of a run's row by a step goes through this statement: it matches only
+     * while the row carries the lock token this process holds (or, for an acquisition,
+     * the one it read) and the recovery point it expects. A committed step clears the
+     * recorded error. recover_at changes only when asked (@int = 1), so a plain step
+     * touches no indexed column (a HOT update on PostgreSQL). */
+    [AJ_Q_CLAIM] =
+        "UPDATE acidic_job_keys SET recovery_point = ?, locked_at = @ts(?), locked_by = ?,"
+        " attr_accessors = COALESCE(?, attr_accessors), error_object = NULL,"
+        " attempts = COALESCE(attempts, 0) + @int(?), last_run_at = COALESCE(@ts(?), last_run_at),"
+        " recover_at = CASE WHEN @int(?) = 1 THEN @ts(?) ELSE recover_at END,"
+        " awaiting_batch_id = @int(?),"
+        " resume_adapter = COALESCE(?, resume_adapter), resume_job_name = COALESCE(?, resume_job_name),"
+        " resume_args = COALESCE(?, resume_args){KU:, updated_at = @now}"
+        " WHERE id = ? AND recovery_point = ? AND locked_at @is @ts(?) RETURNING id",
+
+    [AJ_Q_FAIL] =
+        "UPDATE acidic_job_keys SET locked_at = NULL, locked_by = NULL, error_object = ?,"
+        " attempts = COALESCE(attempts, 0) + @int(?), recover_at = @ts(?), dead_at = @ts(?)"
+        "{KU:, updated_at = @now} WHERE id = ? AND locked_at @is @ts(?) RETURNING id",
+
+    [AJ_Q_KEY_EXISTS] = "SELECT count(*) FROM acidic_job_keys WHERE id = ?",
+
+    [AJ_Q_WRITE_LOCK] = "UPDATE acidic_job_keys SET id = id WHERE 0 = 1",
+
+    [AJ_Q_STAGE] =
+        "INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, batch_id, delivered_at"
+        "{SC:, created_at}{SU:, updated_at}) VALUES (?, ?, ?, @int(?), @ts(?){SC:, @now}{SU:, @now})"
+        " RETURNING id",
+
+    [AJ_Q_STAGED_DELETE] = "DELETE FROM staged_acidic_jobs WHERE id = ? RETURNING batch_id",
+
+    [AJ_Q_BATCH_INSERT] =
         "INSERT INTO acidic_job_batches (key_id, step, remaining, created_at, updated_at)"
-        " VALUES (?, ?, 0, ?, ?) RETURNING id"),
-    [AJ_Q_BATCH_ARM] = STMT(AJ_Q_BATCH_ARM,
+        " VALUES (?, ?, 0, @ts(?), @ts(?)) RETURNING id",
+
+    [AJ_Q_BATCH_ARM] =
         "UPDATE acidic_job_batches SET remaining = ?, continuation_adapter = ?,"
-        " continuation_job_name = ?, continuation_args = ?, updated_at = ? WHERE id = ?"),
-    [AJ_Q_BATCH_COUNTDOWN] = STMT(AJ_Q_BATCH_COUNTDOWN,
-        "UPDATE acidic_job_batches SET remaining = remaining - 1, updated_at = ? WHERE id = ?"
-        " RETURNING remaining, continuation_adapter, continuation_job_name, continuation_args"),
-    [AJ_Q_BATCH_DELETE] = STMT(AJ_Q_BATCH_DELETE,
-        "DELETE FROM acidic_job_batches WHERE id = ?"),
-    [AJ_Q_DRAIN_TOUCH] = STMT(AJ_Q_DRAIN_TOUCH,
-        "UPDATE staged_acidic_jobs SET updated_at = ? WHERE id = ?"),
+        " continuation_job_name = ?, continuation_args = ?, updated_at = @ts(?) WHERE id = ?",
+
+    [AJ_Q_BATCH_COUNTDOWN] =
+        "UPDATE acidic_job_batches SET remaining = remaining - 1, updated_at = @ts(?) WHERE id = ?"
+        " RETURNING remaining, key_id, continuation_adapter, continuation_job_name,"
+        " continuation_args",
+
+    [AJ_Q_BATCH_DELETE] = "DELETE FROM acidic_job_batches WHERE id = ?",
+
+    [AJ_Q_KEY_UNAWAIT] =
+        "UPDATE acidic_job_keys SET awaiting_batch_id = NULL{KU:, updated_at = @now}"
+        " WHERE id = ? AND awaiting_batch_id = ? RETURNING id",
+
+    /* Keyset pages (id > the last one seen): rows the enqueue callback refuses never
+     * hide later rows. SKIP LOCKED lets drains in many processes share the work. */
+    [AJ_Q_DRAIN_PAGE] =
+        "SELECT id, adapter, job_name, job_args, delivered_at, {SC:created_at}{!SC:NULL}"
+        " FROM staged_acidic_jobs WHERE id > ? AND (delivered_at IS NULL OR delivered_at < @ts(?))"
+        " ORDER BY id LIMIT 100{pg: FOR UPDATE SKIP LOCKED}",
+
+    [AJ_Q_DRAIN_STAMP] =
+        "UPDATE staged_acidic_jobs SET delivered_at = @ts(?){SU:, updated_at = @now} WHERE id = ?",
+
+    [AJ_Q_RECOVER_PAGE] =
+        "SELECT id, idempotency_key, job_name, locked_at, recovery_point, attempts, dead_at,"
+        " awaiting_batch_id, resume_adapter, resume_job_name, resume_args,"
+        " CASE WHEN error_object IS NULL THEN 0 ELSE 1 END"
+        " FROM acidic_job_keys WHERE recover_at <= @ts(?) ORDER BY recover_at, id"
+        " LIMIT @int(?){pg: FOR UPDATE SKIP LOCKED}",
+
+    [AJ_Q_RECOVER_SET] = "UPDATE acidic_job_keys SET recover_at = @ts(?) WHERE id = ?",
+
+    [AJ_Q_RECOVER_DEAD] =
+        "UPDATE acidic_job_keys SET dead_at = @ts(?), locked_at = NULL, locked_by = NULL,"
+        " recover_at = NULL, error_object = COALESCE(error_object, ?){KU:, updated_at = @now}"
+        " WHERE id = ?",
+
+    [AJ_Q_SHAPE] =
+        "{sqlite:SELECT 'k', name FROM pragma_table_info('acidic_job_keys')"
+        " UNION ALL SELECT 's', name FROM pragma_table_info('staged_acidic_jobs')"
+        " UNION ALL SELECT 'b', name FROM pragma_table_info('acidic_job_batches')"
+        " UNION ALL SELECT 'v', name FROM pragma_table_info('acidic_job_schema')}"
+        "{pg:SELECT CASE c.relname WHEN 'acidic_job_keys' THEN 'k' WHEN 'staged_acidic_jobs'"
+        " THEN 's' WHEN 'acidic_job_batches' THEN 'b' ELSE 'v' END, a.attname::text"
+        " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+        " WHERE a.attrelid IN (to_regclass('acidic_job_keys'), to_regclass('staged_acidic_jobs'),"
+        " to_regclass('acidic_job_batches'), to_regclass('acidic_job_schema'))"
+        " AND a.attnum > 0 AND NOT a.attisdropped}",
+
+    [AJ_Q_SCHEMA_VERSION] = "SELECT COALESCE(max(version), 0) FROM acidic_job_schema",
 };
 
-/* The claim is the step's first statement: an UPDATE, so it takes the row lock (and on
- * SQLite the database write lock) at once, and it matches only while the row carries
- * this process's lock token (the exact locked_at it wrote) and the recovery point it
- * expects. RETURNING tells a match from none on every driver, the host's included. */
-static const aj_sql sqlite_only[AJ_Q_COUNT] = {
-    [AJ_Q_STEP_CLAIM] = STMT(AJ_Q_STEP_CLAIM,
-        "UPDATE acidic_job_keys SET recovery_point = ?, locked_at = ?, error_object = NULL,"
-        " updated_at = ? WHERE id = ? AND recovery_point = ? AND locked_at = ? RETURNING id"),
-    [AJ_Q_DRAIN_SELECT] = STMT(AJ_Q_DRAIN_SELECT,
-        "SELECT id, adapter, job_name, job_args FROM staged_acidic_jobs"
-        " WHERE updated_at < ? ORDER BY id LIMIT 100"),
-};
-
-static const aj_sql postgres_only[AJ_Q_COUNT] = {
-    [AJ_Q_STEP_CLAIM] = STMT(AJ_Q_STEP_CLAIM,
-        "UPDATE acidic_job_keys SET recovery_point = ?, locked_at = ?, error_object = NULL,"
-        " updated_at = ? WHERE id = ? AND recovery_point = ?"
-        " AND locked_at = CAST(? AS timestamp) RETURNING id"),
-    [AJ_Q_DRAIN_SELECT] = STMT(AJ_Q_DRAIN_SELECT,
-        "SELECT id, adapter, job_name, job_args FROM staged_acidic_jobs"
-        " WHERE updated_at < CAST(? AS timestamp) ORDER BY id LIMIT 100"
-        " FOR UPDATE SKIP LOCKED"),
-};
-
-const aj_sql *aj_sql_for(int dialect, aj_stmt stmt)
+const char *aj_sql_template(aj_stmt stmt)
 {
-    const aj_sql *special = dialect == AJ_DIALECT_POSTGRES ? postgres_only : sqlite_only;
-    if (special[stmt].text)
-        return &special[stmt];
-    return &common[stmt];
+    return stmt >= 0 && stmt < AJ_Q_COUNT ? templates[stmt] : NULL;
 }
 
-/* --- schema --------------------------------------------------------------- */
+/* --- template expansion ------------------------------------------------------ */
 
-/* Version 1: the tables of acidic_job 0.7.0, as its migrations create them. */
-static const char *const v1_sqlite[] = {
+/* Is the condition of a {COND:...} block true? */
+static int condition(const char *name, size_t n, int dialect, unsigned shape, int *ok)
+{
+    int negate = n > 0 && name[0] == '!';
+    if (negate) {
+        name++;
+        n--;
+    }
+    static const struct { const char *name; unsigned bit; } flags[] = {
+        {"KC", AJ_SHAPE_KC}, {"KU", AJ_SHAPE_KU}, {"SC", AJ_SHAPE_SC}, {"SU", AJ_SHAPE_SU}};
+    int value = -1;
+    if (n == 2 && strncmp(name, "pg", 2) == 0)
+        value = dialect == AJ_DIALECT_POSTGRES;
+    else if (n == 6 && strncmp(name, "sqlite", 6) == 0)
+        value = dialect == AJ_DIALECT_SQLITE;
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (strlen(flags[i].name) == n && strncmp(name, flags[i].name, n) == 0)
+            value = (shape & flags[i].bit) != 0;
+    *ok = value >= 0;
+    return negate ? !value : value;
+}
+
+/* Expand the macros of `s` (no braces left) into b. */
+static void expand_macros(aj_buf *b, const char *s, size_t n, int pg)
+{
+    for (size_t i = 0; i < n;) {
+        if (s[i] == '@') {
+            if (n - i >= 4 && strncmp(s + i, "@now", 4) == 0) {
+                aj_buf_puts(b, pg ? "(now() AT TIME ZONE 'UTC')"
+                            : "strftime('%Y-%m-%d %H:%M:%f000', 'now')");
+                i += 4;
+                continue;
+            }
+            if (n - i >= 6 && strncmp(s + i, "@ts(?)", 6) == 0) {
+                aj_buf_puts(b, pg ? "CAST(? AS timestamp)" : "?");
+                i += 6;
+                continue;
+            }
+            if (n - i >= 7 && strncmp(s + i, "@int(?)", 7) == 0) {
+                aj_buf_puts(b, pg ? "CAST(? AS bigint)" : "?");
+                i += 7;
+                continue;
+            }
+            if (n - i >= 3 && strncmp(s + i, "@is", 3) == 0) {
+                aj_buf_puts(b, pg ? "IS NOT DISTINCT FROM" : "IS");
+                i += 3;
+                continue;
+            }
+        }
+        aj_buf_put(b, s + i, 1);
+        i++;
+    }
+}
+
+int aj_sql_expand(const char *tmpl, int dialect, unsigned shape, char **out)
+{
+    if (!tmpl)
+        return aj_error_set(AJ_ERROR, "no such statement");
+    int pg = dialect == AJ_DIALECT_POSTGRES;
+    aj_buf b = {0};
+    const char *s = tmpl;
+    while (*s) {
+        const char *open = strchr(s, '{');
+        size_t plain = open ? (size_t)(open - s) : strlen(s);
+        expand_macros(&b, s, plain, pg);
+        if (!open)
+            break;
+        const char *colon = strchr(open, ':');
+        const char *close = strchr(open, '}');
+        if (!colon || !close || colon > close) {
+            free(b.s);
+            return aj_error_set(AJ_ERROR, "malformed SQL template near \"%.20s\"", open);
+        }
+        int ok = 0;
+        int on = condition(open + 1, (size_t)(colon - open - 1), dialect, shape, &ok);
+        if (!ok) {
+            free(b.s);
+            return aj_error_set(AJ_ERROR, "unknown SQL template condition \"%.*s\"",
+                                (int)(colon - open - 1), open + 1);
+        }
+        if (on)
+            expand_macros(&b, colon + 1, (size_t)(close - colon - 1), pg);
+        s = close + 1;
+    }
+    char *text = NULL;
+    int rc = aj_buf_take(&b, &text);
+    if (rc || !pg) {
+        *out = text;
+        return rc;
+    }
+    *out = aj_sql_dollar_params(text);
+    free(text);
+    return *out ? AJ_OK : aj_error_set(AJ_ENOMEM, "out of memory");
+}
+
+/* --- the placeholder rewriter ---------------------------------------------------- */
+
+static int ident_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '_' || (unsigned char)ch >= 0x80;
+}
+
+/* When a literal, quoted identifier or comment starts at s[i], the index just past
+ * it (the end of the text when it is unterminated: the server will say so); else i. */
+static size_t skip_quoted(const char *s, size_t n, size_t i)
+{
+    if (s[i] == '\'') {
+        /* E'...' strings take backslash escapes; '' is a quote in every string. */
+        int escapes = i > 0 && (s[i - 1] == 'E' || s[i - 1] == 'e') &&
+                      (i < 2 || !ident_char(s[i - 2]));
+        for (size_t j = i + 1; j < n; j++) {
+            if (escapes && s[j] == '\\' && j + 1 < n)
+                j++;
+            else if (s[j] == '\'' && j + 1 < n && s[j + 1] == '\'')
+                j++;
+            else if (s[j] == '\'')
+                return j + 1;
+        }
+        return n;
+    }
+    if (s[i] == '"') {
+        const char *end = memchr(s + i + 1, '"', n - i - 1); /* "" reads as two identifiers */
+        return end ? (size_t)(end - s) + 1 : n;
+    }
+    if (s[i] == '-' && i + 1 < n && s[i + 1] == '-') {
+        const char *end = memchr(s + i, '\n', n - i);
+        return end ? (size_t)(end - s) + 1 : n;
+    }
+    if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') { /* block comments nest */
+        int depth = 0;
+        for (size_t j = i; j < n; j++) {
+            if (s[j] == '/' && j + 1 < n && s[j + 1] == '*') {
+                depth++;
+                j++;
+            } else if (s[j] == '*' && j + 1 < n && s[j + 1] == '/') {
+                j++;
+                if (--depth == 0)
+                    return j + 1;
+            }
+        }
+        return n;
+    }
+    if (s[i] == '$' && (i == 0 || !ident_char(s[i - 1]))) { /* $tag$ ... $tag$ */
+        size_t j = i + 1;
+        if (j < n && ident_char(s[j]) && !(s[j] >= '0' && s[j] <= '9'))
+            while (j < n && ident_char(s[j]))
+                j++;
+        if (j >= n || s[j] != '$')
+            return i; /* $1 or a lone $ */
+        size_t taglen = j + 1 - i;
+        for (size_t k = j + 1; k + taglen <= n; k++)
+            if (strncmp(s + k, s + i, taglen) == 0)
+                return k + taglen;
+        return n;
+    }
+    return i;
+}
+
+size_t aj_sql_dollar(const char *sql, char *out)
+{
+    size_t n = strlen(sql), count = 0, o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t end = skip_quoted(sql, n, i);
+        if (end != i) {
+            if (out)
+                memcpy(out + o, sql + i, end - i);
+            o += end - i;
+            i = end;
+        } else if (sql[i] == '?') {
+            count++;
+            size_t d = i + 1;
+            while (d < n && sql[d] >= '0' && sql[d] <= '9')
+                d++;
+            if (d > i + 1) { /* ?N: an explicit number */
+                if (out) {
+                    out[o] = '$';
+                    memcpy(out + o + 1, sql + i + 1, d - i - 1);
+                }
+                o += d - i;
+                i = d;
+            } else {
+                char num[24];
+                int len = snprintf(num, sizeof num, "$%zu", count);
+                if (out)
+                    memcpy(out + o, num, (size_t)len);
+                o += (size_t)len;
+                i++;
+            }
+        } else {
+            if (out)
+                out[o] = sql[i];
+            o++;
+            i++;
+        }
+    }
+    if (out)
+        out[o] = '\0';
+    return count;
+}
+
+size_t aj_sql_dollar_size(const char *sql)
+{
+    /* Each `?` grows by at most 20 digits; "?N" does not grow. */
+    return strlen(sql) + 20 * aj_sql_dollar(sql, NULL) + 1;
+}
+
+char *aj_sql_dollar_params(const char *sql)
+{
+    char *out = malloc(aj_sql_dollar_size(sql));
+    if (out)
+        aj_sql_dollar(sql, out);
+    return out;
+}
+
+size_t aj_sql_count_params(const char *sql) { return aj_sql_dollar(sql, NULL); }
+
+int aj_sql_is_transaction_control(const char *sql)
+{
+    size_t n = strlen(sql), i = 0;
+    char word[16];
+    size_t wlen = 0;
+    int words = 0;
+    char first[16] = "";
+    while (i < n && words < 2) {
+        size_t end = skip_quoted(sql, n, i);
+        if (end != i && (sql[i] == '-' || sql[i] == '/')) {
+            i = end; /* comments */
+            continue;
+        }
+        if (isspace((unsigned char)sql[i]) || sql[i] == ';') {
+            i++;
+            continue;
+        }
+        if (!isalpha((unsigned char)sql[i]))
+            break;
+        wlen = 0;
+        while (i < n && isalpha((unsigned char)sql[i])) {
+            if (wlen < sizeof word - 1)
+                word[wlen++] = (char)toupper((unsigned char)sql[i]);
+            i++;
+        }
+        word[wlen] = '\0';
+        if (words++ == 0)
+            strcpy(first, word);
+        else
+            break;
+    }
+    if (!strcmp(first, "BEGIN") || !strcmp(first, "START") || !strcmp(first, "COMMIT") ||
+        !strcmp(first, "END") || !strcmp(first, "ABORT"))
+        return 1;
+    if (!strcmp(first, "ROLLBACK"))
+        return words < 2 || strcmp(word, "TO") != 0;
+    if (!strcmp(first, "PREPARE"))
+        return words >= 2 && strcmp(word, "TRANSACTION") == 0;
+    return 0;
+}
+
+/* --- schema ------------------------------------------------------------------- */
+
+/* acidic_job_keys as 0.7.0's generator creates it, plus the core's columns. On
+ * PostgreSQL the uniqueness of (key, job, arguments) is an index over md5(job_args):
+ * a btree row cannot hold arguments larger than about 2.7 KB. */
+static const char *const sqlite_create_keys[] = {
     "CREATE TABLE IF NOT EXISTS acidic_job_keys ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,"
     " idempotency_key varchar NOT NULL, job_name varchar NOT NULL, job_args text,"
     " last_run_at datetime(6) DEFAULT CURRENT_TIMESTAMP NOT NULL, locked_at datetime(6),"
     " recovery_point varchar NOT NULL, error_object text, attr_accessors text,"
-    " workflow text, created_at datetime(6) NOT NULL, updated_at datetime(6) NOT NULL)",
+    " workflow text, created_at datetime(6) NOT NULL, updated_at datetime(6) NOT NULL,"
+    " attempts integer, locked_by varchar, recover_at datetime(6), dead_at datetime(6),"
+    " awaiting_batch_id integer, resume_adapter varchar, resume_job_name varchar,"
+    " resume_args text)",
     "CREATE UNIQUE INDEX IF NOT EXISTS idx_acidic_job_keys_on_idempotency_key_n_job_name_n_job_args"
     " ON acidic_job_keys (idempotency_key, job_name, job_args)",
-    "CREATE TABLE IF NOT EXISTS staged_acidic_jobs ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, adapter varchar NOT NULL,"
-    " job_name varchar NOT NULL, job_args text, created_at datetime(6) NOT NULL,"
-    " updated_at datetime(6) NOT NULL)",
     NULL};
 
-static const char *const v1_postgres[] = {
+static const char *const pg_create_keys[] = {
     "CREATE TABLE IF NOT EXISTS acidic_job_keys ("
     " id bigserial PRIMARY KEY,"
     " idempotency_key character varying NOT NULL, job_name character varying NOT NULL,"
@@ -105,77 +425,82 @@ static const char *const v1_postgres[] = {
     " locked_at timestamp(6) without time zone, recovery_point character varying NOT NULL,"
     " error_object text, attr_accessors text, workflow text,"
     " created_at timestamp(6) without time zone NOT NULL,"
-    " updated_at timestamp(6) without time zone NOT NULL)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS idx_acidic_job_keys_on_idempotency_key_n_job_name_n_job_args"
-    " ON acidic_job_keys (idempotency_key, job_name, job_args)",
+    " updated_at timestamp(6) without time zone NOT NULL,"
+    " attempts integer, locked_by character varying,"
+    " recover_at timestamp(6) without time zone, dead_at timestamp(6) without time zone,"
+    " awaiting_batch_id bigint, resume_adapter character varying,"
+    " resume_job_name character varying, resume_args text)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS idx_acidic_job_keys_on_key_n_job_name_n_md5_job_args"
+    " ON acidic_job_keys (idempotency_key, job_name, md5(job_args))",
+    NULL};
+
+static const char *const sqlite_create_staged[] = {
+    "CREATE TABLE IF NOT EXISTS staged_acidic_jobs ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, adapter varchar NOT NULL,"
+    " job_name varchar NOT NULL, job_args text, created_at datetime(6) NOT NULL,"
+    " updated_at datetime(6) NOT NULL, batch_id integer, delivered_at datetime(6))",
+    NULL};
+
+static const char *const pg_create_staged[] = {
     "CREATE TABLE IF NOT EXISTS staged_acidic_jobs ("
     " id bigserial PRIMARY KEY, adapter character varying NOT NULL,"
     " job_name character varying NOT NULL, job_args text,"
     " created_at timestamp(6) without time zone NOT NULL,"
-    " updated_at timestamp(6) without time zone NOT NULL)",
+    " updated_at timestamp(6) without time zone NOT NULL,"
+    " batch_id bigint, delivered_at timestamp(6) without time zone)",
     NULL};
 
-/* Version 2: the core's additions. "?column" lines are column additions that
- * migrate.c applies only when the column is missing (tables made by Rails migrations
- * may have it already). */
-static const char *const v2_sqlite[] = {
-    "?column acidic_job_keys workflow text",
-    "?column staged_acidic_jobs batch_id integer",
+static const char *const sqlite_create_batches[] = {
     "CREATE TABLE IF NOT EXISTS acidic_job_batches ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, key_id integer NOT NULL,"
     " step varchar NOT NULL, remaining integer NOT NULL, continuation_adapter varchar,"
     " continuation_job_name varchar, continuation_args text,"
     " created_at datetime(6) NOT NULL, updated_at datetime(6) NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS index_acidic_job_batches_on_key_id ON acidic_job_batches (key_id)",
-    "CREATE INDEX IF NOT EXISTS index_staged_acidic_jobs_on_updated_at ON staged_acidic_jobs (updated_at)",
     NULL};
 
-static const char *const v2_postgres[] = {
-    "ALTER TABLE acidic_job_keys ADD COLUMN IF NOT EXISTS workflow text",
-    "ALTER TABLE staged_acidic_jobs ADD COLUMN IF NOT EXISTS batch_id bigint",
+static const char *const pg_create_batches[] = {
     "CREATE TABLE IF NOT EXISTS acidic_job_batches ("
     " id bigserial PRIMARY KEY, key_id bigint NOT NULL, step character varying NOT NULL,"
     " remaining integer NOT NULL, continuation_adapter character varying,"
     " continuation_job_name character varying, continuation_args text,"
     " created_at timestamp(6) without time zone NOT NULL,"
     " updated_at timestamp(6) without time zone NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS index_acidic_job_batches_on_key_id ON acidic_job_batches (key_id)",
-    "CREATE INDEX IF NOT EXISTS index_staged_acidic_jobs_on_updated_at ON staged_acidic_jobs (updated_at)",
     NULL};
 
-const aj_migration aj_migrations[] = {
-    {1, v1_sqlite, v1_postgres},
-    {2, v2_sqlite, v2_postgres},
-};
-const size_t aj_migrations_count = sizeof aj_migrations / sizeof aj_migrations[0];
+static const char *const create_schema[] = {
+    "CREATE TABLE IF NOT EXISTS acidic_job_schema (version integer NOT NULL)", NULL};
 
-char *aj_sql_dollar_params(const char *sql)
+/* Both dialects take partial indexes. recover_at is set only while a run needs
+ * attention, so its index holds the live runs only, however long the history. */
+static const char *const indexes[] = {
+    "CREATE INDEX IF NOT EXISTS index_acidic_job_keys_on_recover_at ON acidic_job_keys"
+    " (recover_at) WHERE recover_at IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS index_staged_acidic_jobs_on_delivered_at ON staged_acidic_jobs"
+    " (delivered_at)",
+    "CREATE INDEX IF NOT EXISTS index_acidic_job_batches_on_key_id ON acidic_job_batches (key_id)",
+    NULL};
+
+static const aj_ddl sqlite_ddl = {sqlite_create_keys, sqlite_create_staged,
+                                  sqlite_create_batches, create_schema, indexes};
+static const aj_ddl pg_ddl = {pg_create_keys, pg_create_staged, pg_create_batches,
+                              create_schema, indexes};
+
+const aj_ddl *aj_sql_ddl(int dialect)
 {
-    size_t n = 0;
-    for (const char *p = sql; *p; p++)
-        if (*p == '?')
-            n++;
-    size_t cap = strlen(sql) + n * 10 + 1;
-    char *out = malloc(cap);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    int param = 0;
-    char quote = 0;
-    for (const char *p = sql; *p; p++) {
-        if (quote) {
-            if (*p == quote)
-                quote = 0;
-            out[o++] = *p;
-        } else if (*p == '\'' || *p == '"') {
-            quote = *p;
-            out[o++] = *p;
-        } else if (*p == '?') {
-            o += (size_t)snprintf(out + o, cap - o, "$%d", ++param);
-        } else {
-            out[o++] = *p;
-        }
-    }
-    out[o] = '\0';
-    return out;
+    return dialect == AJ_DIALECT_POSTGRES ? &pg_ddl : &sqlite_ddl;
 }
+
+const aj_column aj_added_columns[] = {
+    {'k', "workflow", "text", "text"}, /* 0.6.0 tables */
+    {'k', "attempts", "integer", "integer"},
+    {'k', "locked_by", "varchar", "character varying"},
+    {'k', "recover_at", "datetime(6)", "timestamp(6) without time zone"},
+    {'k', "dead_at", "datetime(6)", "timestamp(6) without time zone"},
+    {'k', "awaiting_batch_id", "integer", "bigint"},
+    {'k', "resume_adapter", "varchar", "character varying"},
+    {'k', "resume_job_name", "varchar", "character varying"},
+    {'k', "resume_args", "text", "text"},
+    {'s', "batch_id", "integer", "bigint"},
+    {'s', "delivered_at", "datetime(6)", "timestamp(6) without time zone"},
+};
+const size_t aj_added_columns_count = sizeof aj_added_columns / sizeof aj_added_columns[0];

@@ -1,47 +1,108 @@
-/* Every SQL statement of the core, in one place. `?` placeholders throughout; every
- * value is bound as a parameter. Statements that differ between dialects come from
- * aj_sql_for(). */
+/*
+ * Every SQL statement of the core, in one place; every value is bound as a parameter.
+ *
+ * Statements are written once, as templates that read like SQL, and expanded per store
+ * (aj_sql_expand) for its dialect and for the shape of the application's tables:
+ *   {pg:TEXT} {sqlite:TEXT}  only on that dialect
+ *   {KC:TEXT} {KU:TEXT}      only when acidic_job_keys has created_at / updated_at
+ *   {SC:TEXT} {SU:TEXT}      only when staged_acidic_jobs has created_at / updated_at
+ *   {!FLAG:TEXT}             only when FLAG is absent
+ *   @now                     the database's current UTC time (application timestamps)
+ *   @ts(?) @int(?)           a timestamp / integer parameter (PostgreSQL casts it)
+ *   @is                      null-safe equality (SQLite IS, PostgreSQL IS NOT DISTINCT FROM)
+ * `?` placeholders throughout; PostgreSQL texts get `$1..$n` when expanded.
+ */
 #ifndef AJ_SQL_H
 #define AJ_SQL_H
 
 #include "driver.h"
 
+/* Shape bits of the application's tables (schema.c detects them). */
+enum {
+    AJ_SHAPE_KC = 1 << 0, /* acidic_job_keys.created_at */
+    AJ_SHAPE_KU = 1 << 1, /* acidic_job_keys.updated_at */
+    AJ_SHAPE_SC = 1 << 2, /* staged_acidic_jobs.created_at */
+    AJ_SHAPE_SU = 1 << 3  /* staged_acidic_jobs.updated_at */
+};
+
 typedef enum aj_stmt {
-    AJ_Q_KEY_FIND,        /* acquire: the key row and whether it awaits a batch */
-    AJ_Q_KEY_INSERT,      /* acquire: a new run, locked, at the first step */
-    AJ_Q_KEY_LOCK,        /* acquire: lock an existing run */
-    AJ_Q_STEP_CLAIM,      /* step start: lock the run row if it still carries our lock
-                             token and recovery point, and advance it to the planned next
-                             step; clears the error */
-    AJ_Q_STEP_AMEND,      /* step end, only when the step changed attributes or route */
-    AJ_Q_KEY_EXISTS,      /* a claim that matched no row: lost lock or deleted row? */
-    AJ_Q_KEY_FAIL,        /* failed step: record the error and release our lock */
-    AJ_Q_STAGE,           /* stage a job (optionally in a batch) */
-    AJ_Q_STAGED_DELETE,   /* acknowledge: delete, returning its batch */
-    AJ_Q_BATCH_INSERT,    /* first awaited job of a step: open its batch */
-    AJ_Q_BATCH_ARM,       /* end of the awaits step: count and continuation */
-    AJ_Q_BATCH_COUNTDOWN, /* an awaited job succeeded */
-    AJ_Q_BATCH_DELETE,    /* the batch completed */
-    AJ_Q_DRAIN_SELECT,    /* staged jobs due for (re)delivery */
-    AJ_Q_DRAIN_TOUCH,     /* stamp a delivered staged job */
+    /* acquisition (run.c) */
+    AJ_Q_ADVISORY,        /* PostgreSQL: serialize acquirers of one key for the transaction */
+    AJ_Q_FIND_KEY,        /* the run of a key (PostgreSQL: row-locked) */
+    AJ_Q_FIND_ID,         /* the run of a row id (PostgreSQL: row-locked) */
+    AJ_Q_FIND_OR_CREATE,  /* PostgreSQL: find the run of a key, or create it, in one statement */
+    AJ_Q_CREATE,          /* a new run's row (SQLite; and a failed first attempt's row) */
+    /* steps (run.c) */
+    AJ_Q_CLAIM,           /* the one transition of a run's row: compare-and-set on the lock
+                             token and recovery point, then the new state */
+    AJ_Q_FAIL,            /* record a failure and release the lock (token checked) */
+    AJ_Q_KEY_EXISTS,      /* a claim matched no row: lost lock or deleted row? */
+    AJ_Q_WRITE_LOCK,      /* SQLite: take the write lock first in a transaction that reads
+                             before it writes */
+    /* outbox and batches (outbox.c) */
+    AJ_Q_STAGE,
+    AJ_Q_STAGED_DELETE,
+    AJ_Q_BATCH_INSERT,
+    AJ_Q_BATCH_ARM,
+    AJ_Q_BATCH_COUNTDOWN,
+    AJ_Q_BATCH_DELETE,
+    AJ_Q_KEY_UNAWAIT,     /* the batch completed: the run no longer awaits it (once) */
+    AJ_Q_DRAIN_PAGE,
+    AJ_Q_DRAIN_STAMP,
+    /* recovery (recover.c) */
+    AJ_Q_RECOVER_PAGE,
+    AJ_Q_RECOVER_SET,
+    AJ_Q_RECOVER_DEAD,
+    /* schema (schema.c) */
+    AJ_Q_SHAPE,           /* the columns of the four tables */
+    AJ_Q_SCHEMA_VERSION,
     AJ_Q_COUNT
 } aj_stmt;
 
-/* The statement for a dialect (AJ_DIALECT_*). Static storage. */
-const aj_sql *aj_sql_for(int dialect, aj_stmt stmt);
+/* The template of a statement. Static storage. */
+const char *aj_sql_template(aj_stmt stmt);
 
-/* Schema migrations, applied in order inside one transaction by migrate.c. */
-typedef struct aj_migration {
-    int version;
-    const char *const *sqlite;   /* NULL-terminated lists of statements */
-    const char *const *postgres;
-} aj_migration;
+/* Expand a template for `dialect` (AJ_DIALECT_*) and the shape bits `shape`, with
+ * PostgreSQL placeholders rewritten to `$n`. A heap string in *out (caller frees).
+ * 0, AJ_ENOMEM, or AJ_ERROR for a malformed template. */
+int aj_sql_expand(const char *tmpl, int dialect, unsigned shape, char **out);
 
-extern const aj_migration aj_migrations[];
-extern const size_t aj_migrations_count;
-
-/* Rewrite `?` placeholders as `$1..$n`, leaving quoted literals and identifiers alone.
- * Returns a heap string (caller frees) or NULL when out of memory. */
+/* The core's placeholder rewriter: `?` becomes `$1`, `$2`, ... (and `?N` becomes `$N`),
+ * except inside 'literals' (with '' escapes; E'...' with backslash escapes too),
+ * "identifiers", -- comments, nested block comments and $tag$ dollar-quoted strings.
+ * Returns the number of placeholders; when `out` is not NULL writes the rewritten text
+ * there (it needs aj_sql_dollar_size(sql) bytes). */
+size_t aj_sql_dollar(const char *sql, char *out);
+size_t aj_sql_dollar_size(const char *sql);
+/* A heap copy of `sql` with `$n` placeholders, or NULL when out of memory. */
 char *aj_sql_dollar_params(const char *sql);
+/* Number of placeholders in `sql` (same lexer). */
+size_t aj_sql_count_params(const char *sql);
+
+/* 1 when the first keyword of `sql` (after spaces and comments) begins or ends a
+ * transaction: BEGIN, START, COMMIT, END, ROLLBACK (not ROLLBACK TO), ABORT,
+ * PREPARE TRANSACTION. */
+int aj_sql_is_transaction_control(const char *sql);
+
+/* Schema DDL (schema.c). NULL-terminated lists per dialect. */
+typedef struct aj_ddl {
+    const char *const *create_keys;    /* acidic_job_keys as 0.7.0's generator makes it,
+                                          with the core's columns and indexes */
+    const char *const *create_staged;
+    const char *const *create_batches;
+    const char *const *create_schema;
+    const char *const *indexes;        /* the core's indexes (IF NOT EXISTS) */
+} aj_ddl;
+const aj_ddl *aj_sql_ddl(int dialect);
+
+/* A column the core adds to an application table when it is missing. */
+typedef struct aj_column {
+    char table;            /* 'k' acidic_job_keys, 's' staged_acidic_jobs */
+    const char *name;
+    const char *sqlite_type;
+    const char *pg_type;
+} aj_column;
+extern const aj_column aj_added_columns[];
+extern const size_t aj_added_columns_count;
 
 #endif

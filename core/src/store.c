@@ -1,8 +1,11 @@
 #include "store.h"
 #include "error.h"
 #include "rows.h"
+#include "schema.h"
+#include "tx.h"
 #include "util.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,41 +13,93 @@
 
 aj_value aj_cstr(const char *s) { return aj_text(s, s ? strlen(s) : 0); }
 
-void aj_options_init(aj_options *opts)
+/* --- options: defaults and validation, decided here only --------------------- */
+
+int aj_options_init(aj_options *opts, unsigned int version)
 {
     if (!opts)
-        return;
-    opts->lock_timeout_ms = 90000;
-    opts->busy_timeout_ms = 5000;
-    opts->synchronous = AJ_SYNC_FULL;
-    opts->conflict_retries = 5;
-}
-
-static int options_valid(const aj_options *opts)
-{
-    if (opts->lock_timeout_ms < 0 || opts->busy_timeout_ms < 0 || opts->conflict_retries < 0)
-        return aj_error_set(AJ_EINVALID, "options: timeouts and retries must not be negative");
-    if (opts->synchronous < AJ_SYNC_FULL || opts->synchronous > AJ_SYNC_OFF)
-        return aj_error_set(AJ_EINVALID, "options: synchronous must be AJ_SYNC_FULL, "
-                                         "AJ_SYNC_NORMAL or AJ_SYNC_OFF");
+        return aj_error_set(AJ_EINVALID, "aj_options_init: opts is NULL");
+    if (version != AJ_OPTIONS_VERSION)
+        return aj_error_set(AJ_EINVALID, "aj_options_init: unknown version %u (this library "
+                            "knows %u)", version, AJ_OPTIONS_VERSION);
+    aj_options init = AJ_OPTIONS_INIT;
+    *opts = init;
     return AJ_OK;
 }
 
-static int store_new(aj_store **out, const aj_options *opts, int borrowed)
+static int check_ms(int64_t *v, int64_t dflt, const char *name)
+{
+    if (*v == AJ_UNSET) {
+        *v = dflt;
+        return AJ_OK;
+    }
+    if (*v < 0)
+        return aj_error_set(AJ_EINVALID, "option %s must not be negative (got %lld); leave it "
+                            "unset for the default", name, (long long)*v);
+    if (*v > AJ_MAX_DURATION_MS) /* "never": no arithmetic with it can overflow */
+        *v = AJ_MAX_DURATION_MS;
+    return AJ_OK;
+}
+
+static int check_int(int *v, int dflt, int max, const char *name)
+{
+    if (*v == AJ_UNSET) {
+        *v = dflt;
+        return AJ_OK;
+    }
+    if (*v < 0 || *v > max)
+        return aj_error_set(AJ_EINVALID, "option %s must be between 0 and %d (got %d); leave "
+                            "it unset for the default", name, max, *v);
+    return AJ_OK;
+}
+
+static int resolve_options(const aj_options *given, aj_options *out)
+{
+    aj_options o = AJ_OPTIONS_INIT;
+    if (given) {
+        if (given->version != AJ_OPTIONS_VERSION)
+            return aj_error_set(AJ_EINVALID, "options: unknown version %u (initialize them "
+                                "with AJ_OPTIONS_INIT or aj_options_init)", given->version);
+        o = *given;
+    }
+    int rc;
+    if ((rc = check_ms(&o.lock_timeout_ms, 90000, "lock_timeout_ms")) ||
+        (rc = check_ms(&o.busy_timeout_ms, 5000, "busy_timeout_ms")) ||
+        (rc = check_ms(&o.retry_base_ms, 15000, "retry_base_ms")) ||
+        (rc = check_int(&o.synchronous, AJ_SYNC_FULL, AJ_SYNC_OFF, "synchronous")) ||
+        (rc = check_int(&o.conflict_retries, 5, 1000, "conflict_retries")) ||
+        (rc = check_int(&o.max_attempts, 25, INT_MAX - 1, "max_attempts")) ||
+        (rc = check_int(&o.match_job_name, 1, 1, "match_job_name")))
+        return rc;
+    if (o.busy_timeout_ms > INT_MAX)
+        o.busy_timeout_ms = INT_MAX;
+    *out = o;
+    return AJ_OK;
+}
+
+int aj_store_options(const aj_store *store, aj_options *out)
+{
+    if (!store || !out)
+        return aj_error_set(AJ_EINVALID, "aj_store_options: NULL argument");
+    *out = store->opts;
+    return AJ_OK;
+}
+
+/* --- construction -------------------------------------------------------------- */
+
+static int store_new(aj_store **out, const aj_options *opts, int owned)
 {
     aj_options o;
-    aj_options_init(&o);
-    if (opts)
-        o = *opts;
-    int rc = options_valid(&o);
+    int rc = resolve_options(opts, &o);
     if (rc)
         return rc;
     aj_store *s = calloc(1, sizeof *s);
     if (!s)
         return aj_error_set(AJ_ENOMEM, "out of memory");
     s->opts = o;
-    s->borrowed = borrowed;
+    s->owned = owned;
     s->pid = getpid();
+    aj_process_name(s->owner, sizeof s->owner);
     *out = s;
     return AJ_OK;
 }
@@ -57,6 +112,18 @@ static int adopt(aj_store **out, aj_store *s, int rc)
         return rc;
     }
     *out = s;
+    return AJ_OK;
+}
+
+static int set_hooks(aj_store *s, const aj_host_tx *tx, void *ctx)
+{
+    if (!tx)
+        return AJ_OK;
+    if (tx->version < 1 || !tx->atomically)
+        return aj_error_set(AJ_EINVALID, "host transaction hooks: version %u or atomically "
+                            "missing (initialize them with AJ_HOST_TX_INIT)", tx->version);
+    s->hooks = tx;
+    s->hooks_ctx = ctx;
     return AJ_OK;
 }
 
@@ -76,7 +143,7 @@ int aj_store_open(aj_store **out, const char *url, const aj_options *opts)
     if (rc)
         return rc;
     aj_store *s;
-    if ((rc = store_new(&s, opts, 0)))
+    if ((rc = store_new(&s, opts, 1)))
         return rc;
 
     if (starts_with(url, "sqlite:")) {
@@ -105,33 +172,52 @@ int aj_store_open(aj_store **out, const char *url, const aj_options *opts)
     return AJ_OK;
 }
 
-int aj_store_borrow_sqlite(aj_store **out, struct sqlite3 *db, const aj_options *opts)
+/* A borrowed store before its driver is set up. */
+static int store_borrowed(aj_store **out, const aj_host_tx *tx, void *ctx,
+                          const aj_options *opts)
+{
+    aj_store *s = NULL;
+    int rc = store_new(&s, opts, 0);
+    if (rc == AJ_OK && (rc = set_hooks(s, tx, ctx)) != AJ_OK)
+        free(s);
+    if (rc == AJ_OK)
+        *out = s;
+    return rc;
+}
+
+int aj_store_borrow_sqlite(aj_store **out, struct sqlite3 *db, const aj_host_tx *tx,
+                           void *tx_ctx, const aj_options *opts)
 {
     if (!out || !db)
         return aj_error_set(AJ_EINVALID, "aj_store_borrow_sqlite: NULL argument");
-    aj_store *s;
-    int rc = store_new(&s, opts, 1);
+    aj_store *s = NULL;
+    int rc = store_borrowed(&s, tx, tx_ctx, opts);
     return rc ? rc : adopt(out, s, aj_sqlite_borrow(&s->drv, &s->conn, db));
 }
 
-int aj_store_borrow_pg(aj_store **out, struct pg_conn *conn, const aj_options *opts)
+int aj_store_borrow_pg(aj_store **out, struct pg_conn *conn, const aj_host_tx *tx,
+                       void *tx_ctx, const aj_options *opts)
 {
     if (!out || !conn)
         return aj_error_set(AJ_EINVALID, "aj_store_borrow_pg: NULL argument");
-    aj_store *s;
-    int rc = store_new(&s, opts, 1);
+    aj_store *s = NULL;
+    int rc = store_borrowed(&s, tx, tx_ctx, opts);
     return rc ? rc : adopt(out, s, aj_pg_borrow(&s->drv, &s->conn, conn));
 }
 
-int aj_store_borrow_host(aj_store **out, int dialect, const aj_host_ops *ops, void *ctx,
-                         const aj_options *opts)
+int aj_store_borrow_host(aj_store **out, int dialect, const aj_host_ops *ops,
+                         const aj_host_tx *tx, void *ctx, const aj_options *opts)
 {
-    if (!out || !ops || !ops->exec || !ops->in_transaction)
-        return aj_error_set(AJ_EINVALID, "aj_store_borrow_host: NULL argument or callback");
+    if (!out || !ops || !tx)
+        return aj_error_set(AJ_EINVALID, "aj_store_borrow_host: NULL argument");
+    if (ops->version < 1 || !ops->exec || !ops->in_transaction)
+        return aj_error_set(AJ_EINVALID, "aj_store_borrow_host: host ops version %u or a "
+                            "callback missing (initialize them with AJ_HOST_OPS_INIT)",
+                            ops->version);
     if (dialect != AJ_DIALECT_SQLITE && dialect != AJ_DIALECT_POSTGRES)
         return aj_error_set(AJ_EINVALID, "aj_store_borrow_host: unknown dialect %d", dialect);
-    aj_store *s;
-    int rc = store_new(&s, opts, 1);
+    aj_store *s = NULL;
+    int rc = store_borrowed(&s, tx, ctx, opts);
     return rc ? rc : adopt(out, s, aj_host_open(&s->drv, &s->conn, dialect, ops, ctx));
 }
 
@@ -149,45 +235,11 @@ int aj_store_usable(aj_store *store, const char *fn)
     return AJ_OK;
 }
 
-static int require_transaction(aj_store *store)
+static int migrate_body(aj_store *s, void *arg)
 {
-    if (!store->drv->in_transaction(store->conn))
-        return aj_error_set(AJ_EMISUSE, "the borrowed connection has no open transaction: "
-                                        "begin one before calling acidic_job, and commit it "
-                                        "afterwards");
-    return AJ_OK;
-}
-
-int aj_store_x(aj_store *store, aj_stmt stmt, const aj_value *params, size_t nparams,
-               aj_rows *rows, int64_t *changes, unsigned flags)
-{
-    int rc;
-    const aj_sql *sql = aj_sql_for(store->drv->dialect, stmt);
-    if (store->borrowed) {
-        if ((rc = require_transaction(store)))
-            return rc;
-        flags = 0;
-    } else if ((flags & (AJ_X_BEGIN | AJ_X_BEGIN_IMMEDIATE | AJ_X_BEGIN_SERIALIZABLE)) &&
-               store->drv->ensure_connected &&
-               (rc = store->drv->ensure_connected(store->conn))) {
-        return rc;
-    }
-    return store->drv->exec(store->conn, sql, params, nparams, rows, changes, flags);
-}
-
-int aj_store_tx(aj_store *store, aj_tx_op op)
-{
-    if (store->borrowed) {
-        if (op == AJ_TX_COMMIT || op == AJ_TX_ROLLBACK)
-            return AJ_OK;
-        return require_transaction(store);
-    }
-    if (op != AJ_TX_COMMIT && op != AJ_TX_ROLLBACK && store->drv->ensure_connected) {
-        int rc = store->drv->ensure_connected(store->conn);
-        if (rc)
-            return rc;
-    }
-    return store->drv->tx(store->conn, op);
+    (void)s;
+    (void)arg;
+    return AJ_OK; /* aj_tx detects the tables first; AJ_ESTALE there heals them */
 }
 
 int aj_store_migrate(aj_store *store)
@@ -195,23 +247,56 @@ int aj_store_migrate(aj_store *store)
     int rc = aj_store_usable(store, "aj_store_migrate");
     if (rc)
         return rc;
-    if (store->borrowed)
-        return (rc = require_transaction(store)) ? rc : aj_migrate_in_tx(store);
-    for (int attempt = 0;; attempt++) {
-        if ((rc = aj_store_tx(store, AJ_TX_BEGIN_IMMEDIATE)))
-            return rc;
-        rc = aj_migrate_in_tx(store);
-        if (rc == AJ_OK)
-            rc = aj_store_tx(store, AJ_TX_COMMIT);
-        if (rc == AJ_OK)
-            return AJ_OK;
+    if (aj_tx_active(store))
+        return aj_error_set(AJ_EMISUSE, "aj_store_migrate inside a step: heal the tables "
+                                        "before running workflows");
+    aj_schema_forget(store);
+    return aj_tx(store, AJ_TXF_RETRY, migrate_body, NULL, NULL);
+}
+
+/* --- the core's statements ---------------------------------------------------- */
+
+/* What an error of one of the core's own statements means (store.h). */
+static int core_error(int rc)
+{
+    const char *state = aj_error_state();
+    if (!strcmp(state, "42P01") || !strcmp(state, "42703") || !strcmp(state, "23502")) {
         aj_saved_error err;
         aj_error_save(&err);
-        store->drv->tx(store->conn, AJ_TX_ROLLBACK);
-        if (err.code != AJ_ECONFLICT || attempt >= store->opts.conflict_retries)
-            return aj_error_restore(&err);
+        aj_error_set(AJ_ESTALE, "%s", err.message);
+        aj_error_set_state(err.state);
+        return AJ_ESTALE;
     }
+    if (!strcmp(state, "54000")) {
+        aj_saved_error err;
+        aj_error_save(&err);
+        aj_error_set(AJ_ESCHEMA, "%s: the job arguments are too large for the unique index "
+                     "acidic_job 0.7.0's migration created over (idempotency_key, job_name, "
+                     "job_args); replace it with one over md5(job_args) (rails generate "
+                     "acidic_job:large_arguments writes that migration); retrying cannot help",
+                     err.message);
+        aj_error_set_state("54000");
+        return AJ_ESCHEMA;
+    }
+    return rc;
 }
+
+int aj_store_calls(aj_store *store, const aj_call *calls, size_t ncalls, unsigned flags)
+{
+    if (!store->shape.known)
+        return aj_error_set(AJ_ESTALE, "the tables have not been detected yet");
+    int rc = store->drv->exec(store->conn, calls, ncalls, flags);
+    return rc ? core_error(rc) : AJ_OK;
+}
+
+int aj_store_x(aj_store *store, aj_stmt stmt, const aj_value *params, size_t nparams,
+               aj_rows *rows)
+{
+    aj_call call = {&store->sql[stmt], params, nparams, rows};
+    return aj_store_calls(store, &call, 1, 0);
+}
+
+/* --- callbacks ------------------------------------------------------------------- */
 
 void aj_store_set_enqueue(aj_store *store, aj_enqueue_fn fn, void *ctx)
 {
@@ -221,19 +306,42 @@ void aj_store_set_enqueue(aj_store *store, aj_enqueue_fn fn, void *ctx)
     store->enqueue_ctx = ctx;
 }
 
-int aj_store_add_pending(aj_store *store, int64_t id, const char *adapter,
-                         const char *job_name, const char *payload, size_t payload_len)
+void aj_store_set_events(aj_store *store, aj_event_fn fn, void *ctx)
 {
-    if (store->npending == store->cap_pending) {
-        size_t cap = store->cap_pending ? store->cap_pending * 2 : 4;
-        aj_pending_job *grown = realloc(store->pending, cap * sizeof *grown);
-        if (!grown)
-            return aj_error_set(AJ_ENOMEM, "out of memory");
-        store->pending = grown;
-        store->cap_pending = cap;
-    }
-    aj_pending_job j = {id, aj_strdup(adapter), aj_strdup(job_name),
-                        aj_strndup(payload ? payload : "", payload_len), payload_len};
+    if (!store)
+        return;
+    store->events = fn;
+    store->events_ctx = ctx;
+}
+
+void aj_store_set_error_encoder(aj_store *store, aj_error_doc_fn fn, void *ctx)
+{
+    if (!store)
+        return;
+    store->error_doc = fn;
+    store->error_doc_ctx = ctx;
+}
+
+void aj_store_event(aj_store *store, aj_event *event)
+{
+    if (!store->events)
+        return;
+    event->version = AJ_EVENT_VERSION;
+    store->events(store->events_ctx, event);
+}
+
+/* --- pending staged jobs ----------------------------------------------------------- */
+
+int aj_store_add_pending(aj_store *store, int64_t id, int64_t batch_id, int64_t run_id,
+                         const char *adapter, const char *job_name, const char *payload,
+                         size_t payload_len)
+{
+    int rc = aj_grow((void **)&store->pending, &store->cap_pending, store->npending + 1,
+                     sizeof *store->pending);
+    if (rc)
+        return rc;
+    aj_pending_job j = {id, batch_id, aj_strdup(adapter), aj_strdup(job_name),
+                        aj_strndup(payload ? payload : "", payload_len), payload_len, run_id};
     if (!j.adapter || !j.job_name || !j.payload) {
         free(j.adapter);
         free(j.job_name);
@@ -260,42 +368,35 @@ void aj_store_drop_pending(aj_store *store)
 
 void aj_store_deliver_pending(aj_store *store)
 {
-    /* Take the list first: the callback may call back into the store (e.g. to stage). */
+    /* Take the list first: the callback may call back into the store (run a job inline). */
     aj_pending_job *jobs = store->pending;
     size_t n = store->npending;
     store->pending = NULL;
     store->npending = store->cap_pending = 0;
+    aj_saved_error err;
+    aj_error_save(&err);
     for (size_t i = 0; i < n; i++) {
-        if (store->enqueue) {
+        if (store->enqueue && jobs[i].id > 0) {
             aj_staged_job job = {jobs[i].id, jobs[i].adapter, jobs[i].job_name,
                                  jobs[i].payload, jobs[i].payload_len};
             /* A refusal leaves the row in the table: aj_store_drain delivers it later. */
-            (void)store->enqueue(store->enqueue_ctx, &job);
+            int accepted = store->enqueue(store->enqueue_ctx, &job) == 0;
+            aj_event ev = {0};
+            ev.type = AJ_EVENT_ENQUEUED;
+            ev.run_id = jobs[i].run_id;
+            ev.staged_id = jobs[i].id;
+            ev.adapter = jobs[i].adapter;
+            ev.staged_job = jobs[i].job_name;
+            ev.accepted = accepted;
+            aj_store_event(store, &ev);
         }
         pending_free(&jobs[i]);
     }
     free(jobs);
+    aj_error_restore(&err);
 }
 
-int aj_store_settle(aj_store *store, int committed)
-{
-    int rc = aj_store_usable(store, "aj_store_settle");
-    if (rc)
-        return rc;
-    if (!store->borrowed)
-        return aj_error_set(AJ_EMISUSE, "aj_store_settle is for borrowed stores: an owned "
-                                        "store commits its own transactions");
-    if (store->pending_run) {
-        aj_run *run = store->pending_run;
-        store->pending_run = NULL;
-        aj_run_settled(run, committed);
-    }
-    if (committed)
-        aj_store_deliver_pending(store);
-    else
-        aj_store_drop_pending(store);
-    return AJ_OK;
-}
+/* --- application SQL ----------------------------------------------------------------- */
 
 int aj_store_exec(aj_store *store, const char *sql, const aj_value *params, size_t nparams,
                   aj_rows **rows)
@@ -305,6 +406,8 @@ int aj_store_exec(aj_store *store, const char *sql, const aj_value *params, size
         return rc;
     if (!sql || !*sql)
         return aj_error_set(AJ_EINVALID, "aj_store_exec: SQL is empty");
+    if ((rc = aj_check_doc(sql, strlen(sql), "SQL")))
+        return rc;
     if (nparams && !params)
         return aj_error_set(AJ_EINVALID, "aj_store_exec: params is NULL");
     for (size_t i = 0; i < nparams; i++) {
@@ -315,11 +418,16 @@ int aj_store_exec(aj_store *store, const char *sql, const aj_value *params, size
             return aj_error_set(AJ_EINVALID, "aj_store_exec: parameter %zu has unknown type %d",
                                 i + 1, params[i].type);
     }
+    if (store->in_step && aj_sql_is_transaction_control(sql))
+        return aj_error_set(AJ_EMISUSE, "aj_store_exec: a step must not begin, commit or roll "
+                            "back the transaction (it is the step's: acidic_job commits it "
+                            "with the run's progress); nothing was sent");
     aj_rows *r = NULL;
     if (rows && !(r = calloc(1, sizeof *r)))
         return aj_error_set(AJ_ENOMEM, "out of memory");
-    aj_sql adhoc = {-1, sql};
-    rc = store->drv->exec(store->conn, &adhoc, params, nparams, r, NULL, 0);
+    aj_sql adhoc = {-1, sql, 0};
+    aj_call call = {&adhoc, params, nparams, r};
+    rc = store->drv->exec(store->conn, &call, 1, 0);
     if (rc) {
         aj_rows_free(r);
         return rc;
@@ -327,6 +435,16 @@ int aj_store_exec(aj_store *store, const char *sql, const aj_value *params, size
     if (rows)
         *rows = r;
     return AJ_OK;
+}
+
+/* --- inspection -------------------------------------------------------------------- */
+
+int aj_store_in_transaction(aj_store *store)
+{
+    int rc = aj_store_usable(store, "aj_store_in_transaction");
+    if (rc)
+        return rc;
+    return store->drv->in_transaction(store->conn) ? 1 : 0;
 }
 
 struct sqlite3 *aj_store_sqlite(aj_store *store)
@@ -348,7 +466,7 @@ const char *aj_store_driver(const aj_store *store)
     return store && store->drv ? store->drv->name : NULL;
 }
 
-int aj_store_is_borrowed(const aj_store *store) { return store ? store->borrowed : 0; }
+int aj_store_is_borrowed(const aj_store *store) { return store ? !store->owned : 0; }
 
 void aj_store_free(aj_store *store)
 {
@@ -356,8 +474,9 @@ void aj_store_free(aj_store *store)
         return;
     int forked = store->pid != getpid();
     if (store->conn)
-        store->drv->close(store->conn, !store->borrowed, forked);
+        store->drv->close(store->conn, store->owned, forked);
     aj_store_drop_pending(store);
     free(store->pending);
+    aj_schema_free(store);
     free(store);
 }

@@ -1,4 +1,4 @@
-/* timegm() and gmtime_r() are not in strict C11. */
+/* timegm(), gmtime_r(), nanosleep() and gethostname() are not in strict C11. */
 #ifndef _DEFAULT_SOURCE
 #define _DEFAULT_SOURCE
 #endif
@@ -9,6 +9,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 char *aj_strndup(const char *s, size_t len)
 {
@@ -35,6 +36,71 @@ int aj_set_str(char **slot, size_t *slot_len, const char *s, size_t len)
     *slot = copy;
     if (slot_len)
         *slot_len = s ? len : 0;
+    return AJ_OK;
+}
+
+int aj_grow(void **items, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return AJ_OK;
+    size_t n = *cap ? *cap : 8;
+    while (n < need) {
+        if (n > SIZE_MAX / 2 / size)
+            return aj_error_set(AJ_ENOMEM, "out of memory");
+        n *= 2;
+    }
+    void *grown = realloc(*items, n * size);
+    if (!grown)
+        return aj_error_set(AJ_ENOMEM, "out of memory");
+    *items = grown;
+    *cap = n;
+    return AJ_OK;
+}
+
+void aj_buf_put(aj_buf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (aj_grow((void **)&b->s, &b->cap, b->len + n + 1, 1)) {
+        b->oom = 1;
+        return;
+    }
+    if (n)
+        memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+void aj_buf_puts(aj_buf *b, const char *s) { aj_buf_put(b, s, strlen(s)); }
+
+void aj_buf_json(aj_buf *b, const char *s)
+{
+    aj_buf_puts(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            aj_buf_put(b, esc, 2);
+        } else if (*p < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            aj_buf_puts(b, esc);
+        } else {
+            aj_buf_put(b, (const char *)p, 1);
+        }
+    }
+    aj_buf_puts(b, "\"");
+}
+
+int aj_buf_take(aj_buf *b, char **out)
+{
+    if (b->oom || (!b->s && (aj_buf_put(b, "", 0), b->oom))) {
+        free(b->s);
+        *b = (aj_buf){0};
+        return aj_error_set(AJ_ENOMEM, "out of memory");
+    }
+    *out = b->s;
+    *b = (aj_buf){0};
     return AJ_OK;
 }
 
@@ -98,8 +164,31 @@ int64_t aj_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+int64_t aj_add_ms(int64_t us, int64_t ms)
+{
+    if (ms > AJ_MAX_DURATION_MS)
+        ms = AJ_MAX_DURATION_MS;
+    if (ms < -AJ_MAX_DURATION_MS)
+        ms = -AJ_MAX_DURATION_MS;
+    int64_t delta = ms * 1000; /* |delta| < 2^62: cannot overflow */
+    if (delta > 0 && us > INT64_MAX - delta)
+        return INT64_MAX;
+    if (delta < 0 && us < INT64_MIN - delta)
+        return INT64_MIN;
+    return us + delta;
+}
+
+/* 0001-01-01 00:00:00 and 9999-12-31 23:59:59.999999 UTC, the range of both databases'
+ * timestamp text the core reads back. */
+#define AJ_MIN_TIME_US ((int64_t)-62135596800 * 1000000)
+#define AJ_MAX_TIME_US ((int64_t)253402300799 * 1000000 + 999999)
+
 void aj_format_time(int64_t us, char buf[32])
 {
+    if (us < AJ_MIN_TIME_US)
+        us = AJ_MIN_TIME_US;
+    if (us > AJ_MAX_TIME_US)
+        us = AJ_MAX_TIME_US;
     time_t secs = (time_t)(us / 1000000);
     long frac = (long)(us % 1000000);
     if (frac < 0) {
@@ -139,7 +228,7 @@ int aj_parse_time(const char *s, int64_t *us)
     if (digits(&s, 2, &h) || *s++ != ':' || digits(&s, 2, &mi) || *s++ != ':' ||
         digits(&s, 2, &se))
         return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
         return -1;
     int64_t frac = 0;
     if (*s == '.') {
@@ -162,11 +251,11 @@ int aj_parse_time(const char *s, int64_t *us)
         s++;
     } else if (*s == '+' || *s == '-') {
         int sign = *s++ == '-' ? -1 : 1, oh, om = 0;
-        if (digits(&s, 2, &oh))
+        if (digits(&s, 2, &oh) || oh > 23)
             return -1;
         if (*s == ':')
             s++;
-        if (*s >= '0' && *s <= '9' && digits(&s, 2, &om))
+        if (*s >= '0' && *s <= '9' && (digits(&s, 2, &om) || om > 59))
             return -1;
         offset = sign * ((int64_t)oh * 3600 + om * 60);
     } else if (*s == ' ' && strcmp(s, " UTC") == 0) {
@@ -184,4 +273,36 @@ int aj_parse_time(const char *s, int64_t *us)
     time_t t = timegm(&tm);
     *us = ((int64_t)t - offset) * 1000000 + frac;
     return 0;
+}
+
+void aj_format_duration(int64_t ms, char buf[32])
+{
+    if (ms < 0)
+        ms = 0;
+    if (ms < 1000)
+        snprintf(buf, 32, "%lld ms", (long long)ms);
+    else if (ms < 120 * 1000)
+        snprintf(buf, 32, ms % 1000 ? "%.1f s" : "%.0f s", (double)ms / 1000);
+    else if (ms < 120 * 60 * 1000)
+        snprintf(buf, 32, "%lld min", (long long)(ms / 60000));
+    else if (ms < (int64_t)48 * 3600 * 1000)
+        snprintf(buf, 32, "%lld h", (long long)(ms / 3600000));
+    else
+        snprintf(buf, 32, "%lld days", (long long)(ms / 86400000));
+}
+
+void aj_backoff(int attempt)
+{
+    long ms = (1L << (attempt < 8 ? attempt : 8)) + (rand() % 5);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+void aj_process_name(char *buf, size_t cap)
+{
+    char host[128] = "";
+    if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+        strcpy(host, "localhost");
+    host[sizeof host - 1] = '\0';
+    snprintf(buf, cap, "%s:%ld", host, (long)getpid());
 }

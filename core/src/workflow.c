@@ -115,80 +115,27 @@ void aj_workflow_free(aj_workflow *wf)
 
 /* --- JSON ------------------------------------------------------------------ */
 
-typedef struct jbuf {
-    char *s;
-    size_t len, cap;
-    int oom;
-} jbuf;
-
-static void jput(jbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 128;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(b->s, cap);
-        if (!grown) {
-            b->oom = 1;
-            return;
-        }
-        b->s = grown;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void jlit(jbuf *b, const char *s) { jput(b, s, strlen(s)); }
-
-static void jstr(jbuf *b, const char *s)
-{
-    jlit(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char esc[8];
-        if (*p == '"' || *p == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)*p;
-            jput(b, esc, 2);
-        } else if (*p < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", *p);
-            jlit(b, esc);
-        } else {
-            jput(b, (const char *)p, 1);
-        }
-    }
-    jlit(b, "\"");
-}
-
 int aj_workflow_json(const aj_workflow *wf, char **out)
 {
-    jbuf b = {0};
-    jlit(&b, "{");
+    aj_buf b = {0};
+    aj_buf_puts(&b, "{");
     for (size_t i = 0; i < wf->count; i++) {
         const aj_step_def *s = &wf->steps[i];
         if (i)
-            jlit(&b, ", ");
-        jstr(&b, s->name);
-        jlit(&b, ": {\"does\": ");
-        jstr(&b, s->name);
-        jlit(&b, ", \"awaits\": [");
+            aj_buf_puts(&b, ", ");
+        aj_buf_json(&b, s->name);
+        aj_buf_puts(&b, ": {\"does\": ");
+        aj_buf_json(&b, s->name);
+        aj_buf_puts(&b, ", \"awaits\": [");
         for (size_t j = 0; j < s->n_awaits; j++) {
             if (j)
-                jlit(&b, ", ");
-            jstr(&b, s->awaits[j]);
+                aj_buf_puts(&b, ", ");
+            aj_buf_json(&b, s->awaits[j]);
         }
-        jlit(&b, "], \"then\": ");
-        jstr(&b, aj_workflow_next(wf, i));
-        jlit(&b, "}");
+        aj_buf_puts(&b, "], \"then\": ");
+        aj_buf_json(&b, aj_workflow_next(wf, i));
+        aj_buf_puts(&b, "}");
     }
-    jlit(&b, "}");
-    if (b.oom) {
-        free(b.s);
-        return aj_error_set(AJ_ENOMEM, "out of memory");
-    }
-    *out = b.s;
-    return AJ_OK;
+    aj_buf_puts(&b, "}");
+    return aj_buf_take(&b, out);
 }

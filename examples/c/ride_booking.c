@@ -200,7 +200,7 @@ int main(int argc, char **argv) {
 
     printf("Booking a ride (idempotency key \"%s\", store %s)%s\n", KEY, url,
            d.stripe_fails ? " -- Stripe is down this time" : "");
-    aj_run_params params = {.key = KEY, .job_name = "RideBookingJob", .args = ARGS,
+    aj_run_params params = {.version = AJ_RUN_PARAMS_VERSION, .key = KEY, .job_name = "RideBookingJob", .args = ARGS,
                             .args_len = strlen(ARGS)};
     aj_run *run = NULL;
     rc = aj_run_acquire(&run, store, wf, &params);

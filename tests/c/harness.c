@@ -221,8 +221,7 @@ void raw_exec(const char *sql) {
 }
 
 aj_store *open_store_lock(int64_t lock_timeout_ms) {
-    aj_options o;
-    aj_options_init(&o);
+    aj_options o = AJ_OPTIONS_INIT;
     if (lock_timeout_ms > 0) o.lock_timeout_ms = lock_timeout_ms;
     aj_store *s = NULL;
     int rc = aj_store_open(&s, test_url(), &o);
@@ -253,8 +252,7 @@ aj_workflow *make_wf(const char *first, ...) {
 
 int acquire(aj_run **out, aj_store *s, const aj_workflow *wf, const char *key,
             const char *args) {
-    aj_run_params p;
-    memset(&p, 0, sizeof p);
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
     p.key = key;
     p.job_name = "TestJob";
     p.args = args;
@@ -500,6 +498,8 @@ void sleep_ms(int ms) {
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
+
+int owned_claims_first(void) { return g_db == DB_POSTGRES; }
 
 void assert_last_error(int code) {
     const aj_error *e = aj_error_last();

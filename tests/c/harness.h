@@ -128,6 +128,11 @@ int wait_child(int pid);
 /* Sleep for ms milliseconds. */
 void sleep_ms(int ms);
 
+/* 1 when an owned store of this database claims a run's row before the step callback
+ * (PostgreSQL), 0 when it claims it last (SQLite): a step that lost its run then runs
+ * its callback before noticing, and rolls everything back. */
+int owned_claims_first(void);
+
 /* Assert that an acidic_job call returns `code`; on failure show the error message. */
 #define assert_aj(expr, code)                                                              \
     do {                                                                                   \

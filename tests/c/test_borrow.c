@@ -1,4 +1,6 @@
-/* Borrowed connections: the application owns the transaction; the core never commits. */
+/* Borrowed connections: the application owns the connection and its transactions; the
+ * core asks for each transaction through the host hook table (aj_host_tx) and drives
+ * the whole run itself with aj_run_execute. */
 #include "harness.h"
 #include "tests.h"
 
@@ -31,20 +33,29 @@ static void nat_open(native *n) {
     }
 }
 
-static void nat_exec(native *n, const char *sql) {
+/* 0, or the database's message in msg. */
+static int nat_try(native *n, const char *sql, char *msg, size_t cap) {
     if (n->db) {
         char *err = NULL;
-        if (sqlite3_exec(n->db, sql, NULL, NULL, &err) != SQLITE_OK) {
-            fail_msg("%s: %s", sql, err);
+        int rc = sqlite3_exec(n->db, sql, NULL, NULL, &err);
+        if (rc != SQLITE_OK) {
+            snprintf(msg, cap, "%s", err ? err : "error");
+            sqlite3_free(err);
+            return rc;
         }
-    } else {
-        PGresult *r = PQexec(n->pg, sql);
-        ExecStatusType st = PQresultStatus(r);
-        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-            fail_msg("%s: %s", sql, PQerrorMessage(n->pg));
-        }
-        PQclear(r);
+        return 0;
     }
+    PGresult *r = PQexec(n->pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int failed = st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
+    if (failed) snprintf(msg, cap, "%s", PQerrorMessage(n->pg));
+    PQclear(r);
+    return failed;
+}
+
+static void nat_exec(native *n, const char *sql) {
+    char msg[512];
+    if (nat_try(n, sql, msg, sizeof msg)) fail_msg("%s: %s", sql, msg);
 }
 
 static int64_t nat_int(native *n, const char *sql) {
@@ -64,6 +75,12 @@ static int64_t nat_int(native *n, const char *sql) {
     return v;
 }
 
+static int nat_in_tx(native *n) {
+    if (n->db) return sqlite3_get_autocommit(n->db) == 0;
+    PGTransactionStatusType st = PQtransactionStatus(n->pg);
+    return st == PQTRANS_INTRANS || st == PQTRANS_INERROR;
+}
+
 static int nat_table_exists(native *n, const char *table) {
     char sql[256];
     if (n->db)
@@ -77,30 +94,113 @@ static int nat_table_exists(native *n, const char *table) {
     return nat_int(n, sql) == 1;
 }
 
-static aj_store *nat_borrow(native *n) {
-    aj_store *s = NULL;
-    int rc = n->db ? aj_store_borrow_sqlite(&s, n->db, NULL)
-                   : aj_store_borrow_pg(&s, (struct pg_conn *)n->pg, NULL);
-    if (rc != AJ_OK) fail_msg("borrow: %s: %s", aj_code_name(rc), aj_error_last()->message);
-    assert_non_null(s);
-    return s;
-}
-
 static void nat_close(native *n) {
     if (n->db) sqlite3_close(n->db);
     if (n->pg) PQfinish(n->pg);
 }
 
+/* ---- the application's side of the hook table -------------------------------- */
+
+enum app_mode {
+    APP_NORMAL,
+    APP_NO_BEGIN,        /* calls the body without opening a transaction */
+    APP_NO_BODY,         /* returns without calling the body */
+    APP_COMMIT_CONFLICT, /* the commit reports a serialization failure (after rolling back) */
+    APP_ROLLBACK_ALWAYS  /* rolls back even when the body succeeded */
+};
+
+typedef struct app {
+    native *n;
+    int mode;       /* an app_mode */
+    int mode_calls; /* how many calls the mode applies to (then back to normal) */
+    int calls, commits, rollbacks, savepoints;
+} app;
+
+static int app_atomically(void *ctx, aj_tx_body body, void *arg, int *committed) {
+    app *a = ctx;
+    a->calls++;
+    *committed = 0;
+    int mode = a->mode;
+    if (mode != APP_NORMAL && a->mode_calls > 0 && --a->mode_calls == 0) a->mode = APP_NORMAL;
+    if (mode == APP_NO_BODY) return 0;
+    /* An application with a transaction of its own open nests in a savepoint. */
+    int nested = nat_in_tx(a->n);
+    if (nested) {
+        nat_exec(a->n, "SAVEPOINT app_sp");
+        a->savepoints++;
+    } else if (mode != APP_NO_BEGIN) {
+        nat_exec(a->n, "BEGIN");
+    }
+    int rc = body(arg);
+    if (rc == 0 && mode == APP_COMMIT_CONFLICT) {
+        nat_exec(a->n, nested ? "ROLLBACK TO SAVEPOINT app_sp" : "ROLLBACK");
+        a->rollbacks++;
+        return aj_error_report(AJ_ECONFLICT, "the application's commit failed: could not "
+                                             "serialize access (test host)");
+    }
+    if (rc == 0 && mode != APP_ROLLBACK_ALWAYS) {
+        if (nested) nat_exec(a->n, "RELEASE SAVEPOINT app_sp");
+        else if (nat_in_tx(a->n)) nat_exec(a->n, "COMMIT");
+        a->commits++;
+        *committed = 1;
+        return 0;
+    }
+    if (nested) {
+        nat_exec(a->n, "ROLLBACK TO SAVEPOINT app_sp");
+        nat_exec(a->n, "RELEASE SAVEPOINT app_sp");
+    } else if (nat_in_tx(a->n)) {
+        nat_exec(a->n, "ROLLBACK");
+    }
+    a->rollbacks++;
+    return 0;
+}
+
+static const aj_host_tx app_hooks = {AJ_HOST_TX_VERSION, app_atomically};
+
+static aj_store *app_borrow(native *n, app *a) {
+    memset(a, 0, sizeof *a);
+    a->n = n;
+    aj_store *s = NULL;
+    int rc = n->db ? aj_store_borrow_sqlite(&s, n->db, &app_hooks, a, NULL)
+                   : aj_store_borrow_pg(&s, (struct pg_conn *)n->pg, &app_hooks, a, NULL);
+    if (rc != AJ_OK) fail_msg("borrow: %s: %s", aj_code_name(rc), aj_error_last()->message);
+    assert_non_null(s);
+    return s;
+}
+
+static aj_run *new_run(aj_store *s, aj_workflow *wf, const char *key) {
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = key;
+    p.job_name = "TestJob";
+    p.args = "[1]";
+    p.args_len = 3;
+    aj_run *run = NULL;
+    assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+    assert_int_equal(aj_run_status(run), AJ_RUN_NEW);
+    return run;
+}
+
 void test_borrow_basics(void **state) {
     (void)state;
     aj_store *s = (aj_store *)(uintptr_t)0x1;
-    assert_aj(aj_store_borrow_sqlite(&s, NULL, NULL), AJ_EINVALID);
-    assert_aj(aj_store_borrow_pg(&s, NULL, NULL), AJ_EINVALID);
+    assert_aj(aj_store_borrow_sqlite(&s, NULL, NULL, NULL, NULL), AJ_EINVALID);
+    assert_aj(aj_store_borrow_pg(&s, NULL, NULL, NULL, NULL), AJ_EINVALID);
     assert_ptr_equal(s, (aj_store *)(uintptr_t)0x1);
 
     native n;
     nat_open(&n);
-    s = nat_borrow(&n);
+    /* a hook table that is not initialised is refused */
+    aj_host_tx bad = {0, app_atomically};
+    aj_host_tx no_fn = AJ_HOST_TX_INIT;
+    app a = {0};
+    assert_aj(n.db ? aj_store_borrow_sqlite(&s, n.db, &bad, &a, NULL)
+                   : aj_store_borrow_pg(&s, (struct pg_conn *)n.pg, &bad, &a, NULL),
+              AJ_EINVALID);
+    assert_aj(n.db ? aj_store_borrow_sqlite(&s, n.db, &no_fn, &a, NULL)
+                   : aj_store_borrow_pg(&s, (struct pg_conn *)n.pg, &no_fn, &a, NULL),
+              AJ_EINVALID);
+
+    s = app_borrow(&n, &a);
     assert_int_equal(aj_store_is_borrowed(s), 1);
     assert_string_equal(aj_store_driver(s), db_name());
     if (n.db) {
@@ -110,230 +210,240 @@ void test_borrow_basics(void **state) {
         assert_ptr_equal(aj_store_pg(s), (struct pg_conn *)n.pg);
         assert_null(aj_store_sqlite(s));
     }
-    /* borrowing does not touch the schema */
+    /* borrowing touches nothing; the first transaction detects and creates the tables */
     assert_false(nat_table_exists(&n, "acidic_job_keys"));
-
-    /* without an open transaction every writing call is refused */
-    aj_error_clear();
-    assert_aj(aj_store_migrate(s), AJ_EMISUSE);
-    assert_last_error(AJ_EMISUSE);
-    assert_false(nat_table_exists(&n, "acidic_job_keys"));
-
-    nat_exec(&n, "BEGIN");
+    assert_int_equal(a.calls, 0);
+    assert_aj(aj_store_in_transaction(s), 0);
     assert_aj(aj_store_migrate(s), AJ_OK);
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
+    assert_true(a.calls >= 1);
     assert_true(nat_table_exists(&n, "acidic_job_keys"));
+    assert_true(nat_table_exists(&n, "staged_acidic_jobs"));
     assert_true(nat_table_exists(&n, "acidic_job_batches"));
+    assert_false(nat_in_tx(&n));
 
-    aj_workflow *wf = make_wf("a", "b", NULL);
-    aj_run *run = (aj_run *)(uintptr_t)0x1;
-    assert_aj(acquire(&run, s, wf, "k", NULL), AJ_EMISUSE);
-    assert_ptr_equal(run, (aj_run *)(uintptr_t)0x1);
+    aj_store_free(s);
+    /* the application's connection is still open and usable */
     assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys"), 0);
-    assert_aj(aj_store_drain(s, 0, NULL), AJ_EMISUSE);
-    assert_aj(aj_staged_ack(s, 1, NULL), AJ_EMISUSE);
+    nat_close(&n);
+}
 
-    nat_exec(&n, "BEGIN");
-    run = acquire_ok(s, wf, "k", NULL);
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
-    assert_aj(aj_run_status(run), AJ_RUN_READY);
+/* aj_run_execute alone drives a whole run on a borrowed connection: one host
+ * transaction per step, the acquisition folded into the first; the step's own writes
+ * on the application's connection commit with it; staged jobs reach the queue only
+ * after the commit. */
+void test_borrow_hooks_execute(void **state) {
+    (void)state;
+    native n;
+    nat_open(&n);
+    app a;
+    aj_store *s = app_borrow(&n, &a);
+    assert_aj(aj_store_migrate(s), AJ_OK);
+    nat_exec(&n, "CREATE TABLE app_log (step TEXT NOT NULL)");
+    aj_store *observer = open_store(); /* another connection: what is committed */
+    recorder rec = {.check = observer};
+    aj_store_set_enqueue(s, recorder_enqueue, &rec);
 
-    /* aj_run_execute is for owned stores */
-    script ex = {0};
-    nat_exec(&n, "BEGIN");
-    assert_aj(aj_run_execute(run, script_step, &ex), AJ_EMISUSE);
-    nat_exec(&n, "ROLLBACK");
-    assert_aj(aj_store_settle(s, 0), AJ_OK);
-    assert_int_equal(ex.ncalls, 0);
+    aj_workflow *wf = make_wf("a", "b", "c", NULL);
+    aj_run *run = new_run(s, wf, "k");
+    script sc = {.write_app = 1, .stage_at = "c", .n_stage = 1,
+                 .attrs_at = "b", .attrs_doc = "{\"b\":1}"};
+    a.calls = a.commits = a.rollbacks = 0;
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
+    assert_int_equal(sc.api_rc, AJ_OK);
+    assert_string_equal(script_calls(&sc), "a,b,c");
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    /* one transaction per step, nothing else */
+    assert_int_equal(a.calls, 3);
+    assert_int_equal(a.commits, 3);
+    assert_int_equal(a.rollbacks, 0);
+    assert_false(nat_in_tx(&n));
+    /* the staged job was handed out once, after its row was committed */
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(rec.visible[0], 1);
+    assert_int_equal(app_rows(observer, NULL), 3);
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys WHERE recovery_point ="
+                                 " 'FINISHED' AND locked_at IS NULL AND attempts = 1"),
+                     1);
+    char *attrs = key_attributes(observer, "k");
+    assert_string_equal(attrs, "{\"b\":1}");
+    free(attrs);
+    aj_run_free(run);
 
-    /* a step outside a transaction is refused and runs nothing */
-    script sc = {0};
-    assert_aj(aj_run_step(run, script_step, &sc), AJ_EMISUSE);
-    assert_int_equal(sc.ncalls, 0);
-    assert_string_equal(aj_run_recovery_point(run), "a");
+    /* a finished run runs nothing: one read-only transaction */
+    run = new_run(s, wf, "k");
+    script again = {.write_app = 1};
+    a.calls = 0;
+    assert_aj(aj_run_execute(run, script_step, &again), AJ_OK);
+    assert_int_equal(again.ncalls, 0);
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(app_rows(observer, NULL), 3);
 
     aj_run_free(run);
     aj_workflow_free(wf);
+    aj_store_free(observer);
     aj_store_free(s);
-    /* the application's connection is still open and usable */
+    nat_close(&n);
+}
+
+/* A failed step: the host rolls it back; the core records the error and releases the
+ * lock in a transaction of its own; a retry resumes at the failed step. */
+void test_borrow_step_failure(void **state) {
+    (void)state;
+    native n;
+    nat_open(&n);
+    app a;
+    aj_store *s = app_borrow(&n, &a);
+    assert_aj(aj_store_migrate(s), AJ_OK);
+    nat_exec(&n, "CREATE TABLE app_log (step TEXT NOT NULL)");
+    aj_workflow *wf = make_wf("a", "b", "c", NULL);
+
+    aj_run *run = new_run(s, wf, "k");
+    script sc = {.write_app = 1, .fail_at = "b", .error_doc = "boom in b"};
+    a.calls = a.commits = a.rollbacks = 0;
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_ESTEP);
+    assert_int_equal(aj_run_status(run), AJ_RUN_FAILED);
+    /* a committed, b rolled back, then the failure record committed */
+    assert_int_equal(a.calls, 3);
+    assert_int_equal(a.rollbacks, 1);
+    assert_int_equal(a.commits, 2);
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log WHERE step = 'b'"), 0);
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys WHERE locked_at IS NULL "
+                                 "AND recovery_point = 'b' AND error_object = 'boom in b'"),
+                     1);
+    aj_run_free(run);
+
+    /* the retry resumes at b and clears the error */
+    sc.fail_at = NULL;
+    sc.ncalls = 0;
+    run = new_run(s, wf, "k");
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
+    assert_string_equal(script_calls(&sc), "b,c");
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log"), 3);
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys WHERE error_object IS NULL"
+                                 " AND attempts = 2"),
+                     1);
+    aj_run_free(run);
+
+    /* a new run whose first step fails still leaves a failed, unlocked row */
+    script first = {.fail_at = "a"};
+    run = new_run(s, wf, "k2");
+    assert_aj(aj_run_execute(run, script_step, &first), AJ_ESTEP);
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys WHERE idempotency_key ="
+                                 " 'k2' AND locked_at IS NULL AND recovery_point = 'a' AND "
+                                 "error_object LIKE '%AJ_ESTEP%' AND attempts = 1"),
+                     1);
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+    nat_close(&n);
+}
+
+/* Without a hook table the core begins and commits on the borrowed handle itself, and
+ * never closes it. */
+void test_borrow_native_transactions(void **state) {
+    (void)state;
+    native n;
+    nat_open(&n);
+    aj_store *s = NULL;
+    assert_aj(n.db ? aj_store_borrow_sqlite(&s, n.db, NULL, NULL, NULL)
+                   : aj_store_borrow_pg(&s, (struct pg_conn *)n.pg, NULL, NULL, NULL),
+              AJ_OK);
+    create_app_table(s);
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    aj_run *run = new_run(s, wf, "k");
+    script sc = {.write_app = 1};
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    assert_false(nat_in_tx(&n));
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log"), 2);
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(s);
     assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys"), 1);
     nat_close(&n);
 }
 
-/* Everything the core writes on a borrowed connection can be rolled back by the app. */
-void test_borrow_never_commits(void **state) {
+/* Hooks that break the contract are caught; a commit conflict is retried. */
+void test_borrow_hook_contract(void **state) {
     (void)state;
     native n;
     nat_open(&n);
-    aj_store *s = nat_borrow(&n);
-    recorder rec = {0};
-    aj_store_set_enqueue(s, recorder_enqueue, &rec);
-
-    nat_exec(&n, "BEGIN");
+    app a;
+    aj_store *s = app_borrow(&n, &a);
     assert_aj(aj_store_migrate(s), AJ_OK);
     nat_exec(&n, "CREATE TABLE app_log (step TEXT NOT NULL)");
     aj_workflow *wf = make_wf("a", "b", NULL);
-    aj_run *run = acquire_ok(s, wf, "k", "[1]");
-    script sc = {.write_app = 1, .stage_at = "a", .n_stage = 2};
-    assert_aj(aj_run_step(run, script_step, &sc), AJ_OK);
-    assert_int_equal(sc.api_rc, AJ_OK);
-    assert_string_equal(aj_run_recovery_point(run), "b");
-    /* inside the transaction the writes are there */
-    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log"), 1);
-    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM staged_acidic_jobs"), 2);
-    /* nothing is handed to the queue before the application commits */
-    assert_int_equal(rec.n, 0);
-    nat_exec(&n, "ROLLBACK");
-    assert_aj(aj_store_settle(s, 0), AJ_OK);
-    assert_int_equal(rec.n, 0);
-    /* the rollback undid everything, the schema included: the core committed nothing */
-    assert_false(nat_table_exists(&n, "acidic_job_keys"));
-    assert_false(nat_table_exists(&n, "staged_acidic_jobs"));
-    assert_false(nat_table_exists(&n, "app_log"));
-    assert_string_equal(aj_run_recovery_point(run), "a");
 
-    aj_run_free(run);
-    aj_workflow_free(wf);
-    aj_store_free(s);
-    nat_close(&n);
-}
-
-/* settle(1) hands the staged jobs to the queue; settle(0) restores the run's state. */
-void test_borrow_settle(void **state) {
-    (void)state;
-    native n;
-    nat_open(&n);
-    aj_store *s = nat_borrow(&n);
-    recorder rec = {0};
-    aj_store_set_enqueue(s, recorder_enqueue, &rec);
-
-    nat_exec(&n, "BEGIN");
-    assert_aj(aj_store_migrate(s), AJ_OK);
-    nat_exec(&n, "CREATE TABLE app_log (step TEXT NOT NULL)");
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
-
-    aj_workflow *wf = make_wf("a", "b", "c", NULL);
-    nat_exec(&n, "BEGIN");
-    aj_run *run = acquire_ok(s, wf, "k", "[1]");
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
-
-    /* step a stages a job: delivered on settle(1), after the commit */
-    script sc = {.write_app = 1, .stage_at = "a", .n_stage = 1,
-                 .attrs_at = "b", .attrs_doc = "{\"b\":1}"};
-    nat_exec(&n, "BEGIN");
-    assert_aj(aj_run_step(run, script_step, &sc), AJ_OK);
-    assert_int_equal(rec.n, 0);
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
-    assert_int_equal(rec.n, 1);
-    assert_string_equal(rec.job_name[0], "StagedJob");
-    assert_string_equal(rec.payload[0], "p0");
-    assert_int_equal(rec.ids[0], sc.ids[0]);
-    assert_string_equal(aj_run_recovery_point(run), "b");
-
-    /* step b is rolled back by the application: the run returns to b */
-    nat_exec(&n, "BEGIN");
-    assert_aj(aj_run_step(run, script_step, &sc), AJ_OK);
-    assert_string_equal(aj_run_recovery_point(run), "c");
-    nat_exec(&n, "ROLLBACK");
-    assert_aj(aj_store_settle(s, 0), AJ_OK);
-    assert_string_equal(aj_run_recovery_point(run), "b");
-    assert_aj(aj_run_status(run), AJ_RUN_READY);
-    size_t len = 0;
-    const char *attrs = aj_run_attributes(run, &len);
-    assert_true(attrs == NULL || strncmp(attrs, "{\"b\":1}", len) != 0);
-    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log WHERE step = 'b'"), 0);
-
-    /* and runs b again, this time committed */
-    nat_exec(&n, "BEGIN");
-    assert_aj(aj_run_step(run, script_step, &sc), AJ_OK);
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
-    assert_string_equal(aj_run_recovery_point(run), "c");
-    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log WHERE step = 'b'"), 1);
-    attrs = aj_run_attributes(run, &len);
-    assert_non_null(attrs);
-    assert_int_equal(len, strlen("{\"b\":1}"));
-    assert_memory_equal(attrs, "{\"b\":1}", len);
-
-    /* step c fails: the app rolls back, then records the failure with aj_run_fail */
-    sc.fail_at = "c";
-    sc.error_doc = "boom in c";
-    nat_exec(&n, "BEGIN");
-    assert_aj(aj_run_step(run, script_step, &sc), AJ_ESTEP);
-    nat_exec(&n, "ROLLBACK");
-    assert_aj(aj_store_settle(s, 0), AJ_OK);
-    nat_exec(&n, "BEGIN");
-    assert_aj(aj_run_fail(run), AJ_OK);
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
-    assert_aj(aj_run_status(run), AJ_RUN_FAILED);
-    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log WHERE step = 'c'"), 0);
-    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys "
-                                 "WHERE locked_at IS NULL AND recovery_point = 'c' "
-                                 "AND error_object = 'boom in c'"),
-                     1);
-    aj_run_free(run);
-
-    /* a retry resumes at c */
-    sc.fail_at = NULL;
-    sc.ncalls = 0;
-    nat_exec(&n, "BEGIN");
-    run = acquire_ok(s, wf, "k", "[1]");
-    assert_string_equal(aj_run_recovery_point(run), "c");
-    assert_aj(aj_run_step(run, script_step, &sc), AJ_OK);
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
-    assert_string_equal(script_calls(&sc), "c");
-    assert_aj(aj_run_status(run), AJ_RUN_SUCCEEDED);
-    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log"), 3);
-    assert_int_equal(rec.n, 1);
-
-    aj_run_free(run);
-    aj_workflow_free(wf);
-    aj_store_free(s);
-    nat_close(&n);
-}
-
-/* aj_run_fail called outside a transaction is refused and changes nothing: the
- * application can still record the failure properly afterwards. */
-void test_borrow_fail_misuse(void **state) {
-    (void)state;
-    native n;
-    nat_open(&n);
-    aj_store *s = nat_borrow(&n);
-    nat_exec(&n, "BEGIN");
-    assert_aj(aj_store_migrate(s), AJ_OK);
-    aj_workflow *wf = make_wf("a", "b", NULL);
-    aj_run *run = acquire_ok(s, wf, "k", NULL);
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
-
-    script sc = {.fail_at = "a", .error_doc = "boom"};
-    nat_exec(&n, "BEGIN");
-    assert_aj(aj_run_step(run, script_step, &sc), AJ_ESTEP);
-    nat_exec(&n, "ROLLBACK");
-    assert_aj(aj_store_settle(s, 0), AJ_OK);
-
+    /* no transaction opened: refused before anything is written */
+    a.mode = APP_NO_BEGIN;
+    a.mode_calls = 1;
+    aj_run *run = new_run(s, wf, "k");
+    script sc = {.write_app = 1};
     aj_error_clear();
-    assert_aj(aj_run_fail(run), AJ_EMISUSE); /* no transaction open */
-    assert_last_error(AJ_EMISUSE);
-    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys WHERE locked_at IS NOT NULL "
-                                 "AND error_object IS NULL"),
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_EMISUSE);
+    assert_int_equal(sc.ncalls, 0);
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys"), 0);
+    assert_int_equal(aj_run_status(run), AJ_RUN_NEW);
+    aj_run_free(run);
+
+    /* the body never called */
+    a.mode = APP_NO_BODY;
+    a.mode_calls = 1;
+    run = new_run(s, wf, "k");
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_EMISUSE);
+    assert_int_equal(sc.ncalls, 0);
+    aj_run_free(run);
+
+    /* the commit of step a reports a conflict: the step runs again, commits once */
+    a.mode = APP_COMMIT_CONFLICT;
+    a.mode_calls = 1;
+    run = new_run(s, wf, "k");
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
+    assert_string_equal(script_calls(&sc), "a,a,b");
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log WHERE step = 'a'"), 1);
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    aj_run_free(run);
+
+    /* a host that rolls back a successful body: reported, nothing committed */
+    a.mode = APP_ROLLBACK_ALWAYS;
+    a.mode_calls = 1;
+    sc.ncalls = 0;
+    run = new_run(s, wf, "k3");
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_EMISUSE);
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log"), 2);
+    /* the failure was recorded by the next (normal) transaction, unlocked */
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys WHERE idempotency_key ="
+                                 " 'k3' AND locked_at IS NULL AND error_object IS NOT NULL"),
                      1);
-    /* the refused call changed nothing: the proper call still records the failure */
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+    nat_close(&n);
+}
+
+/* An application that runs a workflow inside a transaction of its own: each step is a
+ * savepoint, and the application's rollback undoes the whole run. */
+void test_borrow_inside_app_transaction(void **state) {
+    (void)state;
+    native n;
+    nat_open(&n);
+    app a;
+    aj_store *s = app_borrow(&n, &a);
+    assert_aj(aj_store_migrate(s), AJ_OK);
+    nat_exec(&n, "CREATE TABLE app_log (step TEXT NOT NULL)");
+    aj_workflow *wf = make_wf("a", "b", NULL);
     nat_exec(&n, "BEGIN");
-    assert_aj(aj_run_fail(run), AJ_OK);
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
-    assert_int_equal(aj_run_status(run), AJ_RUN_FAILED);
-    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys WHERE locked_at IS NULL "
-                                 "AND error_object = 'boom' AND recovery_point = 'a'"),
-                     1);
+    aj_run *run = new_run(s, wf, "k");
+    script sc = {.write_app = 1};
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
+    assert_int_equal(a.savepoints, 2);
+    assert_true(nat_in_tx(&n));
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log"), 2);
+    nat_exec(&n, "ROLLBACK");
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log"), 0);
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys"), 0);
     aj_run_free(run);
     aj_workflow_free(wf);
     aj_store_free(s);
@@ -344,16 +454,18 @@ void test_borrow_fail_misuse(void **state) {
 
 typedef struct host {
     native n;
+    app a;
 } host;
 
 static int host_exec(void *ctx, const char *sql, const aj_value *params, size_t nparams,
-                     aj_host_result *result, char *errbuf, size_t errlen) {
+                     aj_host_result *result) {
     host *h = ctx;
+    char msg[512];
     if (h->n.db) {
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(h->n.db, sql, -1, &st, NULL) != SQLITE_OK) {
-            snprintf(errbuf, errlen, "%s", sqlite3_errmsg(h->n.db));
-            return 1;
+            snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(h->n.db));
+            return aj_error_report(AJ_EDATABASE, msg);
         }
         for (size_t i = 0; i < nparams; i++) {
             int col = (int)i + 1;
@@ -382,14 +494,13 @@ static int host_exec(void *ctx, const char *sql, const aj_value *params, size_t 
             }
             if (aj_host_row(result, cells, (size_t)nc) != AJ_OK) {
                 sqlite3_finalize(st);
-                snprintf(errbuf, errlen, "aj_host_row failed");
-                return 1;
+                return aj_error_report(AJ_ERROR, "aj_host_row failed");
             }
         }
         if (rc != SQLITE_DONE) {
-            snprintf(errbuf, errlen, "%s", sqlite3_errmsg(h->n.db));
+            snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(h->n.db));
             sqlite3_finalize(st);
-            return 1;
+            return aj_error_report(rc == SQLITE_BUSY ? AJ_ECONFLICT : AJ_EDATABASE, msg);
         }
         sqlite3_finalize(st);
         return 0;
@@ -416,9 +527,11 @@ static int host_exec(void *ctx, const char *sql, const aj_value *params, size_t 
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        snprintf(errbuf, errlen, "%s (SQLSTATE %s)", PQerrorMessage(h->n.pg), state ? state : "");
+        snprintf(msg, sizeof msg, "%s (SQLSTATE %s)", PQerrorMessage(h->n.pg),
+                 state ? state : "");
         PQclear(r);
-        return 1;
+        return aj_error_report(state && !strcmp(state, "40001") ? AJ_ECONFLICT : AJ_EDATABASE,
+                               msg);
     }
     int nc = PQnfields(r);
     for (int row = 0; row < PQntuples(r); row++) {
@@ -438,8 +551,7 @@ static int host_exec(void *ctx, const char *sql, const aj_value *params, size_t 
         }
         if (aj_host_row(result, cells, (size_t)nc) != AJ_OK) {
             PQclear(r);
-            snprintf(errbuf, errlen, "aj_host_row failed");
-            return 1;
+            return aj_error_report(AJ_ERROR, "aj_host_row failed");
         }
     }
     PQclear(r);
@@ -448,50 +560,45 @@ static int host_exec(void *ctx, const char *sql, const aj_value *params, size_t 
 
 static int host_in_tx(void *ctx) {
     host *h = ctx;
-    if (h->n.db) return sqlite3_get_autocommit(h->n.db) == 0;
-    return PQtransactionStatus(h->n.pg) == PQTRANS_INTRANS;
+    return nat_in_tx(&h->n);
+}
+
+static int host_atomically(void *ctx, aj_tx_body body, void *arg, int *committed) {
+    host *h = ctx;
+    return app_atomically(&h->a, body, arg, committed);
 }
 
 void test_borrow_host(void **state) {
     (void)state;
     host h;
+    memset(&h, 0, sizeof h);
     nat_open(&h.n);
-    aj_host_ops ops = {host_exec, host_in_tx};
+    h.a.n = &h.n;
+    aj_host_ops ops = {AJ_HOST_OPS_VERSION, host_exec, host_in_tx};
+    aj_host_tx tx = {AJ_HOST_TX_VERSION, host_atomically};
+    aj_host_ops old = {0, host_exec, host_in_tx};
     int dialect = g_db == DB_SQLITE ? AJ_DIALECT_SQLITE : AJ_DIALECT_POSTGRES;
     aj_store *s = NULL;
-    assert_aj(aj_store_borrow_host(&s, dialect, NULL, &h, NULL), AJ_EINVALID);
-    assert_aj(aj_store_borrow_host(&s, 99, &ops, &h, NULL), AJ_EINVALID);
+    assert_aj(aj_store_borrow_host(&s, dialect, NULL, &tx, &h, NULL), AJ_EINVALID);
+    assert_aj(aj_store_borrow_host(&s, dialect, &ops, NULL, &h, NULL), AJ_EINVALID);
+    assert_aj(aj_store_borrow_host(&s, dialect, &old, &tx, &h, NULL), AJ_EINVALID);
+    assert_aj(aj_store_borrow_host(&s, 99, &ops, &tx, &h, NULL), AJ_EINVALID);
     assert_null(s);
-    assert_aj(aj_store_borrow_host(&s, dialect, &ops, &h, NULL), AJ_OK);
+    assert_aj(aj_store_borrow_host(&s, dialect, &ops, &tx, &h, NULL), AJ_OK);
     assert_string_equal(aj_store_driver(s), "host");
     assert_int_equal(aj_store_is_borrowed(s), 1);
     assert_null(aj_store_sqlite(s));
     assert_null(aj_store_pg(s));
     recorder rec = {0};
     aj_store_set_enqueue(s, recorder_enqueue, &rec);
-
-    assert_aj(aj_store_migrate(s), AJ_EMISUSE);
-    nat_exec(&h.n, "BEGIN");
     assert_aj(aj_store_migrate(s), AJ_OK);
     nat_exec(&h.n, "CREATE TABLE app_log (step TEXT NOT NULL)");
-    nat_exec(&h.n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
 
     aj_workflow *wf = make_wf("a", "b", NULL);
-    nat_exec(&h.n, "BEGIN");
-    aj_run *run = acquire_ok(s, wf, "hk", "{\"x\":1}");
-    nat_exec(&h.n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
+    aj_run *run = new_run(s, wf, "hk");
     script sc = {.write_app = 1, .stage_at = "b", .n_stage = 1};
-    for (int i = 0; i < 2; i++) {
-        nat_exec(&h.n, "BEGIN");
-        assert_aj(aj_run_step(run, script_step, &sc), AJ_OK);
-        assert_int_equal(sc.api_rc, AJ_OK);
-        /* a second step before the application settled the first is refused */
-        if (i == 0) assert_aj(aj_run_step(run, script_step, &sc), AJ_EMISUSE);
-        nat_exec(&h.n, "COMMIT");
-        assert_aj(aj_store_settle(s, 1), AJ_OK);
-    }
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
+    assert_int_equal(sc.api_rc, AJ_OK);
     assert_string_equal(script_calls(&sc), "a,b");
     assert_aj(aj_run_status(run), AJ_RUN_SUCCEEDED);
     assert_int_equal(rec.n, 1);
@@ -501,10 +608,8 @@ void test_borrow_host(void **state) {
                      1);
     /* aj_store_exec goes through the host as well */
     aj_rows *rows = NULL;
-    nat_exec(&h.n, "BEGIN");
     assert_int_equal(aj_store_exec(s, "SELECT step FROM app_log ORDER BY step", NULL, 0, &rows),
                      AJ_OK);
-    nat_exec(&h.n, "COMMIT");
     assert_int_equal(aj_rows_count(rows), 2);
     assert_int_equal(aj_rows_columns(rows), 1);
     const aj_value *c = aj_rows_cell(rows, 1, 0);
@@ -521,70 +626,96 @@ void test_borrow_host(void **state) {
 
 aj_workflow *await_wf(void);
 
-/* Awaited jobs on a borrowed connection: acknowledgements commit (or roll back) with the
- * application's transaction, and the continuation is handed out only after the commit. */
+/* Awaited jobs on a borrowed connection: acknowledgements go through the hooks, and
+ * the continuation is handed out only after the completing one commits, once. */
 void test_borrow_awaits(void **state) {
     (void)state;
     native n;
     nat_open(&n);
-    aj_store *s = nat_borrow(&n);
+    app a;
+    aj_store *s = app_borrow(&n, &a);
     recorder rec = {0};
     aj_store_set_enqueue(s, recorder_enqueue, &rec);
-    nat_exec(&n, "BEGIN");
     assert_aj(aj_store_migrate(s), AJ_OK);
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
 
     aj_workflow *wf = await_wf();
-    nat_exec(&n, "BEGIN");
-    aj_run *run = acquire_ok(s, wf, "k", NULL);
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
+    aj_run *run = new_run(s, wf, "k");
     script sc = {.await_at = "fan_out", .n_await = 2};
-    nat_exec(&n, "BEGIN");
-    assert_aj(aj_run_step(run, script_step, &sc), AJ_OK);
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
     assert_int_equal(sc.api_rc, AJ_OK);
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
     assert_int_equal(aj_run_status(run), AJ_RUN_AWAITING);
     assert_int_equal(rec.n, 2);
     aj_run_free(run);
 
     int completed = 7;
-    nat_exec(&n, "BEGIN");
     assert_aj(aj_staged_ack(s, sc.ids[0], &completed), AJ_OK);
     assert_int_equal(completed, 0);
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
-
-    /* the completing acknowledgement is rolled back: no continuation, batch still open */
-    nat_exec(&n, "BEGIN");
-    assert_aj(aj_staged_ack(s, sc.ids[1], &completed), AJ_OK);
+    /* the completing acknowledgement is rolled back by the host: no continuation */
+    a.mode = APP_COMMIT_CONFLICT;
+    a.mode_calls = 1;
+    assert_aj(aj_staged_ack(s, sc.ids[1], &completed), AJ_OK); /* retried after the conflict */
     assert_int_equal(completed, 1);
-    nat_exec(&n, "ROLLBACK");
-    assert_aj(aj_store_settle(s, 0), AJ_OK);
-    assert_int_equal(rec.n, 2);
-    assert_int_equal(nat_int(&n, "SELECT remaining FROM acidic_job_batches"), 1);
-    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM staged_acidic_jobs"), 1);
-
-    /* again, committed: the continuation is handed out after the commit */
-    nat_exec(&n, "BEGIN");
-    assert_aj(aj_staged_ack(s, sc.ids[1], &completed), AJ_OK);
-    assert_int_equal(completed, 1);
-    assert_int_equal(rec.n, 2);
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
     assert_int_equal(rec.n, 3);
     assert_string_equal(rec.job_name[2], "ContinueJob");
     assert_string_equal(rec.payload[2], "cont");
     assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_batches"), 0);
+    /* a duplicate acknowledgement counts nothing */
+    assert_aj(aj_staged_ack(s, sc.ids[1], &completed), AJ_OK);
+    assert_int_equal(completed, 0);
+    assert_int_equal(rec.n, 3);
 
-    nat_exec(&n, "BEGIN");
-    run = acquire_ok(s, wf, "k", NULL);
-    assert_int_equal(aj_run_status(run), AJ_RUN_READY);
-    assert_string_equal(aj_run_recovery_point(run), "fan_in");
-    nat_exec(&n, "COMMIT");
-    assert_aj(aj_store_settle(s, 1), AJ_OK);
+    run = new_run(s, wf, "k");
+    script rest = {0};
+    assert_aj(aj_run_execute(run, script_step, &rest), AJ_OK);
+    assert_string_equal(script_calls(&rest), "fan_in");
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+    nat_close(&n);
+}
+
+/* An acknowledgement made inside a step joins the step's transaction: it is undone when
+ * the step fails, and no second transaction is opened. */
+typedef struct ack_in_step {
+    aj_store *store;
+    int64_t staged_id;
+    int fail;
+    int rc;
+} ack_in_step;
+
+static int ack_step(aj_run *run, const char *step, void *ctx) {
+    (void)run;
+    (void)step;
+    ack_in_step *x = ctx;
+    x->rc = aj_staged_ack(x->store, x->staged_id, NULL);
+    return x->fail;
+}
+
+void test_borrow_ack_joins_step(void **state) {
+    (void)state;
+    native n;
+    nat_open(&n);
+    app a;
+    aj_store *s = app_borrow(&n, &a);
+    assert_aj(aj_store_migrate(s), AJ_OK);
+    nat_exec(&n, "INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, created_at,"
+                 " updated_at) VALUES ('sidekiq', 'Job', '[]', '2026-01-01 00:00:00',"
+                 " '2026-01-01 00:00:00')");
+    int64_t id = nat_int(&n, "SELECT max(id) FROM staged_acidic_jobs");
+    aj_workflow *wf = make_wf("only", NULL);
+    ack_in_step x = {s, id, 1, -1};
+    aj_run *run = new_run(s, wf, "k");
+    a.calls = 0;
+    assert_aj(aj_run_execute(run, ack_step, &x), AJ_ESTEP);
+    assert_int_equal(x.rc, AJ_OK);
+    assert_int_equal(a.calls, 2); /* the step, then the failure record: no third */
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM staged_acidic_jobs"), 1);
+    aj_run_free(run);
+    x.fail = 0;
+    run = new_run(s, wf, "k");
+    assert_aj(aj_run_execute(run, ack_step, &x), AJ_OK);
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM staged_acidic_jobs"), 0);
     aj_run_free(run);
     aj_workflow_free(wf);
     aj_store_free(s);

@@ -193,50 +193,103 @@ void test_race_many_keys(void **state) {
     aj_store_free(s);
 }
 
-/* PostgreSQL: a serialization failure reaches the caller as AJ_ECONFLICT. Two borrowed
- * connections in SERIALIZABLE transactions: the second took its snapshot before the
- * first created the key, so its own creation of the same key cannot be serialized.
- * (Owned stores retry this a bounded number of times, see test_race_acquire_new_key;
- * a borrowed transaction is the application's to retry.) */
+/* PostgreSQL, borrowed connections in the application's own transactions (READ
+ * COMMITTED, as psycopg and ActiveRecord open them, and SERIALIZABLE): processes that
+ * create the same key at once never see a unique violation. The core serializes the
+ * creators of a key (an advisory lock), so exactly one runs the step and the others
+ * are told the key is locked. */
+typedef struct child_tx {
+    PGconn *pg;
+    const char *begin;
+} child_tx;
+
+static int child_atomically(void *ctx, aj_tx_body body, void *arg, int *committed)
+{
+    child_tx *c = ctx;
+    PQclear(PQexec(c->pg, c->begin));
+    int rc = body(arg);
+    PGresult *r = PQexec(c->pg, rc == 0 ? "COMMIT" : "ROLLBACK");
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK &&
+             strcmp(PQcmdStatus(r), rc == 0 ? "COMMIT" : "ROLLBACK") == 0;
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    int conflict = state && !strcmp(state, "40001");
+    PQclear(r);
+    *committed = rc == 0 && ok;
+    if (rc == 0 && !ok)
+        return aj_error_report(conflict ? AJ_ECONFLICT : AJ_EDATABASE, "commit failed");
+    return 0;
+}
+
+static int slow_step(aj_run *run, const char *step, void *ctx)
+{
+    (void)run;
+    (void)step;
+    (void)ctx;
+    sleep_ms(150); /* everybody else arrives while the winner's step is open */
+    return 0;
+}
+
 void test_pg_serialization_conflict(void **state)
 {
     (void)state;
+    enum { N = 6 };
     aj_store *owner = open_store(); /* the schema */
-    PGconn *c1 = PQconnectdb(test_pg_conninfo()), *c2 = PQconnectdb(test_pg_conninfo());
-    assert_int_equal(PQstatus(c1), CONNECTION_OK);
-    assert_int_equal(PQstatus(c2), CONNECTION_OK);
-    aj_store *s1, *s2;
-    assert_int_equal(aj_store_borrow_pg(&s1, c1, NULL), AJ_OK);
-    assert_int_equal(aj_store_borrow_pg(&s2, c2, NULL), AJ_OK);
-    aj_workflow *wf = make_wf("a", NULL);
-    aj_run_params p = {"contended", "TestJob", "[1]", 3, NULL, 0};
-
-    PQclear(PQexec(c2, "BEGIN ISOLATION LEVEL SERIALIZABLE"));
-    PQclear(PQexec(c2, "SELECT count(*) FROM acidic_job_keys")); /* c2's snapshot */
-    PQclear(PQexec(c1, "BEGIN ISOLATION LEVEL SERIALIZABLE"));
-    aj_run *r1, *r2 = NULL;
-    assert_int_equal(aj_run_acquire(&r1, s1, wf, &p), AJ_OK);
-    PGresult *res = PQexec(c1, "COMMIT");
-    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
-    assert_int_equal(aj_store_settle(s1, 1), AJ_OK);
-
-    assert_int_equal(aj_run_acquire(&r2, s2, wf, &p), AJ_ECONFLICT);
-    assert_null(r2);
-    assert_non_null(strstr(aj_error_last()->message, "40001"));
-    PQclear(PQexec(c2, "ROLLBACK"));
-    assert_int_equal(aj_store_settle(s2, 0), AJ_OK);
-
-    /* Retried in a new transaction, it sees the first run: locked. */
-    PQclear(PQexec(c2, "BEGIN"));
-    assert_int_equal(aj_run_acquire(&r2, s2, wf, &p), AJ_ELOCKED);
-    PQclear(PQexec(c2, "ROLLBACK"));
-
-    aj_run_free(r1);
-    aj_workflow_free(wf);
-    aj_store_free(s1);
-    aj_store_free(s2);
-    PQfinish(c1);
-    PQfinish(c2);
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, child_atomically};
+    const char *levels[2] = {"BEGIN", "BEGIN ISOLATION LEVEL SERIALIZABLE"};
+    for (int level = 0; level < 2; level++) {
+        char key[32];
+        snprintf(key, sizeof key, "contended-%d", level);
+        barrier b;
+        barrier_init(&b);
+        int pids[N];
+        for (int i = 0; i < N; i++) {
+            pids[i] = fork();
+            assert_true(pids[i] >= 0);
+            if (pids[i] == 0) {
+                PGconn *pg = PQconnectdb(test_pg_conninfo());
+                if (PQstatus(pg) != CONNECTION_OK) _exit(10);
+                child_tx c = {pg, levels[level]};
+                aj_store *cs = NULL;
+                if (aj_store_borrow_pg(&cs, pg, &hooks, &c, NULL) != AJ_OK) _exit(11);
+                aj_workflow *wf = NULL;
+                if (aj_workflow_new(&wf) || aj_workflow_add_step(wf, "a", NULL, 0)) _exit(11);
+                aj_run_params p = AJ_RUN_PARAMS_INIT;
+                p.key = key;
+                p.job_name = "TestJob";
+                p.args = "[1]";
+                p.args_len = 3;
+                aj_run *run = NULL;
+                if (aj_run_new(&run, cs, wf, &p) != AJ_OK) _exit(11);
+                barrier_wait(&b);
+                int rc = aj_run_execute(run, slow_step, NULL);
+                int status;
+                if (rc == AJ_OK && aj_run_status(run) == AJ_RUN_SUCCEEDED) status = 0;
+                else if (rc == AJ_ELOCKED) status = 1;
+                else {
+                    fprintf(stderr, "child: %s: %s\n", aj_code_name(rc), aj_error_last()->message);
+                    status = 12;
+                }
+                aj_run_free(run);
+                aj_workflow_free(wf);
+                aj_store_free(cs);
+                PQfinish(pg);
+                _exit(status);
+            }
+        }
+        barrier_release(&b);
+        int winners = 0, locked = 0;
+        for (int i = 0; i < N; i++) {
+            int st = wait_child(pids[i]);
+            if (st == 0) winners++;
+            else if (st == 1) locked++;
+            else fail_msg("%s: child %d exited with %d", levels[level], i, st);
+        }
+        /* one ran it; the others found it locked or, arriving later, finished */
+        assert_true(winners >= 1);
+        assert_int_equal(winners + locked, N);
+        assert_int_equal(q_int(owner, "SELECT COUNT(*) FROM acidic_job_keys WHERE "
+                                      "idempotency_key = ? AND recovery_point = 'FINISHED' AND "
+                                      "attempts = 1", key, NULL), 1);
+    }
     aj_store_free(owner);
 }

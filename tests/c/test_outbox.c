@@ -101,7 +101,8 @@ static void backdate(aj_store *s, int64_t id) {
     snprintf(buf, sizeof buf, "%lld", (long long)id);
     q_exec(s,
            "UPDATE staged_acidic_jobs SET created_at = '2000-01-01 00:00:00.000000', "
-           "updated_at = '2000-01-01 00:00:00.000000' WHERE CAST(id AS TEXT) = ?",
+           "updated_at = '2000-01-01 00:00:00.000000', delivered_at = '2000-01-01 00:00:00.000000' "
+           "WHERE CAST(id AS TEXT) = ?",
            buf, NULL);
 }
 

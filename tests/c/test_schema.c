@@ -184,7 +184,10 @@ void test_timestamps_utc(void **state) {
 void test_unique_index(void **state) {
     (void)state;
     aj_store *s = open_store();
-    assert_true(index_exists(s, "idx_acidic_job_keys_on_idempotency_key_n_job_name_n_job_args"));
+    /* SQLite: 0.7.0's index; PostgreSQL: over md5(job_args), which takes any size */
+    assert_true(index_exists(s, g_db == DB_SQLITE
+                                    ? "idx_acidic_job_keys_on_idempotency_key_n_job_name_n_job_args"
+                                    : "idx_acidic_job_keys_on_key_n_job_name_n_md5_job_args"));
     aj_workflow *wf = make_wf("a", NULL);
     aj_run *run = acquire_ok(s, wf, "k", "[1]");
     aj_run_free(run);
@@ -204,8 +207,7 @@ void test_unique_index(void **state) {
 
 void test_sqlite_options(void **state) {
     (void)state;
-    aj_options o;
-    aj_options_init(&o);
+    aj_options o = AJ_OPTIONS_INIT;
     o.synchronous = AJ_SYNC_NORMAL;
     o.busy_timeout_ms = 1234;
     aj_store *s = NULL;
@@ -217,7 +219,7 @@ void test_sqlite_options(void **state) {
         assert_string_equal(mode, "wal");
         free(mode);
         aj_store_free(s);
-        aj_options_init(&o);
+        aj_options_init(&o, AJ_OPTIONS_VERSION);
         s = NULL;
         assert_aj(aj_store_open(&s, test_url(), &o), AJ_OK);
         assert_int_equal(q_int(s, "PRAGMA synchronous", NULL, NULL), 2); /* FULL */
@@ -235,7 +237,7 @@ void test_run_row_deleted(void **state) {
     q_exec(s, "DELETE FROM acidic_job_keys", NULL, NULL);
     script sc = {0};
     assert_aj(aj_run_step(run, script_step, &sc), AJ_ENOTFOUND);
-    assert_int_equal(sc.ncalls, 0);
+    assert_int_equal(sc.ncalls, owned_claims_first() ? 0 : 1);
     assert_int_equal(count_rows(s, "acidic_job_keys"), 0);
     aj_run_free(run);
     aj_workflow_free(wf);

@@ -115,19 +115,46 @@ void test_open_malformed(void **state) {
 
     /* options are validated too */
     aj_options o;
-    aj_options_init(&o);
-    assert_int_equal(o.lock_timeout_ms, 90000);
-    assert_int_equal(o.busy_timeout_ms, 5000);
-    assert_int_equal(o.synchronous, AJ_SYNC_FULL);
-    assert_int_equal(o.conflict_retries, 5);
-    o.synchronous = 42;
+    assert_aj(aj_options_init(&o, AJ_OPTIONS_VERSION), AJ_OK);
+    assert_int_equal(o.version, AJ_OPTIONS_VERSION);
+    assert_int_equal(o.lock_timeout_ms, AJ_UNSET);
+    assert_aj(aj_options_init(&o, 99), AJ_EINVALID);
+    assert_aj(aj_options_init(NULL, AJ_OPTIONS_VERSION), AJ_EINVALID);
     aj_store *s = NULL;
+    /* unset options take the core's defaults, decided in one place */
+    aj_options_init(&o, AJ_OPTIONS_VERSION);
+    assert_aj(aj_store_open(&s, test_url(), &o), AJ_OK);
+    aj_options eff;
+    assert_aj(aj_store_options(s, &eff), AJ_OK);
+    assert_int_equal(eff.lock_timeout_ms, 90000);
+    assert_int_equal(eff.busy_timeout_ms, 5000);
+    assert_int_equal(eff.synchronous, AJ_SYNC_FULL);
+    assert_int_equal(eff.conflict_retries, 5);
+    assert_int_equal(eff.max_attempts, 25);
+    assert_int_equal(eff.retry_base_ms, 15000);
+    assert_int_equal(eff.match_job_name, 1);
+    aj_store_free(s);
+    s = NULL;
+    o.synchronous = 42;
     assert_aj(aj_store_open(&s, test_url(), &o), AJ_EINVALID);
+    assert_non_null(strstr(aj_error_last()->message, "synchronous"));
     assert_null(s);
-    aj_options_init(&o);
-    o.lock_timeout_ms = -1;
+    aj_options_init(&o, AJ_OPTIONS_VERSION);
+    o.lock_timeout_ms = -2;
     assert_aj(aj_store_open(&s, test_url(), &o), AJ_EINVALID);
+    assert_non_null(strstr(aj_error_last()->message, "lock_timeout_ms"));
     assert_null(s);
+    /* an options struct without its version is refused */
+    aj_options zeroed = {0};
+    assert_aj(aj_store_open(&s, test_url(), &zeroed), AJ_EINVALID);
+    /* huge timeouts mean "never", without overflowing */
+    aj_options_init(&o, AJ_OPTIONS_VERSION);
+    o.lock_timeout_ms = INT64_MAX;
+    o.busy_timeout_ms = INT64_MAX;
+    assert_aj(aj_store_open(&s, test_url(), &o), AJ_OK);
+    assert_aj(aj_store_options(s, &eff), AJ_OK);
+    assert_true(eff.lock_timeout_ms > (int64_t)50 * 365 * 24 * 3600 * 1000);
+    aj_store_free(s);
 }
 
 void test_open_redacts_password(void **state) {

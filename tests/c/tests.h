@@ -12,11 +12,14 @@
     X(test_concurrent_migrate)           \
     /* test_borrow.c */                  \
     X(test_borrow_basics)                \
-    X(test_borrow_never_commits)         \
-    X(test_borrow_settle)                \
-    X(test_borrow_fail_misuse)           \
+    X(test_borrow_hooks_execute)         \
+    X(test_borrow_step_failure)          \
+    X(test_borrow_native_transactions)   \
+    X(test_borrow_hook_contract)         \
+    X(test_borrow_inside_app_transaction) \
     X(test_borrow_host)                  \
     X(test_borrow_awaits)                \
+    X(test_borrow_ack_joins_step)        \
     /* test_workflow.c */                \
     X(test_workflow_definition)          \
     X(test_workflow_empty)               \

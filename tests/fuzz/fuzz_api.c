@@ -93,7 +93,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *key = strndup(f[4].p ? f[4].p : "", f[4].len);
     if (!key)
         abort();
-    aj_run_params p = {key, "FuzzJob", f[5].p, f[5].len, f[6].p, f[6].len};
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = key;
+    p.job_name = "FuzzJob";
+    p.args = f[5].p;
+    p.args_len = f[5].len;
+    p.attributes = f[6].p;
+    p.attributes_len = f[6].len;
     for (int attempt = 0; attempt < 2; attempt++) {
         aj_run *run = NULL;
         if (aj_run_acquire(&run, store, wf, &p) == AJ_OK) {

@@ -11,7 +11,7 @@ class NativeTest < AcidicTest
     assert $LOADED_FEATURES.any? { |f| f.end_with?("acidic_job/acidic_job_ext.so") && f.start_with?(ENV.fetch("GEM_HOME")) },
            "the extension comes from the installed gem"
     assert_kind_of String, AcidicJob::VERSION
-    assert_equal "0.8.0", AcidicJob::Native::CORE_VERSION
+    assert_equal "0.9.0", AcidicJob::Native::CORE_VERSION
   end
 
   def test_every_core_code_has_its_own_error_class_under_acidic_job_error

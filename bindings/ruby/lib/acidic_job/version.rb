@@ -1,5 +1,5 @@
 # frozen_string_literal: true
 
 module AcidicJob
-  VERSION = "0.8.0"
+  VERSION = "0.9.0"
 end

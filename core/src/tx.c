@@ -1,0 +1,224 @@
+#include "tx.h"
+#include "error.h"
+#include "schema.h"
+#include "rows.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct tx_call {
+    aj_store *store;
+    unsigned flags;
+    aj_tx_fn body;
+    void *arg;
+    int ran;
+    int rc;
+    aj_saved_error err; /* the body's error, kept across the host's rollback */
+} tx_call;
+
+int aj_tx_active(const aj_store *store) { return store->tx_depth > 0; }
+
+/* Runs inside the transaction, whoever opened it. Never unwinds. */
+static int tx_body(void *p)
+{
+    tx_call *t = p;
+    aj_store *s = t->store;
+    t->ran = 1;
+    s->tx_depth = 1;
+    s->tx_done = 0;
+    int rc = AJ_OK;
+    if (!s->drv->in_transaction(s->conn))
+        rc = aj_error_set(AJ_EMISUSE, "the host's atomically hook ran the body outside a "
+                                      "transaction: open one (BEGIN) before calling it");
+    if (!rc && !(t->flags & AJ_TXF_NO_SCHEMA))
+        rc = aj_schema_ensure(s);
+    if (!rc && (t->flags & AJ_TXF_WRITE) && !(t->flags & AJ_TXF_NO_SCHEMA) && s->hooks &&
+        s->drv->dialect == AJ_DIALECT_SQLITE)
+        rc = aj_store_x(s, AJ_Q_WRITE_LOCK, NULL, 0, NULL);
+    if (!rc)
+        rc = t->body(s, t->arg);
+    if (!rc && !s->tx_done)
+        rc = aj_tx_finish(s, NULL, 0);
+    s->tx_depth = 0;
+    t->rc = rc;
+    if (rc)
+        aj_error_save(&t->err);
+    return rc;
+}
+
+/* One attempt. *committed tells how the transaction ended. */
+static int attempt(aj_store *s, tx_call *t, int *committed)
+{
+    *committed = 0;
+    int rc;
+    if (!s->hooks) {
+        if (s->drv->ensure_connected && (rc = s->drv->ensure_connected(s->conn)))
+            return rc;
+        int mode = (t->flags & AJ_TXF_SERIALIZABLE) ? AJ_BEGIN_SERIALIZABLE
+                   : (t->flags & AJ_TXF_WRITE)      ? AJ_BEGIN_IMMEDIATE
+                                                    : AJ_BEGIN_DEFERRED;
+        if ((rc = s->drv->begin(s->conn, mode)))
+            return rc;
+        rc = tx_body(t);
+        if (rc) {
+            s->drv->rollback(s->conn);
+            aj_error_restore(&t->err);
+            return rc;
+        }
+        if (s->drv->in_transaction(s->conn))
+            return aj_error_set(AJ_ERROR, "internal: a transaction was left open");
+        *committed = 1;
+        return AJ_OK;
+    }
+    int host_committed = 0;
+    int hrc = s->hooks->atomically(s->hooks_ctx, tx_body, t, &host_committed);
+    s->tx_depth = 0;
+    if (!t->ran) {
+        if (hrc >= 0)
+            hrc = aj_error_set(AJ_EMISUSE, "the host's atomically hook returned without "
+                                           "running the body");
+        return hrc;
+    }
+    if (t->rc) {
+        *committed = host_committed;
+        aj_error_restore(&t->err);
+        return t->rc;
+    }
+    if (hrc) {
+        if (hrc > 0 || aj_error_last()->code == AJ_OK)
+            hrc = aj_error_set(hrc < 0 ? hrc : AJ_EDATABASE, "the host could not commit the "
+                               "transaction");
+        return hrc;
+    }
+    if (!host_committed)
+        return aj_error_set(AJ_EMISUSE, "the host rolled back a transaction whose body "
+                                        "succeeded: its atomically hook must commit then");
+    *committed = 1;
+    return AJ_OK;
+}
+
+/* Another try after a conflict? Serialization failures get conflict_retries tries;
+ * SQLite's busy database also as long as the busy timeout has not passed (it reports
+ * some conflicts at once, without waiting). */
+static int may_retry(const aj_store *s, int tries, int64_t start_us)
+{
+    if (tries < s->opts.conflict_retries)
+        return 1;
+    return s->drv->dialect == AJ_DIALECT_SQLITE &&
+           aj_now_us() - start_us < s->opts.busy_timeout_ms * 1000;
+}
+
+int aj_tx(aj_store *s, unsigned flags, aj_tx_fn body, aj_tx_settle_fn settle, void *arg)
+{
+    if (s->tx_depth > 0)
+        return body(s, arg); /* joins the open transaction */
+    int healed = 0;
+    int64_t start = aj_now_us();
+    for (int tries = 0;;) {
+        tx_call t = {s, flags, body, arg, 0, 0, {0, "", ""}};
+        int committed = 0;
+        int rc = attempt(s, &t, &committed);
+        aj_saved_error err;
+        aj_error_save(&err);
+        err.code = rc;
+        if (!committed)
+            aj_store_drop_pending(s);
+        if (settle)
+            settle(s, arg, committed);
+        if (committed)
+            aj_store_deliver_pending(s);
+        if (rc == AJ_OK)
+            return AJ_OK;
+        aj_error_restore(&err);
+        if (rc == AJ_ESTALE && !healed && !(flags & AJ_TXF_NO_SCHEMA)) {
+            healed = 1;
+            aj_schema_forget(s);
+            int hrc = aj_schema_heal(s);
+            if (hrc)
+                return hrc;
+            continue;
+        }
+        if (rc == AJ_ESTALE) {
+            aj_schema_forget(s);
+            return aj_error_set(AJ_ESCHEMA, "the tables do not have what acidic_job needs, "
+                                "even after healing them: %s", err.message);
+        }
+        if (rc == AJ_ECONFLICT && (flags & AJ_TXF_RETRY) && may_retry(s, tries, start)) {
+            aj_backoff(tries++);
+            continue;
+        }
+        return rc;
+    }
+}
+
+#define FINISH_CHUNK 8
+
+int aj_tx_finish(aj_store *s, const aj_call *calls, size_t ncalls)
+{
+    if (s->tx_depth == 0 || s->tx_done)
+        return aj_error_set(AJ_ERROR, "internal: aj_tx_finish outside a transaction body");
+    char now[32];
+    aj_format_time(aj_now_us(), now);
+    int commit = s->hooks == NULL;
+    size_t p = 0, c = 0;
+    int rc = AJ_OK;
+    for (;;) {
+        aj_call chunk[FINISH_CHUNK];
+        aj_rows rows[FINISH_CHUNK];
+        aj_value params[FINISH_CHUNK][4];
+        size_t owners[FINISH_CHUNK];
+        size_t n = 0, nstaged = 0;
+        memset(rows, 0, sizeof rows);
+        for (; p < s->npending && n < FINISH_CHUNK; p++) {
+            aj_pending_job *j = &s->pending[p];
+            if (j->id)
+                continue; /* inserted at once */
+            aj_value *v = params[n];
+            v[0] = aj_cstr(j->adapter);
+            v[1] = aj_cstr(j->job_name);
+            v[2] = aj_text(j->payload, j->payload_len);
+            v[3] = j->batch_id ? aj_int(j->batch_id) : aj_null();
+            owners[n] = p;
+            chunk[n] = (aj_call){&s->sql[AJ_Q_STAGE], NULL, 5, &rows[n]};
+            n++;
+        }
+        nstaged = n;
+        /* The STAGE statement's fifth parameter is the delivery stamp. */
+        aj_value staged_params[FINISH_CHUNK][5];
+        for (size_t i = 0; i < nstaged; i++) {
+            memcpy(staged_params[i], params[i], sizeof params[i]);
+            staged_params[i][4] = aj_cstr(now);
+            chunk[i].params = staged_params[i];
+        }
+        int last = p >= s->npending && n + (ncalls - c) <= FINISH_CHUNK;
+        if (last)
+            for (; c < ncalls; c++)
+                chunk[n++] = calls[c];
+        if (n == 0 && !(last && commit))
+            break;
+        if (n == 0)
+            rc = s->drv->commit(s->conn);
+        else
+            rc = aj_store_calls(s, chunk, n, last && commit ? AJ_X_COMMIT : 0);
+        for (size_t i = 0; i < nstaged && rc == AJ_OK; i++) {
+            aj_pending_job *j = &s->pending[owners[i]];
+            j->id = aj_rows_int(&rows[i], 0, 0);
+            aj_event ev = {0};
+            ev.type = AJ_EVENT_STAGED;
+            ev.run_id = j->run_id;
+            ev.staged_id = j->id;
+            ev.adapter = j->adapter;
+            ev.staged_job = j->job_name;
+            aj_store_event(s, &ev);
+        }
+        for (size_t i = 0; i < nstaged; i++)
+            aj_rows_clear(&rows[i]);
+        if (rc)
+            return rc;
+        if (last)
+            break;
+    }
+    s->tx_done = 1;
+    return AJ_OK;
+}
