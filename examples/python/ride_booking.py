@@ -17,7 +17,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 import acidic_job
-from acidic_job.queues import Adapter, install_adapter
+from acidic_job.adapters import Adapter, install_adapter
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--db", required=True, help="SQLite file")

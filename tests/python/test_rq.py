@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 import acidic_job
-from acidic_job import queues
+from acidic_job import adapters
 from conftest import HERE, PG_URL, Workers, pg_url_with_schema, queue_env, wait_for
 from jobs_common import create_tables, sql
 
@@ -121,11 +121,11 @@ def test_awaits_with_a_forking_worker(rqe: RQEnv) -> None:
 
 
 def test_drain_delivers_staged_jobs_that_were_never_enqueued(rqe: RQEnv) -> None:
-    adapter = queues._adapters.pop("rq")
+    adapter = adapters._adapters.pop("rq")
     try:
         assert rqe.jobs.Booking.run("d") is True
     finally:
-        queues.install_adapter(adapter)
+        adapters.install_adapter(adapter)
     assert rqe.staged() == 1
     rqe.burst()
     assert rqe.performed("d:staged") == 0     # nothing was in the queue
@@ -135,11 +135,11 @@ def test_drain_delivers_staged_jobs_that_were_never_enqueued(rqe: RQEnv) -> None
 
 
 def test_the_drain_command_with_rq_redis(rqe: RQEnv) -> None:
-    adapter = queues._adapters.pop("rq")
+    adapter = adapters._adapters.pop("rq")
     try:
         assert rqe.jobs.Booking.run("e") is True
     finally:
-        queues.install_adapter(adapter)
+        adapters.install_adapter(adapter)
     out = subprocess.run([sys.executable, "-m", "acidic_job", "drain", "--url", rqe.db,
                           "--older-than", "0", "--rq-redis", rqe.env["AJ_JOBS_BROKER"],
                           "--rq-queue", rqe.queue], cwd=HERE, env=rqe.env,

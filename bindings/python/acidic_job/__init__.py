@@ -32,7 +32,17 @@ See the README for databases, queues (Celery, RQ), threads and fork.
 """
 from __future__ import annotations
 
-from . import _native
+import importlib.util
+
+try:
+    from . import _native
+except ImportError:
+    if importlib.util.find_spec(f"{__name__}._native") is not None:
+        raise  # the extension is there but does not load: its own error says why
+    raise ImportError(
+        f"acidic_job: the compiled extension acidic_job._native is missing from {__path__[0]}: "
+        "install the package (pip install --no-build-isolation .) and run Python from "
+        "outside the source folder") from None
 from .errors import (DatabaseError, DuplicateStep, EncodeError, Error, InvalidArgument,
                      LockedIdempotencyKey, MismatchedIdempotencyKeyAndJobArguments,
                      MisuseError, NoDefinedSteps, NotFound, OutOfMemory, SerializationConflict,

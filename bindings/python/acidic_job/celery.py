@@ -30,7 +30,7 @@ from celery import Celery
 from celery import Task as _CeleryTask
 from celery import signals
 
-from . import queues
+from . import adapters, queues
 from .databases import DatabaseLike
 
 log = logging.getLogger("acidic_job")
@@ -43,7 +43,7 @@ T = TypeVar("T")
 __all__ = ["install", "Task", "task", "CeleryAdapter", "HEADER", "RESUME_TASK"]
 
 
-class CeleryAdapter(queues.Adapter):
+class CeleryAdapter(adapters.Adapter):
     """Sends staged jobs of adapter ``"celery"`` through one Celery app."""
 
     name = "celery"
@@ -89,7 +89,7 @@ def install(app: Celery, db: Optional[DatabaseLike] = None) -> CeleryAdapter:
     if not isinstance(app, Celery):
         raise TypeError(f"install expects a celery.Celery app, got {type(app).__name__}")
     adapter = CeleryAdapter(app, db)
-    queues.install_adapter(adapter)
+    adapters.install_adapter(adapter)
     if RESUME_TASK not in app.tasks:
         @app.task(name=RESUME_TASK, base=Task, shared=False)
         def resume(doc: Dict[str, Any]) -> bool:

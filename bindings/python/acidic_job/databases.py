@@ -37,9 +37,12 @@ import weakref
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _native
-from .errors import DatabaseError, MisuseError
+from .errors import DatabaseError, InvalidArgument, MisuseError
 
 DatabaseLike = Union[str, Any, Callable[[], Any]]
+
+#: the store's enqueue callback: (staged_id, adapter, job_name, payload) -> pushed?
+Enqueue = Callable[[int, str, str, str], bool]
 
 
 class StoreCursor:
@@ -95,10 +98,16 @@ class Database:
 
     borrowed = False
 
-    def __init__(self, options: Dict[str, int]) -> None:
+    def __init__(self, options: Dict[str, int], enqueue: Enqueue) -> None:
         self.options = options
+        #: handed every store this database opens: sends committed staged jobs
+        self.enqueue = enqueue
         #: held for a whole run: serialises the runs sharing one borrowed connection
         self.lock: Any = contextlib.nullcontext()
+
+    def _configure(self, store: _native.Store) -> _native.Store:
+        store.set_enqueue(self.enqueue)
+        return store
 
     def current(self) -> "Database":
         """The database serving this thread (itself, except for factories)."""
@@ -120,19 +129,12 @@ class Database:
         raise NotImplementedError
 
 
-def _configure(store: _native.Store) -> _native.Store:
-    from . import queues  # late: queues imports workflow machinery
-    store.set_enqueue(queues.dispatch)
-    return store
-
-
 class UrlDatabase(Database):
     """An owned store per thread and per process."""
 
-    def __init__(self, url: str, options: Dict[str, int]) -> None:
-        super().__init__(options)
+    def __init__(self, url: str, options: Dict[str, int], enqueue: Enqueue) -> None:
+        super().__init__(options, enqueue)
         if "\0" in url or not url.strip():
-            from .errors import InvalidArgument
             raise InvalidArgument("the database URL is empty or contains a NUL byte")
         self.url = url
         self._local = threading.local()
@@ -145,7 +147,7 @@ class UrlDatabase(Database):
         # A store inherited across fork is dropped, not closed: aj_store_free in the child
         # releases memory without touching the parent's connection.
         local.store = None
-        local.store = _configure(_native.open(self.url, **self.options))
+        local.store = self._configure(_native.open(self.url, **self.options))
         return local.store
 
     def cursor(self, store: _native.Store) -> StoreCursor:
@@ -183,8 +185,8 @@ class BorrowedDatabase(Database):
 
     borrowed = True
 
-    def __init__(self, conn: Any, options: Dict[str, int]) -> None:
-        super().__init__(options)
+    def __init__(self, conn: Any, options: Dict[str, int], enqueue: Enqueue) -> None:
+        super().__init__(options, enqueue)
         self.lock = _lock_for(conn)
         self.conn = conn
         self._store: Optional[_native.Store] = None
@@ -201,10 +203,9 @@ class BorrowedDatabase(Database):
             raise MisuseError(
                 f"this {type(self.conn).__module__}.{type(self.conn).__name__} was first used "
                 f"in process {self._pid} and cannot be used after fork (process {pid}): pass a "
-                "URL or a connection factory (a callable) to @acidic_job.workflow instead",
-                _native.EMISUSE, "AJ_EMISUSE")
+                "URL or a connection factory (a callable) to @acidic_job.workflow instead")
         if self._store is None or self._store.closed:
-            store = _configure(self._borrow())
+            store = self._configure(self._borrow())
             with self.transaction(store):
                 store.migrate()
             self._store = store
@@ -231,13 +232,11 @@ class BorrowedDatabase(Database):
         if self._in_host_transaction() or store.in_transaction():
             raise MisuseError(
                 "the connection already has an open transaction: commit or roll it back "
-                "before running a workflow (every step commits its own transaction)",
-                _native.EMISUSE, "AJ_EMISUSE")
+                "before running a workflow (every step commits its own transaction)")
         self._begin()
         if not store.in_transaction():
             self._rollback()
-            raise MisuseError("could not open a transaction on the borrowed connection",
-                              _native.EMISUSE, "AJ_EMISUSE")
+            raise MisuseError("could not open a transaction on the borrowed connection")
 
     def commit(self, store: _native.Store) -> None:
         try:
@@ -297,8 +296,7 @@ def _check_libpq(driver: str, version: int) -> None:
         raise MisuseError(
             f"{driver} uses libpq {version} but acidic_job was built against libpq {mine}: a "
             "connection cannot be shared between two copies of libpq (a '-binary' wheel "
-            "bundles its own); install the driver built on the system libpq or pass a URL",
-            _native.EMISUSE, "AJ_EMISUSE")
+            "bundles its own); install the driver built on the system libpq or pass a URL")
 
 
 class Psycopg3Database(BorrowedDatabase):
@@ -314,11 +312,10 @@ class Psycopg3Database(BorrowedDatabase):
         import psycopg
         if psycopg.pq.__impl__ == "binary":
             raise MisuseError("psycopg[binary] bundles its own libpq: its connections cannot be "
-                              "shared with acidic_job; use psycopg on the system libpq or a URL",
-                              _native.EMISUSE, "AJ_EMISUSE")
+                              "shared with acidic_job; use psycopg on the system libpq or a URL")
         _check_libpq("psycopg", psycopg.pq.version())
         if self.conn.closed:
-            raise MisuseError("the psycopg connection is closed", _native.EMISUSE, "AJ_EMISUSE")
+            raise MisuseError("the psycopg connection is closed")
         return _native.borrow_pg(self.conn.pgconn.pgconn_ptr, self.conn, **self.options)
 
     def _in_host_transaction(self) -> bool:
@@ -330,8 +327,7 @@ class Psycopg3Database(BorrowedDatabase):
         result = self.conn.pgconn.exec_(b"BEGIN")
         if result.status != pq.ExecStatus.COMMAND_OK:
             message = (result.error_message or b"").decode("utf-8", "replace").strip()
-            raise DatabaseError(f"BEGIN failed on the psycopg connection: {message}",
-                                _native.EDATABASE, "AJ_EDATABASE")
+            raise DatabaseError(f"BEGIN failed on the psycopg connection: {message}")
 
     def describe(self) -> str:
         return "psycopg"
@@ -348,7 +344,7 @@ class Psycopg2Database(BorrowedDatabase):
         import psycopg2.extensions
         _check_libpq("psycopg2", psycopg2.extensions.libpq_version())
         if self.conn.closed:
-            raise MisuseError("the psycopg2 connection is closed", _native.EMISUSE, "AJ_EMISUSE")
+            raise MisuseError("the psycopg2 connection is closed")
         return _native.borrow_pg(self.conn.pgconn_ptr, self.conn, **self.options)
 
     def _in_host_transaction(self) -> bool:
@@ -381,8 +377,9 @@ class Psycopg2Database(BorrowedDatabase):
 class FactoryDatabase(Database):
     """A callable returning a connection or a URL, called once per thread and process."""
 
-    def __init__(self, factory: Callable[[], Any], options: Dict[str, int]) -> None:
-        super().__init__(options)
+    def __init__(self, factory: Callable[[], Any], options: Dict[str, int],
+                 enqueue: Enqueue) -> None:
+        super().__init__(options, enqueue)
         self.factory = factory
         self._local = threading.local()
 
@@ -394,7 +391,7 @@ class FactoryDatabase(Database):
             if callable(target) and not isinstance(target, str) \
                     and not _looks_like_connection(target):
                 raise TypeError("a database factory must return a URL or a connection")
-            local.db = _resolve_plain(target, self.options)
+            local.db = _resolve_plain(target, self.options, self.enqueue)
             local.pid = os.getpid()
         return local.db
 
@@ -411,27 +408,28 @@ class FactoryDatabase(Database):
 _OPTION_NAMES = ("lock_timeout_ms", "busy_timeout_ms", "synchronous", "conflict_retries")
 
 
-def _resolve_plain(db: Any, options: Dict[str, int]) -> Database:
+def _resolve_plain(db: Any, options: Dict[str, int], enqueue: Enqueue) -> Database:
     if isinstance(db, str):
-        return UrlDatabase(db, options)
+        return UrlDatabase(db, options, enqueue)
     mod = type(db).__module__ or ""
     if "sqlite3" in sys.modules:
         import sqlite3
         if isinstance(db, sqlite3.Connection):
-            return SqliteDatabase(db, options)
+            return SqliteDatabase(db, options, enqueue)
     if mod.startswith("psycopg2") and hasattr(db, "pgconn_ptr"):
-        return Psycopg2Database(db, options)
+        return Psycopg2Database(db, options, enqueue)
     if mod.startswith("psycopg") and hasattr(db, "pgconn"):
-        return Psycopg3Database(db, options)
+        return Psycopg3Database(db, options, enqueue)
     raise TypeError(
         f"expected a database URL (str), a sqlite3.Connection, a psycopg or psycopg2 "
         f"connection, or a callable returning one; got {type(db).__module__}.{type(db).__name__}")
 
 
-def resolve(db: DatabaseLike, *, lock_timeout: Optional[float] = None,
+def resolve(db: DatabaseLike, *, enqueue: Enqueue, lock_timeout: Optional[float] = None,
             busy_timeout: Optional[float] = None, synchronous: Optional[str] = None,
             conflict_retries: Optional[int] = None) -> Database:
-    """Turn what the user passed into a :class:`Database`. Timeouts are in seconds."""
+    """Turn what the user passed into a :class:`Database` whose stores send committed
+    staged jobs with ``enqueue``. Timeouts are in seconds."""
     if isinstance(db, Database):
         return db
     options: Dict[str, int] = {}
@@ -456,8 +454,8 @@ def resolve(db: DatabaseLike, *, lock_timeout: Optional[float] = None,
             raise TypeError("conflict_retries must be a non-negative int")
         options["conflict_retries"] = conflict_retries
     if callable(db) and not isinstance(db, str) and not _looks_like_connection(db):
-        return FactoryDatabase(db, options)
-    return _resolve_plain(db, options)
+        return FactoryDatabase(db, options, enqueue)
+    return _resolve_plain(db, options, enqueue)
 
 
 def _looks_like_connection(obj: Any) -> bool:

@@ -25,8 +25,9 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from redis import Redis
 from rq import Queue
 
-from . import queues
+from . import adapters, queues
 from .databases import DatabaseLike
+from .errors import UnknownJobAdapter
 
 log = logging.getLogger("acidic_job")
 
@@ -35,7 +36,7 @@ META = "acidic_job_staged_id"
 __all__ = ["install", "job", "Job", "RQAdapter", "acknowledge", "resume", "META"]
 
 
-class RQAdapter(queues.Adapter):
+class RQAdapter(adapters.Adapter):
     """Sends staged jobs of adapter ``"rq"`` to RQ queues on one Redis connection."""
 
     name = "rq"
@@ -64,7 +65,9 @@ def install(db: Optional[DatabaseLike], connection: Redis, queue: str = "default
         raise TypeError(f"connection must be a redis.Redis, got {type(connection).__name__}")
     if not isinstance(queue, str) or not queue:
         raise TypeError("queue must be a non-empty str")
-    return queues.install_adapter(RQAdapter(db, connection, queue))  # type: ignore[return-value]
+    adapter = RQAdapter(db, connection, queue)
+    adapters.install_adapter(adapter)
+    return adapter
 
 
 def acknowledge(job: Any, connection: Any, result: Any, *args: Any, **kwargs: Any) -> None:
@@ -108,10 +111,10 @@ class Job:
 
     def enqueue(self, *args: Any, **kwargs: Any) -> Any:
         """Enqueue now (not transactionally) on the installed connection."""
-        adapter = queues.installed("rq")
-        if adapter is None:
-            raise queues.UnknownJobAdapter("acidic_job.rq.install(...) has not been called")
-        q = Queue(self.queue or adapter.queue, connection=adapter.connection)  # type: ignore
+        adapter = adapters.installed("rq")
+        if not isinstance(adapter, RQAdapter):
+            raise UnknownJobAdapter("acidic_job.rq.install(...) has not been called")
+        q = Queue(self.queue or adapter.queue, connection=adapter.connection)
         return q.enqueue_call(func=self.name, args=args, kwargs=kwargs)
 
     def __repr__(self) -> str:

@@ -30,7 +30,7 @@ import warnings
 from typing import (Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional,
                     Sequence, Tuple, Type, TypeVar, Union, overload)
 
-from . import _native
+from . import _native, adapters
 from .codec import DEFAULT_CODEC, Codec
 from .databases import Database, DatabaseLike, resolve
 from .errors import EncodeError, MisuseError, NoDefinedSteps, DuplicateStep, Error
@@ -161,6 +161,10 @@ def current_step() -> Optional[StepContext]:
 registry: Dict[str, Any] = {}
 
 
+_CODEC_ADVICE = ("pass JSON-compatible values or give the workflow a codec "
+                 "(acidic_job.JSONCodec(default=..., object_hook=...))")
+
+
 def _error_document(exc: BaseException) -> str:
     cls = type(exc)
     name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
@@ -191,10 +195,9 @@ class WorkflowSpec:
         self.steps_by_name = {s.name: s for s in steps}
         self.attributes = attributes
         self.signature = signature
-        from . import queues
         native_steps = []
         for s in steps:
-            names = tuple(queues.describe(j)[1] for j in s.awaits)
+            names = tuple(adapters.describe(j)[1] for j in s.awaits)
             native_steps.append((s.name, names))
         self.native = _native.Workflow(native_steps)
         self._no_attributes = codec.encode({})  # a workflow without attributes, every step
@@ -208,9 +211,10 @@ class WorkflowSpec:
                 try:
                     self.codec.encode({name: value})
                 except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-                    raise EncodeError(
-                        f"{what} {name!r} of {self.name} cannot be encoded: {exc}") from exc
-            raise EncodeError(f"the {what}s of {self.name} cannot be encoded: {first}") from first
+                    raise EncodeError(f"{what} {name!r} of {self.name} cannot be encoded: "
+                                      f"{exc}; {_CODEC_ADVICE}") from exc
+            raise EncodeError(f"the {what}s of {self.name} cannot be encoded: {first}; "
+                              f"{_CODEC_ADVICE}") from first
 
     def check_attribute(self, name: str, value: Any) -> None:
         self._encode_named("attribute", {name: value})
@@ -365,7 +369,7 @@ class _StepCall:
                 raise MisuseError(
                     f"step {step_name} of {spec.name} committed or rolled back the connection: "
                     "a step's writes must stay in the step's transaction (acidic_job commits "
-                    "it together with the run's progress)", _native.EMISUSE, "AJ_EMISUSE")
+                    "it together with the run's progress)")
             self._apply(step_spec, result)
             attributes = spec.encode_attributes(self.instance)
             if attributes != snapshot:  # unchanged attributes cost no write
@@ -393,19 +397,20 @@ class _StepCall:
             return
         if not step_spec.awaits:
             return
-        from . import queues
         per_job: Mapping[Any, Any] = result if isinstance(result, Mapping) else {}
         first_adapter = None
         for job_ref in step_spec.awaits:
-            adapter, name = queues.describe(job_ref)
+            adapter, name = adapters.describe(job_ref)
             first_adapter = first_adapter or adapter
             args = per_job.get(job_ref, per_job.get(name, ()))
             if not isinstance(args, (tuple, list)):
                 args = (args,)
-            payload = queues.encode_payload(job_ref, tuple(args), {})
+            payload = adapters.encode_payload(job_ref, tuple(args), {})
             self.run.await_job(adapter, name, payload)
         assert first_adapter is not None
-        cont_name, cont_payload = queues.continuation(first_adapter, self.spec, self.run)
+        spec = self.spec
+        cont_name, cont_payload = adapters.continuation(
+            first_adapter, spec.name, spec.cls.__module__, self.run.key, self.args_doc)
         self.run.set_continuation(first_adapter, cont_name, cont_payload)
 
 
@@ -416,7 +421,8 @@ def _collect_steps(cls: type) -> List[StepSpec]:
             spec = getattr(value, "__acidic_step__", None)
             if isinstance(spec, StepSpec):
                 if spec.name in found and attr != spec.name:
-                    raise DuplicateStep(f"two steps named {spec.name!r} in {cls.__qualname__}")
+                    raise DuplicateStep(f"two steps named {spec.name!r} in {cls.__qualname__}: "
+                                        "give every step a unique name")
                 found.pop(attr, None)  # an override keeps the subclass's position
                 found[attr] = spec
     return list(found.values())
@@ -441,8 +447,9 @@ def _collect_attributes(cls: type, codec: Codec, name: str) -> Dict[str, Any]:
                 codec.encode({attr: value})
             except (TypeError, ValueError, OverflowError) as e:
                 raise EncodeError(f"the default of attribute {attr!r} of {name} cannot be "
-                                  f"encoded: {e}") from e
-        raise EncodeError(f"the attribute defaults of {name} cannot be encoded: {exc}") from exc
+                                  f"encoded: {e}; {_CODEC_ADVICE}") from e
+        raise EncodeError(f"the attribute defaults of {name} cannot be encoded: {exc}; "
+                          f"{_CODEC_ADVICE}") from exc
     return attributes
 
 
@@ -463,7 +470,7 @@ def workflow(db: DatabaseLike, *, name: Optional[str] = None, codec: Optional[Co
     arguments are those of ``__init__``; they identify the run unless ``key`` is given.
     Annotated class attributes with a default are persisted with each step.
     """
-    database = resolve(db, lock_timeout=lock_timeout, busy_timeout=busy_timeout,
+    database = resolve(db, enqueue=adapters.dispatch, lock_timeout=lock_timeout, busy_timeout=busy_timeout,
                        synchronous=synchronous, conflict_retries=conflict_retries)
     the_codec: Codec = codec if codec is not None else DEFAULT_CODEC
     if not (callable(getattr(the_codec, "encode", None)) and
@@ -482,8 +489,8 @@ def workflow(db: DatabaseLike, *, name: Optional[str] = None, codec: Optional[Co
                             "provides (rename the method)")
         steps = _collect_steps(cls)
         if not steps:
-            raise NoDefinedSteps(f"{cls.__qualname__} has no steps", _native.ENO_STEPS,
-                                 "AJ_ENO_STEPS")
+            raise NoDefinedSteps(f"{cls.__qualname__} has no steps: decorate at least one "
+                                 "method with @acidic_job.step")
         attributes = _collect_attributes(cls, the_codec, job_name)
         init = cls.__init__  # type: ignore[misc]
         if init is object.__init__:
