@@ -117,7 +117,9 @@ def test_the_sdist_carries_the_core(tmp_path: object) -> None:
     core = sorted(n for n in names if n.startswith(f"{base}/core/src/") and n.endswith(".c"))
     assert len(core) == len([f for f in os.listdir(os.path.join(ROOT, "core", "src"))
                              if f.endswith(".c")])
-    assert f"{base}/bindings/python/src/_native.c" in names
+    for source in ("py_aj.h", "py_aj_module.c", "py_aj_store.c", "py_aj_workflow.c",
+                   "py_aj_run.c", "py_aj_convert.c"):
+        assert f"{base}/bindings/python/src/{source}" in names, source
     assert f"{base}/bindings/python/acidic_job/_native.pyi" in names
 
 
