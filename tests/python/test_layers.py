@@ -94,7 +94,7 @@ def test_the_import_graph_has_no_cycle_and_follows_the_layers() -> None:
 
 
 def test_the_layers_know_nothing_of_the_layers_above() -> None:
-    assert imports_of("adapters") <= {"errors"}
+    assert imports_of("adapters") <= {"errors", "codec"}
     assert imports_of("databases") <= {"_native", "errors"}
     assert "queues" not in imports_of("workflow")
 

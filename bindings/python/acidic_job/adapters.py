@@ -15,6 +15,7 @@ import json
 import logging
 from typing import Any, Dict, Optional, Tuple
 
+from .codec import is_utf8
 from .errors import EncodeError, UnknownJobAdapter
 
 log = logging.getLogger("acidic_job")
@@ -100,8 +101,11 @@ def describe(job: Any) -> Tuple[str, str]:
 
 
 def _dumps(doc: Any) -> str:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False)
+    if not is_utf8(text):
+        raise ValueError("it contains a lone surrogate, which UTF-8 cannot encode")
+    return text
 
 
 _JSON_ONLY = "the arguments of a staged job travel as JSON: pass JSON-compatible values"

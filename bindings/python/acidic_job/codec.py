@@ -12,6 +12,18 @@ import json
 from typing import Any, Callable, Optional, Protocol
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8, as the database needs: only a lone surrogate
+    does not. ``isascii`` is a flag test, so the common case costs nothing."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Codec(Protocol):
     """The codec interface (structural)."""
 

@@ -290,15 +290,6 @@ class SqliteDatabase(BorrowedDatabase):
         return "sqlite3"
 
 
-def _check_libpq(driver: str, version: int) -> None:
-    mine = _native.pq_libversion()
-    if version != mine:
-        raise MisuseError(
-            f"{driver} uses libpq {version} but acidic_job was built against libpq {mine}: a "
-            "connection cannot be shared between two copies of libpq (a '-binary' wheel "
-            "bundles its own); install the driver built on the system libpq or pass a URL")
-
-
 class Psycopg3Database(BorrowedDatabase):
     """A borrowed psycopg 3 ``Connection``. ``tx`` is ``conn.cursor()`` (``%s`` placeholders).
 
@@ -309,14 +300,8 @@ class Psycopg3Database(BorrowedDatabase):
     """
 
     def _borrow(self) -> _native.Store:
-        import psycopg
-        if psycopg.pq.__impl__ == "binary":
-            raise MisuseError("psycopg[binary] bundles its own libpq: its connections cannot be "
-                              "shared with acidic_job; use psycopg on the system libpq or a URL")
-        _check_libpq("psycopg", psycopg.pq.version())
-        if self.conn.closed:
-            raise MisuseError("the psycopg connection is closed")
-        return _native.borrow_pg(self.conn.pgconn.pgconn_ptr, self.conn, **self.options)
+        # the extension checks the class, the libpq copy and that it is open
+        return _native.borrow_pg(self.conn, **self.options)
 
     def _in_host_transaction(self) -> bool:
         from psycopg import pq
@@ -341,11 +326,7 @@ class Psycopg2Database(BorrowedDatabase):
     """
 
     def _borrow(self) -> _native.Store:
-        import psycopg2.extensions
-        _check_libpq("psycopg2", psycopg2.extensions.libpq_version())
-        if self.conn.closed:
-            raise MisuseError("the psycopg2 connection is closed")
-        return _native.borrow_pg(self.conn.pgconn_ptr, self.conn, **self.options)
+        return _native.borrow_pg(self.conn, **self.options)
 
     def _in_host_transaction(self) -> bool:
         import psycopg2.extensions as ext

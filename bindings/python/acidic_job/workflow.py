@@ -31,9 +31,10 @@ from typing import (Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Opti
                     Sequence, Tuple, Type, TypeVar, Union, overload)
 
 from . import _native, adapters
-from .codec import DEFAULT_CODEC, Codec
+from .codec import DEFAULT_CODEC, Codec, is_utf8
 from .databases import Database, DatabaseLike, resolve
-from .errors import EncodeError, MisuseError, NoDefinedSteps, DuplicateStep, Error
+from .errors import (DuplicateStep, EncodeError, Error, InvalidArgument, MisuseError,
+                     NoDefinedSteps)
 
 log = logging.getLogger("acidic_job")
 
@@ -165,14 +166,26 @@ _CODEC_ADVICE = ("pass JSON-compatible values or give the workflow a codec "
                  "(acidic_job.JSONCodec(default=..., object_hook=...))")
 
 
+def _check_text(value: str, what: str) -> None:
+    """Refuse a name the core cannot store: empty, with a NUL byte, not UTF-8."""
+    if not value or "\0" in value or not is_utf8(value):
+        raise InvalidArgument(f"{what} must be a non-empty str without NUL bytes or lone "
+                              f"surrogates, got {value!r}")
+
+
 def _error_document(exc: BaseException) -> str:
+    """The error recorded on the run: ``{"class": "module.QualName", "message": ...}``
+    (``builtins.ValueError`` for built-in classes)."""
     cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    name = f"{cls.__module__}.{cls.__qualname__}"
     try:
         message = str(exc)
     except Exception:  # a broken __str__ must not hide the original exception
         message = repr(exc)
-    return json.dumps({"class": name, "message": message}, sort_keys=True, ensure_ascii=False)
+    doc = json.dumps({"class": name, "message": message}, sort_keys=True, ensure_ascii=False)
+    # a message holding a lone surrogate is recorded with JSON escapes instead
+    return doc if is_utf8(doc) else json.dumps({"class": name, "message": message},
+                                                 sort_keys=True)
 
 
 def _is_classvar(hint: Any) -> bool:
@@ -205,11 +218,17 @@ class WorkflowSpec:
     # -- encoding -------------------------------------------------------------
     def _encode_named(self, what: str, values: Mapping[str, Any]) -> str:
         try:
-            return self.codec.encode(dict(values))
+            text = self.codec.encode(dict(values))
+            if not is_utf8(text):
+                raise ValueError("the document contains a lone surrogate, which UTF-8 "
+                                 "cannot encode")
+            return text
         except (TypeError, ValueError, OverflowError, RecursionError) as first:
             for name, value in values.items():
                 try:
-                    self.codec.encode({name: value})
+                    if not is_utf8(self.codec.encode({name: value})):
+                        raise ValueError("it contains a lone surrogate, which UTF-8 cannot "
+                                         "encode")
                 except (TypeError, ValueError, OverflowError, RecursionError) as exc:
                     raise EncodeError(f"{what} {name!r} of {self.name} cannot be encoded: "
                                       f"{exc}; {_CODEC_ADVICE}") from exc
@@ -262,8 +281,8 @@ class WorkflowSpec:
     def run(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], key: Optional[str]) -> bool:
         if key is not None and not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__}")
-        if key is not None and (not key or "\0" in key):
-            raise TypeError("key must be a non-empty str without NUL bytes")
+        if key is not None:
+            _check_text(key, "the idempotency key")
         args_doc, bound = self.encode_arguments(args, kwargs)
         if key is None:
             key = hashlib.sha1(f"{self.name}\n{args_doc}".encode("utf-8")).hexdigest()
@@ -476,8 +495,10 @@ def workflow(db: DatabaseLike, *, name: Optional[str] = None, codec: Optional[Co
     if not (callable(getattr(the_codec, "encode", None)) and
             callable(getattr(the_codec, "decode", None))):
         raise TypeError("codec must have encode(value) -> str and decode(str) -> value")
-    if name is not None and (not isinstance(name, str) or not name or "\0" in name):
-        raise TypeError("name must be a non-empty str")
+    if name is not None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        _check_text(name, "the workflow name")
 
     def decorate(cls: Type[T]) -> Type[T]:
         if not isinstance(cls, type):

@@ -40,12 +40,19 @@
 PyObject *py_aj_error_class(int code);
 /* Raise the exception for `code` with `message`; returns NULL. */
 PyObject *py_aj_raise(int code, const char *message);
+/* The same with a printf-style message. */
+PyObject *py_aj_raisef(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Raise the core's last error for this thread (after a call returned `rc`); NULL. */
 PyObject *py_aj_raise_last(int rc);
 /* _native._register_errors(mapping): the {code: class} dict of acidic_job.errors. */
 PyObject *py_aj_register_errors(PyObject *mod, PyObject *mapping);
 
-/* A document argument (str, bytes, or None for none): *s NULL for None. */
+/* The UTF-8 of a str argument, refusing what the core cannot take: a lone surrogate
+ * and (unless `nul_ok`) a NUL byte raise InvalidArgument naming `what`; not a str is
+ * TypeError. `len` may be NULL. */
+const char *py_aj_text(PyObject *o, const char *what, Py_ssize_t *len, int nul_ok);
+/* A document argument (str, bytes, or None for none: *s NULL); a lone surrogate or a
+ * NUL byte is InvalidArgument. */
 int py_aj_doc_arg(PyObject *o, const char *what, const char **s, Py_ssize_t *len);
 /* A statement parameter as a core value; text points into `o`, which the caller keeps
  * alive. */
@@ -95,6 +102,7 @@ typedef struct {
     aj_run *run;
     StoreObject *store;
     WorkflowObject *workflow;
+    int stepping;            /* inside step() or execute(): the core is using the run */
 } RunObject;
 
 extern PyTypeObject py_aj_RunType;

@@ -2,6 +2,10 @@
  * of acidic_job.errors, Python values to core values and back (see py_aj.h). */
 #include "py_aj.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
 /* code (int) -> exception class, filled by acidic_job.errors via _register_errors. */
 static PyObject *error_classes = NULL;
 
@@ -40,6 +44,17 @@ py_aj_raise(int code, const char *message)
     return NULL;
 }
 
+PyObject *
+py_aj_raisef(int code, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    return py_aj_raise(code, message);
+}
+
 /* Raise the core's last error for this thread (after a call returned `rc`). */
 PyObject *
 py_aj_raise_last(int rc)
@@ -62,6 +77,49 @@ py_aj_register_errors(PyObject *mod, PyObject *mapping)
     Py_RETURN_NONE;
 }
 
+/* The UTF-8 of a str; a lone surrogate (which UTF-8 cannot hold) is InvalidArgument,
+ * not a bare UnicodeEncodeError. */
+static const char *
+utf8_of(PyObject *o, const char *what, Py_ssize_t *len)
+{
+    const char *s = PyUnicode_AsUTF8AndSize(o, len);
+    if (s != NULL || !PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+        return s;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    Py_ssize_t at = -1;
+    if (value == NULL || PyUnicodeEncodeError_GetStart(value, &at) < 0)
+        PyErr_Clear();
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    py_aj_raisef(AJ_EINVALID, "%s contains a lone surrogate (at index %zd), which UTF-8 "
+                 "cannot encode: pass valid Unicode text", what, at);
+    return NULL;
+}
+
+const char *
+py_aj_text(PyObject *o, const char *what, Py_ssize_t *len, int nul_ok)
+{
+    if (!PyUnicode_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a str, got %.200s", what,
+                     Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t n;
+    const char *s = utf8_of(o, what, &n);
+    if (s == NULL)
+        return NULL;
+    if (!nul_ok && memchr(s, 0, (size_t)n) != NULL) {
+        py_aj_raisef(AJ_EINVALID, "%s contains a NUL byte", what);
+        return NULL;
+    }
+    if (len != NULL)
+        *len = n;
+    return s;
+}
+
 /* Convert a Python parameter to an aj_value. Text points into the object (kept alive
  * by the caller's params sequence). */
 int
@@ -77,8 +135,10 @@ py_aj_to_value(PyObject *o, aj_value *v, Py_ssize_t index)
         v->type = AJ_INT;
         v->integer = i;
     } else if (PyUnicode_Check(o)) {
+        char what[48];
+        snprintf(what, sizeof what, "parameter %zd", index);
         Py_ssize_t len;
-        const char *s = PyUnicode_AsUTF8AndSize(o, &len);
+        const char *s = utf8_of(o, what, &len);
         if (s == NULL)
             return -1;
         v->type = AJ_TEXT;
@@ -125,17 +185,22 @@ py_aj_doc_arg(PyObject *o, const char *what, const char **s, Py_ssize_t *len)
         return 0;
     }
     if (PyUnicode_Check(o)) {
-        *s = PyUnicode_AsUTF8AndSize(o, len);
-        return *s == NULL ? -1 : 0;
-    }
-    if (PyBytes_Check(o)) {
+        *s = utf8_of(o, what, len);
+        if (*s == NULL)
+            return -1;
+    } else if (PyBytes_Check(o)) {
         *s = PyBytes_AS_STRING(o);
         *len = PyBytes_GET_SIZE(o);
-        return 0;
+    } else {
+        PyErr_Format(PyExc_TypeError, "%s must be str, bytes or None, got %.200s", what,
+                     Py_TYPE(o)->tp_name);
+        return -1;
     }
-    PyErr_Format(PyExc_TypeError, "%s must be str, bytes or None, got %.200s", what,
-                 Py_TYPE(o)->tp_name);
-    return -1;
+    if (memchr(*s, 0, (size_t)*len) != NULL) {
+        py_aj_raisef(AJ_EINVALID, "%s contains a NUL byte", what);
+        return -1;
+    }
+    return 0;
 }
 
 PyObject *

@@ -30,7 +30,8 @@ static PyMethodDef module_methods[] = {
     {"borrow_sqlite", (PyCFunction)(void (*)(void))py_aj_borrow_sqlite,
      METH_VARARGS | METH_KEYWORDS, "borrow_sqlite(connection, **options) -> Store"},
     {"borrow_pg", (PyCFunction)(void (*)(void))py_aj_borrow_pg, METH_VARARGS | METH_KEYWORDS,
-     "borrow_pg(pgconn_ptr, connection=None, **options) -> Store"},
+     "borrow_pg(connection, **options) -> Store: a psycopg 3 Connection or a psycopg2 "
+     "connection on the libpq the extension links"},
     {"acquire", (PyCFunction)(void (*)(void))py_aj_acquire, METH_VARARGS | METH_KEYWORDS,
      "acquire(store, workflow, key, job_name, args=None, attributes=None) -> Run"},
     {"_register_errors", py_aj_register_errors, METH_O,

@@ -1,5 +1,6 @@
 /* The Run type (aj_run), and acquire, the module function that makes one. */
 #include "py_aj.h"
+#include <stdio.h>
 #include <string.h>
 
 static void
@@ -27,15 +28,15 @@ static char *acquire_kwlist[] = {"store", "workflow", "key", "job_name", "args",
 PyObject *
 py_aj_acquire(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
-    PyObject *store_obj, *wf_obj, *args_obj = Py_None, *attrs_obj = Py_None;
-    const char *key, *job_name;
-    Py_ssize_t key_len, name_len;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!s#s#|OO", acquire_kwlist, &py_aj_StoreType,
-                                     &store_obj, &py_aj_WorkflowType, &wf_obj, &key, &key_len,
-                                     &job_name, &name_len, &args_obj, &attrs_obj))
+    PyObject *store_obj, *wf_obj, *key_obj, *name_obj, *args_obj = Py_None, *attrs_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!OO|OO", acquire_kwlist,
+                                     &py_aj_StoreType, &store_obj, &py_aj_WorkflowType, &wf_obj,
+                                     &key_obj, &name_obj, &args_obj, &attrs_obj))
         return NULL;
-    if ((size_t)key_len != strlen(key) || (size_t)name_len != strlen(job_name))
-        return py_aj_raise(AJ_EINVALID, "the key and the job name must not contain a NUL byte");
+    const char *key = py_aj_text(key_obj, "the idempotency key", NULL, 0);
+    const char *job_name = key ? py_aj_text(name_obj, "the job name", NULL, 0) : NULL;
+    if (job_name == NULL)
+        return NULL;
     StoreObject *store = (StoreObject *)store_obj;
     WorkflowObject *wf = (WorkflowObject *)wf_obj;
     if (wf->wf == NULL) {
@@ -45,8 +46,8 @@ py_aj_acquire(PyObject *mod, PyObject *args, PyObject *kwargs)
     aj_run_params p;
     memset(&p, 0, sizeof p);
     Py_ssize_t alen = 0, tlen = 0;
-    if (py_aj_doc_arg(args_obj, "args", &p.args, &alen) < 0 ||
-        py_aj_doc_arg(attrs_obj, "attributes", &p.attributes, &tlen) < 0)
+    if (py_aj_doc_arg(args_obj, "the arguments document", &p.args, &alen) < 0 ||
+        py_aj_doc_arg(attrs_obj, "the attributes document", &p.attributes, &tlen) < 0)
         return NULL;
     p.args_len = (size_t)alen;
     p.attributes_len = (size_t)tlen;
@@ -56,6 +57,7 @@ py_aj_acquire(PyObject *mod, PyObject *args, PyObject *kwargs)
     if (self == NULL)
         return NULL;
     self->run = NULL;
+    self->stepping = 0;
     Py_INCREF(store);
     self->store = store;
     Py_INCREF(wf);
@@ -85,6 +87,21 @@ run_check(RunObject *self)
 {
     if (self->run == NULL) {
         py_aj_raise(AJ_EMISUSE, "the run is closed");
+        return -1;
+    }
+    return 0;
+}
+
+/* Refuse what would free or re-enter the run while the core is inside one of its
+ * steps (the step callback calling back into its own run). */
+static int
+run_check_idle(RunObject *self, const char *what)
+{
+    if (run_check(self) < 0)
+        return -1;
+    if (self->stepping) {
+        py_aj_raisef(AJ_EMISUSE, "Run.%s() inside a step of the same run: the core is still "
+                     "executing that step; call it after step() has returned", what);
         return -1;
     }
     return 0;
@@ -121,7 +138,7 @@ step_trampoline(aj_run *run, const char *step, void *vctx)
 static PyObject *
 run_step_common(RunObject *self, PyObject *callable, int execute)
 {
-    if (run_check(self) < 0)
+    if (run_check_idle(self, execute ? "execute" : "step") < 0)
         return NULL;
     if (!PyCallable_Check(callable)) {
         PyErr_SetString(PyExc_TypeError, "step() expects a callable(step_name)");
@@ -132,10 +149,12 @@ run_step_common(RunObject *self, PyObject *callable, int execute)
     step_ctx ctx = {callable, NULL, NULL, NULL};
     int rc;
     Py_INCREF(self);
+    self->stepping = 1;
     Py_BEGIN_ALLOW_THREADS
     rc = execute ? aj_run_execute(self->run, step_trampoline, &ctx)
                  : aj_run_step(self->run, step_trampoline, &ctx);
     Py_END_ALLOW_THREADS
+    self->stepping = 0;
     py_aj_store_leave(self->store);
     Py_DECREF(self);
     if (ctx.exc_type != NULL) {
@@ -169,7 +188,7 @@ run_execute(RunObject *self, PyObject *callable)
 static PyObject *
 run_fail(RunObject *self, PyObject *unused)
 {
-    if (run_check(self) < 0 || py_aj_store_enter(self->store) < 0)
+    if (run_check_idle(self, "fail") < 0 || py_aj_store_enter(self->store) < 0)
         return NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
@@ -181,20 +200,31 @@ run_fail(RunObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* (adapter, job_name, payload) of a staged job, each a str without NUL bytes. */
+static int
+staged_job_args(PyObject *args, const char *fname, const char **adapter, const char **job_name,
+                const char **payload, Py_ssize_t *plen)
+{
+    PyObject *a, *j, *p;
+    char fmt[32];
+    snprintf(fmt, sizeof fmt, "OOO:%s", fname);
+    if (!PyArg_ParseTuple(args, fmt, &a, &j, &p))
+        return -1;
+    *adapter = py_aj_text(a, "the adapter", NULL, 0);
+    *job_name = *adapter ? py_aj_text(j, "the job name", NULL, 0) : NULL;
+    *payload = *job_name ? py_aj_text(p, "the payload", plen, 0) : NULL;
+    return *payload ? 0 : -1;
+}
+
 typedef int (*stage_fn)(aj_run *, const char *, const char *, const char *, size_t, int64_t *);
 
 static PyObject *
 run_stage_common(RunObject *self, PyObject *args, stage_fn fn, const char *fname)
 {
     const char *adapter, *job_name, *payload;
-    Py_ssize_t alen, jlen, plen;
-    char fmt[32];
-    snprintf(fmt, sizeof fmt, "s#s#s#:%s", fname);
-    if (!PyArg_ParseTuple(args, fmt, &adapter, &alen, &job_name, &jlen, &payload, &plen))
+    Py_ssize_t plen;
+    if (staged_job_args(args, fname, &adapter, &job_name, &payload, &plen) < 0)
         return NULL;
-    if ((size_t)alen != strlen(adapter) || (size_t)jlen != strlen(job_name) ||
-        memchr(payload, 0, (size_t)plen) != NULL)
-        return py_aj_raise(AJ_EINVALID, "adapter, job name and payload must not contain NUL");
     if (run_check(self) < 0 || py_aj_store_enter(self->store) < 0)
         return NULL;
     int64_t id = 0;
@@ -224,13 +254,9 @@ static PyObject *
 run_set_continuation(RunObject *self, PyObject *args)
 {
     const char *adapter, *job_name, *payload;
-    Py_ssize_t alen, jlen, plen;
-    if (!PyArg_ParseTuple(args, "s#s#s#:set_continuation", &adapter, &alen, &job_name, &jlen,
-                          &payload, &plen))
+    Py_ssize_t plen;
+    if (staged_job_args(args, "set_continuation", &adapter, &job_name, &payload, &plen) < 0)
         return NULL;
-    if ((size_t)alen != strlen(adapter) || (size_t)jlen != strlen(job_name) ||
-        memchr(payload, 0, (size_t)plen) != NULL)
-        return py_aj_raise(AJ_EINVALID, "adapter, job name and payload must not contain NUL");
     if (run_check(self) < 0)
         return NULL;
     int rc = aj_run_set_continuation(self->run, adapter, job_name, payload, (size_t)plen);
@@ -253,11 +279,7 @@ run_finish(RunObject *self, PyObject *unused)
 static PyObject *
 run_goto(RunObject *self, PyObject *arg)
 {
-    if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "goto expects a step name (str)");
-        return NULL;
-    }
-    const char *name = PyUnicode_AsUTF8(arg);
+    const char *name = py_aj_text(arg, "the step name of goto", NULL, 0);
     if (name == NULL || run_check(self) < 0)
         return NULL;
     int rc = aj_run_goto(self->run, name);
@@ -279,8 +301,6 @@ run_doc_common(RunObject *self, PyObject *arg, doc_fn fn, const char *what)
     }
     if (py_aj_doc_arg(arg, what, &s, &len) < 0)
         return NULL;
-    if (memchr(s, 0, (size_t)len) != NULL)
-        return py_aj_raise(AJ_EINVALID, "a document must not contain a NUL byte");
     if (run_check(self) < 0)
         return NULL;
     int rc = fn(self->run, s, (size_t)len);
@@ -292,18 +312,20 @@ run_doc_common(RunObject *self, PyObject *arg, doc_fn fn, const char *what)
 static PyObject *
 run_set_error(RunObject *self, PyObject *arg)
 {
-    return run_doc_common(self, arg, aj_run_set_error, "error");
+    return run_doc_common(self, arg, aj_run_set_error, "the error document");
 }
 
 static PyObject *
 run_set_attributes(RunObject *self, PyObject *arg)
 {
-    return run_doc_common(self, arg, aj_run_set_attributes, "attributes");
+    return run_doc_common(self, arg, aj_run_set_attributes, "the attributes document");
 }
 
 static PyObject *
 run_close(RunObject *self, PyObject *unused)
 {
+    if (self->run != NULL && run_check_idle(self, "close") < 0)
+        return NULL;
     run_release(self);
     Py_RETURN_NONE;
 }

@@ -112,15 +112,15 @@ static char *open_kwlist[] = {"url", "lock_timeout_ms", "busy_timeout_ms", "sync
 PyObject *
 py_aj_open(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
-    const char *url;
-    Py_ssize_t url_len;
+    PyObject *url_obj;
     long long lock_timeout_ms = -1;
     int busy = -1, sync = -1, retries = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s#|$Liii", open_kwlist, &url, &url_len,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Liii", open_kwlist, &url_obj,
                                      &lock_timeout_ms, &busy, &sync, &retries))
         return NULL;
-    if ((size_t)url_len != strlen(url))
-        return py_aj_raise(AJ_EINVALID, "the URL contains a NUL byte");
+    const char *url = py_aj_text(url_obj, "the database URL", NULL, 0);
+    if (url == NULL)
+        return NULL;
     aj_options opts;
     if (parse_options(&opts, lock_timeout_ms, busy, sync, retries) < 0)
         return NULL;
@@ -200,39 +200,156 @@ py_aj_borrow_sqlite(PyObject *mod, PyObject *args, PyObject *kwargs)
     return (PyObject *)store_new_object(store, conn);
 }
 
-static char *borrow_pg_kwlist[] = {"pgconn_ptr", "connection", "lock_timeout_ms",
-                                   "busy_timeout_ms", "synchronous", "conflict_retries", NULL};
+/* Attribute `name` of `obj` as a Python int, or NULL with an exception. */
+static int
+int_attr(PyObject *obj, const char *name, long long *out)
+{
+    PyObject *v = PyObject_GetAttrString(obj, name);
+    if (v == NULL)
+        return -1;
+    *out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* Whether `conn` is an instance of `module`.`cls`; 0 (no error) when the module was
+ * never imported, since then no such connection can exist. */
+static int
+is_instance_of(PyObject *conn, const char *module, const char *cls)
+{
+    PyObject *name = PyUnicode_FromString(module);
+    if (name == NULL)
+        return -1;
+    PyObject *mod = PyImport_GetModule(name);
+    Py_DECREF(name);
+    if (mod == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *type = PyObject_GetAttrString(mod, cls);
+    Py_DECREF(mod);
+    if (type == NULL)
+        return -1;
+    int is = PyObject_IsInstance(conn, type);
+    Py_DECREF(type);
+    return is;
+}
+
+/* Refuse a driver on another libpq than the extension's: one PGconn must not be used
+ * by two copies of libpq. */
+static int
+same_libpq(const char *driver, long long version)
+{
+    if (version == PQlibVersion())
+        return 0;
+    PyErr_Format(py_aj_error_class(AJ_EMISUSE),
+                 "%s uses libpq %lld but acidic_job was built against libpq %d: a connection "
+                 "cannot be shared between two copies of libpq (a '-binary' wheel bundles its "
+                 "own); install the driver built on the system libpq or pass a URL",
+                 driver, version, PQlibVersion());
+    return -1;
+}
+
+/* The PGconn inside a psycopg 3 Connection or a psycopg2 connection, checked to be one
+ * (by class, not by shape) and to run on this libpq; NULL with an exception otherwise. */
+static PGconn *
+pgconn_of(PyObject *conn)
+{
+    long long version = 0, address = 0;
+    int is = is_instance_of(conn, "psycopg2.extensions", "connection");
+    if (is < 0)
+        return NULL;
+    if (is) {
+        PyObject *ext = PyImport_ImportModule("psycopg2.extensions");
+        PyObject *v = ext ? PyObject_CallMethod(ext, "libpq_version", NULL) : NULL;
+        Py_XDECREF(ext);
+        if (v == NULL)
+            return NULL;
+        version = PyLong_AsLongLong(v);
+        Py_DECREF(v);
+        if ((version == -1 && PyErr_Occurred()) || same_libpq("psycopg2", version) < 0)
+            return NULL;
+        long long closed;
+        if (int_attr(conn, "closed", &closed) < 0)
+            return NULL;
+        if (closed) {
+            py_aj_raise(AJ_EMISUSE, "the psycopg2 connection is closed");
+            return NULL;
+        }
+        if (int_attr(conn, "pgconn_ptr", &address) < 0)
+            return NULL;
+        return (PGconn *)(intptr_t)address;
+    }
+    is = is_instance_of(conn, "psycopg", "Connection");
+    if (is < 0)
+        return NULL;
+    if (!is) {
+        PyErr_Format(PyExc_TypeError, "expected a psycopg Connection or a psycopg2 connection, "
+                     "got %.200s", Py_TYPE(conn)->tp_name);
+        return NULL;
+    }
+    PyObject *pq = PyImport_ImportModule("psycopg.pq");
+    if (pq == NULL)
+        return NULL;
+    PyObject *impl = PyObject_GetAttrString(pq, "__impl__");
+    int binary = impl != NULL && PyUnicode_Check(impl) &&
+                 PyUnicode_CompareWithASCIIString(impl, "binary") == 0;
+    Py_XDECREF(impl);
+    PyObject *v = binary ? NULL : PyObject_CallMethod(pq, "version", NULL);
+    Py_DECREF(pq);
+    if (binary) {
+        py_aj_raise(AJ_EMISUSE, "psycopg[binary] bundles its own libpq: its connections cannot "
+                                "be shared with acidic_job; use psycopg on the system libpq or "
+                                "a URL");
+        return NULL;
+    }
+    if (v == NULL)
+        return NULL;
+    version = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    if ((version == -1 && PyErr_Occurred()) || same_libpq("psycopg", version) < 0)
+        return NULL;
+    long long closed;
+    if (int_attr(conn, "closed", &closed) < 0)
+        return NULL;
+    PyObject *handle = closed ? NULL : PyObject_GetAttrString(conn, "pgconn");
+    if (closed) {
+        py_aj_raise(AJ_EMISUSE, "the psycopg connection is closed");
+        return NULL;
+    }
+    if (handle == NULL)
+        return NULL;
+    int rc = int_attr(handle, "pgconn_ptr", &address);
+    Py_DECREF(handle);
+    return rc < 0 ? NULL : (PGconn *)(intptr_t)address;
+}
+
+static char *borrow_pg_kwlist[] = {"connection", "lock_timeout_ms", "busy_timeout_ms",
+                                   "synchronous", "conflict_retries", NULL};
 
 PyObject *
 py_aj_borrow_pg(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
-    PyObject *ptr_obj, *conn = Py_None;
+    PyObject *conn;
     long long lock_timeout_ms = -1;
     int busy = -1, sync = -1, retries = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$Liii", borrow_pg_kwlist, &ptr_obj, &conn,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Liii", borrow_pg_kwlist, &conn,
                                      &lock_timeout_ms, &busy, &sync, &retries))
         return NULL;
-    if (!PyLong_Check(ptr_obj)) {
-        PyErr_Format(PyExc_TypeError, "pgconn_ptr must be an int (the PGconn address), got %.200s",
-                     Py_TYPE(ptr_obj)->tp_name);
-        return NULL;
-    }
-    void *ptr = PyLong_AsVoidPtr(ptr_obj);
-    if (ptr == NULL) {
+    PGconn *pg = pgconn_of(conn);
+    if (pg == NULL) {
         if (!PyErr_Occurred())
-            py_aj_raise(AJ_EMISUSE, "the PostgreSQL connection is closed (null PGconn)");
+            py_aj_raise(AJ_EMISUSE, "the PostgreSQL connection is closed (no PGconn)");
         return NULL;
     }
-    if (PQstatus((PGconn *)ptr) != CONNECTION_OK)
+    if (PQstatus(pg) != CONNECTION_OK)
         return py_aj_raise(AJ_EDATABASE, "the PostgreSQL connection is not open");
     aj_options opts;
     if (parse_options(&opts, lock_timeout_ms, busy, sync, retries) < 0)
         return NULL;
     aj_store *store = NULL;
-    int rc = aj_store_borrow_pg(&store, (struct pg_conn *)ptr, &opts);
+    int rc = aj_store_borrow_pg(&store, (struct pg_conn *)pg, &opts);
     if (rc != AJ_OK)
         return py_aj_raise_last(rc);
-    return (PyObject *)store_new_object(store, conn == Py_None ? NULL : conn);
+    return (PyObject *)store_new_object(store, conn);
 }
 
 static PyObject *
@@ -363,13 +480,12 @@ store_ack(StoreObject *self, PyObject *arg)
 static PyObject *
 store_exec(StoreObject *self, PyObject *args)
 {
-    const char *sql;
-    Py_ssize_t sql_len;
-    PyObject *params = NULL;
-    if (!PyArg_ParseTuple(args, "s#|O:exec", &sql, &sql_len, &params))
+    PyObject *sql_obj, *params = NULL;
+    if (!PyArg_ParseTuple(args, "O|O:exec", &sql_obj, &params))
         return NULL;
-    if ((size_t)sql_len != strlen(sql))
-        return py_aj_raise(AJ_EINVALID, "the SQL contains a NUL byte");
+    const char *sql = py_aj_text(sql_obj, "the SQL", NULL, 0);
+    if (sql == NULL)
+        return NULL;
     PyObject *seq = NULL;
     Py_ssize_t n = 0;
     if (params != NULL && params != Py_None) {

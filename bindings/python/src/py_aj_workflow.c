@@ -35,10 +35,10 @@ workflow_init(WorkflowObject *self, PyObject *args, PyObject *kwargs)
         const char *name;
         PyObject *awaits = NULL;
         if (PyUnicode_Check(item)) {
-            name = PyUnicode_AsUTF8(item);
+            name = py_aj_text(item, "a step name", NULL, 0);
         } else if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2 &&
                    PyUnicode_Check(PyTuple_GET_ITEM(item, 0))) {
-            name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(item, 0));
+            name = py_aj_text(PyTuple_GET_ITEM(item, 0), "a step name", NULL, 0);
             awaits = PyTuple_GET_ITEM(item, 1);
         } else {
             PyErr_Format(PyExc_TypeError, "step %zd: expected a name or a (name, awaits) tuple",
@@ -62,15 +62,8 @@ workflow_init(WorkflowObject *self, PyObject *args, PyObject *kwargs)
                 goto fail;
             }
             for (Py_ssize_t j = 0; j < na; j++) {
-                PyObject *a = PySequence_Fast_GET_ITEM(aseq, j);
-                if (!PyUnicode_Check(a)) {
-                    PyErr_Format(PyExc_TypeError, "step %s: awaited job names must be str",
-                                 name);
-                    PyMem_Free(names);
-                    Py_DECREF(aseq);
-                    goto fail;
-                }
-                names[j] = PyUnicode_AsUTF8(a);
+                names[j] = py_aj_text(PySequence_Fast_GET_ITEM(aseq, j),
+                                      "an awaited job name", NULL, 0);
                 if (names[j] == NULL) {
                     PyMem_Free(names);
                     Py_DECREF(aseq);
