@@ -224,3 +224,32 @@ def test_an_awaiting_run_returns_false_and_runs_nothing_until_its_jobs_succeeded
     rqe.burst()                                       # both jobs, then the continuation
     assert rqe.steps("h") == ["prepare", "charge", "finish"]
     assert rqe.jobs.FanOut.run("h") is True and rqe.staged() == 0
+
+
+def test_a_workflow_job_is_retried_by_the_scheduler_and_resumes_at_the_failed_step(
+        rqe: RQEnv) -> None:
+    queue = f"{rqe.queue}-retry"
+    assert rqe.jobs.Flaky.job.name == "rq_jobs.Flaky"
+    rqe.jobs.Flaky.job.enqueue("r")
+    worker = rqe.workers.start(["-m", "rq.cli", "worker", "--with-scheduler", "--url",
+                                rqe.env["AJ_JOBS_BROKER"], "--name",
+                                f"sched-{uuid.uuid4().hex[:8]}", queue], "rq-scheduler")
+    try:
+        wait_for(lambda: (rqe.key("rq_jobs.Flaky", "r") or [None])[0] == "FINISHED",
+                 "the retried workflow to finish")
+    finally:
+        rqe.workers.kill(worker)
+    # the failed attempt's row rolled back with its step; the retry wrote it once
+    assert rqe.steps("r") == ["first", "flaky"]
+    assert "the first attempt fails" in rqe.workers.log(worker)
+    assert os.path.exists(os.path.join(rqe.scratch, "r.failed"))
+
+
+def test_a_decorated_workflow_job_is_staged_and_run_under_its_workflow_name(rqe: RQEnv
+                                                                          ) -> None:
+    assert rqe.jobs.Stager.run("s") is True
+    assert rqe.staged() == 1
+    assert rqe.sql("SELECT job_name FROM staged_acidic_jobs")[0][0] == "rq_jobs.Decorated"
+    rqe.burst()
+    assert rqe.steps("s") == ["only"] and rqe.staged() == 0
+    assert rqe.key("rq_jobs.Decorated", "s")[0] == "FINISHED"

@@ -111,10 +111,12 @@ def _dumps(doc: Any) -> str:
 _JSON_ONLY = "the arguments of a staged job travel as JSON: pass JSON-compatible values"
 
 
-def encode_payload(job: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any],
-                   options: Optional[Dict[str, Any]] = None) -> str:
-    """The staged row's payload: ``{"args": [...], "kwargs": {...}[, "options": {...}]}``.
-    EncodeError names the argument that JSON cannot encode."""
+def encode_payload(job: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> str:
+    """The staged row's payload: ``{"args": [...], "kwargs": {...}[, "options": {...}]}``,
+    the options being what the job's ``__acidic_job_options__()`` returns (an RQ job's
+    queue, say). EncodeError names the argument that JSON cannot encode."""
+    described = getattr(job, "__acidic_job_options__", None)
+    options = described() if callable(described) else None
     doc: Dict[str, Any] = {"args": list(args), "kwargs": dict(kwargs)}
     if options:
         doc["options"] = options

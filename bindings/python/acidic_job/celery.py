@@ -91,9 +91,7 @@ def install(app: Celery, db: Optional[DatabaseLike] = None) -> CeleryAdapter:
     adapter = CeleryAdapter(app, db)
     adapters.install_adapter(adapter)
     if RESUME_TASK not in app.tasks:
-        @app.task(name=RESUME_TASK, base=Task, shared=False)
-        def resume(doc: Dict[str, Any]) -> bool:
-            return queues.resume(doc)
+        app.task(name=RESUME_TASK, base=Task, shared=False)(queues.resume)
     signals.task_success.connect(_on_task_success, weak=False, dispatch_uid="acidic_job.ack")
     return adapter
 
@@ -120,7 +118,8 @@ def task(app: Celery, **options: Any) -> Callable[[Type[T]], Type[T]]:
         name = options.pop("name", spec.name)
 
         def run_workflow(*args: Any, **kwargs: Any) -> bool:
-            return cls.run(*args, **kwargs)  # type: ignore[attr-defined]
+            result: bool = getattr(cls, "run")(*args, **kwargs)
+            return result
 
         run_workflow.__name__ = cls.__name__
         run_workflow.__qualname__ = cls.__qualname__

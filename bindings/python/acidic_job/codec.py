@@ -9,7 +9,7 @@ languages. A codec is any object with ``encode(value) -> str`` and
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Dict, Optional, Protocol
 
 
 def is_utf8(text: str) -> bool:
@@ -44,7 +44,7 @@ class JSONCodec:
     """
 
     def __init__(self, default: Optional[Callable[[Any], Any]] = None,
-                 object_hook: Optional[Callable[[dict], Any]] = None) -> None:
+                 object_hook: Optional[Callable[[Dict[str, Any]], Any]] = None) -> None:
         self._default = default
         self._object_hook = object_hook
         # One encoder for every call: json.dumps with options builds a new one each time,

@@ -34,7 +34,8 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple,
+                    Union)
 
 from . import _native
 from .errors import DatabaseError, InvalidArgument, MisuseError
@@ -45,11 +46,35 @@ DatabaseLike = Union[str, Any, Callable[[], Any]]
 Enqueue = Callable[[int, str, str, str], bool]
 
 
+class Cursor(Protocol):
+    """What a step's ``tx`` offers, whatever the database: the DB-API cursor methods a
+    step uses. ``tx`` is a ``sqlite3.Cursor``, a psycopg or psycopg2 cursor on a borrowed
+    connection, and a :class:`StoreCursor` on a URL store; annotate steps with this type
+    (``def create_ride(self, tx: acidic_job.Cursor) -> None``).
+
+    Placeholders are the driver's: ``?`` for sqlite3 and URL stores, ``%s`` for psycopg
+    and psycopg2. ``INSERT ... RETURNING id`` then ``fetchone()[0]`` reads a new id on
+    every database (SQLite 3.35 and later); ``lastrowid`` is SQLite's only.
+    """
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, sql: str, params: Any = ...) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> List[Any]: ...
+
+
 class StoreCursor:
     """The ``tx`` of a step on a URL store: DB-API flavoured, over ``aj_store_exec``.
 
     ``?`` placeholders on SQLite and PostgreSQL alike; parameters may be None, int, str or
-    bytes. Values come back as int, str or None (PostgreSQL returns text for every type).
+    bytes. Values come back typed: integers and booleans as int, NULL as None, every
+    other type as its text (numeric, timestamps, JSON...). ``rowcount`` is the number of
+    rows returned. ``lastrowid`` is the rowid of the last INSERT on SQLite (as
+    ``sqlite3.Cursor.lastrowid``) and None on PostgreSQL: use ``RETURNING`` there.
     """
 
     def __init__(self, store: _native.Store) -> None:
@@ -57,11 +82,13 @@ class StoreCursor:
         self._rows: List[Tuple[Any, ...]] = []
         self._pos = 0
         self.rowcount = -1
+        self.lastrowid: Optional[int] = None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> "StoreCursor":
         self._rows = self._store.exec(sql, params)
         self._pos = 0
         self.rowcount = len(self._rows)
+        self.lastrowid = self._store.last_insert_rowid()
         return self
 
     def executemany(self, sql: str, seq_of_params: Sequence[Sequence[Any]]) -> "StoreCursor":
@@ -141,7 +168,7 @@ class UrlDatabase(Database):
 
     def store(self) -> _native.Store:
         local = self._local
-        store = getattr(local, "store", None)
+        store: Optional[_native.Store] = getattr(local, "store", None)
         if store is not None and store.pid == os.getpid() and not store.closed:
             return store
         # A store inherited across fork is dropped, not closed: aj_store_free in the child
@@ -305,7 +332,7 @@ class Psycopg3Database(BorrowedDatabase):
 
     def _in_host_transaction(self) -> bool:
         from psycopg import pq
-        return self.conn.pgconn.transaction_status != pq.TransactionStatus.IDLE
+        return bool(self.conn.pgconn.transaction_status != pq.TransactionStatus.IDLE)
 
     def _begin(self) -> None:
         from psycopg import pq
@@ -330,7 +357,7 @@ class Psycopg2Database(BorrowedDatabase):
 
     def _in_host_transaction(self) -> bool:
         import psycopg2.extensions as ext
-        return self.conn.info.transaction_status != ext.TRANSACTION_STATUS_IDLE
+        return bool(self.conn.info.transaction_status != ext.TRANSACTION_STATUS_IDLE)
 
     def _exec(self, sql: str) -> None:
         with self.conn.cursor() as cur:
@@ -372,9 +399,9 @@ class FactoryDatabase(Database):
             if callable(target) and not isinstance(target, str) \
                     and not _looks_like_connection(target):
                 raise TypeError("a database factory must return a URL or a connection")
-            local.db = _resolve_plain(target, self.options, self.enqueue)
+            db = local.db = _resolve_plain(target, self.options, self.enqueue)
             local.pid = os.getpid()
-        return local.db
+        return db
 
     def store(self) -> _native.Store:
         return self.current().store()

@@ -23,7 +23,7 @@ from .databases import Database, DatabaseLike, resolve
 from .errors import MisuseError, UnknownJobAdapter
 from .workflow import WorkflowSpec, current_step, registry
 
-__all__ = ["perform_transactionally", "ack", "drain", "resume", "database"]
+__all__ = ["perform_transactionally", "ack", "drain", "resume", "database", "workflow_named"]
 
 
 def database(db: DatabaseLike) -> Database:
@@ -43,8 +43,7 @@ def perform_transactionally(job: Any, *args: Any, **kwargs: Any) -> int:
         raise MisuseError("perform_transactionally must be called inside a step of a "
                           "workflow (it stages the job in the step's transaction)")
     adapter, name = describe(job)
-    options = getattr(job, "__acidic_job_options__", None)
-    payload = encode_payload(job, args, kwargs, options() if callable(options) else None)
+    payload = encode_payload(job, args, kwargs)
     return ctx.run.stage(adapter, name, payload)
 
 
@@ -87,16 +86,23 @@ def drain(db: DatabaseLike, older_than: float = 60.0) -> int:
             return store.drain(int(older_than * 1000))
 
 
+def workflow_named(name: str, module: Optional[str]) -> WorkflowSpec:
+    """The workflow registered under the job name ``name``, importing ``module`` (where
+    it is defined) when this process has not yet."""
+    target = registry.get(name)
+    if target is None and module:
+        importlib.import_module(module)
+        target = registry.get(name)
+    if target is None:
+        raise UnknownJobAdapter(f"workflow {name!r} is not defined in this process (import "
+                                f"{module!r})")
+    spec: WorkflowSpec = target.__acidic_workflow__
+    return spec
+
+
 def resume(doc: Dict[str, Any]) -> bool:
     """Body of the continuation job: re-run the parent workflow at its next step."""
     if not isinstance(doc, dict) or not {"workflow", "key", "arguments"} <= doc.keys():
         raise TypeError(f"not an acidic_job continuation: {doc!r}")
-    target = registry.get(doc["workflow"])
-    if target is None and doc.get("module"):
-        importlib.import_module(doc["module"])
-        target = registry.get(doc["workflow"])
-    if target is None:
-        raise UnknownJobAdapter(f"workflow {doc['workflow']!r} is not defined in this process "
-                                f"(import {doc.get('module')!r})")
-    spec: WorkflowSpec = target.__acidic_workflow__
-    return spec.resume(doc["key"], doc["arguments"])
+    return workflow_named(doc["workflow"], doc.get("module")).resume(doc["key"],
+                                                                    doc["arguments"])

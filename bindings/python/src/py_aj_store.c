@@ -575,6 +575,19 @@ store_in_transaction(StoreObject *self, PyObject *unused)
     Py_RETURN_FALSE;
 }
 
+/* sqlite3_last_insert_rowid of a SQLite store's connection (what sqlite3.Cursor's
+ * lastrowid reads); None for PostgreSQL, where RETURNING is the way. */
+static PyObject *
+store_last_insert_rowid(StoreObject *self, PyObject *unused)
+{
+    if (self->store == NULL)
+        return py_aj_raise(AJ_EMISUSE, "the store is closed");
+    struct sqlite3 *db = aj_store_sqlite(self->store);
+    if (db == NULL)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong((long long)sqlite3_last_insert_rowid((sqlite3 *)db));
+}
+
 static PyObject *
 store_close(StoreObject *self, PyObject *unused)
 {
@@ -638,6 +651,8 @@ static PyMethodDef store_methods[] = {
      "Execute SQL with `?` placeholders on the store's connection; returns the rows."},
     {"in_transaction", (PyCFunction)store_in_transaction, METH_NOARGS,
      "True when the native connection has an open transaction."},
+    {"last_insert_rowid", (PyCFunction)store_last_insert_rowid, METH_NOARGS,
+     "SQLite: the rowid of the last INSERT on the connection; None on PostgreSQL."},
     {"close", (PyCFunction)store_close, METH_NOARGS, "Free the store (idempotent)."},
     {NULL}
 };
