@@ -74,7 +74,9 @@ setup(
     long_description=long_description,
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.9",
+    # 3.10: the documented class attributes use `int | None`, evaluated at class creation;
+    # tests/python/test_typing.py type-checks the package for this version
+    python_requires=">=3.10",
     package_dir={"": rel("bindings", "python")},
     packages=["acidic_job"],
     package_data={"acidic_job": ["py.typed", "_native.pyi"]},

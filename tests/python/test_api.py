@@ -136,6 +136,29 @@ def test_the_command_line_reports_bad_input() -> None:
     assert out.stdout.strip() == acidic_job.VERSION
 
 
+@pytest.mark.parametrize("where", ["missing.db", "no/such/folder/file.db"])
+def test_drain_on_a_missing_sqlite_file_fails_in_one_line_and_creates_nothing(
+        tmp_path: object, where: str) -> None:
+    path = os.path.join(str(tmp_path), where)
+    for url in (f"sqlite:{path}", f"sqlite://{path}"):
+        out = subprocess.run([sys.executable, "-m", "acidic_job", "drain", "--url", url],
+                             capture_output=True, text=True, cwd=str(tmp_path))
+        assert out.returncode == 1
+        assert out.stdout == ""
+        assert out.stderr.count("\n") == 1 and out.stderr.startswith("acidic_job drain: ")
+        assert repr(path) in out.stderr and "never creates" in out.stderr
+        assert os.listdir(str(tmp_path)) == []
+
+
+def test_drain_on_an_existing_sqlite_file_runs(tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "app.db")
+    acidic_job.drain(f"sqlite:{path}")  # creates the tables, nothing staged
+    out = subprocess.run([sys.executable, "-m", "acidic_job", "drain", "--url", f"sqlite:{path}",
+                          "--older-than", "0"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "delivered 0 staged job(s)" in out.stdout
+
+
 def test_a_workflow_class_must_not_define_run() -> None:
     with pytest.raises(TypeError, match="'run'"):
         @acidic_job.workflow("sqlite::memory:")

@@ -126,7 +126,7 @@ class SerializationConflict(DatabaseError, code=_native.ECONFLICT):
                     "busy_timeout")
         state = _sqlstate(message)
         if state == "40P01":
-            return "a deadlock with another transaction; run the job again"
+            return "it waited on another transaction that waited on it; run the job again"
         if state == "40001":
             return "another transaction changed the same rows; run the job again"
         return "run the job again"
