@@ -83,8 +83,7 @@ def say(text: str) -> None:
     print(f"    [step] {text}")
 
 
-@acidic_job.workflow(DB_URL, name="RideCreate")
-class RideCreate:
+class RideCreate(acidic_job.Workflow, database=DB_URL, name="RideCreate"):
     ride_id: Optional[int] = None  # persisted with each step, read back on resume
 
     def __init__(self, user_id: int, params: Dict[str, str]) -> None:

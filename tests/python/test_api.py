@@ -31,6 +31,22 @@ def test_one_exception_class_per_core_error_code() -> None:
     assert issubclass(acidic_job.InvalidArgument, ValueError)
 
 
+def test_error_classes_register_their_core_code_themselves() -> None:
+    from acidic_job import errors
+    source = open(errors.__file__).read()
+    for cls in (acidic_job.LockedIdempotencyKey, acidic_job.InvalidArgument,
+                acidic_job.SerializationConflict):
+        assert f"class {cls.__name__}(" in source and "code=_native." in source
+        assert errors._BY_CODE[cls.code] is cls
+        assert cls.code_name == _native.code_name(cls.code)
+    with pytest.raises(TypeError, match="already raised as LockedIdempotencyKey"):
+        class Again(acidic_job.Error, code=_native.ELOCKED):
+            pass
+    # a code without a class of its own arrives as Error with its code
+    plain = acidic_job.Error("x", -999, "AJ_SOMETHING")
+    assert plain.code == -999 and plain.code_name == "AJ_SOMETHING"
+
+
 def test_core_errors_arrive_as_their_class_saying_what_is_expected() -> None:
     with pytest.raises(acidic_job.InvalidArgument) as info:
         _native.open("mysql://nope")
