@@ -29,7 +29,7 @@ class Adapter:
     :meth:`continuation`.
 
     ``db`` is where the workers of this process acknowledge the jobs it sent (a URL, a
-    connection, a factory, as ``@acidic_job.workflow`` takes), or None when
+    connection, a factory, as a workflow's ``database=`` takes), or None when
     acknowledgements name their database themselves.
     """
 

@@ -107,14 +107,16 @@ class Task(_CeleryTask):  # type: ignore[misc]
 
 
 def task(app: Celery, **options: Any) -> Callable[[Type[T]], Type[T]]:
-    """Register a Celery task running a ``@acidic_job.workflow`` class: the class gains
+    """Register a Celery task running a workflow class (an ``acidic_job.Workflow`` with a
+    database, or a ``@acidic_job.workflow`` class, below this decorator): the class gains
     ``task`` (the Celery task, named after the workflow unless ``name=`` is given), whose
     arguments are those of ``Cls.run``."""
 
     def decorate(cls: Type[T]) -> Type[T]:
         spec = getattr(cls, "__acidic_workflow__", None)
         if spec is None:
-            raise TypeError("@acidic_job.celery.task goes above @acidic_job.workflow")
+            raise TypeError("@acidic_job.celery.task goes on a workflow class: an "
+                            "acidic_job.Workflow with a database, or above @acidic_job.workflow")
         name = options.pop("name", spec.name)
 
         def run_workflow(*args: Any, **kwargs: Any) -> bool:

@@ -1,4 +1,4 @@
-"""Databases: what ``@acidic_job.workflow(db)`` accepts, and the transaction around a step.
+"""Databases: what ``database=`` of a workflow accepts, and the transaction around a step.
 
 ``db`` may be
 
@@ -230,7 +230,7 @@ class BorrowedDatabase(Database):
             raise MisuseError(
                 f"this {type(self.conn).__module__}.{type(self.conn).__name__} was first used "
                 f"in process {self._pid} and cannot be used after fork (process {pid}): pass a "
-                "URL or a connection factory (a callable) to @acidic_job.workflow instead")
+                "URL or a connection factory (a callable) as the workflow's database instead")
         if self._store is None or self._store.closed:
             store = self._configure(self._borrow())
             with self.transaction(store):
