@@ -2,7 +2,8 @@
 
 The extension ``acidic_job._native`` compiles the C core's sources straight from
 ``core/src`` (the one copy in the repository; the sdist carries it through MANIFEST.in)
-together with ``bindings/python/src/_native.c``, and links the system SQLite and libpq.
+together with the extension's own files in ``bindings/python/src`` (one per type, as the
+Ruby extension), and links the system SQLite and libpq.
 
 Offline (Debian packages only):   pip install --no-build-isolation .
 With a package index reachable:   pip install .
@@ -36,6 +37,8 @@ def pg_includedir():
         return ["/usr/include/postgresql"]
 
 
+binding_sources = sorted(os.path.relpath(p, HERE) for p in
+                         glob.glob(os.path.join(HERE, "bindings", "python", "src", "*.c")))
 core_sources = sorted(os.path.relpath(p, HERE)
                       for p in glob.glob(os.path.join(HERE, "core", "src", "*.c")))
 
@@ -46,10 +49,12 @@ if os.environ.get("CFLAGS"):
 
 native = Extension(
     "acidic_job._native",
-    sources=[rel("bindings", "python", "src", "_native.c")] + core_sources,
-    include_dirs=[rel("core", "include"), rel("core", "src")] + pg_includedir(),
+    sources=binding_sources + core_sources,
+    include_dirs=[rel("bindings", "python", "src"), rel("core", "include"),
+                  rel("core", "src")] + pg_includedir(),
     # headers: a change in any of them rebuilds the extension (setuptools tracks no includes)
     depends=sorted(os.path.relpath(p, HERE) for p in
+                   glob.glob(os.path.join(HERE, "bindings", "python", "src", "*.h")) +
                    glob.glob(os.path.join(HERE, "core", "src", "*.h")) +
                    glob.glob(os.path.join(HERE, "core", "include", "*.h"))),
     libraries=["sqlite3", "pq"],
@@ -69,7 +74,9 @@ setup(
     long_description=long_description,
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.9",
+    # 3.10: the documented class attributes use `int | None`, evaluated at class creation;
+    # tests/python/test_typing.py type-checks the package for this version
+    python_requires=">=3.10",
     package_dir={"": rel("bindings", "python")},
     packages=["acidic_job"],
     package_data={"acidic_job": ["py.typed", "_native.pyi"]},

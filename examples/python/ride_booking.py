@@ -17,7 +17,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 import acidic_job
-from acidic_job.queues import Adapter, install_adapter
+from acidic_job.adapters import Adapter, install_adapter
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--db", required=True, help="SQLite file")
@@ -83,8 +83,7 @@ def say(text: str) -> None:
     print(f"    [step] {text}")
 
 
-@acidic_job.workflow(DB_URL, name="RideCreate")
-class RideCreate:
+class RideCreate(acidic_job.Workflow, database=DB_URL, name="RideCreate"):
     ride_id: Optional[int] = None  # persisted with each step, read back on resume
 
     def __init__(self, user_id: int, params: Dict[str, str]) -> None:

@@ -149,6 +149,13 @@ def borrowed_env(request: Any, tmp_path: Any) -> Any:
     env.close()
 
 
+@pytest.fixture(params=["sqlite-url", "pg-url"])
+def url_env(request: Any, tmp_path: Any) -> Any:
+    env = DbEnv(request.param, tmp_path)
+    yield env
+    env.close()
+
+
 @pytest.fixture(params=["pg-url"])
 def pg_url_env(request: Any, tmp_path: Any) -> Any:
     env = DbEnv(request.param, tmp_path)
@@ -171,7 +178,7 @@ def _part(item: Any) -> str:
         return marker.args[0]
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
-        for name in ("dbenv", "sqlite_env", "pg_env", "borrowed_env", "pg_url_env"):
+        for name in ("dbenv", "sqlite_env", "pg_env", "borrowed_env", "url_env", "pg_url_env"):
             kind = callspec.params.get(name)
             if kind is not None:
                 return "sqlite" if kind in SQLITE_KINDS else "postgres"

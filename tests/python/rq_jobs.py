@@ -1,9 +1,11 @@
 """RQ jobs and workflows used by test_rq.py (and its worker processes)."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from redis import Redis
+from rq import Retry
 
 import acidic_job
 import acidic_job.rq
@@ -86,3 +88,50 @@ class Slow:
 @acidic_job.rq.job
 def slow(label: str) -> bool:
     return Slow.run(label)
+
+
+def fail_once(label: str) -> None:
+    """Raise the first time for `label` (a marker file across worker processes)."""
+    marker = os.path.join(os.environ.get("AJ_JOBS_DIR", "/tmp"), f"{label}.failed")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError(f"{label}: the first attempt fails")
+
+
+@acidic_job.rq.job(f"{QUEUE}-retry", retry=Retry(max=2, interval=1))
+class Flaky(acidic_job.Workflow, database=DB, name="rq_jobs.Flaky"):
+    """A workflow job whose second step fails once: RQ's retry resumes it there."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @acidic_job.step
+    def first(self, tx: acidic_job.Cursor) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "first"))
+
+    @acidic_job.step
+    def flaky(self, tx: acidic_job.Cursor) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "flaky"))
+        fail_once(self.label)
+
+
+@acidic_job.rq.job
+@acidic_job.workflow(DB, name="rq_jobs.Decorated")
+class Decorated:
+    """The decorator form, with the bare @acidic_job.rq.job, staged by Stager."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @acidic_job.step
+    def only(self, tx: Any) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "only"))
+
+
+class Stager(acidic_job.Workflow, database=DB, name="rq_jobs.Stager"):
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @acidic_job.step
+    def stage(self) -> None:
+        Decorated.job.perform_transactionally(self.label)  # type: ignore[attr-defined]

@@ -85,7 +85,8 @@ if [ "${AJ_PY_SANITIZE:-1}" != 0 ] && [ $# -eq 0 ]; then
   ASAN_OPTIONS="detect_leaks=0:halt_on_error=1" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   AJ_TEST_PART_PREFIX="asan-" \
-    "$asan_venv/bin/python" -m pytest -q -rfE test_workflow.py test_connections.py test_api.py
+    "$asan_venv/bin/python" -m pytest -q -rfE test_workflow.py test_connections.py test_api.py \
+      test_inputs.py
   arc=$?
   [ "$rc" -eq 0 ] && rc=$arc
 fi

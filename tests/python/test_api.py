@@ -31,11 +31,28 @@ def test_one_exception_class_per_core_error_code() -> None:
     assert issubclass(acidic_job.InvalidArgument, ValueError)
 
 
-def test_core_errors_arrive_as_their_class_with_a_hint() -> None:
+def test_error_classes_register_their_core_code_themselves() -> None:
+    from acidic_job import errors
+    source = open(errors.__file__).read()
+    for cls in (acidic_job.LockedIdempotencyKey, acidic_job.InvalidArgument,
+                acidic_job.SerializationConflict):
+        assert f"class {cls.__name__}(" in source and "code=_native." in source
+        assert errors._BY_CODE[cls.code] is cls
+        assert cls.code_name == _native.code_name(cls.code)
+    with pytest.raises(TypeError, match="already raised as LockedIdempotencyKey"):
+        class Again(acidic_job.Error, code=_native.ELOCKED):
+            pass
+    # a code without a class of its own arrives as Error with its code
+    plain = acidic_job.Error("x", -999, "AJ_SOMETHING")
+    assert plain.code == -999 and plain.code_name == "AJ_SOMETHING"
+
+
+def test_core_errors_arrive_as_their_class_saying_what_is_expected() -> None:
     with pytest.raises(acidic_job.InvalidArgument) as info:
         _native.open("mysql://nope")
     assert info.value.code == _native.EINVALID
-    assert "check the value passed" in str(info.value)
+    assert info.value.code_name == "AJ_EINVALID"
+    assert "sqlite:" in str(info.value)  # what the URL should look like
     with pytest.raises(acidic_job.DatabaseError) as dbinfo:
         _native.open("sqlite:/nonexistent-dir/x/y.db")
     assert dbinfo.value.code_name in ("AJ_EDATABASE", "AJ_EINVALID")
@@ -116,7 +133,9 @@ def test_the_sdist_carries_the_core(tmp_path: object) -> None:
     core = sorted(n for n in names if n.startswith(f"{base}/core/src/") and n.endswith(".c"))
     assert len(core) == len([f for f in os.listdir(os.path.join(ROOT, "core", "src"))
                              if f.endswith(".c")])
-    assert f"{base}/bindings/python/src/_native.c" in names
+    for source in ("py_aj.h", "py_aj_module.c", "py_aj_store.c", "py_aj_workflow.c",
+                   "py_aj_run.c", "py_aj_convert.c"):
+        assert f"{base}/bindings/python/src/{source}" in names, source
     assert f"{base}/bindings/python/acidic_job/_native.pyi" in names
 
 
@@ -131,6 +150,29 @@ def test_the_command_line_reports_bad_input() -> None:
     out = subprocess.run([sys.executable, "-m", "acidic_job", "--version"], capture_output=True,
                          text=True)
     assert out.stdout.strip() == acidic_job.VERSION
+
+
+@pytest.mark.parametrize("where", ["missing.db", "no/such/folder/file.db"])
+def test_drain_on_a_missing_sqlite_file_fails_in_one_line_and_creates_nothing(
+        tmp_path: object, where: str) -> None:
+    path = os.path.join(str(tmp_path), where)
+    for url in (f"sqlite:{path}", f"sqlite://{path}"):
+        out = subprocess.run([sys.executable, "-m", "acidic_job", "drain", "--url", url],
+                             capture_output=True, text=True, cwd=str(tmp_path))
+        assert out.returncode == 1
+        assert out.stdout == ""
+        assert out.stderr.count("\n") == 1 and out.stderr.startswith("acidic_job drain: ")
+        assert repr(path) in out.stderr and "never creates" in out.stderr
+        assert os.listdir(str(tmp_path)) == []
+
+
+def test_drain_on_an_existing_sqlite_file_runs(tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "app.db")
+    acidic_job.drain(f"sqlite:{path}")  # creates the tables, nothing staged
+    out = subprocess.run([sys.executable, "-m", "acidic_job", "drain", "--url", f"sqlite:{path}",
+                          "--older-than", "0"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "delivered 0 staged job(s)" in out.stdout
 
 
 def test_a_workflow_class_must_not_define_run() -> None:

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 import acidic_job
-from acidic_job import queues
+from acidic_job import adapters
 from conftest import HERE, Workers, queue_env, wait_for
 from jobs_common import create_tables, sql
 
@@ -93,11 +93,11 @@ def test_a_workflow_task_awaits_parallel_tasks_and_resumes_after_them(cel: Celer
 
 
 def test_drain_delivers_staged_tasks_that_were_never_sent(cel: CeleryEnv) -> None:
-    adapter = queues._adapters.pop("celery")  # this process "dies" before sending
+    adapter = adapters._adapters.pop("celery")  # this process "dies" before sending
     try:
         assert cel.jobs.Booking.run("d") is True
     finally:
-        queues.install_adapter(adapter)
+        adapters.install_adapter(adapter)
     assert cel.staged() == 1 and cel.performed("d:staged") == 0
     assert acidic_job.drain(cel.db, older_than=3600) == 0  # too recent
     assert acidic_job.drain(cel.db, older_than=0) == 1
@@ -105,11 +105,11 @@ def test_drain_delivers_staged_tasks_that_were_never_sent(cel: CeleryEnv) -> Non
 
 
 def test_the_drain_command_delivers_from_another_process(cel: CeleryEnv) -> None:
-    adapter = queues._adapters.pop("celery")
+    adapter = adapters._adapters.pop("celery")
     try:
         assert cel.jobs.Booking.run("e") is True
     finally:
-        queues.install_adapter(adapter)
+        adapters.install_adapter(adapter)
     assert cel.staged() == 1
     out = subprocess.run([sys.executable, "-m", "acidic_job", "drain", "--url", cel.db,
                           "--older-than", "0", "--import", "celery_jobs"], cwd=HERE,

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 import acidic_job
-from acidic_job import queues
+from acidic_job import adapters
 from conftest import HERE, PG_URL, Workers, pg_url_with_schema, queue_env, wait_for
 from jobs_common import create_tables, sql
 
@@ -121,11 +121,11 @@ def test_awaits_with_a_forking_worker(rqe: RQEnv) -> None:
 
 
 def test_drain_delivers_staged_jobs_that_were_never_enqueued(rqe: RQEnv) -> None:
-    adapter = queues._adapters.pop("rq")
+    adapter = adapters._adapters.pop("rq")
     try:
         assert rqe.jobs.Booking.run("d") is True
     finally:
-        queues.install_adapter(adapter)
+        adapters.install_adapter(adapter)
     assert rqe.staged() == 1
     rqe.burst()
     assert rqe.performed("d:staged") == 0     # nothing was in the queue
@@ -135,11 +135,11 @@ def test_drain_delivers_staged_jobs_that_were_never_enqueued(rqe: RQEnv) -> None
 
 
 def test_the_drain_command_with_rq_redis(rqe: RQEnv) -> None:
-    adapter = queues._adapters.pop("rq")
+    adapter = adapters._adapters.pop("rq")
     try:
         assert rqe.jobs.Booking.run("e") is True
     finally:
-        queues.install_adapter(adapter)
+        adapters.install_adapter(adapter)
     out = subprocess.run([sys.executable, "-m", "acidic_job", "drain", "--url", rqe.db,
                           "--older-than", "0", "--rq-redis", rqe.env["AJ_JOBS_BROKER"],
                           "--rq-queue", rqe.queue], cwd=HERE, env=rqe.env,
@@ -224,3 +224,32 @@ def test_an_awaiting_run_returns_false_and_runs_nothing_until_its_jobs_succeeded
     rqe.burst()                                       # both jobs, then the continuation
     assert rqe.steps("h") == ["prepare", "charge", "finish"]
     assert rqe.jobs.FanOut.run("h") is True and rqe.staged() == 0
+
+
+def test_a_workflow_job_is_retried_by_the_scheduler_and_resumes_at_the_failed_step(
+        rqe: RQEnv) -> None:
+    queue = f"{rqe.queue}-retry"
+    assert rqe.jobs.Flaky.job.name == "rq_jobs.Flaky"
+    rqe.jobs.Flaky.job.enqueue("r")
+    worker = rqe.workers.start(["-m", "rq.cli", "worker", "--with-scheduler", "--url",
+                                rqe.env["AJ_JOBS_BROKER"], "--name",
+                                f"sched-{uuid.uuid4().hex[:8]}", queue], "rq-scheduler")
+    try:
+        wait_for(lambda: (rqe.key("rq_jobs.Flaky", "r") or [None])[0] == "FINISHED",
+                 "the retried workflow to finish")
+    finally:
+        rqe.workers.kill(worker)
+    # the failed attempt's row rolled back with its step; the retry wrote it once
+    assert rqe.steps("r") == ["first", "flaky"]
+    assert "the first attempt fails" in rqe.workers.log(worker)
+    assert os.path.exists(os.path.join(rqe.scratch, "r.failed"))
+
+
+def test_a_decorated_workflow_job_is_staged_and_run_under_its_workflow_name(rqe: RQEnv
+                                                                          ) -> None:
+    assert rqe.jobs.Stager.run("s") is True
+    assert rqe.staged() == 1
+    assert rqe.sql("SELECT job_name FROM staged_acidic_jobs")[0][0] == "rq_jobs.Decorated"
+    rqe.burst()
+    assert rqe.steps("s") == ["only"] and rqe.staged() == 0
+    assert rqe.key("rq_jobs.Decorated", "s")[0] == "FINISHED"

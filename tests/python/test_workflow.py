@@ -207,7 +207,7 @@ def test_wrong_argument_types_raise_type_error_and_write_nothing(rides: Any) -> 
         Ride.run(1, {"origin": "x"}, colour="red")
     with pytest.raises(TypeError, match="key must be a str"):
         Ride.run(1, {"origin": "x"}, key=12)
-    with pytest.raises(TypeError):
+    with pytest.raises(acidic_job.InvalidArgument):
         Ride.run(1, {"origin": "x"}, key="")
     with pytest.raises(TypeError):
         acidic_job.workflow(rides.db, lock_timeout="soon")

@@ -9,21 +9,20 @@ writes happen exactly once::
 
     db = sqlite3.connect("app.db")
 
-    @acidic_job.workflow(db)
-    class RideCreate:
+    class RideCreate(acidic_job.Workflow, database=db):
         ride_id: int | None = None          # persisted with each step
 
         def __init__(self, user_id: int, origin: str) -> None:
             self.user_id, self.origin = user_id, origin
 
         @acidic_job.step
-        def create_ride(self, tx) -> None:
-            tx.execute("INSERT INTO rides (user_id, origin) VALUES (?, ?)",
+        def create_ride(self, tx: acidic_job.Cursor) -> None:
+            tx.execute("INSERT INTO rides (user_id, origin) VALUES (?, ?) RETURNING id",
                        (self.user_id, self.origin))
-            self.ride_id = tx.lastrowid
+            self.ride_id = tx.fetchone()[0]
 
         @acidic_job.step
-        def charge(self, tx) -> None:
+        def charge(self, tx: acidic_job.Cursor) -> None:
             ...
 
     RideCreate.run(42, "Paris")   # True once succeeded; a rerun resumes
@@ -32,23 +31,34 @@ See the README for databases, queues (Celery, RQ), threads and fork.
 """
 from __future__ import annotations
 
-from . import _native
+import importlib.util
+
+try:
+    from . import _native
+except ImportError:
+    if importlib.util.find_spec(f"{__name__}._native") is not None:
+        raise  # the extension is there but does not load: its own error says why
+    raise ImportError(
+        f"acidic_job: the compiled extension acidic_job._native is missing from {__path__[0]}: "
+        "install the package (pip install --no-build-isolation .) and run Python from "
+        "outside the source folder") from None
 from .errors import (DatabaseError, DuplicateStep, EncodeError, Error, InvalidArgument,
                      LockedIdempotencyKey, MismatchedIdempotencyKeyAndJobArguments,
                      MisuseError, NoDefinedSteps, NotFound, OutOfMemory, SerializationConflict,
                      SerializedTransactionConflict, StepFailed, UnknownJobAdapter,
                      UnknownRecoveryPoint)
 from .codec import Codec, JSONCodec
-from .databases import StoreCursor
-from .workflow import FINISH, FunctionJob, GoTo, current_step, goto, job, step, workflow
+from .databases import Cursor, StoreCursor
+from .workflow import (FINISH, FunctionJob, GoTo, Workflow, current_step, goto, job, step,
+                       workflow)
 from .queues import ack, drain, perform_transactionally
 
 __version__ = _native.VERSION
 VERSION = _native.VERSION
 
 __all__ = [
-    "workflow", "step", "job", "FINISH", "goto", "GoTo", "FunctionJob", "current_step",
-    "perform_transactionally", "ack", "drain", "Codec", "JSONCodec", "StoreCursor",
+    "Workflow", "workflow", "step", "job", "FINISH", "goto", "GoTo", "FunctionJob", "current_step",
+    "perform_transactionally", "ack", "drain", "Codec", "JSONCodec", "Cursor", "StoreCursor",
     "Error", "InvalidArgument", "OutOfMemory", "MisuseError", "DatabaseError",
     "SerializationConflict", "SerializedTransactionConflict",
     "MismatchedIdempotencyKeyAndJobArguments", "LockedIdempotencyKey", "UnknownRecoveryPoint",

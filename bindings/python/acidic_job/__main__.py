@@ -11,10 +11,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import List, Optional
 
 from . import VERSION, Error, drain
+
+
+def missing_sqlite_file(url: str) -> Optional[str]:
+    """The path of a ``sqlite:PATH`` URL whose file does not exist, else None. Opening
+    it would create an empty database, and a drain has nothing to send from one."""
+    if not url.startswith("sqlite:"):
+        return None
+    path = url[len("sqlite:"):]
+    if path.startswith("//"):
+        path = path[2:]
+    if path == ":memory:" or os.path.exists(path):
+        return None
+    return path
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -35,6 +49,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     if args.older_than < 0:
         parser.error("--older-than must be >= 0")
+    missing = missing_sqlite_file(args.url)
+    if missing is not None:
+        print(f"acidic_job drain: no SQLite database at {missing!r}: check the path of "
+              "--url (a drain never creates a database)", file=sys.stderr)
+        return 1
     for module in args.imports:
         importlib.import_module(module)
     if args.rq_redis:

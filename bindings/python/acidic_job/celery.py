@@ -30,7 +30,7 @@ from celery import Celery
 from celery import Task as _CeleryTask
 from celery import signals
 
-from . import queues
+from . import adapters, queues
 from .databases import DatabaseLike
 
 log = logging.getLogger("acidic_job")
@@ -43,7 +43,7 @@ T = TypeVar("T")
 __all__ = ["install", "Task", "task", "CeleryAdapter", "HEADER", "RESUME_TASK"]
 
 
-class CeleryAdapter(queues.Adapter):
+class CeleryAdapter(adapters.Adapter):
     """Sends staged jobs of adapter ``"celery"`` through one Celery app."""
 
     name = "celery"
@@ -89,11 +89,9 @@ def install(app: Celery, db: Optional[DatabaseLike] = None) -> CeleryAdapter:
     if not isinstance(app, Celery):
         raise TypeError(f"install expects a celery.Celery app, got {type(app).__name__}")
     adapter = CeleryAdapter(app, db)
-    queues.install_adapter(adapter)
+    adapters.install_adapter(adapter)
     if RESUME_TASK not in app.tasks:
-        @app.task(name=RESUME_TASK, base=Task, shared=False)
-        def resume(doc: Dict[str, Any]) -> bool:
-            return queues.resume(doc)
+        app.task(name=RESUME_TASK, base=Task, shared=False)(queues.resume)
     signals.task_success.connect(_on_task_success, weak=False, dispatch_uid="acidic_job.ack")
     return adapter
 
@@ -109,18 +107,21 @@ class Task(_CeleryTask):  # type: ignore[misc]
 
 
 def task(app: Celery, **options: Any) -> Callable[[Type[T]], Type[T]]:
-    """Register a Celery task running a ``@acidic_job.workflow`` class: the class gains
+    """Register a Celery task running a workflow class (an ``acidic_job.Workflow`` with a
+    database, or a ``@acidic_job.workflow`` class, below this decorator): the class gains
     ``task`` (the Celery task, named after the workflow unless ``name=`` is given), whose
     arguments are those of ``Cls.run``."""
 
     def decorate(cls: Type[T]) -> Type[T]:
         spec = getattr(cls, "__acidic_workflow__", None)
         if spec is None:
-            raise TypeError("@acidic_job.celery.task goes above @acidic_job.workflow")
+            raise TypeError("@acidic_job.celery.task goes on a workflow class: an "
+                            "acidic_job.Workflow with a database, or above @acidic_job.workflow")
         name = options.pop("name", spec.name)
 
         def run_workflow(*args: Any, **kwargs: Any) -> bool:
-            return cls.run(*args, **kwargs)  # type: ignore[attr-defined]
+            result: bool = getattr(cls, "run")(*args, **kwargs)
+            return result
 
         run_workflow.__name__ = cls.__name__
         run_workflow.__qualname__ = cls.__qualname__

@@ -9,7 +9,19 @@ languages. A codec is any object with ``encode(value) -> str`` and
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Dict, Optional, Protocol
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8, as the database needs: only a lone surrogate
+    does not. ``isascii`` is a flag test, so the common case costs nothing."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Codec(Protocol):
@@ -32,7 +44,7 @@ class JSONCodec:
     """
 
     def __init__(self, default: Optional[Callable[[Any], Any]] = None,
-                 object_hook: Optional[Callable[[dict], Any]] = None) -> None:
+                 object_hook: Optional[Callable[[Dict[str, Any]], Any]] = None) -> None:
         self._default = default
         self._object_hook = object_hook
         # One encoder for every call: json.dumps with options builds a new one each time,

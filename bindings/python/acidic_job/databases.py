@@ -1,4 +1,4 @@
-"""Databases: what ``@acidic_job.workflow(db)`` accepts, and the transaction around a step.
+"""Databases: what ``database=`` of a workflow accepts, and the transaction around a step.
 
 ``db`` may be
 
@@ -34,19 +34,47 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple,
+                    Union)
 
 from . import _native
-from .errors import DatabaseError, MisuseError
+from .errors import DatabaseError, InvalidArgument, MisuseError
 
 DatabaseLike = Union[str, Any, Callable[[], Any]]
+
+#: the store's enqueue callback: (staged_id, adapter, job_name, payload) -> pushed?
+Enqueue = Callable[[int, str, str, str], bool]
+
+
+class Cursor(Protocol):
+    """What a step's ``tx`` offers, whatever the database: the DB-API cursor methods a
+    step uses. ``tx`` is a ``sqlite3.Cursor``, a psycopg or psycopg2 cursor on a borrowed
+    connection, and a :class:`StoreCursor` on a URL store; annotate steps with this type
+    (``def create_ride(self, tx: acidic_job.Cursor) -> None``).
+
+    Placeholders are the driver's: ``?`` for sqlite3 and URL stores, ``%s`` for psycopg
+    and psycopg2. ``INSERT ... RETURNING id`` then ``fetchone()[0]`` reads a new id on
+    every database (SQLite 3.35 and later); ``lastrowid`` is SQLite's only.
+    """
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, sql: str, params: Any = ...) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> List[Any]: ...
 
 
 class StoreCursor:
     """The ``tx`` of a step on a URL store: DB-API flavoured, over ``aj_store_exec``.
 
     ``?`` placeholders on SQLite and PostgreSQL alike; parameters may be None, int, str or
-    bytes. Values come back as int, str or None (PostgreSQL returns text for every type).
+    bytes. Values come back typed: integers and booleans as int, NULL as None, every
+    other type as its text (numeric, timestamps, JSON...). ``rowcount`` is the number of
+    rows returned. ``lastrowid`` is the rowid of the last INSERT on SQLite (as
+    ``sqlite3.Cursor.lastrowid``) and None on PostgreSQL: use ``RETURNING`` there.
     """
 
     def __init__(self, store: _native.Store) -> None:
@@ -54,11 +82,13 @@ class StoreCursor:
         self._rows: List[Tuple[Any, ...]] = []
         self._pos = 0
         self.rowcount = -1
+        self.lastrowid: Optional[int] = None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> "StoreCursor":
         self._rows = self._store.exec(sql, params)
         self._pos = 0
         self.rowcount = len(self._rows)
+        self.lastrowid = self._store.last_insert_rowid()
         return self
 
     def executemany(self, sql: str, seq_of_params: Sequence[Sequence[Any]]) -> "StoreCursor":
@@ -95,10 +125,16 @@ class Database:
 
     borrowed = False
 
-    def __init__(self, options: Dict[str, int]) -> None:
+    def __init__(self, options: Dict[str, int], enqueue: Enqueue) -> None:
         self.options = options
+        #: handed every store this database opens: sends committed staged jobs
+        self.enqueue = enqueue
         #: held for a whole run: serialises the runs sharing one borrowed connection
         self.lock: Any = contextlib.nullcontext()
+
+    def _configure(self, store: _native.Store) -> _native.Store:
+        store.set_enqueue(self.enqueue)
+        return store
 
     def current(self) -> "Database":
         """The database serving this thread (itself, except for factories)."""
@@ -120,32 +156,25 @@ class Database:
         raise NotImplementedError
 
 
-def _configure(store: _native.Store) -> _native.Store:
-    from . import queues  # late: queues imports workflow machinery
-    store.set_enqueue(queues.dispatch)
-    return store
-
-
 class UrlDatabase(Database):
     """An owned store per thread and per process."""
 
-    def __init__(self, url: str, options: Dict[str, int]) -> None:
-        super().__init__(options)
+    def __init__(self, url: str, options: Dict[str, int], enqueue: Enqueue) -> None:
+        super().__init__(options, enqueue)
         if "\0" in url or not url.strip():
-            from .errors import InvalidArgument
             raise InvalidArgument("the database URL is empty or contains a NUL byte")
         self.url = url
         self._local = threading.local()
 
     def store(self) -> _native.Store:
         local = self._local
-        store = getattr(local, "store", None)
+        store: Optional[_native.Store] = getattr(local, "store", None)
         if store is not None and store.pid == os.getpid() and not store.closed:
             return store
         # A store inherited across fork is dropped, not closed: aj_store_free in the child
         # releases memory without touching the parent's connection.
         local.store = None
-        local.store = _configure(_native.open(self.url, **self.options))
+        local.store = self._configure(_native.open(self.url, **self.options))
         return local.store
 
     def cursor(self, store: _native.Store) -> StoreCursor:
@@ -183,8 +212,8 @@ class BorrowedDatabase(Database):
 
     borrowed = True
 
-    def __init__(self, conn: Any, options: Dict[str, int]) -> None:
-        super().__init__(options)
+    def __init__(self, conn: Any, options: Dict[str, int], enqueue: Enqueue) -> None:
+        super().__init__(options, enqueue)
         self.lock = _lock_for(conn)
         self.conn = conn
         self._store: Optional[_native.Store] = None
@@ -201,10 +230,9 @@ class BorrowedDatabase(Database):
             raise MisuseError(
                 f"this {type(self.conn).__module__}.{type(self.conn).__name__} was first used "
                 f"in process {self._pid} and cannot be used after fork (process {pid}): pass a "
-                "URL or a connection factory (a callable) to @acidic_job.workflow instead",
-                _native.EMISUSE, "AJ_EMISUSE")
+                "URL or a connection factory (a callable) as the workflow's database instead")
         if self._store is None or self._store.closed:
-            store = _configure(self._borrow())
+            store = self._configure(self._borrow())
             with self.transaction(store):
                 store.migrate()
             self._store = store
@@ -231,13 +259,11 @@ class BorrowedDatabase(Database):
         if self._in_host_transaction() or store.in_transaction():
             raise MisuseError(
                 "the connection already has an open transaction: commit or roll it back "
-                "before running a workflow (every step commits its own transaction)",
-                _native.EMISUSE, "AJ_EMISUSE")
+                "before running a workflow (every step commits its own transaction)")
         self._begin()
         if not store.in_transaction():
             self._rollback()
-            raise MisuseError("could not open a transaction on the borrowed connection",
-                              _native.EMISUSE, "AJ_EMISUSE")
+            raise MisuseError("could not open a transaction on the borrowed connection")
 
     def commit(self, store: _native.Store) -> None:
         try:
@@ -291,16 +317,6 @@ class SqliteDatabase(BorrowedDatabase):
         return "sqlite3"
 
 
-def _check_libpq(driver: str, version: int) -> None:
-    mine = _native.pq_libversion()
-    if version != mine:
-        raise MisuseError(
-            f"{driver} uses libpq {version} but acidic_job was built against libpq {mine}: a "
-            "connection cannot be shared between two copies of libpq (a '-binary' wheel "
-            "bundles its own); install the driver built on the system libpq or pass a URL",
-            _native.EMISUSE, "AJ_EMISUSE")
-
-
 class Psycopg3Database(BorrowedDatabase):
     """A borrowed psycopg 3 ``Connection``. ``tx`` is ``conn.cursor()`` (``%s`` placeholders).
 
@@ -311,27 +327,19 @@ class Psycopg3Database(BorrowedDatabase):
     """
 
     def _borrow(self) -> _native.Store:
-        import psycopg
-        if psycopg.pq.__impl__ == "binary":
-            raise MisuseError("psycopg[binary] bundles its own libpq: its connections cannot be "
-                              "shared with acidic_job; use psycopg on the system libpq or a URL",
-                              _native.EMISUSE, "AJ_EMISUSE")
-        _check_libpq("psycopg", psycopg.pq.version())
-        if self.conn.closed:
-            raise MisuseError("the psycopg connection is closed", _native.EMISUSE, "AJ_EMISUSE")
-        return _native.borrow_pg(self.conn.pgconn.pgconn_ptr, self.conn, **self.options)
+        # the extension checks the class, the libpq copy and that it is open
+        return _native.borrow_pg(self.conn, **self.options)
 
     def _in_host_transaction(self) -> bool:
         from psycopg import pq
-        return self.conn.pgconn.transaction_status != pq.TransactionStatus.IDLE
+        return bool(self.conn.pgconn.transaction_status != pq.TransactionStatus.IDLE)
 
     def _begin(self) -> None:
         from psycopg import pq
         result = self.conn.pgconn.exec_(b"BEGIN")
         if result.status != pq.ExecStatus.COMMAND_OK:
             message = (result.error_message or b"").decode("utf-8", "replace").strip()
-            raise DatabaseError(f"BEGIN failed on the psycopg connection: {message}",
-                                _native.EDATABASE, "AJ_EDATABASE")
+            raise DatabaseError(f"BEGIN failed on the psycopg connection: {message}")
 
     def describe(self) -> str:
         return "psycopg"
@@ -345,15 +353,11 @@ class Psycopg2Database(BorrowedDatabase):
     """
 
     def _borrow(self) -> _native.Store:
-        import psycopg2.extensions
-        _check_libpq("psycopg2", psycopg2.extensions.libpq_version())
-        if self.conn.closed:
-            raise MisuseError("the psycopg2 connection is closed", _native.EMISUSE, "AJ_EMISUSE")
-        return _native.borrow_pg(self.conn.pgconn_ptr, self.conn, **self.options)
+        return _native.borrow_pg(self.conn, **self.options)
 
     def _in_host_transaction(self) -> bool:
         import psycopg2.extensions as ext
-        return self.conn.info.transaction_status != ext.TRANSACTION_STATUS_IDLE
+        return bool(self.conn.info.transaction_status != ext.TRANSACTION_STATUS_IDLE)
 
     def _exec(self, sql: str) -> None:
         with self.conn.cursor() as cur:
@@ -381,8 +385,9 @@ class Psycopg2Database(BorrowedDatabase):
 class FactoryDatabase(Database):
     """A callable returning a connection or a URL, called once per thread and process."""
 
-    def __init__(self, factory: Callable[[], Any], options: Dict[str, int]) -> None:
-        super().__init__(options)
+    def __init__(self, factory: Callable[[], Any], options: Dict[str, int],
+                 enqueue: Enqueue) -> None:
+        super().__init__(options, enqueue)
         self.factory = factory
         self._local = threading.local()
 
@@ -394,9 +399,9 @@ class FactoryDatabase(Database):
             if callable(target) and not isinstance(target, str) \
                     and not _looks_like_connection(target):
                 raise TypeError("a database factory must return a URL or a connection")
-            local.db = _resolve_plain(target, self.options)
+            db = local.db = _resolve_plain(target, self.options, self.enqueue)
             local.pid = os.getpid()
-        return local.db
+        return db
 
     def store(self) -> _native.Store:
         return self.current().store()
@@ -411,27 +416,28 @@ class FactoryDatabase(Database):
 _OPTION_NAMES = ("lock_timeout_ms", "busy_timeout_ms", "synchronous", "conflict_retries")
 
 
-def _resolve_plain(db: Any, options: Dict[str, int]) -> Database:
+def _resolve_plain(db: Any, options: Dict[str, int], enqueue: Enqueue) -> Database:
     if isinstance(db, str):
-        return UrlDatabase(db, options)
+        return UrlDatabase(db, options, enqueue)
     mod = type(db).__module__ or ""
     if "sqlite3" in sys.modules:
         import sqlite3
         if isinstance(db, sqlite3.Connection):
-            return SqliteDatabase(db, options)
+            return SqliteDatabase(db, options, enqueue)
     if mod.startswith("psycopg2") and hasattr(db, "pgconn_ptr"):
-        return Psycopg2Database(db, options)
+        return Psycopg2Database(db, options, enqueue)
     if mod.startswith("psycopg") and hasattr(db, "pgconn"):
-        return Psycopg3Database(db, options)
+        return Psycopg3Database(db, options, enqueue)
     raise TypeError(
         f"expected a database URL (str), a sqlite3.Connection, a psycopg or psycopg2 "
         f"connection, or a callable returning one; got {type(db).__module__}.{type(db).__name__}")
 
 
-def resolve(db: DatabaseLike, *, lock_timeout: Optional[float] = None,
+def resolve(db: DatabaseLike, *, enqueue: Enqueue, lock_timeout: Optional[float] = None,
             busy_timeout: Optional[float] = None, synchronous: Optional[str] = None,
             conflict_retries: Optional[int] = None) -> Database:
-    """Turn what the user passed into a :class:`Database`. Timeouts are in seconds."""
+    """Turn what the user passed into a :class:`Database` whose stores send committed
+    staged jobs with ``enqueue``. Timeouts are in seconds."""
     if isinstance(db, Database):
         return db
     options: Dict[str, int] = {}
@@ -456,8 +462,8 @@ def resolve(db: DatabaseLike, *, lock_timeout: Optional[float] = None,
             raise TypeError("conflict_retries must be a non-negative int")
         options["conflict_retries"] = conflict_retries
     if callable(db) and not isinstance(db, str) and not _looks_like_connection(db):
-        return FactoryDatabase(db, options)
-    return _resolve_plain(db, options)
+        return FactoryDatabase(db, options, enqueue)
+    return _resolve_plain(db, options, enqueue)
 
 
 def _looks_like_connection(obj: Any) -> bool:

@@ -1,15 +1,23 @@
 """The exception hierarchy of acidic_job.
 
 Every error the package raises on its own is an :class:`Error`. Each error code of the
-C core has one subclass (``code`` holds the core's numeric code, ``code_name`` its stable
-name such as ``"AJ_ELOCKED"``), and each message ends with what to do about it.
+C core has one subclass, which registers itself with its code when it is defined
+(``class LockedIdempotencyKey(Error, code=_native.ELOCKED)``); the extension raises the
+class registered for the code it got. ``code`` holds the core's numeric code,
+``code_name`` its stable name such as ``"AJ_ELOCKED"``.
+
+Messages say what went wrong and what to do. The core's messages carry their own
+advice; where the Python layer knows more about the situation than the message says (a
+busy SQLite file, a connection that went away), it appends one hint in parentheses, and
+only a hint that matches what the message reports.
 
 A step's own exception is never wrapped: it is recorded on the run (as a JSON document
 ``{"class": ..., "message": ...}``) and re-raised unchanged.
 """
 from __future__ import annotations
 
-from typing import ClassVar, Dict, Optional, Type
+import re
+from typing import Any, Dict, Optional, Type
 
 from . import _native
 
@@ -20,119 +28,153 @@ __all__ = [
     "EncodeError", "UnknownJobAdapter", "SerializedTransactionConflict",
 ]
 
+#: core code -> exception class; the extension looks codes up here ("default": Error)
+_BY_CODE: Dict[Any, Type["Error"]] = {}
+
 
 class Error(Exception):
-    """Base class of every acidic_job error."""
+    """Base class of every acidic_job error.
+
+    A subclass passes ``code=`` (a core error code) to become the class raised for it.
+    """
 
     #: numeric code of the C core (negative), or 0 for errors of the Python layer
     code: int = 0
     #: stable name of the code, e.g. "AJ_ELOCKED"
     code_name: str = ""
-    #: what to do about it; appended to the message
-    hint: ClassVar[str] = ""
+
+    def __init_subclass__(cls, code: Optional[int] = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is None:
+            return
+        if code in _BY_CODE:
+            raise TypeError(f"core code {code} is already raised as {_BY_CODE[code].__name__}")
+        cls.code = code
+        cls.code_name = _native.code_name(code)
+        _BY_CODE[code] = cls
 
     def __init__(self, message: str, code: Optional[int] = None,
                  code_name: Optional[str] = None) -> None:
+        # the extension passes the code it got (the class's own, but for a code no class
+        # registered, raised as Error)
         if code is not None:
             self.code = code
         if code_name is not None:
             self.code_name = code_name
         self.message = message
-        text = message
-        if self.hint and self.hint not in message:
-            text = f"{message} ({self.hint})"
-        super().__init__(text)
+        hint = self.hint_for(message)
+        super().__init__(f"{message} ({hint})" if hint and hint not in message else message)
+
+    @classmethod
+    def hint_for(cls, message: str) -> str:
+        """What to do, when ``message`` does not say it already; "" for no hint."""
+        return ""
 
 
-class InvalidArgument(Error, ValueError):
-    """A bad argument: empty, containing a NUL byte, a malformed URL..."""
-    code, code_name = _native.EINVALID, "AJ_EINVALID"
-    hint = "check the value passed"
+_BY_CODE["default"] = Error
+_native._register_errors(_BY_CODE)
 
 
-class OutOfMemory(Error, MemoryError):
-    code, code_name = _native.ENOMEM, "AJ_ENOMEM"
+def _sqlstate(message: str) -> str:
+    found = re.search(r"\(SQLSTATE ([0-9A-Z]{5})\)", message)
+    return found.group(1) if found else ""
 
 
-class MisuseError(Error):
+class InvalidArgument(Error, ValueError, code=_native.EINVALID):
+    """A bad argument: empty, containing a NUL byte or a lone surrogate, a malformed URL..."""
+
+
+class OutOfMemory(Error, MemoryError, code=_native.ENOMEM):
+    pass
+
+
+class MisuseError(Error, code=_native.EMISUSE):
     """The call does not fit the state: no open transaction on a borrowed connection,
-    a store used after fork or from two threads, staging outside a step."""
-    code, code_name = _native.EMISUSE, "AJ_EMISUSE"
-    hint = "see the acidic_job README on borrowed connections, threads and fork"
+    a store used after fork or from two threads, staging outside a step, a run closed
+    from inside its own step."""
 
 
-class DatabaseError(Error):
+class DatabaseError(Error, code=_native.EDATABASE):
     """The database or the connection failed."""
-    code, code_name = _native.EDATABASE, "AJ_EDATABASE"
-    hint = "check the database server and the connection URL; the step can be retried"
+
+    #: SQLSTATE classes of failures that a later retry can get past: connection
+    #: exception, insufficient resources, operator intervention, system error
+    _TRANSIENT = ("08", "53", "57", "58")
+    #: SQLSTATE classes of a statement that fails the same way every time: data
+    #: exception, syntax error or access rule violation, program limit exceeded
+    _PERMANENT = ("22", "42", "54")
+    _SQLITE_PERMANENT = ("no such table", "no such column", "syntax error", "has no column")
+
+    @classmethod
+    def hint_for(cls, message: str) -> str:
+        state = _sqlstate(message)
+        if message.startswith("connection lost") or state[:2] in cls._TRANSIENT:
+            return "the server or the connection failed; the step can be retried once it is back"
+        if state[:2] in cls._PERMANENT or any(s in message for s in cls._SQLITE_PERMANENT):
+            return "a retry runs the same statement again: fix the statement or the schema first"
+        return ""
 
 
-class SerializationConflict(DatabaseError):
+class SerializationConflict(DatabaseError, code=_native.ECONFLICT):
     """Serialization failure, deadlock or busy database, after the core's own retries."""
-    code, code_name = _native.ECONFLICT, "AJ_ECONFLICT"
-    hint = "another transaction touched the same rows; run the job again"
+
+    @classmethod
+    def hint_for(cls, message: str) -> str:
+        if message.startswith("SQLite"):
+            return ("SQLite allows one writer at a time and another connection held the "
+                    "write lock longer than the busy timeout; run the job again, or raise "
+                    "busy_timeout")
+        state = _sqlstate(message)
+        if state == "40P01":
+            return "it waited on another transaction that waited on it; run the job again"
+        if state == "40001":
+            return "another transaction changed the same rows; run the job again"
+        return "run the job again"
 
 
 #: the name acidic_job 0.7.0 (Ruby) uses
 SerializedTransactionConflict = SerializationConflict
 
 
-class MismatchedIdempotencyKeyAndJobArguments(Error):
+class MismatchedIdempotencyKeyAndJobArguments(Error, code=_native.EMISMATCH):
     """The idempotency key exists with different job arguments."""
-    code, code_name = _native.EMISMATCH, "AJ_EMISMATCH"
-    hint = "use a new key for new arguments, or the same arguments for this key"
 
 
-class LockedIdempotencyKey(Error):
+class LockedIdempotencyKey(Error, code=_native.ELOCKED):
     """Another worker holds the run (within the lock timeout), or this run lost its lock."""
-    code, code_name = _native.ELOCKED, "AJ_ELOCKED"
-    hint = "another worker is running this job; retry after the lock timeout"
 
 
-class UnknownRecoveryPoint(Error):
-    """The run's recovery point is not a step of the workflow (steps renamed or removed)."""
-    code, code_name = _native.EUNKNOWN_RECOVERY_POINT, "AJ_EUNKNOWN_RECOVERY_POINT"
-    hint = "keep a step under its old name until its runs have finished"
+class UnknownRecoveryPoint(Error, code=_native.EUNKNOWN_RECOVERY_POINT):
+    """The run's recovery point is not a step of the workflow (steps renamed or removed),
+    or a step returned ``goto`` to a step that does not exist."""
+
+    @classmethod
+    def hint_for(cls, message: str) -> str:
+        if "recovery point" in message:
+            return "keep a step under its old name until its runs have finished"
+        return ""
 
 
-class NoDefinedSteps(Error):
+class NoDefinedSteps(Error, code=_native.ENO_STEPS):
     """A workflow without steps."""
-    code, code_name = _native.ENO_STEPS, "AJ_ENO_STEPS"
-    hint = "decorate at least one method with @acidic_job.step"
 
 
-class DuplicateStep(Error):
+class DuplicateStep(Error, code=_native.EDUPLICATE_STEP):
     """Two steps with one name."""
-    code, code_name = _native.EDUPLICATE_STEP, "AJ_EDUPLICATE_STEP"
-    hint = "give every step a unique name"
 
 
-class StepFailed(Error):
+class StepFailed(Error, code=_native.ESTEP):
     """The step callback reported a failure without a Python exception."""
-    code, code_name = _native.ESTEP, "AJ_ESTEP"
 
 
-class NotFound(Error):
+class NotFound(Error, code=_native.ENOTFOUND):
     """No such run or staged job."""
-    code, code_name = _native.ENOTFOUND, "AJ_ENOTFOUND"
 
 
 class EncodeError(Error, TypeError):
     """An argument or attribute the codec cannot encode. Nothing was written for it."""
-    hint = "pass JSON-compatible values or configure a codec (acidic_job.JSONCodec(default=...))"
 
 
 class UnknownJobAdapter(Error):
     """perform_transactionally on something that is neither a Celery task nor an RQ job,
     or a staged job whose adapter is not installed in this process."""
-    hint = "use acidic_job.celery.install(app, db) / acidic_job.rq.install(db, connection)"
-
-
-_BY_CODE: Dict[object, Type[Error]] = {
-    cls.code: cls
-    for cls in (InvalidArgument, OutOfMemory, MisuseError, DatabaseError, SerializationConflict,
-                MismatchedIdempotencyKeyAndJobArguments, LockedIdempotencyKey,
-                UnknownRecoveryPoint, NoDefinedSteps, DuplicateStep, StepFailed, NotFound)
-}
-_BY_CODE["default"] = Error
-_native._register_errors(_BY_CODE)

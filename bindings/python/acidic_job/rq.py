@@ -5,8 +5,12 @@ Setup, in the module that defines the jobs (workers import it)::
     redis = Redis.from_url(REDIS_URL)
     acidic_job.rq.install(db, connection=redis)
 
-    @acidic_job.rq.job(queue="default")
+    @acidic_job.rq.job("default")                  # a function job
     def send_receipt(ride_id): ...
+
+    @acidic_job.rq.job("default", retry=Retry(max=5, interval=[10, 60, 300]))
+    class RideCreate(acidic_job.Workflow, database=db):    # a workflow job
+        ...
 
 * ``send_receipt.perform_transactionally(ride_id)`` inside a step stages the job; after
   commit it is enqueued with ``Queue.enqueue_call(..., meta={"acidic_job_staged_id": id},
@@ -14,28 +18,40 @@ Setup, in the module that defines the jobs (workers import it)::
   job has succeeded, which deletes the staged row.
 * Calling ``send_receipt(...)`` runs the function; ``send_receipt.enqueue(...)`` enqueues it
   directly (not transactionally).
+* On a workflow class (as ``@acidic_job.celery.task(app)`` for Celery) the class gains
+  ``job``: ``RideCreate.job.enqueue(42, "Paris")`` enqueues a run of the workflow (the
+  worker calls ``RideCreate.run(42, "Paris")``), ``RideCreate.job.perform_transactionally``
+  stages one, and ``awaits=[RideCreate.job]`` awaits one.
+* Retries: a workflow job that fails resumes at the failed step when it runs again, so
+  give it ``retry=rq.Retry(...)``. RQ re-enqueues a failed job after its interval only
+  from a worker started with ``rq worker --with-scheduler``.
 * Awaits use the core's batches; the continuation is the job ``acidic_job.rq.resume``.
 """
 from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import (Any, Callable, Dict, List, Optional, Protocol, Tuple, TypeVar, Union,
+                    overload)
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 
-from . import queues
+from . import adapters, queues
 from .databases import DatabaseLike
+from .errors import UnknownJobAdapter
 
 log = logging.getLogger("acidic_job")
 
 META = "acidic_job_staged_id"
 
-__all__ = ["install", "job", "Job", "RQAdapter", "acknowledge", "resume", "META"]
+T = TypeVar("T", bound=type)
+
+__all__ = ["install", "job", "Job", "WorkflowJob", "RQAdapter", "acknowledge", "resume",
+           "run_workflow", "META"]
 
 
-class RQAdapter(queues.Adapter):
+class RQAdapter(adapters.Adapter):
     """Sends staged jobs of adapter ``"rq"`` to RQ queues on one Redis connection."""
 
     name = "rq"
@@ -47,11 +63,23 @@ class RQAdapter(queues.Adapter):
         self.queue = queue
 
     def send(self, staged_id: int, job_name: str, payload: Dict[str, Any]) -> None:
-        options = payload.get("options") or {}
+        self.enqueue(job_name, payload.get("args", []), payload.get("kwargs", {}),
+                     payload.get("options") or {}, meta={META: staged_id},
+                     on_success=acknowledge)
+
+    def enqueue(self, job_name: str, args: List[Any], kwargs: Dict[str, Any],
+                options: Dict[str, Any], **extra: Any) -> Any:
+        """Enqueue ``job_name`` with the options a :class:`Job` stages (queue, retry, and
+        for a workflow the module that defines it)."""
         queue = Queue(options.get("queue") or self.queue, connection=self.connection)
-        queue.enqueue_call(func=job_name, args=payload.get("args", []),
-                           kwargs=payload.get("kwargs", {}), meta={META: staged_id},
-                           on_success=acknowledge)
+        func = job_name
+        if options.get("workflow_module"):  # a workflow: the worker calls run_workflow
+            func = f"{__name__}.run_workflow"
+            args = [job_name, options["workflow_module"]] + list(args)
+        retry = options.get("retry")
+        if retry:
+            extra["retry"] = Retry(max=retry["max"], interval=retry["interval"])
+        return queue.enqueue_call(func=func, args=args, kwargs=kwargs, **extra)
 
     def continuation(self) -> str:
         return f"{__name__}.resume"
@@ -64,7 +92,9 @@ def install(db: Optional[DatabaseLike], connection: Redis, queue: str = "default
         raise TypeError(f"connection must be a redis.Redis, got {type(connection).__name__}")
     if not isinstance(queue, str) or not queue:
         raise TypeError("queue must be a non-empty str")
-    return queues.install_adapter(RQAdapter(db, connection, queue))  # type: ignore[return-value]
+    adapter = RQAdapter(db, connection, queue)
+    adapters.install_adapter(adapter)
+    return adapter
 
 
 def acknowledge(job: Any, connection: Any, result: Any, *args: Any, **kwargs: Any) -> None:
@@ -84,13 +114,30 @@ def resume(doc: Dict[str, Any]) -> bool:
     return queues.resume(doc)
 
 
+def run_workflow(workflow: str, module: str, *args: Any, **kwargs: Any) -> bool:
+    """The job a worker runs for a workflow job: ``Cls.run(*args, **kwargs)``. A run that
+    fails raises, so RQ's retry runs it again; it then resumes at the failed step."""
+    key = kwargs.pop("key", None)
+    return queues.workflow_named(workflow, module).run(args, kwargs, key)
+
+
+def _retry_options(retry: Optional[Retry]) -> Optional[Dict[str, Any]]:
+    if retry is None:
+        return None
+    if not isinstance(retry, Retry):
+        raise TypeError(f"retry must be an rq.Retry, got {type(retry).__name__}")
+    return {"max": retry.max, "interval": list(retry.intervals)}
+
+
 class Job:
     """An RQ job function wrapped by :func:`job`. Calling it runs the function."""
 
-    def __init__(self, fn: Callable[..., Any], queue: Optional[str]) -> None:
+    def __init__(self, fn: Callable[..., Any], queue: Optional[str],
+                 retry: Optional[Retry] = None) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.queue = queue
+        self.retry = _retry_options(retry)
         self.name = f"{fn.__module__}.{fn.__qualname__}"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -100,7 +147,12 @@ class Job:
         return "rq", self.name
 
     def __acidic_job_options__(self) -> Optional[Dict[str, Any]]:
-        return {"queue": self.queue} if self.queue else None
+        options: Dict[str, Any] = {}
+        if self.queue:
+            options["queue"] = self.queue
+        if self.retry:
+            options["retry"] = self.retry
+        return options or None
 
     def perform_transactionally(self, *args: Any, **kwargs: Any) -> int:
         """Stage this job in the current step's transaction; enqueued after commit."""
@@ -108,25 +160,88 @@ class Job:
 
     def enqueue(self, *args: Any, **kwargs: Any) -> Any:
         """Enqueue now (not transactionally) on the installed connection."""
-        adapter = queues.installed("rq")
-        if adapter is None:
-            raise queues.UnknownJobAdapter("acidic_job.rq.install(...) has not been called")
-        q = Queue(self.queue or adapter.queue, connection=adapter.connection)  # type: ignore
-        return q.enqueue_call(func=self.name, args=args, kwargs=kwargs)
+        adapter = adapters.installed("rq")
+        if not isinstance(adapter, RQAdapter):
+            raise UnknownJobAdapter("acidic_job.rq.install(...) has not been called")
+        return adapter.enqueue(self.name, list(args), kwargs,
+                               self.__acidic_job_options__() or {})
 
     def __repr__(self) -> str:
         return f"<acidic_job.rq.job {self.name}>"
 
 
-def job(fn: Optional[Callable[..., Any]] = None, *, queue: Optional[str] = None) -> Any:
-    """Decorate a module-level function as an RQ job usable with perform_transactionally
-    and awaits. ``queue``: the queue name (default: the one given to install)."""
+class WorkflowJob(Job):
+    """The RQ job of a workflow class (``Cls.job``): running it runs the workflow, under
+    the workflow's job name, so that its stored runs and awaits are the workflow's."""
 
-    def wrap(f: Callable[..., Any]) -> Job:
+    def __init__(self, cls: type, queue: Optional[str], retry: Optional[Retry]) -> None:
+        run: Callable[..., bool] = getattr(cls, "run")
+        super().__init__(run, queue, retry)
+        self.name = cls.__acidic_workflow__.name  # type: ignore[attr-defined]
+        self.workflow_module = cls.__module__
+
+    def __acidic_job_options__(self) -> Optional[Dict[str, Any]]:
+        options = super().__acidic_job_options__() or {}
+        options["workflow_module"] = self.workflow_module
+        return options
+
+    def __repr__(self) -> str:
+        return f"<acidic_job.rq.job workflow {self.name}>"
+
+
+class JobDecorator(Protocol):
+    """What ``@acidic_job.rq.job(...)`` returns: on a class, the class (gaining ``job``);
+    on a function, its :class:`Job`."""
+
+    @overload
+    def __call__(self, target: T) -> T: ...  # type: ignore[misc]  # a class first
+
+    @overload
+    def __call__(self, target: Callable[..., Any]) -> Job: ...
+
+
+@overload
+def job(target: T) -> T: ...  # type: ignore[misc]  # a class is callable too: it goes first
+
+
+@overload
+def job(target: Callable[..., Any]) -> Job: ...
+
+
+@overload
+def job(target: Optional[str] = None, *, queue: Optional[str] = None,
+        retry: Optional[Retry] = None) -> JobDecorator: ...
+
+
+def job(target: Union[None, str, Callable[..., Any]] = None, *, queue: Optional[str] = None,
+        retry: Optional[Retry] = None) -> Any:
+    """``@acidic_job.rq.job``, ``@acidic_job.rq.job("queue")`` or
+    ``@acidic_job.rq.job(queue=..., retry=rq.Retry(...))``.
+
+    On a module-level function: an RQ job usable with perform_transactionally and
+    awaits. On a workflow class (above ``@acidic_job.workflow``, or on an
+    ``acidic_job.Workflow``): the class gains ``job``, the :class:`WorkflowJob` running
+    it. ``queue``: the queue name (default: the one given to install); ``retry``: how
+    RQ retries a failed job (needs ``rq worker --with-scheduler``).
+    """
+    if isinstance(target, str):
+        if queue is not None:
+            raise TypeError("give the queue once: @acidic_job.rq.job('name') or queue='name'")
+        queue, target = target, None
+    if queue is not None and (not isinstance(queue, str) or not queue):
+        raise TypeError("queue must be a non-empty str")
+
+    def wrap(f: Any) -> Any:
+        if isinstance(f, type):
+            if not hasattr(f, "__acidic_workflow__"):
+                raise TypeError("@acidic_job.rq.job on a class goes above @acidic_job.workflow "
+                                "(or on an acidic_job.Workflow with a database)")
+            setattr(f, "job", WorkflowJob(f, queue, retry))
+            return f
         if not callable(f):
-            raise TypeError("@acidic_job.rq.job decorates a function")
-        return Job(f, queue)
+            raise TypeError("@acidic_job.rq.job decorates a function or a workflow class")
+        return Job(f, queue, retry)
 
-    if fn is not None:
-        return wrap(fn)
+    if target is not None:
+        return wrap(target)
     return wrap

@@ -21,26 +21,29 @@ Anything else a step returns is ignored.
 """
 from __future__ import annotations
 
+import ast
 import contextvars
 import hashlib
 import inspect
 import json
 import logging
+import textwrap
 import warnings
 from typing import (Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional,
-                    Sequence, Tuple, Type, TypeVar, Union, overload)
+                    Sequence, Tuple, Type, TypeVar, Union, cast, overload)
 
-from . import _native
-from .codec import DEFAULT_CODEC, Codec
+from . import _native, adapters
+from .codec import DEFAULT_CODEC, Codec, is_utf8
 from .databases import Database, DatabaseLike, resolve
-from .errors import EncodeError, MisuseError, NoDefinedSteps, DuplicateStep, Error
+from .errors import (DuplicateStep, EncodeError, Error, InvalidArgument, MisuseError,
+                     NoDefinedSteps)
 
 log = logging.getLogger("acidic_job")
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["workflow", "step", "job", "FINISH", "goto", "GoTo", "current_step", "StepContext",
+__all__ = ["Workflow", "workflow", "step", "job", "FINISH", "goto", "GoTo", "current_step", "StepContext",
            "WorkflowSpec", "registry"]
 
 
@@ -79,7 +82,7 @@ class GoTo:
 def goto(step: Union[str, Callable[..., Any]]) -> GoTo:
     """Continue at ``step`` (a name or the step method itself) after this step commits."""
     if callable(step) and hasattr(step, "__acidic_step__"):
-        return GoTo(step.__acidic_step__.name)  # type: ignore[attr-defined]
+        return GoTo(getattr(step, "__acidic_step__").name)
     return GoTo(step)  # type: ignore[arg-type]
 
 
@@ -161,14 +164,30 @@ def current_step() -> Optional[StepContext]:
 registry: Dict[str, Any] = {}
 
 
+_CODEC_ADVICE = ("pass JSON-compatible values or give the workflow a codec "
+                 "(acidic_job.JSONCodec(default=..., object_hook=...))")
+
+
+def _check_text(value: str, what: str) -> None:
+    """Refuse a name the core cannot store: empty, with a NUL byte, not UTF-8."""
+    if not value or "\0" in value or not is_utf8(value):
+        raise InvalidArgument(f"{what} must be a non-empty str without NUL bytes or lone "
+                              f"surrogates, got {value!r}")
+
+
 def _error_document(exc: BaseException) -> str:
+    """The error recorded on the run: ``{"class": "module.QualName", "message": ...}``
+    (``builtins.ValueError`` for built-in classes)."""
     cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    name = f"{cls.__module__}.{cls.__qualname__}"
     try:
         message = str(exc)
     except Exception:  # a broken __str__ must not hide the original exception
         message = repr(exc)
-    return json.dumps({"class": name, "message": message}, sort_keys=True, ensure_ascii=False)
+    doc = json.dumps({"class": name, "message": message}, sort_keys=True, ensure_ascii=False)
+    # a message holding a lone surrogate is recorded with JSON escapes instead
+    return doc if is_utf8(doc) else json.dumps({"class": name, "message": message},
+                                                 sort_keys=True)
 
 
 def _is_classvar(hint: Any) -> bool:
@@ -191,10 +210,9 @@ class WorkflowSpec:
         self.steps_by_name = {s.name: s for s in steps}
         self.attributes = attributes
         self.signature = signature
-        from . import queues
         native_steps = []
         for s in steps:
-            names = tuple(queues.describe(j)[1] for j in s.awaits)
+            names = tuple(adapters.describe(j)[1] for j in s.awaits)
             native_steps.append((s.name, names))
         self.native = _native.Workflow(native_steps)
         self._no_attributes = codec.encode({})  # a workflow without attributes, every step
@@ -202,15 +220,22 @@ class WorkflowSpec:
     # -- encoding -------------------------------------------------------------
     def _encode_named(self, what: str, values: Mapping[str, Any]) -> str:
         try:
-            return self.codec.encode(dict(values))
+            text = self.codec.encode(dict(values))
+            if not is_utf8(text):
+                raise ValueError("the document contains a lone surrogate, which UTF-8 "
+                                 "cannot encode")
+            return text
         except (TypeError, ValueError, OverflowError, RecursionError) as first:
             for name, value in values.items():
                 try:
-                    self.codec.encode({name: value})
+                    if not is_utf8(self.codec.encode({name: value})):
+                        raise ValueError("it contains a lone surrogate, which UTF-8 cannot "
+                                         "encode")
                 except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-                    raise EncodeError(
-                        f"{what} {name!r} of {self.name} cannot be encoded: {exc}") from exc
-            raise EncodeError(f"the {what}s of {self.name} cannot be encoded: {first}") from first
+                    raise EncodeError(f"{what} {name!r} of {self.name} cannot be encoded: "
+                                      f"{exc}; {_CODEC_ADVICE}") from exc
+            raise EncodeError(f"the {what}s of {self.name} cannot be encoded: {first}; "
+                              f"{_CODEC_ADVICE}") from first
 
     def check_attribute(self, name: str, value: Any) -> None:
         self._encode_named("attribute", {name: value})
@@ -250,7 +275,7 @@ class WorkflowSpec:
 
     # -- running --------------------------------------------------------------
     def new_instance(self, bound: inspect.BoundArguments) -> Any:
-        instance = self.cls.__new__(self.cls)
+        instance = cast(Any, self.cls).__new__(self.cls)
         self.apply_attributes(instance, None)
         instance.__init__(*bound.args, **bound.kwargs)
         return instance
@@ -258,8 +283,8 @@ class WorkflowSpec:
     def run(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], key: Optional[str]) -> bool:
         if key is not None and not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__}")
-        if key is not None and (not key or "\0" in key):
-            raise TypeError("key must be a non-empty str without NUL bytes")
+        if key is not None:
+            _check_text(key, "the idempotency key")
         args_doc, bound = self.encode_arguments(args, kwargs)
         if key is None:
             key = hashlib.sha1(f"{self.name}\n{args_doc}".encode("utf-8")).hexdigest()
@@ -277,7 +302,7 @@ class WorkflowSpec:
             store = database.store()
             attrs_doc = self.encode_attributes(instance)
             if database.borrowed:
-                with database.transaction(store):  # type: ignore[attr-defined]
+                with database.transaction(store):
                     run = _native.acquire(store, self.native, key, self.name, args_doc, attrs_doc)
             else:
                 run = _native.acquire(store, self.native, key, self.name, args_doc, attrs_doc)
@@ -321,7 +346,7 @@ class WorkflowSpec:
         lock in a transaction of its own. A failure here is reported, not raised, so the
         step's exception stays the one the caller sees (as in acidic_job 0.7.0)."""
         try:
-            with database.transaction(store):  # type: ignore[attr-defined]
+            with database.transaction(store):
                 run.fail()
         except Exception as record_exc:
             warnings.warn(f"acidic_job: could not record the failure of {self.name} "
@@ -365,7 +390,7 @@ class _StepCall:
                 raise MisuseError(
                     f"step {step_name} of {spec.name} committed or rolled back the connection: "
                     "a step's writes must stay in the step's transaction (acidic_job commits "
-                    "it together with the run's progress)", _native.EMISUSE, "AJ_EMISUSE")
+                    "it together with the run's progress)")
             self._apply(step_spec, result)
             attributes = spec.encode_attributes(self.instance)
             if attributes != snapshot:  # unchanged attributes cost no write
@@ -393,19 +418,20 @@ class _StepCall:
             return
         if not step_spec.awaits:
             return
-        from . import queues
         per_job: Mapping[Any, Any] = result if isinstance(result, Mapping) else {}
         first_adapter = None
         for job_ref in step_spec.awaits:
-            adapter, name = queues.describe(job_ref)
+            adapter, name = adapters.describe(job_ref)
             first_adapter = first_adapter or adapter
             args = per_job.get(job_ref, per_job.get(name, ()))
             if not isinstance(args, (tuple, list)):
                 args = (args,)
-            payload = queues.encode_payload(job_ref, tuple(args), {})
+            payload = adapters.encode_payload(job_ref, tuple(args), {})
             self.run.await_job(adapter, name, payload)
         assert first_adapter is not None
-        cont_name, cont_payload = queues.continuation(first_adapter, self.spec, self.run)
+        spec = self.spec
+        cont_name, cont_payload = adapters.continuation(
+            first_adapter, spec.name, spec.cls.__module__, self.run.key, self.args_doc)
         self.run.set_continuation(first_adapter, cont_name, cont_payload)
 
 
@@ -416,7 +442,8 @@ def _collect_steps(cls: type) -> List[StepSpec]:
             spec = getattr(value, "__acidic_step__", None)
             if isinstance(spec, StepSpec):
                 if spec.name in found and attr != spec.name:
-                    raise DuplicateStep(f"two steps named {spec.name!r} in {cls.__qualname__}")
+                    raise DuplicateStep(f"two steps named {spec.name!r} in {cls.__qualname__}: "
+                                        "give every step a unique name")
                 found.pop(attr, None)  # an override keeps the subclass's position
                 found[attr] = spec
     return list(found.values())
@@ -441,70 +468,218 @@ def _collect_attributes(cls: type, codec: Codec, name: str) -> Dict[str, Any]:
                 codec.encode({attr: value})
             except (TypeError, ValueError, OverflowError) as e:
                 raise EncodeError(f"the default of attribute {attr!r} of {name} cannot be "
-                                  f"encoded: {e}") from e
-        raise EncodeError(f"the attribute defaults of {name} cannot be encoded: {exc}") from exc
+                                  f"encoded: {e}; {_CODEC_ADVICE}") from e
+        raise EncodeError(f"the attribute defaults of {name} cannot be encoded: {exc}; "
+                          f"{_CODEC_ADVICE}") from exc
     return attributes
+
+
+def _settings(db: DatabaseLike, name: Optional[str], codec: Optional[Codec],
+              **options: Any) -> Tuple[Database, Optional[str], Codec]:
+    """Validate what a workflow is declared with (both forms)."""
+    database = resolve(db, enqueue=adapters.dispatch, **options)
+    the_codec: Codec = codec if codec is not None else DEFAULT_CODEC
+    if not (callable(getattr(the_codec, "encode", None)) and
+            callable(getattr(the_codec, "decode", None))):
+        raise TypeError("codec must have encode(value) -> str and decode(str) -> value")
+    if name is not None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        _check_text(name, "the workflow name")
+    return database, name, the_codec
+
+
+def _is_step_decorator(node: ast.expr) -> bool:
+    if isinstance(node, ast.Call):
+        node = node.func
+    return (isinstance(node, ast.Name) and node.id == "step") or \
+        (isinstance(node, ast.Attribute) and node.attr == "step")
+
+
+def _check_source_for_duplicate_steps(cls: type, steps: List[StepSpec]) -> None:
+    """The decorator form sees the class after its body ran, when a second ``@step def
+    charge`` has already replaced the first. Read the class's source instead. Only a
+    source that matches the live class counts (the surviving step's first line is the
+    last definition's), so a missing, edited or ambiguous source never raises."""
+    try:
+        lines, first = inspect.findsource(cls)
+        tree = ast.parse(textwrap.dedent("".join(inspect.getblock(lines[first:]))))
+    except (OSError, TypeError, SyntaxError, IndexError):
+        return
+    if not tree.body or not isinstance(tree.body[0], ast.ClassDef):
+        return
+    by_name = {s.name: s for s in steps}
+    seen: Dict[str, int] = {}
+    for item in tree.body[0].body:
+        if not isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) or \
+                not any(_is_step_decorator(d) for d in item.decorator_list):
+            continue
+        if item.name in seen and item.name in by_name:
+            live = by_name[item.name].fn
+            line = first + min(d.lineno for d in item.decorator_list)  # 1-based
+            if getattr(getattr(live, "__code__", None), "co_firstlineno", None) == line:
+                raise DuplicateStep(
+                    f"two steps named {item.name!r} in {cls.__qualname__} (lines "
+                    f"{first + seen[item.name]} and {first + item.lineno}): the second "
+                    "replaces the first; give every step a unique name")
+        seen[item.name] = item.lineno
+
+
+def _define(cls: type, database: Database, name: Optional[str], codec: Codec,
+            form: str) -> WorkflowSpec:
+    """Derive the WorkflowSpec of ``cls`` and register it (both forms)."""
+    job_name = name or f"{cls.__module__}.{cls.__qualname__}"
+    if "run" in vars(cls):
+        raise TypeError(f"{cls.__qualname__} defines 'run', which {form} provides (rename "
+                        "the method)")
+    steps = _collect_steps(cls)
+    if not steps:
+        raise NoDefinedSteps(f"{cls.__qualname__} has no steps: decorate at least one "
+                             "method with @acidic_job.step")
+    attributes = _collect_attributes(cls, codec, job_name)
+    init = cls.__init__  # type: ignore[misc]
+    if init is object.__init__:
+        signature = inspect.Signature()
+    else:
+        sig = inspect.signature(init)
+        params = list(sig.parameters.values())[1:]
+        if any(p.name == "key" for p in params):
+            raise TypeError(f"{cls.__qualname__}.__init__ must not take a parameter named "
+                            "'key' (run() reserves it for the idempotency key)")
+        signature = sig.replace(parameters=params)
+    spec = WorkflowSpec(cls, database, job_name, codec, steps, attributes, signature)
+    registry[job_name] = cls
+    return spec
+
+
+class _WorkflowNamespace(Dict[str, Any]):
+    """The namespace a :class:`Workflow` class body runs in. It sees every definition in
+    order, so a second ``@step def charge`` raises DuplicateStep instead of silently
+    replacing the first."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if isinstance(getattr(self.get(key), "__acidic_step__", None), StepSpec):
+            raise DuplicateStep(f"two steps named {key!r} in {self.get('__qualname__', '?')}: "
+                                "the second replaces the first; give every step a unique "
+                                "name")
+        super().__setitem__(key, value)
+
+
+class _WorkflowType(type):
+    """The metaclass of :class:`Workflow`: only gives class bodies their namespace."""
+
+    @classmethod
+    def __prepare__(mcs, cls_name: str, bases: Tuple[type, ...], /,
+                    **kwargs: Any) -> Dict[str, Any]:
+        # positional-only: the class keyword name= (the job name) passes through kwargs
+        return _WorkflowNamespace()
+
+
+class Workflow(metaclass=_WorkflowType):
+    """Base class of a workflow (Ruby's ``idempotently``); the typed form::
+
+        class RideCreate(acidic_job.Workflow, database=db):
+            ride_id: int | None = None           # persisted with each step
+
+            def __init__(self, user_id: int) -> None:
+                self.user_id = user_id
+
+            @acidic_job.step
+            def create_ride(self, tx: acidic_job.Cursor) -> None: ...
+
+        RideCreate.run(42)                       # True once the run has succeeded
+
+    Class keywords: ``database`` (a URL, a sqlite3 / psycopg / psycopg2 connection, or
+    a callable returning one; see :mod:`acidic_job.databases`), ``name`` (the job name
+    stored with each run, default ``module.QualName``), ``codec`` (how arguments and
+    attributes are encoded, default canonical JSON), ``lock_timeout`` (seconds, default
+    90: how long a run stays locked by a worker that died), ``busy_timeout`` and
+    ``synchronous`` (SQLite URL stores), ``conflict_retries`` (serialization failures
+    the core retries). A class without ``database`` is an abstract base for workflows
+    that name theirs; a subclass of a workflow is a workflow on the same database.
+
+    ``run(*args, key=None, **kwargs)`` takes the arguments of ``__init__``; they
+    identify the run unless ``key`` is given. Annotated class attributes with a default
+    are persisted with each step.
+    """
+
+    __acidic_workflow__: ClassVar[WorkflowSpec]
+
+    def __init_subclass__(cls, *, database: Optional[DatabaseLike] = None,
+                          name: Optional[str] = None, codec: Optional[Codec] = None,
+                          lock_timeout: Optional[float] = None,
+                          busy_timeout: Optional[float] = None,
+                          synchronous: Optional[str] = None,
+                          conflict_retries: Optional[int] = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        options = {k: v for k, v in (("lock_timeout", lock_timeout),
+                                     ("busy_timeout", busy_timeout),
+                                     ("synchronous", synchronous),
+                                     ("conflict_retries", conflict_retries)) if v is not None}
+        parent: Optional[WorkflowSpec] = getattr(cls, "__acidic_workflow__", None)
+        if database is None:
+            if options:
+                raise TypeError(f"{cls.__qualname__}: {', '.join(options)} need database=")
+            if parent is None:
+                return  # an abstract base: its subclasses name their database
+            db: DatabaseLike = parent.database
+            codec = codec if codec is not None else parent.codec
+        else:
+            db = database
+        the_database, the_name, the_codec = _settings(db, name, codec, **options)
+        cls.__acidic_workflow__ = _define(cls, the_database, the_name, the_codec,
+                                          "acidic_job.Workflow")
+
+    @classmethod
+    def run(cls, *args: Any, key: Optional[str] = None, **kwargs: Any) -> bool:
+        """Run (or resume) the workflow; True once the run has succeeded, False while it
+        awaits jobs. The arguments are those of ``__init__``."""
+        spec: Optional[WorkflowSpec] = cls.__dict__.get("__acidic_workflow__")
+        if spec is None:
+            raise TypeError(f"{cls.__qualname__} is not a workflow: it names no database "
+                            f"(class {cls.__name__}(acidic_job.Workflow, database=...))")
+        return spec.run(args, kwargs, key)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        spec: Optional[WorkflowSpec] = getattr(type(self), "__acidic_workflow__", None)
+        if spec is not None and attr in spec.attributes:
+            spec.check_attribute(attr, value)  # an unencodable value fails here, not later
+        super().__setattr__(attr, value)
 
 
 def workflow(db: DatabaseLike, *, name: Optional[str] = None, codec: Optional[Codec] = None,
              lock_timeout: Optional[float] = None, busy_timeout: Optional[float] = None,
              synchronous: Optional[str] = None,
              conflict_retries: Optional[int] = None) -> Callable[[Type[T]], Type[T]]:
-    """Make a class an idempotent workflow (Ruby's ``idempotently``).
-
-    ``db``: a URL, a sqlite3 / psycopg / psycopg2 connection, or a callable returning
-    one (see :mod:`acidic_job.databases`). ``name``: the job name stored with each run
-    (default ``module.QualName``). ``codec``: how arguments and attributes are encoded
-    (default canonical JSON). ``lock_timeout`` (seconds, default 90): how long a run
-    stays locked by a worker that died. ``busy_timeout`` / ``synchronous``: SQLite URL
-    stores. ``conflict_retries``: serialization failures the core retries.
-
-    The class gains ``run(*args, key=None, **kwargs) -> bool`` (a classmethod): the
-    arguments are those of ``__init__``; they identify the run unless ``key`` is given.
-    Annotated class attributes with a default are persisted with each step.
+    """The decorator form of :class:`Workflow`, kept for compatibility:
+    ``@acidic_job.workflow(db)`` on a plain class takes the same settings and gives the
+    class the same ``run`` classmethod. Type checkers do not see what a class decorator
+    adds (mypy reports ``"Type[RideCreate]" has no attribute "run"``): prefer
+    ``class RideCreate(acidic_job.Workflow, database=db)``.
     """
-    database = resolve(db, lock_timeout=lock_timeout, busy_timeout=busy_timeout,
-                       synchronous=synchronous, conflict_retries=conflict_retries)
-    the_codec: Codec = codec if codec is not None else DEFAULT_CODEC
-    if not (callable(getattr(the_codec, "encode", None)) and
-            callable(getattr(the_codec, "decode", None))):
-        raise TypeError("codec must have encode(value) -> str and decode(str) -> value")
-    if name is not None and (not isinstance(name, str) or not name or "\0" in name):
-        raise TypeError("name must be a non-empty str")
+    database, the_name, the_codec = _settings(
+        db, name, codec, lock_timeout=lock_timeout, busy_timeout=busy_timeout,
+        synchronous=synchronous, conflict_retries=conflict_retries)
 
     def decorate(cls: Type[T]) -> Type[T]:
         if not isinstance(cls, type):
             raise TypeError("@acidic_job.workflow decorates a class; use @acidic_job.job "
                             "for a function")
-        job_name = name or f"{cls.__module__}.{cls.__qualname__}"
-        if "run" in vars(cls):
-            raise TypeError(f"{cls.__qualname__} defines 'run', which @acidic_job.workflow "
-                            "provides (rename the method)")
-        steps = _collect_steps(cls)
-        if not steps:
-            raise NoDefinedSteps(f"{cls.__qualname__} has no steps", _native.ENO_STEPS,
-                                 "AJ_ENO_STEPS")
-        attributes = _collect_attributes(cls, the_codec, job_name)
-        init = cls.__init__  # type: ignore[misc]
-        if init is object.__init__:
-            signature = inspect.Signature()
-        else:
-            sig = inspect.signature(init)
-            params = list(sig.parameters.values())[1:]
-            if any(p.name == "key" for p in params):
-                raise TypeError(f"{cls.__qualname__}.__init__ must not take a parameter named "
-                                "'key' (run() reserves it for the idempotency key)")
-            signature = sig.replace(parameters=params)
-        spec = WorkflowSpec(cls, database, job_name, the_codec, steps, attributes, signature)
+        if issubclass(cls, Workflow):
+            raise TypeError(f"{cls.__qualname__} is an acidic_job.Workflow: pass database= "
+                            "in its class line instead of decorating it")
+        spec = _define(cls, database, the_name, the_codec, "@acidic_job.workflow")
+        _check_source_for_duplicate_steps(cls, spec.steps)
         cls.__acidic_workflow__ = spec  # type: ignore[attr-defined]
 
         def run(klass: type, *args: Any, key: Optional[str] = None, **kwargs: Any) -> bool:
             """Run (or resume) the workflow; True once the run has succeeded."""
-            return klass.__acidic_workflow__.run(args, kwargs, key)  # type: ignore
+            the_spec: WorkflowSpec = getattr(klass, "__acidic_workflow__")
+            return the_spec.run(args, kwargs, key)
 
         cls.run = classmethod(run)  # type: ignore[attr-defined]
 
-        if attributes:
+        if spec.attributes:
             base_setattr = cls.__setattr__
 
             def __setattr__(self: Any, attr: str, value: Any) -> None:
@@ -513,7 +688,6 @@ def workflow(db: DatabaseLike, *, name: Optional[str] = None, codec: Optional[Co
                 base_setattr(self, attr, value)
 
             cls.__setattr__ = __setattr__  # type: ignore[assignment]
-        registry[job_name] = cls
         return cls
 
     return decorate
@@ -575,8 +749,8 @@ def job(db: DatabaseLike, *, name: Optional[str] = None, codec: Optional[Codec] 
         cls = type(fn.__name__, (), {"__init__": init, fn.__name__: step(body),
                                      "__module__": fn.__module__,
                                      "__qualname__": fn.__qualname__})
-        cls.__init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)] + params[1:])
+        setattr(init, "__signature__", inspect.Signature(
+            [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)] + params[1:]))
         workflow(db, name=job_name, codec=codec, **options)(cls)
         fj = FunctionJob(fn, cls.__acidic_workflow__)  # type: ignore[attr-defined]
         registry[job_name] = fj

@@ -1,0 +1,90 @@
+/* The module acidic_job._native: its functions, its constants and PyInit__native. */
+#include "py_aj.h"
+#include <sqlite3.h>
+#include <libpq-fe.h>
+
+static PyObject *
+native_sqlite_libversion(PyObject *mod, PyObject *unused)
+{
+    return PyUnicode_FromString(sqlite3_libversion());
+}
+
+static PyObject *
+native_pq_libversion(PyObject *mod, PyObject *unused)
+{
+    return PyLong_FromLong(PQlibVersion());
+}
+
+static PyObject *
+native_code_name(PyObject *mod, PyObject *arg)
+{
+    long code = PyLong_AsLong(arg);
+    if (code == -1 && PyErr_Occurred())
+        return NULL;
+    return PyUnicode_FromString(aj_code_name((int)code));
+}
+
+static PyMethodDef module_methods[] = {
+    {"open", (PyCFunction)(void (*)(void))py_aj_open, METH_VARARGS | METH_KEYWORDS,
+     "open(url, *, lock_timeout_ms, busy_timeout_ms, synchronous, conflict_retries) -> Store"},
+    {"borrow_sqlite", (PyCFunction)(void (*)(void))py_aj_borrow_sqlite,
+     METH_VARARGS | METH_KEYWORDS, "borrow_sqlite(connection, **options) -> Store"},
+    {"borrow_pg", (PyCFunction)(void (*)(void))py_aj_borrow_pg, METH_VARARGS | METH_KEYWORDS,
+     "borrow_pg(connection, **options) -> Store: a psycopg 3 Connection or a psycopg2 "
+     "connection on the libpq the extension links"},
+    {"acquire", (PyCFunction)(void (*)(void))py_aj_acquire, METH_VARARGS | METH_KEYWORDS,
+     "acquire(store, workflow, key, job_name, args=None, attributes=None) -> Run"},
+    {"_register_errors", py_aj_register_errors, METH_O,
+     "Register {code: exception class} (done by acidic_job.errors)."},
+    {"sqlite_libversion", native_sqlite_libversion, METH_NOARGS,
+     "The SQLite version the extension runs with."},
+    {"pq_libversion", native_pq_libversion, METH_NOARGS,
+     "PQlibVersion() of the libpq the extension runs with."},
+    {"code_name", native_code_name, METH_O, "Stable name of a core error code."},
+    {NULL}
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT, "acidic_job._native",
+    "The C core of acidic_job (see acidic_job.h); use the acidic_job package instead.", -1,
+    module_methods,
+};
+
+PyMODINIT_FUNC  /* Py_EXPORTED_SYMBOL: the one symbol the extension exports */
+PyInit__native(void)
+{
+    if (PyType_Ready(&py_aj_StoreType) < 0 || PyType_Ready(&py_aj_WorkflowType) < 0 ||
+        PyType_Ready(&py_aj_RunType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&native_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&py_aj_StoreType);
+    Py_INCREF(&py_aj_WorkflowType);
+    Py_INCREF(&py_aj_RunType);
+    if (PyModule_AddObject(m, "Store", (PyObject *)&py_aj_StoreType) < 0 ||
+        PyModule_AddObject(m, "Workflow", (PyObject *)&py_aj_WorkflowType) < 0 ||
+        PyModule_AddObject(m, "Run", (PyObject *)&py_aj_RunType) < 0 ||
+        PyModule_AddStringConstant(m, "VERSION", AJ_VERSION) < 0 ||
+        PyModule_AddStringConstant(m, "RECOVERY_POINT_FINISHED", AJ_RECOVERY_POINT_FINISHED) < 0)
+        goto fail;
+    struct { const char *name; long value; } consts[] = {
+        {"RUN_READY", AJ_RUN_READY}, {"RUN_AWAITING", AJ_RUN_AWAITING},
+        {"RUN_SUCCEEDED", AJ_RUN_SUCCEEDED}, {"RUN_FAILED", AJ_RUN_FAILED},
+        {"RUN_FINISHED_FAILED", AJ_RUN_FINISHED_FAILED},
+        {"OK", AJ_OK}, {"ERROR", AJ_ERROR}, {"EINVALID", AJ_EINVALID}, {"ENOMEM", AJ_ENOMEM},
+        {"EMISUSE", AJ_EMISUSE}, {"EDATABASE", AJ_EDATABASE}, {"ECONFLICT", AJ_ECONFLICT},
+        {"EMISMATCH", AJ_EMISMATCH}, {"ELOCKED", AJ_ELOCKED},
+        {"EUNKNOWN_RECOVERY_POINT", AJ_EUNKNOWN_RECOVERY_POINT},
+        {"ENO_STEPS", AJ_ENO_STEPS}, {"EDUPLICATE_STEP", AJ_EDUPLICATE_STEP},
+        {"ESTEP", AJ_ESTEP}, {"ENOTFOUND", AJ_ENOTFOUND},
+        {"SYNC_FULL", AJ_SYNC_FULL}, {"SYNC_NORMAL", AJ_SYNC_NORMAL}, {"SYNC_OFF", AJ_SYNC_OFF},
+    };
+    for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
+        if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0)
+            goto fail;
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

@@ -1,0 +1,162 @@
+"""A typed program using every public name of acidic_job, for mypy --strict
+(test_typing.py checks both that mypy accepts it and that it names every entry of the
+modules' __all__). It is type-checked, not run: the workflows below would need a queue.
+"""
+from __future__ import annotations
+
+import datetime
+import sqlite3
+from typing import Any, Dict, List, Optional, Tuple
+
+from celery import Celery
+from redis import Redis
+from rq import Retry
+
+import acidic_job
+import acidic_job.adapters
+import acidic_job.celery
+import acidic_job.rq
+
+db = sqlite3.connect("typed.db")
+app = Celery("typed", broker="memory://")
+celery_adapter: acidic_job.celery.CeleryAdapter = acidic_job.celery.install(app, "sqlite:typed.db")
+rq_adapter: acidic_job.rq.RQAdapter = acidic_job.rq.install("sqlite:typed.db", Redis())
+staged_header: str = acidic_job.celery.HEADER + acidic_job.celery.RESUME_TASK + acidic_job.rq.META
+task_base: type = acidic_job.celery.Task
+rq_job_classes: Tuple[type, type] = (acidic_job.rq.Job, acidic_job.rq.WorkflowJob)
+
+
+@acidic_job.rq.job("typed", retry=Retry(max=3, interval=10))
+def notify(user_id: int) -> None:
+    pass
+
+
+notify_job: acidic_job.rq.Job = notify
+
+
+class DateCodec(acidic_job.JSONCodec):
+    def __init__(self) -> None:
+        super().__init__(default=self.to_json, object_hook=self.from_json)
+
+    @staticmethod
+    def to_json(value: Any) -> Any:
+        return {"$date": value.isoformat()} if isinstance(value, datetime.date) else TypeError()
+
+    @staticmethod
+    def from_json(doc: Dict[str, Any]) -> Any:
+        return datetime.date.fromisoformat(doc["$date"]) if "$date" in doc else doc
+
+
+codec: acidic_job.Codec = DateCodec()
+
+
+class Audited(acidic_job.Workflow):
+    """An abstract base: no database."""
+
+    @acidic_job.step
+    def audit(self) -> None:
+        context = acidic_job.current_step()
+        assert context is not None and context.step == "audit"
+
+
+@acidic_job.rq.job("typed")
+class Signup(Audited, database=db, name="Signup", codec=codec, lock_timeout=30.0,
+             busy_timeout=5.0, synchronous="normal", conflict_retries=3):
+    user_id_seen: Optional[int] = None
+    when: Optional[datetime.date] = None
+
+    def __init__(self, email: str) -> None:
+        self.email = email
+
+    @acidic_job.step
+    def create_user(self, tx: acidic_job.Cursor) -> None:
+        tx.execute("INSERT INTO users (email) VALUES (?) RETURNING id", (self.email,))
+        self.user_id_seen = int(tx.fetchone()[0])
+        rows: List[Any] = tx.fetchall()
+        assert tx.rowcount >= len(rows)
+
+    @acidic_job.step(awaits=[notify])
+    def welcome(self) -> Dict[Any, Tuple[Any, ...]]:
+        acidic_job.perform_transactionally(notify, self.user_id_seen)
+        notify.perform_transactionally(self.user_id_seen)
+        return {notify: (self.user_id_seen,)}
+
+    @acidic_job.step
+    def maybe_skip(self) -> Optional[acidic_job.GoTo]:
+        return acidic_job.goto("done") if self.user_id_seen is None else None
+
+    @acidic_job.step
+    def finish_early(self) -> object:
+        return acidic_job.FINISH
+
+    @acidic_job.step
+    def done(self) -> None:
+        pass
+
+
+@acidic_job.celery.task(app)
+class Welcome(acidic_job.Workflow, database=db):
+    @acidic_job.step
+    def only(self) -> None:
+        pass
+
+
+@acidic_job.workflow("sqlite:typed.db", name="Legacy")
+class Legacy:
+    @acidic_job.step
+    def only(self) -> None:
+        pass
+
+
+@acidic_job.job("sqlite:typed.db")
+def send(tx: acidic_job.Cursor, user_id: int) -> None:
+    tx.execute("SELECT ?", (user_id,))
+
+
+function_job: acidic_job.FunctionJob = send
+
+
+class EchoAdapter(acidic_job.adapters.Adapter):
+    name = "echo"
+
+    def send(self, staged_id: int, job_name: str, payload: Dict[str, Any]) -> None:
+        print(staged_id, job_name, payload)
+
+    def continuation(self) -> str:
+        return "echo.resume"
+
+
+def operate() -> None:
+    succeeded: bool = Signup.run("a@example.com") and Signup.run("b@example.com", key="b")
+    adapter = acidic_job.adapters.install_adapter(EchoAdapter())
+    assert acidic_job.adapters.installed("echo") is adapter
+    pushed: bool = acidic_job.adapters.dispatch(1, "echo", "job", '{"args": []}')
+    pair: Tuple[str, str] = acidic_job.adapters.describe(notify)
+    payload: str = acidic_job.adapters.encode_payload(notify, (1,), {})
+    resume: Tuple[str, str] = acidic_job.adapters.continuation("echo", "Signup", "typed", "k",
+                                                                "{}")
+    completed: bool = acidic_job.ack(1, "sqlite:typed.db")
+    delivered: int = acidic_job.drain("sqlite:typed.db", older_than=0.0)
+    acidic_job.rq.acknowledge(None, None, None)
+    resumed: bool = acidic_job.rq.resume({"workflow": "Signup", "key": "k", "arguments": "{}"})
+    ran: bool = acidic_job.rq.run_workflow("Signup", "typed_usage", "c@example.com")
+    cursor_type: type = acidic_job.StoreCursor
+    print(succeeded, pushed, pair, payload, resume, completed, delivered, resumed, ran,
+          cursor_type, acidic_job.VERSION, acidic_job.__version__, Legacy)
+    errors: Tuple[type, ...] = (
+        acidic_job.Error, acidic_job.InvalidArgument, acidic_job.OutOfMemory,
+        acidic_job.MisuseError, acidic_job.DatabaseError, acidic_job.SerializationConflict,
+        acidic_job.SerializedTransactionConflict,
+        acidic_job.MismatchedIdempotencyKeyAndJobArguments, acidic_job.LockedIdempotencyKey,
+        acidic_job.UnknownRecoveryPoint, acidic_job.NoDefinedSteps, acidic_job.DuplicateStep,
+        acidic_job.StepFailed, acidic_job.NotFound, acidic_job.EncodeError,
+        acidic_job.UnknownJobAdapter)
+    try:
+        Signup.run("c@example.com")
+    except acidic_job.LockedIdempotencyKey as exc:
+        code: int = exc.code
+        name: str = exc.code_name
+        print(code, name, errors)
+    wrapped: acidic_job.celery.CeleryAdapter = celery_adapter
+    print(wrapped, rq_adapter, task_base, rq_job_classes, staged_header, function_job,
+          notify_job, Welcome)
