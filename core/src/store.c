@@ -109,7 +109,7 @@ int aj_store_borrow_sqlite(aj_store **out, struct sqlite3 *db, const aj_options 
 {
     if (!out || !db)
         return aj_error_set(AJ_EINVALID, "aj_store_borrow_sqlite: NULL argument");
-    aj_store *s;
+    aj_store *s = NULL;
     int rc = store_new(&s, opts, 1);
     return rc ? rc : adopt(out, s, aj_sqlite_borrow(&s->drv, &s->conn, db));
 }
@@ -118,7 +118,7 @@ int aj_store_borrow_pg(aj_store **out, struct pg_conn *conn, const aj_options *o
 {
     if (!out || !conn)
         return aj_error_set(AJ_EINVALID, "aj_store_borrow_pg: NULL argument");
-    aj_store *s;
+    aj_store *s = NULL;
     int rc = store_new(&s, opts, 1);
     return rc ? rc : adopt(out, s, aj_pg_borrow(&s->drv, &s->conn, conn));
 }
