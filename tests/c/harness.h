@@ -140,4 +140,7 @@ void sleep_ms(int ms);
 /* Assert that the last error has the code and a non-empty message. */
 void assert_last_error(int code);
 
+/* The two-step fan_out (awaits ChildJob) / fan_in workflow (test_await.c). */
+aj_workflow *await_wf(void);
+
 #endif

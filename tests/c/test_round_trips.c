@@ -7,6 +7,7 @@
  * (the claim) to the application's BEGIN, INSERT and COMMIT, and one more only when the
  * step changed attributes. */
 #include "harness.h"
+#include "tests.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
