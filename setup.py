@@ -14,6 +14,7 @@ import re
 import subprocess
 
 from setuptools import Extension, setup
+from setuptools.command.build_clib import build_clib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -67,6 +68,19 @@ core_library = ("acidic_job_core", {
     "obj_deps": {"": core_headers + [rel("core", "warning-flags.txt")]},
 })
 
+
+class build_core(build_clib):
+    """build_clib that archives the current core sources only: distutils' `ar` adds to an
+    existing archive, so a core file renamed or removed would linger in it."""
+
+    def build_libraries(self, libraries):
+        for name, _ in libraries:
+            stale = self.compiler.library_filename(name, output_dir=self.build_clib)
+            if os.path.exists(stale):
+                os.remove(stale)
+        super().build_libraries(libraries)
+
+
 native = Extension(
     "acidic_job._native",
     sources=[rel("bindings", "python", "src", "_native.c")],
@@ -94,6 +108,7 @@ setup(
     package_data={"acidic_job": ["py.typed", "_native.pyi"]},
     libraries=[core_library],
     ext_modules=[native],
+    cmdclass={"build_clib": build_core},
     extras_require={
         "celery": ["celery>=5.2"],
         "rq": ["rq>=1.13"],
