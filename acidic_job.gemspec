@@ -18,7 +18,7 @@ Gem::Specification.new do |spec|
   # C core straight from core/ (the one copy of it).
   spec.files = Dir[
     "acidic_job.gemspec",
-    "core/include/*.h",
+    "core/include/*.h", "core/warning-flags.txt",
     "core/src/*.{c,h}",
     "bindings/ruby/ext/acidic_job/*.{c,h,rb}",
     "bindings/ruby/lib/**/*.{rb,rake,erb}",

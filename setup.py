@@ -1,9 +1,9 @@
 """Build the acidic_job Python package.
 
-The extension ``acidic_job._native`` compiles the C core's sources straight from
-``core/src`` (the one copy in the repository; the sdist carries it through MANIFEST.in)
-together with the extension's own files in ``bindings/python/src`` (one per type, as the
-Ruby extension), and links the system SQLite and libpq.
+The extension ``acidic_job._native`` is the files of ``bindings/python/src`` (one per type,
+as the Ruby extension) linked with the C core, compiled straight from ``core/src`` (the one
+copy in the repository; the sdist carries it through MANIFEST.in) with the core's warning
+flags (``core/warning-flags.txt``), and the system SQLite and libpq.
 
 Offline (Debian packages only):   pip install --no-build-isolation .
 With a package index reachable:   pip install .
@@ -14,6 +14,7 @@ import re
 import subprocess
 
 from setuptools import Extension, setup
+from setuptools.command.build_clib import build_clib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,26 +42,59 @@ binding_sources = sorted(os.path.relpath(p, HERE) for p in
                          glob.glob(os.path.join(HERE, "bindings", "python", "src", "*.c")))
 core_sources = sorted(os.path.relpath(p, HERE)
                       for p in glob.glob(os.path.join(HERE, "core", "src", "*.c")))
+core_headers = sorted(os.path.relpath(p, HERE) for p in
+                      glob.glob(os.path.join(HERE, "core", "src", "*.h")) +
+                      glob.glob(os.path.join(HERE, "core", "include", "*.h")))
+
+
+def core_warning_flags():
+    # the one list every build of the core uses (CMake, the gem, the bench, the fuzzer)
+    with open(os.path.join(HERE, "core", "warning-flags.txt"), encoding="utf-8") as f:
+        return [flag for line in f if not line.startswith("#") for flag in line.split()]
+
 
 BUILD_BASE = os.path.join("build", "python-setuptools")
 if os.environ.get("CFLAGS"):
     import hashlib
     BUILD_BASE += "-" + hashlib.sha1(os.environ["CFLAGS"].encode()).hexdigest()[:8]
 
+# The core is compiled on its own, as a static library linked into the extension, so that
+# it gets the core's warning flags while _native.c keeps Python's. Its symbols stay
+# private to the extension (-fvisibility=hidden; AJ_BUILDING_LIBRARY is deliberately not
+# defined): another copy of the core in the process (the Ruby gem, say) cannot collide.
+core_library = ("acidic_job_core", {
+    "sources": core_sources,
+    "include_dirs": [rel("core", "include"), rel("core", "src")] + pg_includedir(),
+    "cflags": ["-fvisibility=hidden", "-std=gnu11"] + core_warning_flags(),
+    # headers: a change in any of them rebuilds the core (setuptools tracks no includes)
+    "obj_deps": {"": core_headers + [rel("core", "warning-flags.txt")]},
+})
+
+
+class build_core(build_clib):
+    """build_clib that archives the current core sources only: distutils' `ar` adds to an
+    existing archive, so a core file renamed or removed would linger in it."""
+
+    def build_libraries(self, libraries):
+        for name, _ in libraries:
+            stale = self.compiler.library_filename(name, output_dir=self.build_clib)
+            if os.path.exists(stale):
+                os.remove(stale)
+        super().build_libraries(libraries)
+
+
 native = Extension(
     "acidic_job._native",
-    sources=binding_sources + core_sources,
+    sources=binding_sources,
     include_dirs=[rel("bindings", "python", "src"), rel("core", "include"),
                   rel("core", "src")] + pg_includedir(),
     # headers: a change in any of them rebuilds the extension (setuptools tracks no includes)
-    depends=sorted(os.path.relpath(p, HERE) for p in
-                   glob.glob(os.path.join(HERE, "bindings", "python", "src", "*.h")) +
-                   glob.glob(os.path.join(HERE, "core", "src", "*.h")) +
-                   glob.glob(os.path.join(HERE, "core", "include", "*.h"))),
-    libraries=["sqlite3", "pq"],
-    # Only PyInit__native is exported: the core's aj_* symbols stay private to the
-    # extension so that another copy of the core in the process (the Ruby gem, say)
-    # cannot collide with it. AJ_BUILDING_LIBRARY is deliberately not defined.
+    depends=core_headers + core_sources + sorted(
+        os.path.relpath(p, HERE) for p in
+        glob.glob(os.path.join(HERE, "bindings", "python", "src", "*.h"))),
+    # the core first: its references to SQLite and libpq are resolved by what follows
+    libraries=["acidic_job_core", "sqlite3", "pq"],
+    # Only PyInit__native is exported.
     extra_compile_args=["-fvisibility=hidden", "-std=gnu11", "-Wall", "-Wno-unused-parameter"],
 )
 
@@ -80,7 +114,9 @@ setup(
     package_dir={"": rel("bindings", "python")},
     packages=["acidic_job"],
     package_data={"acidic_job": ["py.typed", "_native.pyi"]},
+    libraries=[core_library],
     ext_modules=[native],
+    cmdclass={"build_clib": build_core},
     extras_require={
         "celery": ["celery>=5.2"],
         "rq": ["rq>=1.13"],

@@ -13,13 +13,18 @@ tmp="$(mktemp -d /tmp/aj-bench.XXXXXX)"
 chmod 755 "$tmp"
 cleanup() { bash scripts/pg-server.sh stop "$tmp/pg" >/dev/null 2>&1 || true; rm -rf "$tmp"; }
 trap cleanup EXIT
-pg_url="$(bash scripts/pg-server.sh start "$tmp/pg")" || { echo "PostgreSQL did not start" >&2; exit 1; }
 out="$tmp/ratios"
 : >"$out"
 
 echo "==> C"
-cc -O2 -std=c11 -D_GNU_SOURCE -Icore/include -Icore/src $(pkg-config --cflags libpq) \
-   core/src/*.c bench/bench_core.c -lsqlite3 -lpq -o "$tmp/bench_core"
+# the core's warning flags, as in every other build of it (core/warning-flags.txt)
+warnings="$(grep -v '^#' core/warning-flags.txt)"
+# shellcheck disable=SC2086 # one flag per word
+cc -O2 -std=c11 -D_GNU_SOURCE $warnings -Icore/include -Icore/src $(pkg-config --cflags libpq) \
+   core/src/*.c bench/bench_core.c -lsqlite3 -lpq -o "$tmp/bench_core" || exit 1
+# AJ_BENCH_BUILD_ONLY=1: stop here (tests/build_flags/run.sh checks this build's flags)
+[ -z "${AJ_BENCH_BUILD_ONLY:-}" ] || exit 0
+pg_url="$(bash scripts/pg-server.sh start "$tmp/pg")" || { echo "PostgreSQL did not start" >&2; exit 1; }
 "$tmp/bench_core" "sqlite:$tmp/c.db" "$steps" | tee -a "$out"
 "$tmp/bench_core" "$pg_url" "$steps" | tee -a "$out"
 

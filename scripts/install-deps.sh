@@ -7,6 +7,9 @@ PACKAGES=(
   # C core
   build-essential cmake pkg-config libsqlite3-dev libpq-dev libcmocka-dev
   clang libclang-rt-14-dev
+  # static linking through `pkg-config --static acidic_job` (tests/install): Debian's
+  # libpq.pc lists libpq's own private libraries
+  libkrb5-dev libldap-dev zlib1g-dev postgresql-server-dev-15
   # services for the tests
   postgresql-15 redis-server
   # Ruby gem

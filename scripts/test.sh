@@ -6,8 +6,11 @@
 #   AJ_TEST_PG_URL     libpq URI of the PostgreSQL server
 #   AJ_TEST_PG_DIR     its directory (scripts/pg-server.sh restart DIR restarts it)
 #   AJ_TEST_REDIS_URL  redis://127.0.0.1:PORT/0
-# Then runs, in order: the C tests, the C tests under ASan+UBSan, a bounded libFuzzer run
-# of the public API (tests/fuzz/run.sh), tests/python/run.sh and tests/ruby/run.sh.
+# Then runs, in order: the C tests, the C tests under ASan+UBSan, the Debug and Release
+# builds, a bounded libFuzzer run of the public API (tests/fuzz/run.sh), the warning flags
+# of every build of the core (tests/build_flags), the installed library (tests/install),
+# tests/python/run.sh and tests/ruby/run.sh, the READMEs' quick starts (tests/readme) and
+# `make demo` (tests/demo).
 #
 # Summary convention: every suite prints, for each part it runs, one line
 #   SUMMARY <suite> <database-or-queue> <passed> <failed>
@@ -122,6 +125,21 @@ c_suite() {
 }
 
 c_suite c build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+# Every build type builds (gcc, -Werror): Debug and Release too, tests and examples included.
+for type in Debug Release; do
+  section "C build ($type)"
+  dir="build/$(echo "$type" | tr '[:upper:]' '[:lower:]')"
+  if cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE="$type" >"$tmp/build-$type.log" 2>&1 &&
+     cmake --build "$dir" -j "$jobs" >>"$tmp/build-$type.log" 2>&1; then
+    echo "built $dir"
+    record c-build "$type" 1 0
+  else
+    cat "$tmp/build-$type.log"
+    record c-build "$type" 0 1
+  fi
+done
+
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   c_suite c-asan build/asan -DAJ_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DAJ_BUILD_EXAMPLES=OFF
@@ -130,6 +148,12 @@ UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
 section "fuzzing the public API (libFuzzer)"
 run_suite fuzz bash tests/fuzz/run.sh
 
+# ---- packaging ----------------------------------------------------------------
+section "one set of warning flags in every build of the core"
+run_suite build-flags bash tests/build_flags/run.sh
+section "the installed C library (make install, pkg-config, find_package)"
+run_suite install bash tests/install/run.sh
+
 # ---- bindings -----------------------------------------------------------------
 for lang in python ruby; do
   if [ -f "tests/$lang/run.sh" ]; then
@@ -137,6 +161,12 @@ for lang in python ruby; do
     run_suite "$lang" bash "tests/$lang/run.sh"
   fi
 done
+
+# ---- first contact -------------------------------------------------------------
+section "the READMEs' quick starts, run as written"
+run_suite readme bash tests/readme/run.sh
+section "make demo"
+run_suite demo bash tests/demo/run.sh
 
 # ---- summary ------------------------------------------------------------------
 section "summary"

@@ -145,4 +145,7 @@ int owned_claims_first(void);
 /* Assert that the last error has the code and a non-empty message. */
 void assert_last_error(int code);
 
+/* The two-step fan_out (awaits ChildJob) / fan_in workflow (test_await.c). */
+aj_workflow *await_wf(void);
+
 #endif

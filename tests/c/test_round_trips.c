@@ -8,6 +8,7 @@
  * the COMMIT. Borrowed connection: the host sends BEGIN and COMMIT, so the core adds
  * one statement per step (two in the first). */
 #include "harness.h"
+#include "tests.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>

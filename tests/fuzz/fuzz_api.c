@@ -33,6 +33,7 @@ static int enqueue(void *ctx, const aj_staged_job *job)
     volatile size_t sum = 0;
     for (size_t i = 0; i < job->payload_len; i++)
         sum += (unsigned char)job->payload[i];
+    (void)sum;
     return job->id % 2 ? 0 : 1; /* refuse some: they stay for the drain */
 }
 
@@ -60,6 +61,8 @@ static int step(aj_run *run, const char *name, void *vctx)
     }
     return 0;
 }
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size); /* called by libFuzzer */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

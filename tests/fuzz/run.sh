@@ -8,7 +8,10 @@ cd "$root"
 runs="${RUNS:-30000}"
 out="$root/build/fuzz"
 mkdir -p "$out/corpus"
-if ! clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+# the core's warning flags, as in every other build of it (core/warning-flags.txt)
+warnings="$(grep -v '^#' core/warning-flags.txt)"
+# shellcheck disable=SC2086 # one flag per word
+if ! clang -g -O1 -std=c11 -D_GNU_SOURCE $warnings -fsanitize=fuzzer,address,undefined \
       -fno-sanitize-recover=all -Icore/include $(pkg-config --cflags libpq) core/src/*.c \
       tests/fuzz/fuzz_api.c -lsqlite3 -lpq -o "$out/fuzz_api"; then
   echo "SUMMARY fuzz build 0 1"

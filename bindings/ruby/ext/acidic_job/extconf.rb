@@ -22,6 +22,9 @@ $srcs = own_files + core_files
 
 $CFLAGS << " -std=gnu11 -fvisibility=hidden -Wall -Wextra -Wno-unused-parameter"
 $CFLAGS << " -Wno-missing-field-initializers"
+# The core's objects get the core's warning flags (core/warning-flags.txt, shared by every
+# build of the core) after Ruby's own, which relax some of them for the binding's files.
+core_warnings = File.readlines(File.join(core, "warning-flags.txt")).grep_v(/\A#/).join(" ").split
 # Core symbols stay local to this extension: Ruby loads extension symbols process-wide.
 $LDFLAGS << " -Wl,--exclude-libs,ALL"
 
@@ -34,3 +37,6 @@ have_library("dl", "dlsym")
 have_header("ruby/thread.h")
 
 create_makefile("acidic_job/acidic_job_ext")
+File.open("Makefile", "a") do |makefile|
+  makefile.puts "#{core_files.map { |f| f.sub(/\.c\z/, '.o') }.join(' ')}: CFLAGS += #{core_warnings.join(' ')}"
+end
