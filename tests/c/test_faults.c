@@ -161,7 +161,8 @@ void test_pg_borrowed_statements_discarded(void **state) {
         aj_run *run = NULL;
         assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
         /* the first time, b fails: the failure record runs after a DEALLOCATE ALL */
-        assert_aj(aj_run_execute(run, deallocating_step, i == 0 ? "fail" : NULL),
+        static int fail_b = 1;
+        assert_aj(aj_run_execute(run, deallocating_step, i == 0 ? &fail_b : NULL),
                   i == 0 ? AJ_ESTEP : AJ_OK);
         aj_run_free(run);
         PQclear(PQexec(pg, "DISCARD ALL"));
