@@ -9,7 +9,18 @@ require "digest/sha1"
 
 require_relative "acidic_job/version"
 require_relative "acidic_job/errors"
-require_relative "acidic_job/acidic_job_ext"
+begin
+  # Installed gems (RubyGems, Bundler `git:`) and `rake compile` put the extension next to
+  # this file; RubyGems may also keep it only in the gem's extension dir on the load path.
+  require_relative "acidic_job/acidic_job_ext"
+rescue LoadError
+  begin
+    require "acidic_job/acidic_job_ext"
+  rescue LoadError
+    raise LoadError, "acidic_job: the native extension is not built; run `rake compile` in " \
+                     "#{File.expand_path('../../..', __dir__)}"
+  end
+end
 require_relative "acidic_job/coders"
 require_relative "acidic_job/configuration"
 require_relative "acidic_job/key"
