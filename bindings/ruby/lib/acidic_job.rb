@@ -24,6 +24,7 @@ end
 require_relative "acidic_job/coders"
 require_relative "acidic_job/configuration"
 require_relative "acidic_job/key"
+require_relative "acidic_job/key_lookup"
 require_relative "acidic_job/staged"
 require_relative "acidic_job/owned_key"
 require_relative "acidic_job/outbox"
