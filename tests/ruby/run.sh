@@ -79,6 +79,41 @@ part() {
   fi
 }
 
+# compat_part NAME ENV... : tests/ruby/compat, the suite of an application written for
+# acidic_job 0.7.0, each file in its own process (as `rails test FILE` would run it: some
+# files recreate the tables). Sums minitest's closing lines into one SUMMARY line.
+compat_part() {
+  local name="$1"; shift
+  echo
+  echo "==== ruby: $name ===="
+  local passed=0 failed_count=0 file log line runs f e s
+  for file in "$root"/tests/ruby/compat/test_*.rb; do
+    [ "$(basename "$file")" = test_helper.rb ] && continue
+    log="$tmp/$name-$(basename "$file" .rb).log"
+    rm -f "$tmp/$name.db"*
+    env COMPAT_SQLITE_PATH="$tmp/$name.db" "$@" ruby "$file" ${AJ_TEST_ARGS:-} >"$log" 2>&1
+    line="$(grep -E '^[0-9]+ runs, [0-9]+ assertions, [0-9]+ failures, [0-9]+ errors, [0-9]+ skips' "$log" | tail -1)"
+    if [ -z "$line" ]; then
+      cat "$log"; echo "!! $(basename "$file"): no minitest result"
+      failed_count=$((failed_count + 1)); continue
+    fi
+    read -r runs f e s < <(echo "$line" | awk '{print $1, $5, $7, $9}')
+    passed=$((passed + runs - f - e - s)); failed_count=$((failed_count + f + e))
+    if [ $((f + e)) -gt 0 ]; then cat "$log"; fi
+    printf '  %-32s %s\n' "$(basename "$file")" "$line"
+  done
+  echo "SUMMARY ruby $name $passed $failed_count"
+  [ "$failed_count" -eq 0 ] || failed=1
+}
+
+compat_pg_url() {
+  ruby -rpg -e '
+    base = ARGV[0]; admin = PG.connect(base)
+    admin.exec("CREATE DATABASE acidic_compat") if admin.exec("SELECT 1 FROM pg_database WHERE datname = '"'"'acidic_compat'"'"'").ntuples.zero?
+    admin.close
+    print base.sub(%r{/[^/?]*(\?|\z)}) { "/acidic_compat#{Regexp.last_match(1)}" }' "$AJ_TEST_PG_URL"
+}
+
 only="${AJ_TEST_ONLY:-}"
 want() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
 
@@ -91,6 +126,11 @@ if [ -n "$AJ_TEST_PG_URL" ]; then
   want postgres-owned && part postgres-owned AJ_TEST_DB=postgres AJ_TEST_OWNED=1
 else
   echo "!! AJ_TEST_PG_URL unset and PostgreSQL could not be started"; echo "SUMMARY ruby postgres 0 1"; failed=1
+fi
+want compat-sqlite && compat_part compat-sqlite COMPAT_DB=sqlite
+want compat-sqlite-shared && compat_part compat-sqlite-shared COMPAT_DB=sqlite-shared
+if [ -n "$AJ_TEST_PG_URL" ] && want compat-postgres; then
+  compat_part compat-postgres COMPAT_DB=postgres COMPAT_PG_URL="$(compat_pg_url)"
 fi
 if [ -n "$AJ_TEST_REDIS_URL" ]; then
   want sidekiq-sqlite && part sidekiq-sqlite AJ_TEST_DB=sqlite AJ_TEST_SIDEKIQ=1
