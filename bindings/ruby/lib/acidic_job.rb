@@ -25,6 +25,7 @@ require_relative "acidic_job/coders"
 require_relative "acidic_job/configuration"
 require_relative "acidic_job/key"
 require_relative "acidic_job/key_lookup"
+require_relative "acidic_job/missing_steps"
 require_relative "acidic_job/staged"
 require_relative "acidic_job/owned_key"
 require_relative "acidic_job/outbox"
@@ -151,6 +152,8 @@ module AcidicJob
     steps = yield
     steps = @_steps unless steps.is_a?(Array)
     raise NoDefinedSteps, "idempotently: the block defines no steps" if steps.nil? || steps.empty?
+
+    MissingSteps.check(self, steps.map { |s| s["does"] })
 
     Runner.new(self, with, steps).call
   end
