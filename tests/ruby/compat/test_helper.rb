@@ -133,7 +133,7 @@ module ActiveSupport
       ActionMailer::Base.deliveries.clear
       Stripe.reset!
       @log = StringIO.new
-      AcidicJob.config.logger = Logger.new(@log, formatter: ->(severity, _time, _program, message) { "#{severity} #{message}\n" })
+      AcidicJob.config.logger = Logger.new(@log)
     end
 
     teardown do
