@@ -58,7 +58,8 @@ export AJ_TEST_PG_URL="${AJ_TEST_PG_URL:-}" AJ_TEST_REDIS_URL="${AJ_TEST_REDIS_U
 
 failed=0
 # part NAME ENV... : one minitest process over the test files of the part: the Sidekiq
-# parts run test_sidekiq_process.rb (real Sidekiq processes), the others everything else.
+# parts run test_sidekiq_process.rb (real Sidekiq processes), the bundler part
+# test_bundler.rb, the kill part test_kill_sidekiq.rb, the others everything else.
 part() {
   local name="$1"; shift
   echo
@@ -67,8 +68,12 @@ part() {
   env AJ_TEST_PART="$name" "$@" ruby -I"$root/tests/ruby" -e '
     dir = ARGV.shift
     files = Dir[dir + "/test_*.rb"].sort
-    process = files.grep(/test_sidekiq_process/)
-    (ENV["AJ_TEST_SIDEKIQ"] ? process : files - process).each { |f| require f }
+    # parts of their own: real Sidekiq processes, Bundler installs, the kill test
+    special = { "AJ_TEST_SIDEKIQ" => /test_sidekiq_process/, "AJ_TEST_BUNDLER" => /test_bundler/,
+                "AJ_TEST_KILL" => /test_kill/ }
+    chosen = special.find { |var, _| ENV[var] }
+    files = chosen ? files.grep(chosen[1]) : files.reject { |f| special.values.any? { |re| f =~ re } }
+    files.each { |f| require f }
   ' "$root/tests/ruby" ${AJ_TEST_ARGS:-} 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   if ! grep -q "^SUMMARY ruby $name " "$log"; then
@@ -127,6 +132,7 @@ if [ -n "$AJ_TEST_PG_URL" ]; then
 else
   echo "!! AJ_TEST_PG_URL unset and PostgreSQL could not be started"; echo "SUMMARY ruby postgres 0 1"; failed=1
 fi
+want bundler && part bundler AJ_TEST_BUNDLER=1
 want compat-sqlite && compat_part compat-sqlite COMPAT_DB=sqlite
 want compat-sqlite-shared && compat_part compat-sqlite-shared COMPAT_DB=sqlite-shared
 if [ -n "$AJ_TEST_PG_URL" ] && want compat-postgres; then

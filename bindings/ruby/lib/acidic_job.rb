@@ -17,8 +17,11 @@ rescue LoadError
   begin
     require "acidic_job/acidic_job_ext"
   rescue LoadError
-    raise LoadError, "acidic_job: the native extension is not built; run `rake compile` in " \
-                     "#{File.expand_path('../../..', __dir__)}"
+    # One line: no chain of causes, and the backtrace only names the application's require.
+    error = LoadError.new("acidic_job: the native extension is not built; run `rake compile` in " \
+                          "#{File.expand_path('../../..', __dir__)}")
+    error.set_backtrace(caller.reject { |line| line.start_with?(__FILE__, "<internal:") || line.include?("/rubygems/") }.first(1))
+    raise error, cause: nil
   end
 end
 require_relative "acidic_job/coders"
