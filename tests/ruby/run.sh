@@ -139,6 +139,7 @@ if [ -n "$AJ_TEST_PG_URL" ] && want compat-postgres; then
   compat_part compat-postgres COMPAT_DB=postgres COMPAT_PG_URL="$(compat_pg_url)"
 fi
 if [ -n "$AJ_TEST_REDIS_URL" ]; then
+  want kill-sidekiq && part kill-sidekiq AJ_TEST_KILL=1
   want sidekiq-sqlite && part sidekiq-sqlite AJ_TEST_DB=sqlite AJ_TEST_SIDEKIQ=1
   if [ -n "$AJ_TEST_PG_URL" ]; then
     want sidekiq-postgres && part sidekiq-postgres AJ_TEST_DB=postgres AJ_TEST_SIDEKIQ=1
