@@ -18,7 +18,7 @@ require_relative "support/summary_plugin"
 
 class KillSidekiqTest < Minitest::Test
   WORKFLOWS = 30
-  KILLS = Integer(ENV.fetch("AJ_KILL_COUNT", "6"))
+  KILLS = Integer(ENV.fetch("AJ_KILL_COUNT", "10"))
   # One thread per process: the sqlite3 gem (1.4) keeps the GVL while an application write
   # waits for SQLite's lock, so a second thread of the same process holding that lock could
   # not run to release it. Processes wait for each other without that problem.
@@ -46,8 +46,8 @@ class KillSidekiqTest < Minitest::Test
   def teardown
     (@pids || []).dup.each { |pid| stop(pid, "KILL") }
     ActiveRecord::Base.remove_connection
-    FileUtils.rm_rf(@dir) if @dir && passed?
-    puts "kept #{@dir} (sidekiq-*.log)" if @dir && !passed?
+    FileUtils.rm_rf(@dir) if @dir && passed? && !ENV["AJ_KILL_KEEP"]
+    puts "kept #{@dir} (sidekiq-*.log)" if @dir && (!passed? || ENV["AJ_KILL_KEEP"])
   end
 
   # The tables from 0.7.0's two generator migrations only, as a 0.7.0 application has them;
@@ -119,9 +119,22 @@ class KillSidekiqTest < Minitest::Test
     sets.flat_map { |set| set.map(&:jid) }
   end
 
+  # A process of ours that has booted and fetches jobs (nil once the work is done).
+  def working_process
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + DEADLINE
+    loop do
+      booted = Sidekiq::ProcessSet.new.map { |process| process["pid"] }
+      victim = (booted & @pids).sample
+      return victim if victim
+      return nil if unfinished_labels.empty? || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.02
+    end
+  end
+
   def redis_idle?
     Sidekiq::Queue.new("kill").size.zero? && Sidekiq::RetrySet.new.size.zero? &&
-      Sidekiq::ScheduledSet.new.size.zero? && Sidekiq::Workers.new.size.zero?
+      Sidekiq::ScheduledSet.new.size.zero?
   end
 
   # Sidekiq's basic fetch takes a job off the queue before performing it, so a SIGKILL
@@ -142,8 +155,10 @@ class KillSidekiqTest < Minitest::Test
     PROCESSES.times { start_sidekiq }
 
     KILLS.times do
-      sleep(0.3 + rand * 0.9)
-      victim = @pids.sample
+      victim = working_process
+      break unless victim
+
+      sleep(rand * 0.4) # somewhere inside a step, its commit or its push
       stop(victim, "KILL")
       @kills += 1
       start_sidekiq
@@ -151,14 +166,16 @@ class KillSidekiqTest < Minitest::Test
     @pids.dup.each { |pid| stop(pid, "KILL") }
 
     lost = repush_lost_jobs
-    start_sidekiq
+    worker = start_sidekiq
     wait_for("every run to finish") { unfinished_labels.empty? }
-    # Only then the drain: what it delivers is what a kill left staged and unpushed (or
-    # pushed and lost in flight), not jobs still on their way.
     wait_for("the queues to empty") { redis_idle? }
+    stop(worker)
+    # With no job in flight, what the drain delivers is what a kill left staged and
+    # unpushed, or pushed and lost in flight.
     drained = AcidicJob.drain(older_than: 0)
-    wait_for("every staged job to perform") { AcidicJob::Staged.count.zero? }
-    @pids.dup.each { |pid| stop(pid) }
+    worker = start_sidekiq
+    wait_for("every staged job to perform") { AcidicJob::Staged.count.zero? && redis_idle? }
+    stop(worker)
 
     rows = StepRow.group(:label, :step).count
     duplicates = rows.values.sum - rows.size
