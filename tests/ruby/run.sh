@@ -35,6 +35,10 @@ rm -rf "$GEM_HOME" "$build"/acidic_job-*.gem
 version="$(ruby -e 'load ARGV[0]; print AcidicJob::VERSION' bindings/ruby/lib/acidic_job/version.rb)"
 gem build acidic_job.gemspec --output "$build/acidic_job-$version.gem" >/dev/null 2>"$tmp/build.log" || {
   cat "$tmp/build.log"; echo "SUMMARY ruby build 0 1"; exit 1; }
+# `gem build` warns about gemspec problems (missing metadata, bad globs) on stderr.
+if grep -q "WARNING" "$tmp/build.log"; then
+  cat "$tmp/build.log"; echo "SUMMARY ruby gem-build-warnings 0 1"; exit 1
+fi
 gem install --local --no-document "$build"/acidic_job-*.gem >"$tmp/install.log" 2>&1 || {
   cat "$tmp/install.log"; echo "SUMMARY ruby build 0 1"; exit 1; }
 echo "installed $(ls "$build"/acidic_job-*.gem) into $GEM_HOME"
