@@ -139,6 +139,7 @@ fi
 want bundler && part bundler AJ_TEST_BUNDLER=1
 want compat-sqlite && compat_part compat-sqlite COMPAT_DB=sqlite
 want compat-sqlite-shared && compat_part compat-sqlite-shared COMPAT_DB=sqlite-shared
+want compat-sqlite-0.7.0-schema && compat_part compat-sqlite-0.7.0-schema COMPAT_DB=sqlite COMPAT_SCHEMA=0.7.0-test
 if [ -n "$AJ_TEST_PG_URL" ] && want compat-postgres; then
   compat_part compat-postgres COMPAT_DB=postgres COMPAT_PG_URL="$(compat_pg_url)"
 fi

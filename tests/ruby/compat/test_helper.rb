@@ -7,6 +7,8 @@
 #   COMPAT_DB=sqlite         config/database.yml (a default connection)
 #   COMPAT_DB=sqlite-shared  0.7.0's own configuration: a hash with the shared-cache flags
 #   COMPAT_DB=postgres       a URL (COMPAT_PG_URL)
+# and COMPAT_SCHEMA=0.7.0-test recreates the tables in every test's setup, in the shape of
+# 0.7.0's own test schema (staged_acidic_jobs without timestamps, last_run_at nullable).
 require "minitest/autorun"
 require "minitest/mock"
 require "logger"
@@ -112,6 +114,9 @@ def define_schema(staged_timestamps: true, last_run_at_null: false)
   ActiveRecord::Base.descendants.each(&:reset_column_information)
 end
 
+# 0.7.0's own test suite: recreated before every test, staged jobs without timestamps.
+SCHEMA_IN_EVERY_SETUP = ENV["COMPAT_SCHEMA"] == "0.7.0-test"
+
 define_schema
 
 DatabaseCleaner.strategy = :deletion
@@ -127,6 +132,10 @@ module ActiveSupport
     self.use_transactional_tests = false
 
     setup do
+      if SCHEMA_IN_EVERY_SETUP
+        needs_core!("tables recreated in every test's setup without the core's additions")
+        define_schema(staged_timestamps: false, last_run_at_null: true)
+      end
       DatabaseCleaner.start
       Sidekiq::Testing.fake!
       Sidekiq::Worker.clear_all
