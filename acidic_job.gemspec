@@ -11,21 +11,28 @@ Gem::Specification.new do |spec|
                      "of a job commits in one database transaction with its recovery point, " \
                      "staged jobs go through a transactional outbox, and awaited jobs fan in " \
                      "exactly once. SQLite and PostgreSQL."
+  spec.homepage = "https://github.com/fractaledmind/acidic_job"
   spec.license = "MIT"
   spec.required_ruby_version = ">= 2.7"
+  spec.metadata = {
+    "homepage_uri" => spec.homepage,
+    "source_code_uri" => spec.homepage,
+    "changelog_uri" => "#{spec.homepage}/blob/main/CHANGELOG.md",
+    "rubygems_mfa_required" => "true"
+  }
 
   # Globs, not `git ls-files`: uncommitted files must ship too. The extension compiles the
   # C core straight from core/ (the one copy of it).
   spec.files = Dir[
-    "acidic_job.gemspec",
+    "acidic_job.gemspec", "Rakefile",
     "core/include/*.h", "core/warning-flags.txt",
     "core/src/*.{c,h}",
-    "bindings/ruby/ext/acidic_job/*.{c,h,rb}",
+    "ext/acidic_job/*.{c,h,rb}",
     "bindings/ruby/lib/**/*.{rb,rake,erb}",
-    "README.md", "LICENSE*"
+    "bindings/ruby/README.md", "README.md", "UPGRADING.md", "CHANGELOG.md", "LICENSE"
   ]
   spec.require_paths = ["bindings/ruby/lib"]
-  spec.extensions = ["bindings/ruby/ext/acidic_job/extconf.rb"]
+  spec.extensions = ["ext/acidic_job/extconf.rb"]
 
   spec.add_dependency "activerecord", ">= 6.1", "< 8"
   spec.add_dependency "activesupport", ">= 6.1", "< 8"

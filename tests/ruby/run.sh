@@ -35,6 +35,10 @@ rm -rf "$GEM_HOME" "$build"/acidic_job-*.gem
 version="$(ruby -e 'load ARGV[0]; print AcidicJob::VERSION' bindings/ruby/lib/acidic_job/version.rb)"
 gem build acidic_job.gemspec --output "$build/acidic_job-$version.gem" >/dev/null 2>"$tmp/build.log" || {
   cat "$tmp/build.log"; echo "SUMMARY ruby build 0 1"; exit 1; }
+# `gem build` warns about gemspec problems (missing metadata, bad globs) on stderr.
+if grep -q "WARNING" "$tmp/build.log"; then
+  cat "$tmp/build.log"; echo "SUMMARY ruby gem-build-warnings 0 1"; exit 1
+fi
 gem install --local --no-document "$build"/acidic_job-*.gem >"$tmp/install.log" 2>&1 || {
   cat "$tmp/install.log"; echo "SUMMARY ruby build 0 1"; exit 1; }
 echo "installed $(ls "$build"/acidic_job-*.gem) into $GEM_HOME"
@@ -58,7 +62,8 @@ export AJ_TEST_PG_URL="${AJ_TEST_PG_URL:-}" AJ_TEST_REDIS_URL="${AJ_TEST_REDIS_U
 
 failed=0
 # part NAME ENV... : one minitest process over the test files of the part: the Sidekiq
-# parts run test_sidekiq_process.rb (real Sidekiq processes), the others everything else.
+# parts run test_sidekiq_process.rb (real Sidekiq processes), the bundler part
+# test_bundler.rb, the kill part test_kill_sidekiq.rb, the others everything else.
 part() {
   local name="$1"; shift
   echo
@@ -67,8 +72,12 @@ part() {
   env AJ_TEST_PART="$name" "$@" ruby -I"$root/tests/ruby" -e '
     dir = ARGV.shift
     files = Dir[dir + "/test_*.rb"].sort
-    process = files.grep(/test_sidekiq_process/)
-    (ENV["AJ_TEST_SIDEKIQ"] ? process : files - process).each { |f| require f }
+    # parts of their own: real Sidekiq processes, Bundler installs, the kill test
+    special = { "AJ_TEST_SIDEKIQ" => /test_sidekiq_process/, "AJ_TEST_BUNDLER" => /test_bundler/,
+                "AJ_TEST_KILL" => /test_kill/ }
+    chosen = special.find { |var, _| ENV[var] }
+    files = chosen ? files.grep(chosen[1]) : files.reject { |f| special.values.any? { |re| f =~ re } }
+    files.each { |f| require f }
   ' "$root/tests/ruby" ${AJ_TEST_ARGS:-} 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   if ! grep -q "^SUMMARY ruby $name " "$log"; then
@@ -77,6 +86,41 @@ part() {
   elif [ "$rc" -ne 0 ]; then
     failed=1
   fi
+}
+
+# compat_part NAME ENV... : tests/ruby/compat, the suite of an application written for
+# acidic_job 0.7.0, each file in its own process (as `rails test FILE` would run it: some
+# files recreate the tables). Sums minitest's closing lines into one SUMMARY line.
+compat_part() {
+  local name="$1"; shift
+  echo
+  echo "==== ruby: $name ===="
+  local passed=0 failed_count=0 file log line runs f e s
+  for file in "$root"/tests/ruby/compat/test_*.rb; do
+    [ "$(basename "$file")" = test_helper.rb ] && continue
+    log="$tmp/$name-$(basename "$file" .rb).log"
+    rm -f "$tmp/$name.db"*
+    env COMPAT_SQLITE_PATH="$tmp/$name.db" "$@" ruby "$file" ${AJ_TEST_ARGS:-} >"$log" 2>&1
+    line="$(grep -E '^[0-9]+ runs, [0-9]+ assertions, [0-9]+ failures, [0-9]+ errors, [0-9]+ skips' "$log" | tail -1)"
+    if [ -z "$line" ]; then
+      cat "$log"; echo "!! $(basename "$file"): no minitest result"
+      failed_count=$((failed_count + 1)); continue
+    fi
+    read -r runs f e s < <(echo "$line" | awk '{print $1, $5, $7, $9}')
+    passed=$((passed + runs - f - e - s)); failed_count=$((failed_count + f + e))
+    if [ $((f + e)) -gt 0 ]; then cat "$log"; fi
+    printf '  %-32s %s\n' "$(basename "$file")" "$line"
+  done
+  echo "SUMMARY ruby $name $passed $failed_count"
+  [ "$failed_count" -eq 0 ] || failed=1
+}
+
+compat_pg_url() {
+  ruby -rpg -e '
+    base = ARGV[0]; admin = PG.connect(base)
+    admin.exec("CREATE DATABASE acidic_compat") if admin.exec("SELECT 1 FROM pg_database WHERE datname = '"'"'acidic_compat'"'"'").ntuples.zero?
+    admin.close
+    print base.sub(%r{/[^/?]*(\?|\z)}) { "/acidic_compat#{Regexp.last_match(1)}" }' "$AJ_TEST_PG_URL"
 }
 
 only="${AJ_TEST_ONLY:-}"
@@ -92,7 +136,15 @@ if [ -n "$AJ_TEST_PG_URL" ]; then
 else
   echo "!! AJ_TEST_PG_URL unset and PostgreSQL could not be started"; echo "SUMMARY ruby postgres 0 1"; failed=1
 fi
+want bundler && part bundler AJ_TEST_BUNDLER=1
+want compat-sqlite && compat_part compat-sqlite COMPAT_DB=sqlite
+want compat-sqlite-shared && compat_part compat-sqlite-shared COMPAT_DB=sqlite-shared
+want compat-sqlite-0.7.0-schema && compat_part compat-sqlite-0.7.0-schema COMPAT_DB=sqlite COMPAT_SCHEMA=0.7.0-test
+if [ -n "$AJ_TEST_PG_URL" ] && want compat-postgres; then
+  compat_part compat-postgres COMPAT_DB=postgres COMPAT_PG_URL="$(compat_pg_url)"
+fi
 if [ -n "$AJ_TEST_REDIS_URL" ]; then
+  want kill-sidekiq && part kill-sidekiq AJ_TEST_KILL=1
   want sidekiq-sqlite && part sidekiq-sqlite AJ_TEST_DB=sqlite AJ_TEST_SIDEKIQ=1
   if [ -n "$AJ_TEST_PG_URL" ]; then
     want sidekiq-postgres && part sidekiq-postgres AJ_TEST_DB=postgres AJ_TEST_SIDEKIQ=1

@@ -3,6 +3,7 @@
 require_relative "test_helper"
 require "rails/generators"
 require "generators/acidic_job_generator"
+require "generators/acidic_job/postgres_index_generator"
 
 # `rails generate acidic_job` (the suite's own tables come from these migrations too).
 class GeneratorTest < AcidicTest
@@ -29,6 +30,98 @@ class GeneratorTest < AcidicTest
       assert_equal 3, again.size
       assert_match(%r{(identical|skip)\s+db/migrate/\d+_create_acidic_job_keys}, out)
       assert_match(%r{create\s+db/migrate/\d+_add_acidic_job_batches}, out)
+    end
+  end
+
+  def test_describes_itself_and_takes_no_name
+    out, = capture_io { Rails::Generators.invoke("acidic_job", ["--help"]) }
+    refute_includes out, "NAME"
+    assert_match(/rails generate acidic_job \[options\]/, out)
+    assert_match(/Writes the migrations of acidic_job's tables/, out)
+    assert_equal AcidicJob::PostgresIndexGenerator, Rails::Generators.find_by_namespace("acidic_job:postgres_index")
+    out, = capture_io { Rails::Generators.invoke("acidic_job:postgres_index", ["--help"]) }
+    assert_match(/md5\(job_args\)/, out)
+    refute_includes out, "NAME"
+  end
+
+  def test_postgres_index_generator_writes_one_migration_once
+    Dir.mktmpdir do |dir|
+      out, = capture_io { AcidicJob::PostgresIndexGenerator.start([], destination_root: dir) }
+      files = Dir[File.join(dir, "db/migrate/*.rb")]
+      assert_equal ["replace_acidic_job_keys_unique_index"], files.map { |f| File.basename(f, ".rb").sub(/\A\d+_/, "") }
+      assert_match(%r{create\s+db/migrate/\d+_replace_acidic_job_keys_unique_index}, out)
+      text = File.read(files[0])
+      assert_includes text, "ON acidic_job_keys (idempotency_key, job_name, md5(job_args))"
+      assert_includes text, "ActiveRecord::Migration[#{ActiveRecord::VERSION::MAJOR}.#{ActiveRecord::VERSION::MINOR}]"
+      out, = capture_io { AcidicJob::PostgresIndexGenerator.start([], destination_root: dir) }
+      assert_equal 1, Dir[File.join(dir, "db/migrate/*.rb")].size
+      assert_match(/identical|skip/, out)
+    end
+  end
+
+  # On a database of its own: 0.7.0's index refuses long arguments, the md5 one takes
+  # them, keeps the uniqueness, and migrates down again.
+  def test_postgres_index_migration_takes_long_job_arguments
+    skip "PostgreSQL" unless postgres?
+    Dir.mktmpdir do |dir|
+      capture_io do
+        AcidicJobGenerator.start([], destination_root: dir)
+        AcidicJob::PostgresIndexGenerator.start([], destination_root: dir)
+      end
+      script = <<~RUBY
+        require "pg"
+        require "active_job"
+        require "acidic_job"
+        ActiveJob::Base.logger = Logger.new(nil)
+        ActiveJob::Base.queue_adapter = :test
+        admin = PG.connect(ARGV[0])
+        admin.exec("DROP DATABASE IF EXISTS acidic_generator_index")
+        admin.exec("CREATE DATABASE acidic_generator_index")
+        url = ARGV[0].sub(%r{/[^/?]*(\\?|\\z)}) { "/acidic_generator_index\#{Regexp.last_match(1)}" }
+        ActiveRecord::Base.establish_connection(url)
+        ActiveRecord::Migration.verbose = false
+        migrations = Dir[File.join(ARGV[1], "*.rb")].sort
+        context = ActiveRecord::MigrationContext.new(ARGV[1], ActiveRecord::SchemaMigration)
+        last_0_7_0 = File.basename(migrations[1])[/\\A\\d+/].to_i
+        context.up(last_0_7_0)
+        class LongArgsJob < ActiveJob::Base
+          include AcidicJob
+          def perform(text) = idempotently { step :noop }
+          def noop; end
+        end
+        require "securerandom"
+        long = SecureRandom.base64(8_000) # incompressible: PostgreSQL compresses index rows
+        before = begin
+          LongArgsJob.perform_now(long)
+        rescue StandardError => e
+          e.class.name
+        end
+        context.migrate
+        indexes = ActiveRecord::Base.connection.indexes(:acidic_job_keys).map(&:name).sort
+        after = LongArgsJob.perform_now(long)
+        key = AcidicJob::Key.last
+        duplicate = begin
+          AcidicJob::Key.connection.execute("INSERT INTO acidic_job_keys (idempotency_key, job_name, job_args, recovery_point, created_at, updated_at) SELECT idempotency_key, job_name, job_args, 'x', now(), now() FROM acidic_job_keys WHERE id = \#{key.id}")
+          "inserted"
+        rescue ActiveRecord::RecordNotUnique
+          "unique"
+        end
+        AcidicJob::Key.delete_all # 0.7.0's index cannot hold them: down needs them gone
+        context.down(last_0_7_0)
+        down = ActiveRecord::Base.connection.indexes(:acidic_job_keys).map(&:name).sort
+        ActiveRecord::Base.remove_connection
+        admin.exec("DROP DATABASE acidic_generator_index")
+        p [before, indexes, after, duplicate, down]
+      RUBY
+      out = IO.popen([RbConfig.ruby, "-e", script, ENV.fetch("AJ_TEST_PG_URL"), File.join(dir, "db/migrate")],
+                     err: %i[child out], &:read)
+      assert out.lines.last.to_s.start_with?("["), out
+      before, indexes, after, duplicate, down = eval(out.lines.last) # rubocop:disable Security/Eval
+      assert_match(/Error/, before, out)
+      assert_equal ["idx_acidic_job_keys_on_key_n_job_name_n_md5_job_args"], indexes
+      assert_equal true, after
+      assert_equal "unique", duplicate
+      assert_equal ["idx_acidic_job_keys_on_idempotency_key_n_job_name_n_job_args"], down
     end
   end
 

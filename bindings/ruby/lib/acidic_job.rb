@@ -9,10 +9,26 @@ require "digest/sha1"
 
 require_relative "acidic_job/version"
 require_relative "acidic_job/errors"
-require_relative "acidic_job/acidic_job_ext"
+begin
+  # Installed gems (RubyGems, Bundler `git:`) and `rake compile` put the extension next to
+  # this file; RubyGems may also keep it only in the gem's extension dir on the load path.
+  require_relative "acidic_job/acidic_job_ext"
+rescue LoadError
+  begin
+    require "acidic_job/acidic_job_ext"
+  rescue LoadError
+    # One line: no chain of causes, and the backtrace only names the application's require.
+    error = LoadError.new("acidic_job: the native extension is not built; run `rake compile` in " \
+                          "#{File.expand_path('../../..', __dir__)}")
+    error.set_backtrace(caller.reject { |line| line.start_with?(__FILE__, "<internal:") || line.include?("/rubygems/") }.first(1))
+    raise error, cause: nil
+  end
+end
 require_relative "acidic_job/coders"
 require_relative "acidic_job/configuration"
 require_relative "acidic_job/key"
+require_relative "acidic_job/key_lookup"
+require_relative "acidic_job/missing_steps"
 require_relative "acidic_job/staged"
 require_relative "acidic_job/owned_key"
 require_relative "acidic_job/outbox"
@@ -139,6 +155,8 @@ module AcidicJob
     steps = yield
     steps = @_steps unless steps.is_a?(Array)
     raise NoDefinedSteps, "idempotently: the block defines no steps" if steps.nil? || steps.empty?
+
+    MissingSteps.check(self, steps.map { |s| s["does"] })
 
     Runner.new(self, with, steps).call
   end

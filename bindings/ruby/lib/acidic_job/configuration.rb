@@ -31,6 +31,10 @@ module AcidicJob
     # AcidicJob.drain delivers staged jobs that have waited longer than this (seconds).
     attr_accessor :drain_older_than
 
+    # A step whose method does not exist is skipped with a warning (false, as 0.7.0
+    # skipped it); true raises AcidicJob::MissingStepMethod before the run starts.
+    attr_accessor :strict_steps
+
     attr_writer :logger
 
     def initialize
@@ -43,6 +47,7 @@ module AcidicJob
       @auto_migrate = true
       @drain_older_than = 300
       @logger = nil
+      @strict_steps = false
     end
 
     def logger

@@ -24,5 +24,6 @@ module AcidicJob
   class DatabaseError < Error; end                           # AJ_EDATABASE
   class StepFailed < Error; end                              # AJ_ESTEP
   class NotFound < Error; end                                # AJ_ENOTFOUND
+  class MissingStepMethod < Error; end                       # config.strict_steps: a step without a method
   # AJ_ERROR (unclassified) raises AcidicJob::Error itself.
 end

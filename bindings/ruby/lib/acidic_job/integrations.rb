@@ -21,6 +21,7 @@ module AcidicJob
     end
 
     def install_sidekiq
+      install_sidekiq_testing
       return if @sidekiq_installed
 
       @sidekiq_installed = true
@@ -29,6 +30,17 @@ module AcidicJob
         config.server_middleware do |chain|
           chain.add AcidicJob::Integrations::SidekiqAcknowledgement
         end
+      end
+    end
+
+    # Sidekiq::Testing (fake! drains, inline! pushes) runs its own server middleware chain,
+    # not the server's: plain workers staged under it need the acknowledgement there too.
+    def install_sidekiq_testing
+      return if @sidekiq_testing_installed || !defined?(::Sidekiq::Testing)
+
+      @sidekiq_testing_installed = true
+      ::Sidekiq::Testing.server_middleware do |chain|
+        chain.add AcidicJob::Integrations::SidekiqAcknowledgement
       end
     end
 

@@ -22,6 +22,7 @@ module AcidicJob
         data["arguments"] = Array(data["arguments"]) + [gid]
         ::ActiveJob::Base.deserialize(data).enqueue
       when "sidekiq"
+        Integrations.install_sidekiq_testing # sidekiq/testing may come after the workers
         item = job_args.is_a?(Hash) ? job_args.dup : { "args" => job_args }
         item["args"] = Array(item["args"]) + [gid]
         klass = job_name.safe_constantize

@@ -37,7 +37,7 @@ module AcidicJob
     end
 
     def acquire
-      key = @job.idempotency_key_value.to_s
+      key = KeyLookup.idempotency_key_for(@job)
       args = job_args_document(key)
       attrs = Documents.attributes(@with)
       @session.atomically do |store|

@@ -1,10 +1,11 @@
 # frozen_string_literal: true
 
 # Builds acidic_job/acidic_job_ext: the binding's rb_aj_*.c plus the C core's sources,
-# compiled straight from core/src (the one copy, shipped in the gem next to this file).
+# compiled straight from core/src (the one copy; the gem ships it at its top level, two
+# folders up from this file, as the checkout has it).
 require "mkmf"
 
-core = File.expand_path("../../../../core", __dir__)
+core = File.expand_path("../../core", __dir__)
 core_src = File.join(core, "src")
 core_inc = File.join(core, "include")
 abort "acidic_job: the C core is missing (looked in #{core_src})" unless File.directory?(core_src)
