@@ -558,6 +558,12 @@ AJ_EXTERN int aj_run_set_continuation(aj_run *run, const char *adapter, const ch
 /* Finish the run successfully when this step commits (safely_finish_acidic_job). */
 AJ_EXTERN int aj_run_finish(aj_run *run);
 
+/* Release the run's lock when this step commits, at the next step: the run then waits
+ * for something outside acidic_job to perform its job again (a Sidekiq Pro batch's
+ * success callback, as acidic_job 0.7.0 used for awaits). Status AJ_RUN_AWAITING;
+ * recovery does not hand it out. */
+AJ_EXTERN int aj_run_release(aj_run *run);
+
 /* Continue at the named step when this step commits. AJ_EUNKNOWN_RECOVERY_POINT when
  * the workflow has no such step. */
 AJ_EXTERN int aj_run_goto(aj_run *run, const char *step);

@@ -700,6 +700,7 @@ static void reset_plan(aj_run *run)
 {
     run->acquiring = run->new_row = run->claimed = 0;
     run->finish = 0;
+    run->release = 0;
     run->goto_index = -1;
     aj_batch_reset(run);
     free(run->plan_rp);
@@ -803,6 +804,10 @@ static int step_body(aj_store *s, void *arg)
     if (awaiting && (rc = aj_batch_arm(run)))
         return rc;
     int finished = strcmp(next, AJ_RECOVERY_POINT_FINISHED) == 0;
+    if (run->release && (awaiting || run->finish))
+        return aj_error_set(AJ_EMISUSE, "step \"%s\" releases the run and also %s", step,
+                            awaiting ? "awaits jobs" : "finishes it");
+    awaiting = awaiting || (run->release && !finished);
     int keeps_lock = !finished && !awaiting;
     if (!(run->plan_rp = aj_strdup(next)))
         return aj_error_set(AJ_ENOMEM, "out of memory");
@@ -1024,6 +1029,15 @@ int aj_run_finish(aj_run *run)
     if (rc)
         return rc;
     run->finish = 1;
+    return AJ_OK;
+}
+
+int aj_run_release(aj_run *run)
+{
+    int rc = aj_run_check_in_step(run, "aj_run_release");
+    if (rc)
+        return rc;
+    run->release = 1;
     return AJ_OK;
 }
 

@@ -52,6 +52,7 @@ struct aj_run {
     int in_step;
     size_t step_index;
     int finish;
+    int release;          /* aj_run_release: unlock at the next step */
     long goto_index;
     int64_t batch_id;
     int64_t awaited;

@@ -159,3 +159,48 @@ void test_await_misuse(void **state) {
     aj_workflow_free(plain);
     aj_store_free(s);
 }
+
+/* aj_run_release: the step commits, the run waits unlocked at the next step for an
+ * outside batch (Sidekiq Pro) to perform it again; recovery leaves it alone. */
+static int releasing_step(aj_run *run, const char *step, void *ctx) {
+    (void)ctx;
+    if (strcmp(step, "a") == 0) return aj_run_release(run);
+    return 0;
+}
+
+void test_await_release(void **state) {
+    (void)state;
+    aj_options o = AJ_OPTIONS_INIT;
+    o.lock_timeout_ms = 10;
+    aj_store *s = NULL;
+    assert_aj(aj_store_open(&s, test_url(), &o), AJ_OK);
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = "pro";
+    p.job_name = "TestJob";
+    p.resume_adapter = "sidekiq";
+    p.resume_job_name = "TestJob";
+    aj_run *run = NULL;
+    assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+    assert_aj(aj_run_execute(run, releasing_step, NULL), AJ_OK);
+    assert_int_equal(aj_run_status(run), AJ_RUN_AWAITING);
+    assert_int_equal(key_locked(s, "pro"), 0);
+    char *rp = key_recovery_point(s, "pro");
+    assert_string_equal(rp, "b");
+    free(rp);
+    aj_run_free(run);
+    sleep_ms(30);
+    size_t requeued = 9;
+    assert_aj(aj_store_recover(s, 0, &requeued, NULL), AJ_OK);
+    assert_int_equal(requeued, 0);
+    /* the batch's callback performs the job again: it resumes at b */
+    assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+    script sc = {0};
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
+    assert_string_equal(script_calls(&sc), "b");
+    aj_run_free(run);
+    /* outside a step it is a misuse */
+    assert_aj(aj_run_release(NULL), AJ_EINVALID);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+}

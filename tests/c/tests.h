@@ -45,6 +45,7 @@
     /* test_await.c */                   \
     X(test_await_countdown)              \
     X(test_await_misuse)                 \
+    X(test_await_release)                \
     /* test_concurrency.c */             \
     X(test_race_acquire_new_key)         \
     X(test_race_batch_countdown)         \
