@@ -1039,7 +1039,7 @@ static int measure_workers(const char *url, double seconds, int rounds, int nlev
         res.goal = 0.9;
         char note[160];
         snprintf(note, sizeof note,
-                 "%d process%s on distinct keys, %d round%s of %.0f s; %ld runs retried"
+                 "%d process%s on distinct keys, %d round%s of %.1f s; %ld runs retried"
                  " after AJ_ECONFLICT",
                  n, n == 1 ? "" : "es", rounds, rounds == 1 ? "" : "s", seconds, conflicts);
         res.note = note;
