@@ -2,6 +2,7 @@
 
     python bench_python.py workflow DB ROUNDS RUNS BENCH_CORE   ratio, commits, job latency
     python bench_python.py memory DB RUNS SIDE                  RSS growth (SIDE: acidic|plain)
+    python bench_python.py profile DB RUNS                      cProfile of both jobs
 
 DB is sqlite:PATH (the stdlib sqlite3 module; WAL, synchronous=FULL) or a PostgreSQL URI
 (psycopg 3). BENCH_CORE is the C bench, used to count SQLite WAL commit frames.
@@ -228,12 +229,32 @@ def measure_memory(url: str, runs: int, side: str) -> None:
           flush=True)
 
 
+def profile(url: str, runs: int) -> None:
+    """Where the time of a workflow goes, next to the plain job's (cProfile, wall clock)."""
+    import cProfile
+    import pstats
+    conn = connect(url, "FULL")
+    queue = install_adapter(ListQueue())
+    workflow, plain = jobs(conn, queue)
+    perform(workflow, runs // 10)
+    perform(plain, runs // 10)
+    for name, job in (("workflow", workflow), ("plain job", plain)):
+        prof = cProfile.Profile()
+        prof.enable()
+        perform(job, runs)
+        prof.disable()
+        print(f"=== {name}: {runs} runs on {DB} (cProfile, sorted by own time) ===")
+        pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(30)
+
+
 def main() -> None:
     mode = sys.argv[1]
     if mode == "workflow":
         measure_workflow(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     elif mode == "memory":
         measure_memory(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif mode == "profile":
+        profile(sys.argv[2], int(sys.argv[3]))
     else:
         raise SystemExit(__doc__)
 

@@ -4,6 +4,7 @@
 #
 #   ruby bench_ruby.rb workflow DB ROUNDS RUNS BENCH_CORE   ratio, commits, job latency
 #   ruby bench_ruby.rb memory DB RUNS SIDE                  RSS growth (SIDE: acidic|plain)
+#   ruby bench_ruby.rb profile DB RUNS                      stackprof of both jobs
 #
 # DB is a SQLite path (WAL, synchronous=FULL) or a postgres:// URL. BENCH_CORE is the C
 # bench, used to count SQLite WAL commit frames.
@@ -20,7 +21,7 @@ require "active_job"
 require "acidic_job"
 
 mode, target = ARGV.shift(2)
-abort("usage: bench_ruby.rb workflow|memory DB ...") unless %w[workflow memory].include?(mode) && target
+abort("usage: bench_ruby.rb workflow|memory|profile DB ...") unless %w[workflow memory profile].include?(mode) && target
 
 if target.start_with?("postgres")
   ActiveRecord::Base.establish_connection(target)
@@ -190,10 +191,28 @@ def measure_memory(runs, side)
                                rss_mb: rss_mb, runs: runs - warm, warm: warm)}"
 end
 
-case mode
-when "workflow"
-  rounds, runs, bench_core = ARGV
-  measure_workflow(Integer(rounds), Integer(runs), bench_core)
-when "memory"
-  measure_memory(Integer(ARGV.fetch(0)), ARGV.fetch(1))
+# Where the time of a workflow goes, next to the plain job's (stackprof, wall clock).
+def profile(runs)
+  require "stackprof"
+  perform(BenchWorkflowJob, runs / 10)
+  perform(BenchPlainJob, runs / 10)
+  [[BenchWorkflowJob, "workflow"], [BenchPlainJob, "plain job"]].each do |job, name|
+    t0 = now
+    report = StackProf.run(mode: :wall, interval: 100, raw: true) { perform(job, runs) }
+    puts "=== #{name}: #{runs} runs on #{DB}, #{format('%.3f', (now - t0) * 1e3 / runs)} ms each " \
+         "(stackprof wall, sorted by total) ==="
+    StackProf::Report.new(report).print_text(true, 60, nil, nil, nil, nil, $stdout)
+  end
+end
+
+if $PROGRAM_NAME == __FILE__ # (a profiler may load this file for its jobs)
+  case mode
+  when "workflow"
+    rounds, runs, bench_core = ARGV
+    measure_workflow(Integer(rounds), Integer(runs), bench_core)
+  when "memory"
+    measure_memory(Integer(ARGV.fetch(0)), ARGV.fetch(1))
+  when "profile"
+    profile(Integer(ARGV.fetch(0)))
+  end
 end

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # cleanup and python_bench are called indirectly
 # make bench: the measures of issue 10, each next to a baseline measured in the same run,
 # in one table (bench/report.py), also written to bench/results/latest.json with the
 # EXPLAIN output of the history measure beside it (bench/results/explain-*.txt).
 #
 #   make bench                  the full sizes (under 10 minutes on the 2-core machine)
 #   BENCH_QUICK=1 make bench    a fast look (a minute or two): fewer rounds, smaller tables
+#   BENCH_PROFILE=1 make bench  no measures: profiles of the Ruby (stackprof) and Python
+#                               (cProfile) workflow and plain job on SQLite, written to
+#                               bench/results/profile-{ruby,python}.txt
 #
 # It starts and stops its own PostgreSQL (scripts/pg-server.sh, fsync on); SQLite runs in
 # WAL mode with synchronous=FULL (except the memory measure: fsync does not change RSS).
@@ -14,7 +18,7 @@
 # acidic_job side and the baseline in one process and reports medians of ratios.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
+cd "$root" || exit 1
 began=$(date +%s)
 quick="${BENCH_QUICK:-0}"
 [ "$quick" = 1 ] || quick=0
@@ -86,9 +90,11 @@ export GEM_HOME="$build/gems"
 GEM_PATH="$GEM_HOME:$(env -u GEM_HOME -u GEM_PATH gem env gempath)"
 export GEM_PATH RUBYOPT="-W0"
 rm -rf "$GEM_HOME" "$build"/acidic_job-*.gem
-gem build acidic_job.gemspec --output "$build/acidic_job.gem" >"$tmp/gem.log" 2>&1 &&
-  gem install --local --no-document "$build/acidic_job.gem" >>"$tmp/gem.log" 2>&1 ||
-  { cat "$tmp/gem.log"; exit 1; }
+if ! { gem build acidic_job.gemspec --output "$build/acidic_job.gem" &&
+        gem install --local --no-document "$build/acidic_job.gem"; } >"$tmp/gem.log" 2>&1; then
+  cat "$tmp/gem.log"
+  exit 1
+fi
 
 venv="$build/venv"
 [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$venv" || exit 1
@@ -99,6 +105,17 @@ ruby_bench=(ruby "$root/bench/bench_ruby.rb")
 # Python runs from the temp dir, so the source package (without its compiled part) does
 # not shadow the installed one.
 python_bench() { (cd "$tmp" && "$python" "$root/bench/bench_python.py" "$@"); }
+
+if [ "${BENCH_PROFILE:-0}" = 1 ]; then
+  echo "==> profiles (SQLite, synchronous=FULL)"
+  rm -f "$results_dir/profile-ruby.txt" "$results_dir/profile-python.txt"
+  MEASURE_LINES="$results_dir/profile-ruby.txt" \
+    measure "Ruby: stackprof" "${ruby_bench[@]}" profile "$tmp/profile-rb.db" 2000
+  MEASURE_LINES="$results_dir/profile-python.txt" \
+    measure "Python: cProfile" python_bench profile "sqlite:$tmp/profile-py.db" 2000
+  echo "written: bench/results/profile-ruby.txt, bench/results/profile-python.txt"
+  exit "$failed"
+fi
 
 echo "==> starting PostgreSQL"
 pg_url="$(bash scripts/pg-server.sh start "$tmp/pg")" || { echo "PostgreSQL did not start" >&2; exit 1; }
