@@ -8,7 +8,8 @@
  *   bench_core awaits URL CHILDREN PARENTS WORKERS   fan-in of one batch
  *   bench_core history EMPTY-URL LOADED-URL RUNS STAGED CALLS EXPLAIN-FILE
  *                                         per-call cost with a long history vs none
- *   bench_core memory URL RUNS SIDE       RSS growth over RUNS runs (SIDE: acidic|plain)
+ *   bench_core memory URL RUNS WARM SIDE  RSS growth over RUNS runs, the first WARM of them
+ *                                         a warm-up (SIDE: acidic|plain)
  *   bench_core walcommits PATH            commit frames in PATH-wal (used by the others)
  *
  * The workload everywhere is the issue's 3-step workflow: each step inserts one row into
@@ -1635,7 +1636,7 @@ static long rss_kb(void)
 /* fsync does not change a process's memory, so this measure runs with synchronous=OFF on
  * SQLite to fit the bench's time. Each side (acidic or plain) runs in a process of its own;
  * bench/report.py pairs the two "MEMORY {json}" lines. */
-static int measure_memory(const char *url, long runs, const char *side)
+static int measure_memory(const char *url, long runs, long warm, const char *side)
 {
     app a;
     app_open(&a, url);
@@ -1643,7 +1644,6 @@ static int measure_memory(const char *url, long runs, const char *side)
         app_sql(&a, "PRAGMA synchronous=OFF");
     aj_workflow *wf = three_steps();
     int acidic = strcmp(side, "acidic") == 0;
-    long warm = runs / 10;
     for (long i = 0; i < runs; i++) {
         if (i == warm)
             a.rss_at_warm = rss_kb();
@@ -1671,7 +1671,7 @@ static void usage(void)
                     "       bench_core workers URL SECONDS ROUNDS LEVEL...\n"
                     "       bench_core awaits URL CHILDREN PARENTS WORKERS\n"
                     "       bench_core history EMPTY-URL LOADED-URL RUNS STAGED CALLS EXPLAIN-FILE\n"
-                    "       bench_core memory URL RUNS acidic|plain\n"
+                    "       bench_core memory URL RUNS WARM acidic|plain\n"
                     "       bench_core walcommits PATH\n");
     exit(2);
 }
@@ -1693,8 +1693,8 @@ int main(int argc, char **argv)
     if (strcmp(m, "history") == 0 && argc == 8)
         return measure_history(argv[2], argv[3], atol(argv[4]), atol(argv[5]), atoi(argv[6]),
                                argv[7]);
-    if (strcmp(m, "memory") == 0 && argc == 5)
-        return measure_memory(argv[2], atol(argv[3]), argv[4]);
+    if (strcmp(m, "memory") == 0 && argc == 6)
+        return measure_memory(argv[2], atol(argv[3]), atol(argv[4]), argv[5]);
     if (strcmp(m, "walcommits") == 0 && argc == 3) {
         printf("%ld\n", wal_commits(argv[2]));
         return 0;

@@ -1,7 +1,7 @@
 """make bench, Python part (issue 10), through the installed package as an application uses it.
 
     python bench_python.py workflow DB ROUNDS RUNS BENCH_CORE   ratio, commits, job latency
-    python bench_python.py memory DB RUNS SIDE                  RSS growth (SIDE: acidic|plain)
+    python bench_python.py memory DB RUNS WARM SIDE             RSS growth (SIDE: acidic|plain)
     python bench_python.py profile DB RUNS                      cProfile of both jobs
 
 DB is sqlite:PATH (the stdlib sqlite3 module; WAL, synchronous=FULL) or a PostgreSQL URI
@@ -209,14 +209,13 @@ def rss_mb() -> float:
         return int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1)) / 1024
 
 
-def measure_memory(url: str, runs: int, side: str) -> None:
+def measure_memory(url: str, runs: int, warm: int, side: str) -> None:
     """fsync does not change a process's memory: SQLite runs with synchronous=OFF here.
     Each side runs in a process of its own (they run concurrently, in the background)."""
     conn = connect(url, "OFF")
     queue = install_adapter(ListQueue())
     workflow, plain = jobs(conn, queue)
     job = workflow if side == "acidic" else plain
-    warm = runs // 10
     perform(job, warm)
     gc.collect()
     before = rss_mb()
@@ -252,7 +251,7 @@ def main() -> None:
     if mode == "workflow":
         measure_workflow(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     elif mode == "memory":
-        measure_memory(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        measure_memory(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     elif mode == "profile":
         profile(sys.argv[2], int(sys.argv[3]))
     else:

@@ -3,7 +3,7 @@
 # make bench, Ruby part (issue 10), through the installed gem as an application uses it.
 #
 #   ruby bench_ruby.rb workflow DB ROUNDS RUNS BENCH_CORE   ratio, commits, job latency
-#   ruby bench_ruby.rb memory DB RUNS SIDE                  RSS growth (SIDE: acidic|plain)
+#   ruby bench_ruby.rb memory DB RUNS WARM SIDE             RSS growth (SIDE: acidic|plain)
 #   ruby bench_ruby.rb profile DB RUNS                      stackprof of both jobs
 #
 # DB is a SQLite path (WAL, synchronous=FULL) or a postgres:// URL. BENCH_CORE is the C
@@ -179,9 +179,8 @@ def rss_mb = File.read("/proc/self/status")[/^VmRSS:\s+(\d+)/, 1].to_i / 1024.0
 
 # fsync does not change a process's memory: SQLite runs with synchronous=OFF here. Each
 # side runs in a process of its own (they run concurrently, in the background).
-def measure_memory(runs, side)
+def measure_memory(runs, warm, side)
   job = side == "acidic" ? BenchWorkflowJob : BenchPlainJob
-  warm = runs / 10
   perform(job, warm)
   GC.start
   before = rss_mb
@@ -211,7 +210,7 @@ if $PROGRAM_NAME == __FILE__ # (a profiler may load this file for its jobs)
     rounds, runs, bench_core = ARGV
     measure_workflow(Integer(rounds), Integer(runs), bench_core)
   when "memory"
-    measure_memory(Integer(ARGV.fetch(0)), ARGV.fetch(1))
+    measure_memory(Integer(ARGV.fetch(0)), Integer(ARGV.fetch(1)), ARGV.fetch(2))
   when "profile"
     profile(Integer(ARGV.fetch(0)))
   end

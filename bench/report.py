@@ -2,6 +2,10 @@
 
     python3 report.py LINES-FILE JSON-FILE COMMAND QUICK SECONDS
 
+It prints the table, writes JSON-FILE, and writes the same table as Markdown next to it
+(latest.md), with the command, the machine and the date: the README's figures section is
+that file.
+
 LINES-FILE holds what the measure programs printed: "ROW {json}" lines (one result each)
 and "MEMORY {json}" lines (one side of a memory measure: bench_core/bench_ruby/bench_python
 run the workflow and the plain job in separate processes; they are paired here). A ratio is
@@ -127,40 +131,51 @@ def main() -> None:
         return "| " + " | ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i])
                                  for i, c in enumerate(cells)) + " |"
 
-    print(line(headers))
-    print("|" + "|".join(("-" * (w + 1) + ":") if i in right else ("-" * (w + 2))
-                         for i, w in enumerate(widths)) + "|")
-    for t in table:
-        print(line(t))
-    print()
+    out: List[str] = [line(headers)]
+    out.append("|" + "|".join(("-" * (w + 1) + ":") if i in right else ("-" * (w + 2))
+                              for i, w in enumerate(widths)) + "|")
+    out.extend(line(t) for t in table)
+    out.append("")
     # each distinct note once, with the rows it belongs to
     notes: Dict[tuple, List[str]] = {}
     for r in rows:
         if r.get("note"):
             notes.setdefault((r["measure"], r["note"]), []).append(f"{r['from']} {r['db']}")
     for (measure, note), where in notes.items():
-        print(f"  {measure} ({', '.join(where)}): {note}")
-    print()
+        out.append(f"- {measure} ({', '.join(where)}): {note}")
+    out.append("")
 
     with_ratio = [r for r in rows if r.get("ratio") is not None]
     worst = min(with_ratio, key=lambda r: r["ratio"]) if with_ratio else None
     judged = [r for r in rows if r["met"] is not None]
     met_count = sum(1 for r in judged if r["met"])
     if quick == "1":
-        print("BENCH_QUICK=1: sizes scaled down (fewer rounds and runs, 100,000 finished runs "
-              "instead of 1,000,000, shorter worker rounds); run `make bench` for the real figures.")
-    print(f"goals met: {met_count} of {len(judged)} judged rows "
-          f"({len(rows) - len(judged)} rows have no goal or no figure yet)")
+        out.append("BENCH_QUICK=1: sizes scaled down (fewer rounds and runs, 100,000 finished "
+                   "runs instead of 1,000,000, 10,000 memory runs, shorter worker rounds); run "
+                   "`make bench` for the real figures.")
+    out.append(f"goals met: {met_count} of {len(judged)} judged rows "
+               f"({len(rows) - len(judged)} rows have no goal or no figure yet)")
     if worst:
-        print(f"worst ratio: {worst['ratio']:.3f} ({worst['measure']}, {worst['from']}, "
-              f"{worst['db']})")
+        out.append(f"worst ratio: {worst['ratio']:.3f} ({worst['measure']}, {worst['from']}, "
+                   f"{worst['db']})")
+    print("\n".join(out))
+
+    info = machine()
+    date = datetime.datetime.now(datetime.timezone.utc)
+    header = (f"`{command}` on {date:%Y-%m-%d}, {info['cores']} cores ({info['cpu']}), "
+              f"{info['memory_gb']:g} GB, Linux {info['kernel']}, {int(seconds)} s. "
+              "SQLite: WAL, synchronous=FULL; PostgreSQL 15: fsync on, loopback TCP. A ratio "
+              "is acidic_job's figure over the baseline's measured in the same run (times: the "
+              "baseline's over acidic_job's), so 1.0 means as fast and lower is worse.\n\n")
+    with open(os.path.join(os.path.dirname(json_file) or ".", "latest.md"), "w") as f:
+        f.write(header + "\n".join(out) + "\n")
 
     doc = {
         "command": command,
         "quick": quick == "1",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": date.isoformat(timespec="seconds"),
         "duration_s": int(seconds),
-        "machine": machine(),
+        "machine": info,
         "ratio_convention": "1.0 = as good as the baseline measured in the same run; lower is worse",
         "rows": rows,
         "worst_ratio": worst,

@@ -23,22 +23,23 @@ began=$(date +%s)
 quick="${BENCH_QUICK:-0}"
 [ "$quick" = 1 ] || quick=0
 
+# memory: runs in all and the warm-up among them. A Ruby run costs ~5 ms here: 100,000 of
+# them do not fit the 10-minute budget, so Ruby measures fewer (the table says how many);
+# its warm-up must pass the ~3,000 runs over which glibc's heap grows to its working size.
 if [ "$quick" = 1 ]; then
-  rounds=3 runs=100                      # workflow ratio: rounds of N runs per side
+  rounds=3 runs=100 runs_ruby=60         # workflow ratio: rounds of N runs per side
   lock_rounds=1
   worker_seconds=0.5 worker_rounds=1
   await_parents=1
   history_runs=100000 history_staged=10000 history_calls=50
-  memory_runs=10000 memory_runs_ruby=3000
+  memory_runs=10000 memory_warm=1000 memory_runs_ruby=3000 memory_warm_ruby=1000
 else
-  rounds=7 runs=300
+  rounds=7 runs=300 runs_ruby=150
   lock_rounds=3
   worker_seconds=1 worker_rounds=3
   await_parents=3
   history_runs=1000000 history_staged=100000 history_calls=200
-  # A Ruby run costs ~5 ms here: 100,000 of them (and as many plain jobs) do not fit the
-  # 10-minute budget. The table says how many runs each row measured.
-  memory_runs=100000 memory_runs_ruby=30000
+  memory_runs=100000 memory_warm=10000 memory_runs_ruby=20000 memory_warm_ruby=5000
 fi
 worker_levels="1 4 16 64"
 await_children=1000 await_workers=16
@@ -126,13 +127,13 @@ done
 pg_base="${pg_url%/*}"
 
 [ "$quick" = 1 ] && echo "==> BENCH_QUICK=1: scaled-down sizes"
-echo "==> whole-workflow ratio, commits, round trips, latency ($rounds rounds of $runs runs)"
+echo "==> whole-workflow ratio, commits, round trips, latency ($rounds rounds of $runs runs, Ruby $runs_ruby)"
 measure "C, SQLite" "$bench_core" workflow "sqlite:$tmp/c.db" "$rounds" "$runs"
 measure "C, PostgreSQL" "$bench_core" workflow "$pg_url" "$rounds" "$runs"
 measure "Python (sqlite3), SQLite" python_bench workflow "sqlite:$tmp/py.db" "$rounds" "$runs" "$bench_core"
 measure "Python (psycopg), PostgreSQL" python_bench workflow "$pg_url" "$rounds" "$runs" "$bench_core"
-measure "Ruby (ActiveJob), SQLite" "${ruby_bench[@]}" workflow "$tmp/rb.db" "$rounds" "$runs" "$bench_core"
-measure "Ruby (ActiveJob), PostgreSQL" "${ruby_bench[@]}" workflow "$pg_url" "$rounds" "$runs" "$bench_core"
+measure "Ruby (ActiveJob), SQLite" "${ruby_bench[@]}" workflow "$tmp/rb.db" "$rounds" "$runs_ruby" "$bench_core"
+measure "Ruby (ActiveJob), PostgreSQL" "${ruby_bench[@]}" workflow "$pg_url" "$rounds" "$runs_ruby" "$bench_core"
 
 echo "==> SQLite write lock, awaits, workers"
 measure "write lock ($lock_rounds rounds)" "$bench_core" lock "$tmp/lock.db" "$lock_rounds"
@@ -151,15 +152,15 @@ echo "==> memory (C and Python: $memory_runs runs, Ruby: $memory_runs_ruby; two 
 bash "$root/scripts/pg-server.sh" stop "$tmp/pg" >/dev/null 2>&1 # SQLite only from here
 (
   MEASURE_LINES="$tmp/lines-lane"
-  measure "Ruby, workflow" "${ruby_bench[@]}" memory "$tmp/mem-rb-a.db" "$memory_runs_ruby" acidic
+  measure "Ruby, workflow" "${ruby_bench[@]}" memory "$tmp/mem-rb-a.db" "$memory_runs_ruby" "$memory_warm_ruby" acidic
   exit "$failed"
 ) &
 lane=$!
-measure "Ruby, plain job" "${ruby_bench[@]}" memory "$tmp/mem-rb-p.db" "$memory_runs_ruby" plain
-measure "Python, workflow" python_bench memory "sqlite:$tmp/mem-py-a.db" "$memory_runs" acidic
-measure "Python, plain job" python_bench memory "sqlite:$tmp/mem-py-p.db" "$memory_runs" plain
-measure "C, workflow" "$bench_core" memory "sqlite:$tmp/mem-c-a.db" "$memory_runs" acidic
-measure "C, plain job" "$bench_core" memory "sqlite:$tmp/mem-c-p.db" "$memory_runs" plain
+measure "Ruby, plain job" "${ruby_bench[@]}" memory "$tmp/mem-rb-p.db" "$memory_runs_ruby" "$memory_warm_ruby" plain
+measure "Python, workflow" python_bench memory "sqlite:$tmp/mem-py-a.db" "$memory_runs" "$memory_warm" acidic
+measure "Python, plain job" python_bench memory "sqlite:$tmp/mem-py-p.db" "$memory_runs" "$memory_warm" plain
+measure "C, workflow" "$bench_core" memory "sqlite:$tmp/mem-c-a.db" "$memory_runs" "$memory_warm" acidic
+measure "C, plain job" "$bench_core" memory "sqlite:$tmp/mem-c-p.db" "$memory_runs" "$memory_warm" plain
 wait "$lane" || failed=1
 cat "$tmp/lines-lane" >>"$lines" 2>/dev/null
 
@@ -170,5 +171,5 @@ echo
 echo "==> results ($command, $(nproc) cores, $(date -u +%Y-%m-%d), ${seconds} s)"
 /usr/bin/python3 "$root/bench/report.py" "$lines" "$results_dir/latest.json" "$command" \
   "$quick" "$seconds" || failed=1
-echo "written: bench/results/latest.json, bench/results/explain-postgres.txt, bench/results/explain-sqlite.txt"
+echo "written: bench/results/latest.json, latest.md, explain-postgres.txt, explain-sqlite.txt"
 exit "$failed"
