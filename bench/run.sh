@@ -34,7 +34,7 @@ if [ "$quick" = 1 ]; then
   history_runs=100000 history_staged=10000 history_calls=50
   memory_runs=10000 memory_warm=1000 memory_runs_ruby=3000 memory_warm_ruby=1000
 else
-  rounds=7 runs=300 runs_ruby=150
+  rounds=11 runs=300 runs_ruby=150
   lock_rounds=3
   worker_seconds=1 worker_rounds=3
   await_parents=3
@@ -81,6 +81,7 @@ measure() {
 }
 
 echo "==> building (C bench, Ruby gem, Python package)"
+[ -f build/libacidic_job.a ] || make build >/dev/null || exit 1 # `make bench` built it already
 pg_cflags="$(pkg-config --cflags libpq)"
 # shellcheck disable=SC2086 # pkg-config output is a list of flags
 cc -O2 -g -std=c11 -Wall -Wextra -Icore/include $pg_cflags bench/bench_core.c \
