@@ -36,7 +36,7 @@ if [ "$quick" = 1 ]; then
 else
   rounds=11 runs=300 runs_ruby=150
   lock_rounds=3
-  worker_seconds=1 worker_rounds=3
+  worker_seconds=0.6 worker_rounds=5
   await_parents=3
   history_runs=1000000 history_staged=100000 history_calls=200
   memory_runs=100000 memory_warm=10000 memory_runs_ruby=20000 memory_warm_ruby=5000
@@ -139,7 +139,7 @@ measure "Ruby (ActiveJob), PostgreSQL" "${ruby_bench[@]}" workflow "$pg_url" "$r
 echo "==> SQLite write lock, awaits, workers"
 measure "write lock ($lock_rounds rounds)" "$bench_core" lock "$tmp/lock.db" "$lock_rounds"
 measure "awaits, PostgreSQL" "$bench_core" awaits "$pg_url" "$await_children" "$await_parents" "$await_workers"
-measure "awaits, SQLite" "$bench_core" awaits "sqlite:$tmp/awaits.db" "$await_children" "$await_parents" 1
+measure "awaits, SQLite" "$bench_core" awaits "sqlite:$tmp/awaits.db" "$await_children" $((await_parents * 3)) 1
 # shellcheck disable=SC2086 # the levels are separate arguments
 measure "workers $worker_levels, PostgreSQL" "$bench_core" workers "$pg_url" "$worker_seconds" "$worker_rounds" $worker_levels
 
