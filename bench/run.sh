@@ -137,7 +137,7 @@ measure "Ruby (ActiveJob), SQLite" "${ruby_bench[@]}" workflow "$tmp/rb.db" "$ro
 measure "Ruby (ActiveJob), PostgreSQL" "${ruby_bench[@]}" workflow "$pg_url" "$rounds" "$runs_ruby" "$bench_core"
 
 echo "==> SQLite write lock, awaits, workers"
-measure "write lock ($lock_rounds rounds)" "$bench_core" lock "$tmp/lock.db" "$lock_rounds"
+measure "write lock" "$bench_core" lock "$tmp/lock.db" "$lock_rounds"
 measure "awaits, PostgreSQL" "$bench_core" awaits "$pg_url" "$await_children" "$await_parents" "$await_workers"
 measure "awaits, SQLite" "$bench_core" awaits "sqlite:$tmp/awaits.db" "$await_children" $((await_parents * 3)) 1
 # shellcheck disable=SC2086 # the levels are separate arguments
