@@ -190,6 +190,16 @@ def measure_memory(runs, warm, side)
                                rss_mb: rss_mb, runs: runs - warm, warm: warm)}"
 end
 
+# The library's own frames and the encoders, by the share of samples they are on the stack of.
+def print_library_frames(report)
+  total = report[:samples].to_f
+  frames = report[:frames].values.select { |f| f[:name] =~ /\A(AcidicJob|Psych\.|ActiveJob::Base\.deserialize|GlobalID)/ }
+  puts "--- acidic_job and encoder frames, by samples on the stack (inclusive) ---"
+  frames.sort_by { |f| -f[:total_samples] }.first(30).each do |f|
+    printf("%6.1f%%  %6.1f%% own  %s\n", 100 * f[:total_samples] / total, 100 * f[:samples] / total, f[:name])
+  end
+end
+
 # Where the time of a workflow goes, next to the plain job's (stackprof, wall clock).
 def profile(runs)
   require "stackprof"
@@ -201,6 +211,7 @@ def profile(runs)
     puts "=== #{name}: #{runs} runs on #{DB}, #{format('%.3f', (now - t0) * 1e3 / runs)} ms each " \
          "(stackprof wall, sorted by total) ==="
     StackProf::Report.new(report).print_text(true, 60, nil, nil, nil, nil, $stdout)
+    print_library_frames(report)
   end
 end
 
