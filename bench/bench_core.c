@@ -1,33 +1,181 @@
 /*
- * make bench, C part: the rate of acidic_job steps against the same application write
- * in plain transactions on the same database, measured in the same run.
+ * make bench, C part (issue 10). One program, one measure per invocation:
  *
- *   baseline   BEGIN; INSERT INTO bench_rides ...; COMMIT
- *   acidic     one workflow step whose callback makes that same INSERT on the same
- *              connection; the core adds its row lock, recovery point and COMMIT
+ *   bench_core workflow URL ROUNDS RUNS   whole-workflow ratio, commits and round trips per
+ *                                         workflow, step latency
+ *   bench_core lock PATH ROUNDS           SQLite write lock held across a slow step
+ *   bench_core workers URL SECONDS ROUNDS LEVEL...   steps/s with LEVEL worker processes
+ *   bench_core awaits URL CHILDREN PARENTS WORKERS   fan-in of one batch
+ *   bench_core history EMPTY-URL LOADED-URL RUNS STAGED CALLS EXPLAIN-FILE
+ *                                         per-call cost with a long history vs none
+ *   bench_core memory URL RUNS WARM SIDE  RSS growth over RUNS runs, the first WARM of them
+ *                                         a warm-up (SIDE: acidic|plain)
+ *   bench_core walcommits PATH            commit frames in PATH-wal (used by the others)
  *
- * Steps are timed on their own; "in 10-step runs" adds each run's acquisition (one
- * transaction per run) to the same steps.
+ * The workload everywhere is the issue's 3-step workflow: each step inserts one row into
+ * bench_rides and sets one persisted attribute (ride_a, ride_b, ride_c: the row's id); the
+ * last step stages one job. Its baseline, "the plain job", makes the same three inserts in
+ * three plain transactions (BEGIN; INSERT; COMMIT) and then calls the same queue function
+ * the enqueue callback calls.
  *
- * Usage: bench_core URL [STEPS]. Prints one line per measurement and the ratio.
+ * Every result is one line "ROW {json}" on stdout; bench/report.py makes the table. Ratios
+ * are oriented so that 1.0 means "as good as the baseline" and lower is worse (rate over
+ * rate, or baseline time over time). Progress and diagnostics go to stderr.
  */
+#define _GNU_SOURCE
 #include "acidic_job.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <math.h>
+#include <signal.h>
 #include <sqlite3.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#define STEPS_PER_RUN 10
+/* ======================================================================================
+ * The API seam. Every call whose shape changes with the next header (/work/wt/NEXT_
+ * acidic_job.h: versioned structs, aj_run_new, aj_store_recover) is in this section and
+ * nowhere else. AJ_VERSION_NUMBER exists only in that header, so the switch is automatic;
+ * `cc -fsyntax-only` against it checks the other branch.
+ * ====================================================================================== */
+
+#define API_MISSING 1 /* positive, so never an aj_code: the call does not exist yet */
+
+static int api_open(aj_store **out, const char *url)
+{
+    aj_options opts;
+#ifdef AJ_VERSION_NUMBER
+    aj_options_init(&opts, AJ_OPTIONS_VERSION);
+#else
+    aj_options_init(&opts);
+#endif
+    return aj_store_open(out, url, &opts); /* SQLite: WAL, synchronous=FULL by default */
+}
+
+static void api_params(aj_run_params *p, const char *key)
+{
+#ifdef AJ_VERSION_NUMBER
+    *p = (aj_run_params)AJ_RUN_PARAMS_INIT;
+#else
+    memset(p, 0, sizeof *p);
+#endif
+    p->key = key;
+    p->job_name = "BenchJob";
+    p->args = "[]";
+    p->args_len = 2;
+    p->attributes = "{}";
+    p->attributes_len = 2;
+}
+
+/* A run ready for its first step. Today the acquisition is a transaction of its own here;
+ * with aj_run_new nothing is written until the first step, which acquires. */
+static int api_run_new(aj_run **out, aj_store *store, const aj_workflow *wf, const char *key)
+{
+    aj_run_params p;
+    api_params(&p, key);
+#ifdef AJ_VERSION_NUMBER
+    return aj_run_new(out, store, wf, &p);
+#else
+    return aj_run_acquire(out, store, wf, &p);
+#endif
+}
+
+/* The acquisition alone, in a transaction of its own (both APIs have it). */
+static int api_acquire(aj_run **out, aj_store *store, const aj_workflow *wf, const char *key)
+{
+    aj_run_params p;
+    api_params(&p, key);
+    return aj_run_acquire(out, store, wf, &p);
+}
+
+/* 1 while the run has a step to run. */
+static int api_runnable(const aj_run *run)
+{
+    int s = aj_run_status(run);
+#ifdef AJ_VERSION_NUMBER
+    if (s == AJ_RUN_NEW)
+        return 1;
+#endif
+    return s == AJ_RUN_READY;
+}
+
+static int api_step(aj_run *run, aj_step_fn fn, void *ctx) { return aj_run_step(run, fn, ctx); }
+
+static int api_execute(aj_run *run, aj_step_fn fn, void *ctx)
+{
+    return aj_run_execute(run, fn, ctx);
+}
+
+/* Recovery sweep: hand dead workers' runs back to their queue. */
+static int api_recover(aj_store *store, size_t limit, size_t *requeued)
+{
+#ifdef AJ_VERSION_NUMBER
+    size_t dead = 0;
+    return aj_store_recover(store, limit, requeued, &dead);
+#else
+    (void)store;
+    (void)limit;
+    (void)requeued;
+    return API_MISSING;
+#endif
+}
+static const char *const api_recover_missing = "n/a (needs aj_store_recover)";
+
+/* Retention: delete finished runs older than `older_than_ms`, at most `batch` of them.
+ * Neither header has it yet; aj_store_prune(store, older_than_ms, batch, &deleted) is the
+ * call this expects. */
+static int api_prune(aj_store *store, int64_t older_than_ms, size_t batch, size_t *deleted)
+{
+    (void)store;
+    (void)older_than_ms;
+    (void)batch;
+    (void)deleted;
+    return API_MISSING;
+}
+static const char *const api_prune_missing = "n/a (needs aj_store_prune)";
+
+/* ====================================================================================== */
 
 static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static void sleep_until(double t)
+{
+    double d = t - now_s();
+    if (d > 0)
+        sleep_s(d);
+}
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bench_core: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    const aj_error *e = aj_error_last();
+    if (e->code)
+        fprintf(stderr, " (%s: %s)", aj_code_name(e->code), e->message);
+    fprintf(stderr, "\n");
+    exit(1);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -36,167 +184,1552 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The median of n values (sorts them). */
-static double median(double *v, int n)
+/* The q-quantile of n values (sorts them in place). */
+static double quantile(double *v, size_t n, double q)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
+    if (n == 0)
+        return NAN;
+    qsort(v, n, sizeof *v, cmp_double);
+    size_t i = (size_t)(q * (double)(n - 1) + 0.5);
+    return v[i < n ? i : n - 1];
 }
 
-static void die(const char *what)
+static double median(double *v, size_t n) { return quantile(v, n, 0.5); }
+
+/* A growable array of samples. */
+typedef struct samples {
+    double *v;
+    size_t n, cap;
+} samples;
+
+static void samples_add(samples *s, double x)
 {
-    fprintf(stderr, "bench: %s: %s\n", what, aj_error_last()->message);
-    exit(1);
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 1024;
+        s->v = realloc(s->v, s->cap * sizeof *s->v);
+        if (!s->v)
+            die("out of memory");
+    }
+    s->v[s->n++] = x;
 }
+
+/* --- result rows ----------------------------------------------------------------------- */
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; s && *s; s++) {
+        if (*s == '"' || *s == '\\')
+            printf("\\%c", *s);
+        else if (*s == '\n')
+            printf("\\n");
+        else if ((unsigned char)*s >= 0x20)
+            putchar(*s);
+    }
+    putchar('"');
+}
+
+static void json_num(double x)
+{
+    if (isnan(x) || isinf(x))
+        printf("null");
+    else
+        printf("%.6g", x);
+}
+
+typedef struct result {
+    const char *measure; /* e.g. "workflow ratio" */
+    const char *db;
+    double figure;       /* acidic_job's figure (NAN: none) */
+    double baseline;     /* the baseline's figure (NAN: none) */
+    const char *unit;
+    double ratio;        /* 1.0 = as good as the baseline; lower is worse (NAN: none) */
+    double goal;         /* minimum ratio wanted (NAN: none) */
+    double limit;        /* maximum figure wanted (NAN: none) */
+    const char *note;
+} result;
+
+#define RESULT_INIT {NULL, NULL, NAN, NAN, "", NAN, NAN, NAN, NULL}
+
+static void emit(const result *r)
+{
+    printf("ROW {\"measure\": ");
+    json_str(r->measure);
+    printf(", \"from\": \"C\", \"db\": ");
+    json_str(r->db);
+    printf(", \"figure\": ");
+    json_num(r->figure);
+    printf(", \"baseline\": ");
+    json_num(r->baseline);
+    printf(", \"unit\": ");
+    json_str(r->unit);
+    printf(", \"ratio\": ");
+    json_num(r->ratio);
+    printf(", \"goal\": ");
+    json_num(r->goal);
+    printf(", \"limit\": ");
+    json_num(r->limit);
+    if (r->note) {
+        printf(", \"note\": ");
+        json_str(r->note);
+    }
+    printf("}\n");
+    fflush(stdout);
+}
+
+/* --- the application: its table, its writes, its queue --------------------------------- */
 
 typedef struct app {
     aj_store *store;
-    sqlite3_stmt *sq_insert;
+    sqlite3 *db;            /* the store's handle when it is SQLite */
+    PGconn *pg;             /* the store's handle when it is PostgreSQL */
+    sqlite3_stmt *insert, *begin, *commit;
     int pg_prepared;
-    long n;
+    long seq;               /* names the rows */
+    int64_t ride[3];        /* the current run's row ids: its persisted attributes */
+    long queued;            /* jobs the queue function received */
+    char last_payload[64];  /* a queue keeps a copy of what it was given */
+    double continued_at;    /* awaits: when the continuation reached the queue */
+    long continuations;
+    long rss_at_warm;       /* memory: RSS after the warm-up, in kB */
 } app;
 
-/* The application's write: the same in the baseline and in a step. */
-static int app_write(app *a)
+static const char *db_name(const app *a) { return a->db ? "sqlite" : "postgres"; }
+
+static int pg_ok(PGresult *r)
+{
+    ExecStatusType s = PQresultStatus(r);
+    PQclear(r);
+    return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+}
+
+/* Application SQL outside the core (setup, bulk loads, plain transactions). */
+static void app_sql(app *a, const char *sql)
+{
+    if (a->db) {
+        char *err = NULL;
+        if (sqlite3_exec(a->db, sql, NULL, NULL, &err) != SQLITE_OK)
+            die("%s: %s", sql, err ? err : "?");
+    } else {
+        PGresult *r = PQexec(a->pg, sql);
+        if (!pg_ok(r))
+            die("%s: %s", sql, PQerrorMessage(a->pg));
+    }
+}
+
+static long long app_count(app *a, const char *sql)
+{
+    long long n = -1;
+    if (a->db) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
+            die("%s: %s", sql, sqlite3_errmsg(a->db));
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    } else {
+        PGresult *r = PQexec(a->pg, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            n = atoll(PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    if (n < 0)
+        die("%s: no count", sql);
+    return n;
+}
+
+static int enqueue_cb(void *ctx, const aj_staged_job *job);
+
+static void app_open(app *a, const char *url)
+{
+    memset(a, 0, sizeof *a);
+    if (api_open(&a->store, url))
+        die("open %s", url);
+    a->db = aj_store_sqlite(a->store);
+    a->pg = aj_store_pg(a->store);
+    aj_store_set_enqueue(a->store, enqueue_cb, a);
+    app_sql(a, a->db ? "CREATE TABLE IF NOT EXISTS bench_rides"
+                       " (id INTEGER PRIMARY KEY, name TEXT NOT NULL)"
+                     : "CREATE TABLE IF NOT EXISTS bench_rides"
+                       " (id bigserial PRIMARY KEY, name text NOT NULL)");
+    a->seq = (long)getpid() * 1000000L;
+}
+
+static void app_close(app *a)
+{
+    sqlite3_finalize(a->insert);
+    sqlite3_finalize(a->begin);
+    sqlite3_finalize(a->commit);
+    aj_store_free(a->store);
+    memset(a, 0, sizeof *a);
+}
+
+/* The application's write, the same in a step and in the plain job. */
+static int app_insert(app *a, int64_t *id)
 {
     char name[32];
-    snprintf(name, sizeof name, "ride %ld", a->n++);
-    sqlite3 *db = aj_store_sqlite(a->store);
-    if (db) {
-        if (!a->sq_insert &&
-            sqlite3_prepare_v2(db, "INSERT INTO bench_rides (name) VALUES (?)", -1,
-                               &a->sq_insert, NULL) != SQLITE_OK)
+    snprintf(name, sizeof name, "ride %ld", a->seq++);
+    if (a->db) {
+        if (!a->insert && sqlite3_prepare_v2(a->db, "INSERT INTO bench_rides (name) VALUES (?)",
+                                             -1, &a->insert, NULL) != SQLITE_OK)
             return 1;
-        sqlite3_bind_text(a->sq_insert, 1, name, -1, SQLITE_TRANSIENT);
-        int rc = sqlite3_step(a->sq_insert);
-        sqlite3_reset(a->sq_insert);
+        sqlite3_bind_text(a->insert, 1, name, -1, SQLITE_TRANSIENT);
+        int rc = sqlite3_step(a->insert);
+        sqlite3_reset(a->insert);
+        *id = sqlite3_last_insert_rowid(a->db);
         return rc == SQLITE_DONE ? 0 : 1;
     }
-    PGconn *pg = aj_store_pg(a->store);
     if (!a->pg_prepared) {
-        PGresult *r = PQprepare(pg, "bench_insert", "INSERT INTO bench_rides (name) VALUES ($1)",
-                                1, NULL);
-        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        PQclear(r);
-        if (!ok)
+        if (!pg_ok(PQprepare(a->pg, "bench_insert",
+                             "INSERT INTO bench_rides (name) VALUES ($1) RETURNING id", 1, NULL)))
             return 1;
         a->pg_prepared = 1;
     }
     const char *vals[1] = {name};
-    PGresult *r = PQexecPrepared(pg, "bench_insert", 1, vals, NULL, NULL, 0);
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PGresult *r = PQexecPrepared(a->pg, "bench_insert", 1, vals, NULL, NULL, 0);
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    if (ok)
+        *id = atoll(PQgetvalue(r, 0, 0));
     PQclear(r);
     return ok ? 0 : 1;
 }
 
-static int exec_plain(app *a, const char *sql)
+/* The queue: what a direct enqueue and the enqueue callback both call. */
+static int queue_push(app *a, const char *job_name, const char *payload, size_t len)
 {
-    sqlite3 *db = aj_store_sqlite(a->store);
-    if (db)
-        return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : 1;
-    PGresult *r = PQexec(aj_store_pg(a->store), sql);
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    return ok ? 0 : 1;
+    a->queued++;
+    size_t n = len < sizeof a->last_payload - 1 ? len : sizeof a->last_payload - 1;
+    memcpy(a->last_payload, payload, n);
+    a->last_payload[n] = '\0';
+    if (strcmp(job_name, "ContinueJob") == 0) {
+        a->continued_at = now_s();
+        a->continuations++;
+    }
+    return 0;
 }
 
-static double baseline(app *a, long n)
+static int enqueue_cb(void *ctx, const aj_staged_job *job)
 {
-    double t0 = now_s();
-    for (long i = 0; i < n; i++)
-        if (exec_plain(a, "BEGIN") || app_write(a) || exec_plain(a, "COMMIT")) {
-            fprintf(stderr, "bench: baseline transaction failed\n");
-            exit(1);
+    return queue_push(ctx, job->job_name, job->payload, job->payload_len);
+}
+
+static int plain_tx(app *a, int begin)
+{
+    if (a->db) {
+        sqlite3_stmt **st = begin ? &a->begin : &a->commit;
+        if (!*st && sqlite3_prepare_v2(a->db, begin ? "BEGIN" : "COMMIT", -1, st, NULL))
+            return 1;
+        int rc = sqlite3_step(*st);
+        sqlite3_reset(*st);
+        return rc == SQLITE_DONE ? 0 : 1;
+    }
+    return pg_ok(PQexec(a->pg, begin ? "BEGIN" : "COMMIT")) ? 0 : 1;
+}
+
+/* One plain transaction: BEGIN; INSERT; COMMIT. */
+static void plain_insert_tx(app *a, int64_t *id)
+{
+    if (plain_tx(a, 1) || app_insert(a, id) || plain_tx(a, 0))
+        die("plain transaction failed on %s", db_name(a));
+}
+
+static int payload_of(char *buf, size_t size, int64_t ride)
+{
+    return snprintf(buf, size, "{\"ride\":%lld}", (long long)ride);
+}
+
+/* The plain job; `latency` (may be NULL) receives each transaction's duration. */
+static void plain_job(app *a, samples *latency)
+{
+    for (int i = 0; i < 3; i++) {
+        double t0 = now_s();
+        plain_insert_tx(a, &a->ride[i]);
+        if (latency)
+            samples_add(latency, now_s() - t0);
+    }
+    char payload[48];
+    int len = payload_of(payload, sizeof payload, a->ride[2]);
+    queue_push(a, "NotifyJob", payload, (size_t)len);
+}
+
+/* The workflow's step callback: steps "a", "b", "c". */
+static int workflow_step(aj_run *run, const char *step, void *ctx)
+{
+    app *a = ctx;
+    int i = step[0] - 'a';
+    if (i < 0 || i > 2 || app_insert(a, &a->ride[i]))
+        return 1;
+    char doc[128];
+    int len = i == 0   ? snprintf(doc, sizeof doc, "{\"ride_a\":%lld}", (long long)a->ride[0])
+              : i == 1 ? snprintf(doc, sizeof doc, "{\"ride_a\":%lld,\"ride_b\":%lld}",
+                                  (long long)a->ride[0], (long long)a->ride[1])
+                       : snprintf(doc, sizeof doc,
+                                  "{\"ride_a\":%lld,\"ride_b\":%lld,\"ride_c\":%lld}",
+                                  (long long)a->ride[0], (long long)a->ride[1],
+                                  (long long)a->ride[2]);
+    if (aj_run_set_attributes(run, doc, (size_t)len))
+        return 1;
+    if (i == 2) {
+        char payload[48];
+        int plen = payload_of(payload, sizeof payload, a->ride[2]);
+        if (aj_run_stage(run, "bench", "NotifyJob", payload, (size_t)plen, NULL))
+            return 1;
+    }
+    return 0;
+}
+
+static aj_workflow *three_steps(void)
+{
+    aj_workflow *wf;
+    if (aj_workflow_new(&wf) || aj_workflow_add_step(wf, "a", NULL, 0) ||
+        aj_workflow_add_step(wf, "b", NULL, 0) || aj_workflow_add_step(wf, "c", NULL, 0))
+        die("workflow");
+    return wf;
+}
+
+static void next_key(char *key, size_t size, const char *tag)
+{
+    static long n;
+    snprintf(key, size, "%s-%ld-%ld-%lld", tag, (long)getpid(), n++,
+             (long long)(now_s() * 1e6));
+}
+
+static void check_succeeded(aj_run *run)
+{
+    if (aj_run_status(run) != AJ_RUN_SUCCEEDED)
+        die("a run ended with status %d", aj_run_status(run));
+}
+
+/* One workflow run. `latency` (may be NULL) receives each step's duration (a run's own
+ * acquisition is not a step with today's API; with aj_run_new it is part of step 1). */
+static void acidic_job(app *a, const aj_workflow *wf, const char *tag, samples *latency)
+{
+    char key[96];
+    next_key(key, sizeof key, tag);
+    aj_run *run;
+    if (api_run_new(&run, a->store, wf, key))
+        die("new run");
+    if (latency) {
+        while (api_runnable(run)) {
+            double t0 = now_s();
+            if (api_step(run, workflow_step, a))
+                die("step");
+            samples_add(latency, now_s() - t0);
         }
-    return n / (now_s() - t0);
+    } else if (api_execute(run, workflow_step, a)) {
+        die("execute");
+    }
+    check_succeeded(run);
+    aj_run_free(run);
 }
 
-static int step_cb(aj_run *run, const char *step, void *ctx)
+/* One workflow run the way a queue runs a job: a run that meets a serialization failure
+ * after the core's own retries (AJ_ECONFLICT) is retried under the same key, which
+ * resumes it. Returns the number of such retries. */
+static long acidic_job_retried(app *a, const aj_workflow *wf, const char *tag)
+{
+    char key[96];
+    next_key(key, sizeof key, tag);
+    for (long conflicts = 0;; conflicts++) {
+        aj_run *run;
+        int rc = api_run_new(&run, a->store, wf, key);
+        if (rc == AJ_OK) {
+            rc = api_execute(run, workflow_step, a);
+            if (rc == AJ_OK)
+                check_succeeded(run);
+            aj_run_free(run);
+        }
+        if (rc == AJ_OK)
+            return conflicts;
+        if (rc != AJ_ECONFLICT)
+            die("run %s", key);
+    }
+}
+
+/* --- counting commits and round trips --------------------------------------------------- */
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Commit frames in a SQLite WAL file: frames whose "database size after commit" field is
+ * set, up to the first frame with another salt (left over from before the last reset). */
+static long wal_commits(const char *wal_path)
+{
+    FILE *f = fopen(wal_path, "rb");
+    if (!f)
+        return 0; /* no WAL yet: no commits */
+    unsigned char hdr[32], fh[24];
+    long commits = 0;
+    if (fread(hdr, 1, 32, f) == 32) {
+        uint32_t page = be32(hdr + 8);
+        if (page == 1)
+            page = 65536;
+        while (fread(fh, 1, 24, f) == 24) {
+            if (memcmp(fh + 8, hdr + 16, 8) != 0)
+                break;
+            if (be32(fh + 4) != 0)
+                commits++;
+            if (fseek(f, (long)page, SEEK_CUR) != 0)
+                break;
+        }
+    }
+    fclose(f);
+    return commits;
+}
+
+static char *wal_path_of(app *a)
+{
+    static char path[4096];
+    snprintf(path, sizeof path, "%s-wal", sqlite3_db_filename(a->db, "main"));
+    return path;
+}
+
+/* Commits on the store's database since the last call: SQLite counts WAL commit frames
+ * (the counting window starts from an empty WAL, with automatic checkpoints off so the WAL
+ * is never reset inside it); PostgreSQL reads pg_stat_database.xact_commit after forcing
+ * this backend's pending statistics out (each reading costs 2 commits of its own: the
+ * flush request and the reading; they are subtracted). */
+static void commits_window_start(app *a)
+{
+    if (a->db) {
+        app_sql(a, "PRAGMA wal_autocheckpoint=0");
+        app_sql(a, "PRAGMA wal_checkpoint(TRUNCATE)");
+    }
+}
+
+static long long pg_xact_commit(app *a)
+{
+    app_sql(a, "SELECT pg_stat_force_next_flush()");
+    return app_count(a, "SELECT xact_commit FROM pg_stat_database"
+                        " WHERE datname = current_database()");
+}
+
+static long long commits_now(app *a)
+{
+    return a->db ? wal_commits(wal_path_of(a)) : pg_xact_commit(a);
+}
+
+static void commits_window_end(app *a)
+{
+    if (a->db)
+        app_sql(a, "PRAGMA wal_autocheckpoint=1000");
+}
+
+typedef struct trace {
+    char *buf;
+    size_t len;
+    FILE *f;
+} trace;
+
+static void trace_start(trace *t, PGconn *pg)
+{
+    t->buf = NULL;
+    t->len = 0;
+    t->f = open_memstream(&t->buf, &t->len);
+    if (!t->f)
+        die("open_memstream");
+    PQtrace(pg, t->f);
+    PQsetTraceFlags(pg, PQTRACE_SUPPRESS_TIMESTAMPS);
+}
+
+/* Round trips in the trace: each ends with a frontend Sync (extended protocol, pipelines
+ * included) or a simple Query, as tests/c/test_round_trips.c counts them. */
+static long trace_stop(trace *t, PGconn *pg)
+{
+    PQuntrace(pg);
+    fclose(t->f);
+    long trips = 0;
+    for (char *save = NULL, *line = strtok_r(t->buf, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "F\t", 2) != 0)
+            continue;
+        const char *msg = strchr(line + 2, '\t');
+        if (msg && (strncmp(msg + 1, "Sync", 4) == 0 || strncmp(msg + 1, "Query", 5) == 0))
+            trips++;
+    }
+    free(t->buf);
+    return trips;
+}
+
+/* ======================================================================================
+ * workflow: the whole-workflow ratio, commits, round trips, step latency
+ * ====================================================================================== */
+
+static int measure_workflow(const char *url, int rounds, int runs)
+{
+    app a;
+    app_open(&a, url);
+    const char *db = db_name(&a);
+    aj_workflow *wf = three_steps();
+
+    /* warm both paths (prepared statements, caches, the file's pages) */
+    for (int i = 0; i < runs / 4 + 5; i++) {
+        plain_job(&a, NULL);
+        acidic_job(&a, wf, "warm", NULL);
+    }
+
+    double *plain_rate = calloc((size_t)rounds, sizeof(double));
+    double *acidic_rate = calloc((size_t)rounds, sizeof(double));
+    double *ratio = calloc((size_t)rounds, sizeof(double));
+    samples plain_lat = {0}, step_lat = {0};
+    for (int r = 0; r < rounds; r++) {
+        /* alternate which side goes first, so drift hits both alike */
+        for (int side = 0; side < 2; side++) {
+            int acidic = (side + r) % 2;
+            double t0 = now_s();
+            for (int i = 0; i < runs; i++) {
+                if (acidic)
+                    acidic_job(&a, wf, "ratio", &step_lat);
+                else
+                    plain_job(&a, &plain_lat);
+            }
+            double rate = runs / (now_s() - t0);
+            if (acidic)
+                acidic_rate[r] = rate;
+            else
+                plain_rate[r] = rate;
+        }
+        ratio[r] = acidic_rate[r] / plain_rate[r];
+    }
+    result res = RESULT_INIT;
+    res.measure = "workflow ratio";
+    res.db = db;
+    res.unit = "workflows/s";
+    res.ratio = median(ratio, (size_t)rounds);
+    res.figure = median(acidic_rate, (size_t)rounds);
+    res.baseline = median(plain_rate, (size_t)rounds);
+    res.goal = 0.9;
+    char note[160];
+    snprintf(note, sizeof note, "ratio %.2f to %.2f over %d rounds of %d", ratio[0],
+             ratio[rounds - 1], rounds, runs); /* ratio[] is sorted by median() */
+    res.note = note;
+    emit(&res);
+
+    result lat = RESULT_INIT;
+    lat.db = db;
+    lat.unit = "ms";
+    lat.measure = "step latency p50";
+    lat.figure = 1e3 * quantile(step_lat.v, step_lat.n, 0.5);
+    lat.baseline = 1e3 * quantile(plain_lat.v, plain_lat.n, 0.5);
+    lat.ratio = lat.baseline / lat.figure;
+    lat.note = "one step vs one plain BEGIN; INSERT; COMMIT";
+    emit(&lat);
+    lat.measure = "step latency p99";
+    lat.figure = 1e3 * quantile(step_lat.v, step_lat.n, 0.99);
+    lat.baseline = 1e3 * quantile(plain_lat.v, plain_lat.n, 0.99);
+    lat.ratio = lat.baseline / lat.figure;
+    emit(&lat);
+
+    /* commits per workflow, against the plain job's */
+    enum { COUNTED = 100 };
+    long long base_commits, wf_commits;
+    commits_window_start(&a);
+    long long c0 = commits_now(&a);
+    for (int i = 0; i < COUNTED; i++)
+        plain_job(&a, NULL);
+    long long c1 = commits_now(&a);
+    for (int i = 0; i < COUNTED; i++)
+        acidic_job(&a, wf, "commits", NULL);
+    long long c2 = commits_now(&a);
+    commits_window_end(&a);
+    int reading_cost = a.db ? 0 : 2;
+    base_commits = c1 - c0 - reading_cost;
+    wf_commits = c2 - c1 - reading_cost;
+    result com = RESULT_INIT;
+    com.measure = "commits per workflow";
+    com.db = db;
+    com.unit = "commits";
+    com.figure = (double)wf_commits / COUNTED;
+    com.baseline = (double)base_commits / COUNTED;
+    com.ratio = com.baseline / com.figure;
+    com.goal = 1.0;
+    com.note = a.db ? "WAL commit frames over 100 runs; goal: commits = steps (3)"
+                    : "pg_stat_database.xact_commit over 100 runs; goal: commits = steps (3)";
+    emit(&com);
+
+    if (a.pg) {
+        /* round trips per workflow, statements already prepared */
+        trace t;
+        trace_start(&t, a.pg);
+        for (int i = 0; i < COUNTED; i++)
+            plain_job(&a, NULL);
+        long plain_trips = trace_stop(&t, a.pg);
+        trace_start(&t, a.pg);
+        for (int i = 0; i < COUNTED; i++)
+            acidic_job(&a, wf, "trips", NULL);
+        long wf_trips = trace_stop(&t, a.pg);
+        result rt = RESULT_INIT;
+        rt.measure = "round trips per workflow";
+        rt.db = db;
+        rt.unit = "round trips";
+        rt.figure = (double)wf_trips / COUNTED;
+        rt.baseline = (double)plain_trips / COUNTED;
+        rt.ratio = rt.baseline / rt.figure;
+        rt.goal = 1.0;
+        rt.note = "libpq trace; baseline: 3 x BEGIN; INSERT; COMMIT";
+        emit(&rt);
+    }
+    free(plain_rate);
+    free(acidic_rate);
+    free(ratio);
+    free(plain_lat.v);
+    free(step_lat.v);
+    aj_workflow_free(wf);
+    app_close(&a);
+    return 0;
+}
+
+/* ======================================================================================
+ * lock: two workflows on one SQLite file; one sleeps 1 s inside a step before writing
+ * ====================================================================================== */
+
+#define SLOW_STEP_S 1.0
+
+typedef struct slow {
+    app *a;
+    int signal_fd;
+} slow;
+
+static int slow_step(aj_run *run, const char *step, void *ctx)
 {
     (void)run;
     (void)step;
-    return app_write(ctx);
+    slow *s = ctx;
+    if (write(s->signal_fd, "S", 1) != 1)
+        return 1;
+    sleep_s(SLOW_STEP_S); /* e.g. a payment provider's API call */
+    int64_t id;
+    return app_insert(s->a, &id);
 }
 
-/* Steps only: runs of STEPS_PER_RUN steps; acquisition is timed separately. */
-static double acidic(app *a, aj_workflow *wf, long n, double *run_rate, const char *tag)
+static int insert_step(aj_run *run, const char *step, void *ctx)
 {
-    double in_steps = 0, in_acquire = 0;
-    long runs = n / STEPS_PER_RUN;
-    for (long r = 0; r < runs; r++) {
-        char key[64];
-        snprintf(key, sizeof key, "%s-%ld-%ld-%.0f", tag, (long)getpid(), r, now_s() * 1e6);
-        aj_run_params p = {key, "BenchJob", "[]", 2, "{}", 2};
+    (void)run;
+    (void)step;
+    int64_t id;
+    return app_insert(ctx, &id);
+}
+
+/* The slow side, in a child process: a workflow step (acidic) or a plain transaction
+ * that sleeps before its write. Writes "S" to `fd` once inside. */
+static void slow_side(const char *url, int acidic, int fd)
+{
+    app a;
+    app_open(&a, url);
+    if (acidic) {
+        aj_workflow *wf;
+        if (aj_workflow_new(&wf) || aj_workflow_add_step(wf, "slow", NULL, 0))
+            die("workflow");
+        char key[96];
+        next_key(key, sizeof key, "slow");
+        aj_run *run;
+        if (api_run_new(&run, a.store, wf, key))
+            die("slow run");
+        slow s = {&a, fd};
+        if (api_execute(run, slow_step, &s))
+            die("slow step");
+        aj_run_free(run);
+        aj_workflow_free(wf);
+    } else {
+        int64_t id;
+        if (plain_tx(&a, 1) || write(fd, "S", 1) != 1)
+            die("slow plain transaction");
+        sleep_s(SLOW_STEP_S);
+        if (app_insert(&a, &id) || plain_tx(&a, 0))
+            die("slow plain transaction");
+    }
+    app_close(&a);
+}
+
+/* How long the fast side waits while the slow side sleeps inside its transaction. */
+static double lock_wait(const char *url, app *a, const aj_workflow *wf, int acidic)
+{
+    aj_run *run = NULL;
+    if (acidic) {
+        char key[96];
+        next_key(key, sizeof key, "fast");
+        if (api_acquire(&run, a->store, wf, key)) /* before the slow side starts */
+            die("fast run");
+    }
+    int fds[2];
+    if (pipe(fds))
+        die("pipe");
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid == 0) {
+        close(fds[0]);
+        slow_side(url, acidic, fds[1]);
+        _exit(0);
+    }
+    close(fds[1]);
+    char c;
+    if (read(fds[0], &c, 1) != 1)
+        die("the slow side did not start");
+    close(fds[0]);
+    sleep_s(0.05); /* the slow side is asleep inside its transaction now */
+    double t0 = now_s();
+    if (acidic) {
+        if (api_step(run, insert_step, a))
+            die("fast step");
+        check_succeeded(run);
+        aj_run_free(run);
+    } else {
+        int64_t id;
+        plain_insert_tx(a, &id);
+    }
+    double waited = now_s() - t0;
+    int status;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        die("the slow side failed");
+    return waited;
+}
+
+static int measure_lock(const char *path, int rounds)
+{
+    char url[4200];
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    app a;
+    app_open(&a, url);
+    aj_workflow *wf;
+    if (aj_workflow_new(&wf) || aj_workflow_add_step(wf, "fast", NULL, 0))
+        die("workflow");
+    double *plain = calloc((size_t)rounds, sizeof(double));
+    double *acidic = calloc((size_t)rounds, sizeof(double));
+    for (int r = 0; r < rounds; r++) {
+        plain[r] = lock_wait(url, &a, wf, 0);
+        acidic[r] = lock_wait(url, &a, wf, 1);
+    }
+    result res = RESULT_INIT;
+    res.measure = "write lock: other's wait";
+    res.db = "sqlite";
+    res.unit = "ms";
+    res.figure = 1e3 * median(acidic, (size_t)rounds);
+    res.baseline = 1e3 * median(plain, (size_t)rounds);
+    res.ratio = res.baseline / res.figure;
+    res.goal = 0.5;
+    res.note = "a step while another sleeps 1 s in a step before writing, vs the same"
+               " with plain transactions; goal: the plain wait (within 2x)";
+    emit(&res);
+    free(plain);
+    free(acidic);
+    aj_workflow_free(wf);
+    app_close(&a);
+    return 0;
+}
+
+/* ======================================================================================
+ * workers: N processes on distinct keys, steps/s of workflows vs the plain job
+ * ====================================================================================== */
+
+typedef struct command {
+    int mode;        /* 0 stop, 1 plain, 2 acidic */
+    double start;    /* CLOCK_MONOTONIC is the same clock in every process */
+    double deadline;
+} command;
+
+static void worker_main(const char *url, int cmd_fd, int out_fd)
+{
+    app a;
+    app_open(&a, url);
+    aj_workflow *wf = three_steps();
+    plain_job(&a, NULL); /* prepare statements */
+    acidic_job_retried(&a, wf, "w");
+    long ready = 0;
+    if (write(out_fd, &ready, sizeof ready) != sizeof ready)
+        _exit(1);
+    command c;
+    while (read(cmd_fd, &c, sizeof c) == sizeof c && c.mode != 0) {
+        sleep_until(c.start);
+        long counts[2] = {0, 0}; /* jobs done, serialization retries */
+        while (now_s() < c.deadline) {
+            if (c.mode == 1)
+                plain_job(&a, NULL);
+            else
+                counts[1] += acidic_job_retried(&a, wf, "w");
+            if (now_s() <= c.deadline)
+                counts[0]++;
+        }
+        if (write(out_fd, counts, sizeof counts) != sizeof counts)
+            _exit(1);
+    }
+    aj_workflow_free(wf);
+    app_close(&a);
+}
+
+static int measure_workers(const char *url, double seconds, int rounds, int nlevels,
+                           char **levels)
+{
+    for (int l = 0; l < nlevels; l++) {
+        int n = atoi(levels[l]);
+        pid_t *pids = calloc((size_t)n, sizeof(pid_t));
+        int *cmd = calloc((size_t)n, sizeof(int));
+        int *out = calloc((size_t)n, sizeof(int));
+        fflush(NULL);
+        for (int w = 0; w < n; w++) {
+            int c[2], o[2];
+            if (pipe(c) || pipe(o))
+                die("pipe");
+            pids[w] = fork();
+            if (pids[w] < 0)
+                die("fork");
+            if (pids[w] == 0) {
+                close(c[1]);
+                close(o[0]);
+                worker_main(url, c[0], o[1]);
+                _exit(0);
+            }
+            close(c[0]);
+            close(o[1]);
+            cmd[w] = c[1];
+            out[w] = o[0];
+        }
+        long ready;
+        for (int w = 0; w < n; w++)
+            if (read(out[w], &ready, sizeof ready) != sizeof ready)
+                die("worker %d did not start", w);
+        double *plain = calloc((size_t)rounds, sizeof(double));
+        double *acidic = calloc((size_t)rounds, sizeof(double));
+        double *ratio = calloc((size_t)rounds, sizeof(double));
+        long conflicts = 0;
+        for (int r = 0; r < rounds; r++) {
+            for (int side = 0; side < 2; side++) {
+                int mode = (side + r) % 2 ? 2 : 1;
+                command c = {mode, now_s() + 0.1, 0};
+                c.deadline = c.start + seconds;
+                for (int w = 0; w < n; w++)
+                    if (write(cmd[w], &c, sizeof c) != sizeof c)
+                        die("worker %d", w);
+                long total = 0, counts[2];
+                for (int w = 0; w < n; w++) {
+                    if (read(out[w], counts, sizeof counts) != sizeof counts)
+                        die("worker %d died", w);
+                    total += counts[0];
+                    conflicts += counts[1];
+                }
+                double steps_per_s = 3.0 * (double)total / seconds;
+                if (mode == 2)
+                    acidic[r] = steps_per_s;
+                else
+                    plain[r] = steps_per_s;
+            }
+            ratio[r] = acidic[r] / plain[r];
+        }
+        command stop = {0, 0, 0};
+        for (int w = 0; w < n; w++) {
+            if (write(cmd[w], &stop, sizeof stop) != sizeof stop)
+                die("worker %d", w);
+            close(cmd[w]);
+            close(out[w]);
+        }
+        for (int w = 0; w < n; w++)
+            waitpid(pids[w], NULL, 0);
+        char measure[64];
+        snprintf(measure, sizeof measure, "workers: %d", n);
+        result res = RESULT_INIT;
+        res.measure = measure;
+        res.db = "postgres";
+        res.unit = "steps/s";
+        res.figure = median(acidic, (size_t)rounds);
+        res.baseline = median(plain, (size_t)rounds);
+        res.ratio = median(ratio, (size_t)rounds);
+        res.goal = 0.9;
+        char note[160];
+        snprintf(note, sizeof note,
+                 "%d process%s on distinct keys, %d round%s of %.1f s; %ld runs retried"
+                 " after AJ_ECONFLICT",
+                 n, n == 1 ? "" : "es", rounds, rounds == 1 ? "" : "s", seconds, conflicts);
+        res.note = note;
+        emit(&res);
+        free(plain);
+        free(acidic);
+        free(ratio);
+        free(pids);
+        free(cmd);
+        free(out);
+    }
+    return 0;
+}
+
+/* ======================================================================================
+ * awaits: a parent awaiting CHILDREN jobs
+ * ====================================================================================== */
+
+typedef struct fan {
+    int children;
+    int64_t *ids;
+} fan;
+
+static int fan_out_step(aj_run *run, const char *step, void *ctx)
+{
+    fan *f = ctx;
+    if (strcmp(step, "fan_out") != 0)
+        return 0;
+    for (int i = 0; i < f->children; i++)
+        if (aj_run_await(run, "bench", "ChildJob", "{}", 2, &f->ids[i]))
+            return 1;
+    return aj_run_set_continuation(run, "bench", "ContinueJob", "{}", 2) ? 1 : 0;
+}
+
+/* A parent run that now awaits f->children children (their staged ids in f->ids). */
+static void fan_out(app *a, fan *f)
+{
+    aj_workflow *wf;
+    const char *child = "ChildJob";
+    if (aj_workflow_new(&wf) || aj_workflow_add_step(wf, "fan_out", &child, 1) ||
+        aj_workflow_add_step(wf, "after", NULL, 0))
+        die("workflow");
+    char key[96];
+    next_key(key, sizeof key, "parent");
+    aj_run *run;
+    if (api_run_new(&run, a->store, wf, key) || api_execute(run, fan_out_step, f))
+        die("fan out");
+    if (aj_run_status(run) != AJ_RUN_AWAITING)
+        die("the parent does not await (status %d)", aj_run_status(run));
+    aj_run_free(run);
+    aj_workflow_free(wf);
+}
+
+static void ack(app *a, int64_t id, int *completed)
+{
+    if (aj_staged_ack(a->store, id, completed))
+        die("ack");
+}
+
+/* Plain single-row updates of distinct rows: the acknowledgement's baseline. */
+static void counters_setup(app *a, int rows)
+{
+    app_sql(a, "DROP TABLE IF EXISTS bench_counters");
+    app_sql(a, a->db ? "CREATE TABLE bench_counters (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"
+                     : "CREATE TABLE bench_counters (id bigint PRIMARY KEY, n integer NOT NULL)");
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             a->db ? "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < %d)"
+                     " INSERT INTO bench_counters SELECT i, 1 FROM s"
+                   : "INSERT INTO bench_counters SELECT i, 1 FROM generate_series(1, %d) i",
+             rows);
+    app_sql(a, sql);
+}
+
+static void plain_update(app *a, int64_t row)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "UPDATE bench_counters SET n = n - 1 WHERE id = %lld",
+             (long long)row);
+    if (plain_tx(a, 1))
+        die("begin");
+    app_sql(a, sql);
+    if (plain_tx(a, 0))
+        die("commit");
+}
+
+/* WORKERS processes acknowledge the children (or update as many distinct rows) at once;
+ * returns operations per second. */
+static double concurrent(const char *url, const int64_t *ids, int n, int workers, int acidic,
+                         long *completions)
+{
+    int fds[2];
+    if (pipe(fds))
+        die("pipe");
+    int go[2];
+    if (pipe(go))
+        die("pipe");
+    fflush(NULL);
+    pid_t *pids = calloc((size_t)workers, sizeof(pid_t));
+    for (int w = 0; w < workers; w++) {
+        pids[w] = fork();
+        if (pids[w] < 0)
+            die("fork");
+        if (pids[w] == 0) {
+            close(fds[0]);
+            close(go[1]);
+            app a;
+            app_open(&a, url);
+            long done = 0;
+            if (write(fds[1], &done, sizeof done) != sizeof done) /* ready */
+                _exit(1);
+            char c;
+            if (read(go[0], &c, 1) != 0) /* the parent closes it: everyone starts */
+                _exit(1);
+            long completed_here = 0;
+            for (int i = w; i < n; i += workers) {
+                if (acidic) {
+                    int completed = 0;
+                    ack(&a, ids[i], &completed);
+                    completed_here += completed;
+                } else {
+                    plain_update(&a, ids[i]);
+                }
+            }
+            if (write(fds[1], &completed_here, sizeof completed_here) !=
+                sizeof completed_here)
+                _exit(1);
+            app_close(&a);
+            _exit(0);
+        }
+    }
+    close(fds[1]);
+    close(go[0]);
+    long v;
+    for (int w = 0; w < workers; w++)
+        if (read(fds[0], &v, sizeof v) != sizeof v)
+            die("a worker did not start");
+    double t0 = now_s();
+    close(go[1]);
+    *completions = 0;
+    for (int w = 0; w < workers; w++) {
+        if (read(fds[0], &v, sizeof v) != sizeof v)
+            die("a worker failed");
+        *completions += v;
+    }
+    double elapsed = now_s() - t0;
+    close(fds[0]);
+    for (int w = 0; w < workers; w++)
+        waitpid(pids[w], NULL, 0);
+    free(pids);
+    return n / elapsed;
+}
+
+static int measure_awaits(const char *url, int children, int parents, int workers)
+{
+    app a;
+    app_open(&a, url);
+    const char *db = db_name(&a);
+    fan f = {children, calloc((size_t)children, sizeof(int64_t))};
+    counters_setup(&a, children);
+
+    /* the last acknowledgement: until the continuation reaches the queue */
+    double *last = calloc((size_t)parents, sizeof(double));
+    double serial_rate = 0; /* acknowledgements per second from one process */
+    samples plain = {0};
+    for (int p = 0; p < parents; p++) {
+        fan_out(&a, &f);
+        int completed = 0;
+        double s0 = now_s();
+        for (int i = 0; i < children - 1; i++) {
+            ack(&a, f.ids[i], &completed);
+            if (completed)
+                die("the batch completed early");
+        }
+        serial_rate = (children - 1) / (now_s() - s0);
+        long before = a.continuations;
+        double t0 = now_s();
+        ack(&a, f.ids[children - 1], &completed);
+        if (!completed || a.continuations != before + 1)
+            die("the last acknowledgement did not stage the continuation");
+        last[p] = a.continued_at - t0;
+        for (int i = 0; i < 20; i++) {
+            double u0 = now_s();
+            plain_update(&a, 1 + i);
+            samples_add(&plain, now_s() - u0);
+        }
+    }
+    result res = RESULT_INIT;
+    char measure[64];
+    snprintf(measure, sizeof measure, "awaits %d: last ack -> continuation", children);
+    res.measure = measure;
+    res.db = db;
+    res.unit = "ms";
+    res.figure = 1e3 * median(last, (size_t)parents);
+    res.baseline = 1e3 * median(plain.v, plain.n);
+    res.ratio = res.baseline / res.figure;
+    res.note = "baseline: one plain single-row UPDATE transaction";
+    emit(&res);
+
+    if (a.pg && workers > 1) {
+        /* do the children's acknowledgements serialize on the batch row? */
+        double acidic_rate[2], plain_rate[2];
+        int64_t *rows = calloc((size_t)children, sizeof(int64_t));
+        for (int i = 0; i < children; i++)
+            rows[i] = i + 1;
+        for (int r = 0; r < 2; r++) {
+            fan_out(&a, &f);
+            long completions;
+            acidic_rate[r] = concurrent(url, f.ids, children, workers, 1, &completions);
+            if (completions != 1)
+                die("%ld acknowledgements completed the batch (expected 1)", completions);
+            plain_rate[r] = concurrent(url, rows, children, workers, 0, &completions);
+        }
+        result con = RESULT_INIT;
+        snprintf(measure, sizeof measure, "awaits %d: concurrent acks", children);
+        con.measure = measure;
+        con.db = db;
+        con.unit = "acks/s";
+        con.figure = (acidic_rate[0] + acidic_rate[1]) / 2;
+        con.baseline = (plain_rate[0] + plain_rate[1]) / 2;
+        con.ratio = con.figure / con.baseline;
+        char note[160];
+        snprintf(note, sizeof note,
+                 "%d processes acking one batch vs updating as many distinct rows"
+                 " (one process alone: %.0f acks/s)", workers, serial_rate);
+        con.note = note;
+        emit(&con);
+        free(rows);
+    }
+    free(plain.v);
+    free(last);
+    free(f.ids);
+    app_close(&a);
+    return 0;
+}
+
+/* ======================================================================================
+ * history: per-call cost with 1 million finished runs and 100,000 staged rows
+ * ====================================================================================== */
+
+typedef struct plans {
+    char **texts; /* distinct statements seen (SQLite) or plans reported (PostgreSQL) */
+    size_t n, cap;
+    int capturing;
+} plans;
+
+static void plans_add(plans *p, const char *text)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->texts[i], text) == 0)
+            return;
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 32;
+        p->texts = realloc(p->texts, p->cap * sizeof *p->texts);
+    }
+    p->texts[p->n++] = strdup(text);
+}
+
+/* SQLite: remember each distinct statement the core runs on the tables. */
+static int sqlite_trace(unsigned type, void *ctx, void *stmt, void *x)
+{
+    (void)x;
+    plans *p = ctx;
+    if (type == SQLITE_TRACE_STMT && p->capturing) {
+        const char *sql = sqlite3_sql(stmt);
+        if (sql && (strstr(sql, "acidic_job") || strstr(sql, "staged_acidic_jobs")))
+            plans_add(p, sql);
+    }
+    return 0;
+}
+
+/* PostgreSQL: auto_explain reports each plan as a notice; keep one per statement text. */
+static void pg_notice(void *ctx, const char *message)
+{
+    plans *p = ctx;
+    if (!p->capturing || !strstr(message, "Query Text:"))
+        return;
+    const char *q = strstr(message, "Query Text:");
+    if (!strstr(q, "acidic_job") && !strstr(q, "staged_acidic_jobs"))
+        return;
+    /* drop the "duration: ..." prefix, which differs from call to call */
+    const char *body = q;
+    const char *end = strchr(q, '\n');
+    char text[8192];
+    size_t qlen = end ? (size_t)(end - q) : strlen(q);
+    for (size_t i = 0; i < p->n; i++)
+        if (strncmp(p->texts[i], body, qlen) == 0)
+            return;
+    snprintf(text, sizeof text, "%s", body);
+    plans_add(p, text);
+}
+
+/* Per-call costs on one database, gathered over several rounds. */
+typedef struct costs {
+    samples acquire, step, drain, recover;
+    int recover_missing;
+} costs;
+
+static void time_drain(app *a, samples *s)
+{
+    size_t delivered = 0;
+    double t0 = now_s();
+    /* the staged rows are younger than an hour: none is due, the drain finds nothing */
+    if (aj_store_drain(a->store, 3600 * 1000, &delivered))
+        die("drain");
+    samples_add(s, now_s() - t0);
+}
+
+static void per_call(app *a, const aj_workflow *wf, int calls, costs *c)
+{
+    for (int i = 0; i < calls; i++) {
+        char key[96];
+        next_key(key, sizeof key, "hist");
         aj_run *run;
         double t0 = now_s();
-        if (aj_run_acquire(&run, a->store, wf, &p))
+        if (api_acquire(&run, a->store, wf, key))
             die("acquire");
-        double t1 = now_s();
-        if (aj_run_execute(run, step_cb, a))
-            die("step");
-        double t2 = now_s();
-        if (aj_run_status(run) != AJ_RUN_SUCCEEDED) {
-            fprintf(stderr, "bench: run did not finish\n");
-            exit(1);
+        samples_add(&c->acquire, now_s() - t0);
+        while (api_runnable(run)) {
+            t0 = now_s();
+            if (api_step(run, workflow_step, a))
+                die("step");
+            samples_add(&c->step, now_s() - t0);
         }
+        check_succeeded(run);
         aj_run_free(run);
-        in_acquire += t1 - t0;
-        in_steps += t2 - t1;
+        time_drain(a, &c->drain);
+        size_t requeued = 0;
+        t0 = now_s();
+        int rc = api_recover(a->store, 100, &requeued);
+        if (rc == API_MISSING)
+            c->recover_missing = 1;
+        else if (rc)
+            die("recover");
+        else
+            samples_add(&c->recover, now_s() - t0);
     }
-    *run_rate = runs * STEPS_PER_RUN / (in_acquire + in_steps);
-    return runs * STEPS_PER_RUN / in_steps;
+}
+
+static void costs_free(costs *c)
+{
+    free(c->acquire.v);
+    free(c->step.v);
+    free(c->drain.v);
+    free(c->recover.v);
+}
+
+static void bulk_load(app *a, long runs, long staged)
+{
+    char sql[2048];
+    const char *attrs = "'{\"ride_a\":1,\"ride_b\":2,\"ride_c\":3}'";
+    if (a->db) {
+        app_sql(a, "BEGIN");
+        snprintf(sql, sizeof sql,
+                 "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < %ld)"
+                 " INSERT INTO acidic_job_keys (idempotency_key, job_name, job_args,"
+                 " last_run_at, locked_at, recovery_point, attr_accessors, created_at,"
+                 " updated_at) SELECT 'history-' || i, 'HistoryJob', '[' || i || ']', t, NULL,"
+                 " 'FINISHED', %s, t, t FROM (SELECT i, strftime('%%Y-%%m-%%d %%H:%%M:%%f',"
+                 " 'now', '-' || (i * 2) || ' seconds') AS t FROM s)",
+                 runs, attrs);
+        app_sql(a, sql);
+        snprintf(sql, sizeof sql,
+                 "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < %ld)"
+                 " INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, created_at,"
+                 " updated_at) SELECT 'bench', 'NotifyJob', '{\"ride\":' || i || '}', t, t"
+                 " FROM (SELECT i, strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now',"
+                 " '-' || (i %% 600) || ' seconds') AS t FROM s)",
+                 staged);
+        app_sql(a, sql);
+        app_sql(a, "COMMIT");
+        /* the load's WAL goes into the database now, not during the measured calls */
+        app_sql(a, "PRAGMA wal_checkpoint(TRUNCATE)");
+    } else {
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO acidic_job_keys (idempotency_key, job_name, job_args,"
+                 " last_run_at, locked_at, recovery_point, attr_accessors, created_at,"
+                 " updated_at) SELECT 'history-' || i, 'HistoryJob', '[' || i || ']', t, NULL,"
+                 " 'FINISHED', %s, t, t FROM (SELECT i, (now() AT TIME ZONE 'UTC')"
+                 " - i * interval '2 seconds' AS t FROM generate_series(1, %ld) i) s",
+                 attrs, runs);
+        app_sql(a, sql);
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, created_at,"
+                 " updated_at) SELECT 'bench', 'NotifyJob', '{\"ride\":' || i || '}', t, t"
+                 " FROM (SELECT i, (now() AT TIME ZONE 'UTC') - (i %% 600) * interval '1 second'"
+                 " AS t FROM generate_series(1, %ld) i) s",
+                 staged);
+        app_sql(a, sql);
+        /* as autovacuum would have by now; then write the load's pages out */
+        app_sql(a, "VACUUM ANALYZE acidic_job_keys");
+        app_sql(a, "VACUUM ANALYZE staged_acidic_jobs");
+        app_sql(a, "CHECKPOINT");
+    }
+}
+
+/* EXPLAIN QUERY PLAN of each statement seen, on SQLite. */
+static void sqlite_plans(app *a, plans *seen, FILE *out, int *scans)
+{
+    for (size_t i = 0; i < seen->n; i++) {
+        fprintf(out, "-- %s\n", seen->texts[i]);
+        char *sql = NULL;
+        if (asprintf(&sql, "EXPLAIN QUERY PLAN %s", seen->texts[i]) < 0)
+            die("out of memory");
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) == SQLITE_OK) {
+            while (sqlite3_step(st) == SQLITE_ROW) {
+                const char *detail = (const char *)sqlite3_column_text(st, 3);
+                fprintf(out, "   %s\n", detail ? detail : "");
+                /* SCAN reads a whole table or index; SEARCH looks rows up */
+                if (detail && strncmp(detail, "SCAN ", 5) == 0 &&
+                    (strstr(detail, "acidic_job") || strstr(detail, "staged_acidic_jobs")))
+                    (*scans)++;
+            }
+            sqlite3_finalize(st);
+        }
+        free(sql);
+        fprintf(out, "\n");
+    }
+}
+
+/* A plan scans when it reads a table sequentially, or an index while its filter throws
+ * away more than 1,000 rows (EXPLAIN ANALYZE's "Rows Removed by Filter"). */
+static void pg_plans(plans *seen, FILE *out, int *scans)
+{
+    for (size_t i = 0; i < seen->n; i++) {
+        const char *t = seen->texts[i];
+        fprintf(out, "%s\n\n", t);
+        int scan = strstr(t, "Seq Scan on acidic_job") || strstr(t, "Seq Scan on staged_acidic");
+        for (const char *r = strstr(t, "Rows Removed by Filter: "); r;
+             r = strstr(r + 1, "Rows Removed by Filter: "))
+            if (atol(r + strlen("Rows Removed by Filter: ")) > 1000)
+                scan = 1;
+        *scans += scan;
+    }
+}
+
+/* Per-round medians of one kind of call on both databases. */
+typedef struct rounds_of {
+    samples loaded, empty, ratio;
+} rounds_of;
+
+static void rounds_add(rounds_of *r, samples *loaded, samples *empty)
+{
+    if (loaded->n == 0 || empty->n == 0)
+        return;
+    double l = median(loaded->v, loaded->n), e = median(empty->v, empty->n);
+    samples_add(&r->loaded, l);
+    samples_add(&r->empty, e);
+    samples_add(&r->ratio, e / l);
+}
+
+/* The figures are medians over rounds of each round's median, and the ratio the median
+ * of the rounds' ratios, so that load drifting between rounds hits both sides alike. */
+static void emit_cost(const char *what, const char *db, rounds_of *r, const char *note)
+{
+    char measure[64];
+    snprintf(measure, sizeof measure, "history: %s", what);
+    result res = RESULT_INIT;
+    res.measure = measure;
+    res.db = db;
+    res.unit = "ms/call";
+    res.figure = 1e3 * median(r->loaded.v, r->loaded.n);
+    res.baseline = 1e3 * median(r->empty.v, r->empty.n);
+    res.ratio = median(r->ratio.v, r->ratio.n);
+    res.goal = 0.8;
+    res.note = note;
+    emit(&res);
+    free(r->loaded.v);
+    free(r->empty.v);
+    free(r->ratio.v);
+}
+
+/* The same calls on a database with a long history (LOADED) and on one without (EMPTY),
+ * in alternating rounds. */
+static int measure_history(const char *empty_url, const char *loaded_url, long runs,
+                           long staged, int calls, const char *explain_path)
+{
+    app empty, loaded;
+    app_open(&empty, empty_url);
+    app_open(&loaded, loaded_url);
+    const char *db = db_name(&loaded);
+    aj_workflow *wf = three_steps();
+    app *both[2] = {&empty, &loaded};
+    for (int i = 0; i < 2; i++) {
+        app_sql(both[i], "DELETE FROM acidic_job_batches");
+        app_sql(both[i], "DELETE FROM staged_acidic_jobs");
+        app_sql(both[i], "DELETE FROM acidic_job_keys");
+    }
+    double t0 = now_s();
+    bulk_load(&loaded, runs, staged);
+    fprintf(stderr, "bench_core: loaded %ld runs and %ld staged rows in %.1f s\n", runs,
+            staged, now_s() - t0);
+    if (empty.pg)
+        app_sql(&empty, "VACUUM ANALYZE acidic_job_keys");
+
+    /* the plans of the statements the core runs, on the loaded database */
+    plans seen = {0};
+    if (loaded.db) {
+        sqlite3_trace_v2(loaded.db, SQLITE_TRACE_STMT, sqlite_trace, &seen);
+    } else {
+        PQsetNoticeProcessor(loaded.pg, pg_notice, &seen);
+        app_sql(&loaded, "LOAD 'auto_explain'");
+        app_sql(&loaded, "SET auto_explain.log_min_duration = 0");
+        app_sql(&loaded, "SET auto_explain.log_analyze = on");
+        app_sql(&loaded, "SET auto_explain.log_level = notice");
+    }
+    costs warm[2], cost[2];
+    memset(warm, 0, sizeof warm);
+    memset(cost, 0, sizeof cost);
+    per_call(&empty, wf, 10, &warm[0]);
+    per_call(&loaded, wf, 10, &warm[1]);
+    seen.capturing = 1;
+    per_call(&loaded, wf, 3, &warm[1]);
+    seen.capturing = 0;
+    if (loaded.pg)
+        app_sql(&loaded, "SET auto_explain.log_min_duration = -1");
+
+    enum { ROUNDS = 7 };
+    rounds_of acquire = {{0}, {0}, {0}}, step = {{0}, {0}, {0}}, drain = {{0}, {0}, {0}},
+              recover = {{0}, {0}, {0}};
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int side = 0; side < 2; side++) {
+            int i = (side + r) % 2;
+            costs_free(&cost[i]);
+            memset(&cost[i], 0, sizeof cost[i]);
+            per_call(both[i], wf, calls / ROUNDS + 1, &cost[i]);
+        }
+        rounds_add(&acquire, &cost[1].acquire, &cost[0].acquire);
+        rounds_add(&step, &cost[1].step, &cost[0].step);
+        rounds_add(&drain, &cost[1].drain, &cost[0].drain);
+        rounds_add(&recover, &cost[1].recover, &cost[0].recover);
+    }
+
+    int scans = 0;
+    FILE *out = fopen(explain_path, "w");
+    if (!out)
+        die("cannot write %s", explain_path);
+    fprintf(out, "# Plans of the core's statements on %s with %ld finished runs and %ld staged"
+                 " rows (bench_core history)\n\n", db, runs, staged);
+    if (loaded.db)
+        sqlite_plans(&loaded, &seen, out, &scans);
+    else
+        pg_plans(&seen, out, &scans);
+    fclose(out);
+
+    char note[256];
+    snprintf(note, sizeof note, "%ld finished runs + %ld staged rows vs empty tables", runs,
+             staged);
+    emit_cost("acquisition", db, &acquire, note);
+    emit_cost("step", db, &step, note);
+    emit_cost("drain (none due)", db, &drain, note);
+    emit_cost("recovery", db, &recover, cost[1].recover_missing ? api_recover_missing : note);
+
+    result ix = RESULT_INIT;
+    ix.measure = "history: statements scanning a table";
+    ix.db = db;
+    ix.unit = "statements";
+    ix.figure = scans;
+    ix.limit = 0;
+    snprintf(note, sizeof note, "of %zu statements; plans in bench/results/%s", seen.n,
+             strrchr(explain_path, '/') ? strrchr(explain_path, '/') + 1 : explain_path);
+    ix.note = note;
+    emit(&ix);
+
+    /* Retention: prune finished runs older than a day in batches of 1,000, timing each
+     * batch, and a step on another connection while a batch runs must not wait for it. */
+    size_t deleted = 0;
+    int rc = api_prune(loaded.store, 24LL * 3600 * 1000, 1000, &deleted);
+    result pr = RESULT_INIT;
+    pr.measure = "history: prune batch of 1,000";
+    pr.db = db;
+    pr.unit = "ms";
+    if (rc == API_MISSING) {
+        pr.note = api_prune_missing;
+    } else if (rc) {
+        die("prune");
+    } else {
+        samples batch = {0};
+        do {
+            double b0 = now_s();
+            if (api_prune(loaded.store, 24LL * 3600 * 1000, 1000, &deleted))
+                die("prune");
+            samples_add(&batch, now_s() - b0);
+        } while (deleted > 0 && batch.n < 50);
+        pr.figure = 1e3 * median(batch.v, batch.n);
+        pr.baseline = 1e3 * median(cost[1].step.v, cost[1].step.n);
+        pr.ratio = pr.baseline / pr.figure;
+        pr.note = "median batch; baseline: one step";
+        free(batch.v);
+    }
+    emit(&pr);
+
+    for (int i = 0; i < 2; i++) {
+        costs_free(&warm[i]);
+        costs_free(&cost[i]);
+    }
+    for (size_t i = 0; i < seen.n; i++)
+        free(seen.texts[i]);
+    free(seen.texts);
+    aj_workflow_free(wf);
+    app_close(&empty);
+    app_close(&loaded);
+    return 0;
+}
+
+/* ======================================================================================
+ * memory: RSS growth over RUNS workflow runs in one process
+ * ====================================================================================== */
+
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* fsync does not change a process's memory, so this measure runs with synchronous=OFF on
+ * SQLite to fit the bench's time. Each side (acidic or plain) runs in a process of its own;
+ * bench/report.py pairs the two "MEMORY {json}" lines. */
+static int measure_memory(const char *url, long runs, long warm, const char *side)
+{
+    app a;
+    app_open(&a, url);
+    if (a.db)
+        app_sql(&a, "PRAGMA synchronous=OFF");
+    aj_workflow *wf = three_steps();
+    int acidic = strcmp(side, "acidic") == 0;
+    for (long i = 0; i < runs; i++) {
+        if (i == warm)
+            a.rss_at_warm = rss_kb();
+        if (acidic)
+            acidic_job(&a, wf, "mem", NULL);
+        else
+            plain_job(&a, NULL);
+    }
+    long after = rss_kb();
+    printf("MEMORY {\"from\": \"C\", \"db\": \"%s\", \"side\": \"%s\", \"growth_mb\": %.3f,"
+           " \"rss_mb\": %.1f, \"runs\": %ld, \"warm\": %ld}\n",
+           db_name(&a), acidic ? "acidic" : "plain", (double)(after - a.rss_at_warm) / 1024.0,
+           (double)after / 1024.0, runs - warm, warm);
+    aj_workflow_free(wf);
+    app_close(&a);
+    return 0;
+}
+
+/* ====================================================================================== */
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench_core workflow URL ROUNDS RUNS\n"
+                    "       bench_core lock PATH ROUNDS\n"
+                    "       bench_core workers URL SECONDS ROUNDS LEVEL...\n"
+                    "       bench_core awaits URL CHILDREN PARENTS WORKERS\n"
+                    "       bench_core history EMPTY-URL LOADED-URL RUNS STAGED CALLS EXPLAIN-FILE\n"
+                    "       bench_core memory URL RUNS WARM acidic|plain\n"
+                    "       bench_core walcommits PATH\n");
+    exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: bench_core URL [STEPS]\n");
-        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 3)
+        usage();
+    const char *m = argv[1];
+    if (strcmp(m, "workflow") == 0 && argc == 5)
+        return measure_workflow(argv[2], atoi(argv[3]), atoi(argv[4]));
+    if (strcmp(m, "lock") == 0 && argc == 4)
+        return measure_lock(argv[2], atoi(argv[3]));
+    if (strcmp(m, "workers") == 0 && argc >= 6)
+        return measure_workers(argv[2], atof(argv[3]), atoi(argv[4]), argc - 5, argv + 5);
+    if (strcmp(m, "awaits") == 0 && argc == 6)
+        return measure_awaits(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    if (strcmp(m, "history") == 0 && argc == 8)
+        return measure_history(argv[2], argv[3], atol(argv[4]), atol(argv[5]), atoi(argv[6]),
+                               argv[7]);
+    if (strcmp(m, "memory") == 0 && argc == 6)
+        return measure_memory(argv[2], atol(argv[3]), atol(argv[4]), argv[5]);
+    if (strcmp(m, "walcommits") == 0 && argc == 3) {
+        printf("%ld\n", wal_commits(argv[2]));
+        return 0;
     }
-    long n = argc > 2 ? atol(argv[2]) : 3000;
-    if (n < STEPS_PER_RUN)
-        n = STEPS_PER_RUN;
-    app a = {0};
-    if (aj_store_open(&a.store, argv[1], NULL))
-        die("open");
-    const char *create = aj_store_sqlite(a.store)
-        ? "CREATE TABLE IF NOT EXISTS bench_rides (id INTEGER PRIMARY KEY, name TEXT NOT NULL)"
-        : "CREATE TABLE IF NOT EXISTS bench_rides (id bigserial PRIMARY KEY, name text NOT NULL)";
-    if (aj_store_exec(a.store, create, NULL, 0, NULL))
-        die("create table");
-    aj_workflow *wf;
-    aj_workflow_new(&wf);
-    for (int i = 0; i < STEPS_PER_RUN; i++) {
-        char name[16];
-        snprintf(name, sizeof name, "step_%d", i);
-        aj_workflow_add_step(wf, name, NULL, 0);
-    }
-    /* Warm up both paths, then alternate short rounds so that the load of a shared
-     * machine hits both alike; report medians of the rounds. */
-    double warm_runs;
-    baseline(&a, n / 10);
-    acidic(&a, wf, n / 10, &warm_runs, "warm");
-    enum { ROUNDS = 11 };
-    double base[ROUNDS], steps[ROUNDS], ratio[ROUNDS], runs[ROUNDS], run_ratio[ROUNDS];
-    long per_round = n / ROUNDS < STEPS_PER_RUN ? STEPS_PER_RUN : n / ROUNDS;
-    for (int r = 0; r < ROUNDS; r++) {
-        char tag[16];
-        snprintf(tag, sizeof tag, "r%d", r);
-        base[r] = baseline(&a, per_round);
-        steps[r] = acidic(&a, wf, per_round, &runs[r], tag);
-        ratio[r] = steps[r] / base[r];
-        run_ratio[r] = runs[r] / base[r];
-    }
-    const char *db = aj_store_driver(a.store);
-    printf("%-8s C       plain transactions  %9.0f /s\n", db, median(base, ROUNDS));
-    printf("%-8s C       acidic_job steps    %9.0f /s\n", db, median(steps, ROUNDS));
-    printf("%-8s C       in 10-step runs     %9.0f steps/s (acquisition included)\n", db,
-           median(runs, ROUNDS));
-    printf("RATIO c %s %.3f\n", db, median(ratio, ROUNDS));
-    printf("RATIO c-runs %s %.3f\n", db, median(run_ratio, ROUNDS));
-    if (a.sq_insert)
-        sqlite3_finalize(a.sq_insert);
-    aj_workflow_free(wf);
-    aj_store_free(a.store);
-    return 0;
+    usage();
+    return 2;
 }

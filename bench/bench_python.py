@@ -1,99 +1,264 @@
-"""make bench, Python part: acidic_job steps against plain transactions, same database.
+"""make bench, Python part (issue 10), through the installed package as an application uses it.
 
-    python bench_python.py URL [STEPS]
+    python bench_python.py workflow DB ROUNDS RUNS BENCH_CORE   ratio, commits, job latency
+    python bench_python.py memory DB RUNS WARM SIDE             RSS growth (SIDE: acidic|plain)
+    python bench_python.py profile DB RUNS                      cProfile of both jobs
 
-URL is sqlite:PATH or a PostgreSQL URI. The application's connection is the stdlib sqlite3
-module or psycopg (3), the way a Python application would write: the baseline is
-``with transaction: INSERT``; the acidic side is a workflow of 10 steps, each making that same
-INSERT through the step's cursor on the same (borrowed) connection. A step's cost is the
-marginal one: (time of a 10-step run - time of a 1-step run) / 9, which leaves out the
-run's acquisition (one transaction per run, reported as well). Rounds alternate, and the
-median ratios are printed as "RATIO python <db> <ratio>" (steps) and
-"RATIO python-runs <db> <ratio>" (whole 10-step runs, acquisition included).
+DB is sqlite:PATH (the stdlib sqlite3 module; WAL, synchronous=FULL) or a PostgreSQL URI
+(psycopg 3). BENCH_CORE is the C bench, used to count SQLite WAL commit frames.
+
+The workflow is decorated with @acidic_job.workflow on the borrowed connection; each of its
+3 steps inserts one row through the step's cursor and sets one persisted attribute; the
+last stages one job with perform_transactionally (an adapter installed in this process
+that appends to a list, as a queue client would). The plain job makes the same 3 inserts
+in 3 transactions of the same connection (``with conn:`` on sqlite3, ``conn.transaction()``
+on psycopg) and then calls the same adapter's send. Rounds alternate; each result is a line
+"ROW {json}".
 """
 from __future__ import annotations
 
-import itertools
-import os
+import gc
+import json
+import re
 import statistics
+import subprocess
 import sys
 import time
+from typing import Any, Callable, Dict, List, Optional
 
 import acidic_job
+from acidic_job.queues import Adapter, install_adapter
 
-STEPS_PER_RUN = 10
-ROUNDS = 11
+DB = ""
+SQLITE_PATH: Optional[str] = None
 
 
-def connect(url: str):
+class ListQueue(Adapter):
+    """The queue: a staged job reaches it after commit; the plain job calls send directly."""
+
+    name = "bench"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: List[Any] = []
+
+    def send(self, staged_id: int, job_name: str, payload: Dict[str, Any]) -> None:
+        self.sent.append((staged_id, job_name, payload))
+        if len(self.sent) > 1000:
+            self.sent.clear()
+
+
+class NotifyJob:
+    """A job of the bench queue (what @acidic_job.rq.job or a Celery task would be)."""
+
+    __acidic_job_adapter__ = ("bench", "NotifyJob")
+
+
+def connect(url: str, synchronous: str):
+    global DB, SQLITE_PATH
     if url.startswith("sqlite:"):
         import sqlite3
-        conn = sqlite3.connect(url[len("sqlite:"):], isolation_level=None)
+        SQLITE_PATH = url[len("sqlite:"):]
+        conn = sqlite3.connect(SQLITE_PATH)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("CREATE TABLE IF NOT EXISTS bench_rides (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
-        return "sqlite", conn
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        with conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS bench_rides"
+                         " (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        DB = "sqlite"
+        return conn
     import psycopg
-    conn = psycopg.connect(url, autocommit=True)
-    conn.execute("CREATE TABLE IF NOT EXISTS bench_rides (id bigserial PRIMARY KEY, name text NOT NULL)")
-    conn.autocommit = False
-    return "postgres", conn
+    conn = psycopg.connect(url)
+    with conn.transaction():
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_rides"
+                     " (id bigserial PRIMARY KEY, name text NOT NULL)")
+    DB = "postgres"
+    return conn
+
+
+def jobs(conn, queue: ListQueue):
+    insert = ("INSERT INTO bench_rides (name) VALUES (?)" if DB == "sqlite"
+              else "INSERT INTO bench_rides (name) VALUES (%s) RETURNING id")
+
+    def insert_row(cur) -> int:
+        cur.execute(insert, ("ride",))
+        return cur.lastrowid if DB == "sqlite" else cur.fetchone()[0]
+
+    @acidic_job.workflow(conn, name="BenchWorkflow")
+    class BenchWorkflow:
+        ride_a: Optional[int] = None
+        ride_b: Optional[int] = None
+        ride_c: Optional[int] = None
+
+        @acidic_job.step
+        def create_a(self, tx) -> None:
+            self.ride_a = insert_row(tx)
+
+        @acidic_job.step
+        def create_b(self, tx) -> None:
+            self.ride_b = insert_row(tx)
+
+        @acidic_job.step
+        def create_c(self, tx) -> None:
+            self.ride_c = insert_row(tx)
+            acidic_job.perform_transactionally(NotifyJob, self.ride_c)
+
+    keys = iter(range(10**12))
+    prefix = f"bench-{time.time_ns()}"
+
+    def workflow() -> bool:
+        return BenchWorkflow.run(key=f"{prefix}-{next(keys)}")
+
+    if DB == "sqlite":
+        def plain() -> bool:
+            cur = conn.cursor()
+            for _ in range(3):
+                with conn:
+                    ride = insert_row(cur)
+            queue.send(0, "NotifyJob", {"args": [ride], "kwargs": {}})
+            return True
+    else:
+        def plain() -> bool:
+            cur = conn.cursor()
+            for _ in range(3):
+                with conn.transaction():
+                    ride = insert_row(cur)
+            queue.send(0, "NotifyJob", {"args": [ride], "kwargs": {}})
+            return True
+    return workflow, plain
+
+
+def emit(measure: str, figure, baseline, unit: str, ratio=None, goal=None, limit=None,
+         note: Optional[str] = None) -> None:
+    row = {"measure": measure, "from": "Python", "db": DB, "figure": figure,
+           "baseline": baseline, "unit": unit, "ratio": ratio, "goal": goal, "limit": limit}
+    if note:
+        row["note"] = note
+    print("ROW " + json.dumps(row), flush=True)
+
+
+def perform(job: Callable[[], bool], n: int) -> List[float]:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        if not job():
+            raise SystemExit("bench: a run did not succeed")
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def quantile(values: List[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(round(q * (len(s) - 1)), len(s) - 1)]
+
+
+def commits_now(conn, bench_core: str) -> int:
+    """See bench_core.c: WAL commit frames on SQLite; on PostgreSQL the database's
+    xact_commit after flushing this backend's statistics (2 commits of its own)."""
+    if SQLITE_PATH:
+        out = subprocess.run([bench_core, "walcommits", SQLITE_PATH + "-wal"], check=True,
+                             capture_output=True, text=True).stdout
+        return int(out)
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.commit()
+    n = conn.execute("SELECT xact_commit FROM pg_stat_database"
+                     " WHERE datname = current_database()").fetchone()[0]
+    conn.commit()
+    return int(n)
+
+
+def measure_workflow(url: str, rounds: int, runs: int, bench_core: str) -> None:
+    conn = connect(url, "FULL")
+    queue = install_adapter(ListQueue())
+    workflow, plain = jobs(conn, queue)
+    perform(plain, runs // 4 + 5)
+    perform(workflow, runs // 4 + 5)
+    rates: Dict[str, List[float]] = {"plain": [], "acidic": []}
+    lat: Dict[str, List[float]] = {"plain": [], "acidic": []}
+    sides = [("plain", plain), ("acidic", workflow)]
+    for r in range(rounds):
+        for name, job in (sides if r % 2 == 0 else sides[::-1]):
+            times = perform(job, runs)
+            rates[name].append(runs / sum(times))
+            lat[name].extend(times)
+    ratios = [a / b for a, b in zip(rates["acidic"], rates["plain"])]
+    emit("workflow ratio", statistics.median(rates["acidic"]), statistics.median(rates["plain"]),
+         "workflows/s", statistics.median(ratios), goal=0.8,
+         note=f"ratio {min(ratios):.2f} to {max(ratios):.2f} over {rounds} rounds of {runs}")
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        a, b = 1e3 * quantile(lat["acidic"], q), 1e3 * quantile(lat["plain"], q)
+        emit(f"job latency {name}", a, b, "ms", b / a, note="a whole 3-step job vs the plain job")
+
+    if SQLITE_PATH:
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    counted = {}
+    for name, job in sides:
+        before = commits_now(conn, bench_core)
+        perform(job, 100)
+        counted[name] = (commits_now(conn, bench_core) - before - (0 if SQLITE_PATH else 2)) / 100
+    if SQLITE_PATH:
+        conn.execute("PRAGMA wal_autocheckpoint=1000")
+    emit("commits per workflow", counted["acidic"], counted["plain"], "commits",
+         counted["plain"] / counted["acidic"], goal=1.0,
+         note="over 100 runs; goal: commits = steps (3)")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1)) / 1024
+
+
+def measure_memory(url: str, runs: int, warm: int, side: str) -> None:
+    """fsync does not change a process's memory: SQLite runs with synchronous=OFF here.
+    Each side runs in a process of its own (they run concurrently, in the background)."""
+    conn = connect(url, "OFF")
+    queue = install_adapter(ListQueue())
+    workflow, plain = jobs(conn, queue)
+    job = workflow if side == "acidic" else plain
+    perform(job, warm)
+    gc.collect()
+    before = rss_mb()
+    for _ in range(runs - warm):
+        job()
+    gc.collect()
+    growth = rss_mb() - before
+    print("MEMORY " + json.dumps({"from": "Python", "db": DB, "side": side, "growth_mb": growth,
+                                  "rss_mb": rss_mb(), "runs": runs - warm, "warm": warm}),
+          flush=True)
+
+
+def profile(url: str, runs: int) -> None:
+    """Where the time of a workflow goes, next to the plain job's (cProfile, wall clock)."""
+    import cProfile
+    import pstats
+    conn = connect(url, "FULL")
+    queue = install_adapter(ListQueue())
+    workflow, plain = jobs(conn, queue)
+    perform(workflow, runs // 10)
+    perform(plain, runs // 10)
+    for name, job in (("workflow", workflow), ("plain job", plain)):
+        prof = cProfile.Profile()
+        prof.enable()
+        perform(job, runs)
+        prof.disable()
+        print(f"=== {name}: {runs} runs on {DB} (cProfile, sorted by own time) ===")
+        stats = pstats.Stats(prof, stream=sys.stdout)
+        stats.sort_stats("tottime").print_stats(30)
+        print(f"--- {name}: acidic_job's own functions, by cumulative time ---")
+        stats.sort_stats("cumulative").print_stats("acidic_job", 25)
 
 
 def main() -> None:
-    url = sys.argv[1]
-    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
-    db, conn = connect(url)
-    insert = ("INSERT INTO bench_rides (name) VALUES (?)" if db == "sqlite"
-              else "INSERT INTO bench_rides (name) VALUES (%s)")
-    counter = itertools.count()
-
-    def plain(n: int) -> float:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            if db == "sqlite":
-                conn.execute("BEGIN")
-                conn.execute(insert, (f"ride {next(counter)}",))
-                conn.execute("COMMIT")
-            else:
-                with conn.transaction():
-                    conn.execute(insert, (f"ride {next(counter)}",))
-        return n / (time.perf_counter() - t0)
-
-    def make_step(name: str):
-        def write(self, tx) -> None:
-            tx.execute(insert, (f"ride {next(counter)}",))
-        write.__name__ = write.__qualname__ = name
-        return acidic_job.step(write)
-
-    def workflow_of(n: int, name: str):
-        namespace = {f"step_{i}": make_step(f"step_{i}") for i in range(n)}
-        return acidic_job.workflow(conn, name=name)(type(name, (), namespace))
-
-    long_job, short_job = workflow_of(STEPS_PER_RUN, "BenchJob"), workflow_of(1, "BenchJob1")
-
-    def seconds_per_run(job, runs: int, tag: str) -> float:
-        t0 = time.perf_counter()
-        for r in range(runs):
-            if not job.run(key=f"{tag}-{os.getpid()}-{r}-{time.time_ns()}"):
-                raise SystemExit("bench: a run did not succeed")
-        return (time.perf_counter() - t0) / runs
-
-    plain(steps // 10)
-    seconds_per_run(long_job, max(1, steps // 100), "warm")
-    runs = max(2, steps // ROUNDS // STEPS_PER_RUN)
-    base, step_rate, run_rate = [], [], []
-    for r in range(ROUNDS):
-        base.append(plain(runs * STEPS_PER_RUN))
-        t_long = seconds_per_run(long_job, runs, f"l{r}")
-        t_short = seconds_per_run(short_job, runs, f"s{r}")
-        step_rate.append((STEPS_PER_RUN - 1) / (t_long - t_short))
-        run_rate.append(STEPS_PER_RUN / t_long)
-    print(f"{db:<8} Python  plain transactions  {statistics.median(base):9.0f} /s")
-    print(f"{db:<8} Python  acidic_job steps    {statistics.median(step_rate):9.0f} /s")
-    print(f"{db:<8} Python  in 10-step runs     {statistics.median(run_rate):9.0f} steps/s (acquisition included)")
-    print(f"RATIO python {db} {statistics.median([s / b for s, b in zip(step_rate, base)]):.3f}")
-    print(f"RATIO python-runs {db} {statistics.median([s / b for s, b in zip(run_rate, base)]):.3f}")
+    mode = sys.argv[1]
+    if mode == "workflow":
+        measure_workflow(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    elif mode == "memory":
+        measure_memory(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    elif mode == "profile":
+        profile(sys.argv[2], int(sys.argv[3]))
+    else:
+        raise SystemExit(__doc__)
 
 
 if __name__ == "__main__":

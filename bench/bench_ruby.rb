@@ -1,91 +1,228 @@
 # frozen_string_literal: true
 
-# make bench, Ruby part: acidic_job steps against plain transactions, same database.
+# make bench, Ruby part (issue 10), through the installed gem as an application uses it.
 #
-#   ruby bench_ruby.rb PATH-or-POSTGRES-URL [STEPS]
+#   ruby bench_ruby.rb workflow DB ROUNDS RUNS BENCH_CORE   ratio, commits, job latency
+#   ruby bench_ruby.rb memory DB RUNS WARM SIDE             RSS growth (SIDE: acidic|plain)
+#   ruby bench_ruby.rb profile DB RUNS                      stackprof of both jobs
 #
-# The application writes through ActiveRecord: the baseline is
-# `ActiveRecord::Base.transaction { INSERT }`; the acidic side is an ActiveJob job whose
-# workflow has 10 steps, each making that same INSERT on the same connection. A step's cost
-# is the marginal one: (time of a 10-step job - time of a 1-step job) / 9, which leaves out
-# the run's acquisition (also reported, as whole 10-step runs). Rounds alternate; the median
-# ratios are printed as "RATIO ruby <db> <ratio>" and "RATIO ruby-runs <db> <ratio>".
+# DB is a SQLite path (WAL, synchronous=FULL) or a postgres:// URL. BENCH_CORE is the C
+# bench, used to count SQLite WAL commit frames.
+#
+# The workflow is an ActiveJob job (queue adapter :test) with 3 steps; each creates one
+# ActiveRecord row and sets one persisted attribute (`with:`); the last stages NotifyJob
+# with perform_transactionally. The plain job does the same 3 creates in 3
+# ActiveRecord::Base.transaction blocks and then NotifyJob.perform_later. Both run on the
+# same ActiveRecord connection, in alternating rounds; each result is a line "ROW {json}".
+require "json"
 require "logger"
 require "active_record"
 require "active_job"
 require "acidic_job"
 
-target = ARGV[0] or abort("usage: bench_ruby.rb PATH|postgres://... [STEPS]")
-steps = Integer(ARGV[1] || 3000)
-STEPS_PER_RUN = 10
-ROUNDS = 11
+mode, target = ARGV.shift(2)
+abort("usage: bench_ruby.rb workflow|memory|profile DB ...") unless %w[workflow memory profile].include?(mode) && target
 
 if target.start_with?("postgres")
   ActiveRecord::Base.establish_connection(target)
-  db = "postgres"
+  DB = "postgres"
+  SQLITE_PATH = nil
 else
   ActiveRecord::Base.establish_connection(adapter: "sqlite3", database: target)
   ActiveRecord::Base.connection.execute("PRAGMA journal_mode=WAL")
-  ActiveRecord::Base.connection.execute("PRAGMA synchronous=FULL")
-  db = "sqlite"
+  ActiveRecord::Base.connection.execute(
+    "PRAGMA synchronous=#{mode == 'memory' ? 'OFF' : 'FULL'}"
+  )
+  DB = "sqlite"
+  SQLITE_PATH = target
 end
 ActiveRecord::Base.logger = nil
 ActiveJob::Base.logger = Logger.new(nil)
+ActiveJob::Base.queue_adapter = :test
 ActiveRecord::Schema.verbose = false
 ActiveRecord::Schema.define do
   create_table(:bench_rides, if_not_exists: true) { |t| t.string :name, null: false }
 end
-INSERT = "INSERT INTO bench_rides (name) VALUES ('ride')"
 
-def workflow_job(name, count)
-  Class.new(ActiveJob::Base) do
-    include AcidicJob
-    define_singleton_method(:name) { name }
-    define_method(:perform) do
-      idempotently(with: {}) do
-        count.times { |i| step :"step_#{i}" }
-        @_steps
-      end
-    end
-    count.times do |i|
-      define_method(:"step_#{i}") { ActiveRecord::Base.connection.execute(INSERT) }
+class BenchRide < ActiveRecord::Base
+  self.table_name = "bench_rides"
+end
+
+class NotifyJob < ActiveJob::Base
+  def perform(ride_id); end
+end
+
+class BenchWorkflowJob < ActiveJob::Base
+  include AcidicJob
+
+  def perform
+    idempotently(with: { ride_a: nil, ride_b: nil, ride_c: nil }) do
+      step :create_a
+      step :create_b
+      step :create_c
     end
   end
+
+  def create_a
+    self.ride_a = BenchRide.create!(name: "ride").id
+  end
+
+  def create_b
+    self.ride_b = BenchRide.create!(name: "ride").id
+  end
+
+  def create_c
+    self.ride_c = BenchRide.create!(name: "ride").id
+    NotifyJob.perform_transactionally(ride_c)
+  end
 end
-LongJob = workflow_job("BenchLongJob", STEPS_PER_RUN)
-ShortJob = workflow_job("BenchShortJob", 1)
+
+class BenchPlainJob < ActiveJob::Base
+  def perform
+    ActiveRecord::Base.transaction { BenchRide.create!(name: "ride") }
+    ActiveRecord::Base.transaction { BenchRide.create!(name: "ride") }
+    ride = ActiveRecord::Base.transaction { BenchRide.create!(name: "ride") }
+    NotifyJob.perform_later(ride.id)
+    true
+  end
+end
 
 def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 
-def plain(n)
-  t0 = now
-  n.times { ActiveRecord::Base.transaction { ActiveRecord::Base.connection.execute(INSERT) } }
-  n / (now - t0)
+def quantile(values, q)
+  sorted = values.sort
+  sorted[[(q * (sorted.size - 1)).round, sorted.size - 1].min]
 end
 
-def seconds_per_run(job, runs)
-  t0 = now
-  runs.times { job.perform_now || abort("bench: a run did not succeed") }
-  (now - t0) / runs
+def median(values) = quantile(values, 0.5)
+
+def emit(measure, figure:, baseline:, unit:, ratio: nil, goal: nil, limit: nil, note: nil)
+  row = { measure: measure, from: "Ruby", db: DB, figure: figure, baseline: baseline,
+          unit: unit, ratio: ratio, goal: goal, limit: limit }
+  row[:note] = note if note
+  puts "ROW #{JSON.generate(row)}"
+  $stdout.flush
 end
 
-def median(values) = values.sort[values.size / 2]
-
-plain(steps / 10)
-seconds_per_run(LongJob, [1, steps / 100].max)
-runs = [2, steps / ROUNDS / STEPS_PER_RUN].max
-base = []
-step_rate = []
-run_rate = []
-ROUNDS.times do
-  base << plain(runs * STEPS_PER_RUN)
-  long = seconds_per_run(LongJob, runs)
-  short = seconds_per_run(ShortJob, runs)
-  step_rate << (STEPS_PER_RUN - 1) / (long - short)
-  run_rate << STEPS_PER_RUN / long
+# Runs `job` n times; returns the seconds of each run.
+def perform(job, n)
+  enqueued = ActiveJob::Base.queue_adapter.enqueued_jobs
+  Array.new(n) do
+    t0 = now
+    job.perform_now || abort("bench: #{job} did not succeed")
+    elapsed = now - t0
+    enqueued.clear if enqueued.size > 1000
+    elapsed
+  end
 end
-printf("%-8s Ruby    plain transactions  %9.0f /s\n", db, median(base))
-printf("%-8s Ruby    acidic_job steps    %9.0f /s\n", db, median(step_rate))
-printf("%-8s Ruby    in 10-step runs     %9.0f steps/s (acquisition included)\n", db, median(run_rate))
-printf("RATIO ruby %s %.3f\n", db, median(step_rate.zip(base).map { |s, b| s / b }))
-printf("RATIO ruby-runs %s %.3f\n", db, median(run_rate.zip(base).map { |s, b| s / b }))
+
+def conn = ActiveRecord::Base.connection
+
+# Commits since the last reading (see bench_core.c: WAL commit frames on SQLite, the
+# database's xact_commit on PostgreSQL after flushing this backend's statistics).
+def commits_now(bench_core)
+  if SQLITE_PATH
+    Integer(IO.popen([bench_core, "walcommits", "#{SQLITE_PATH}-wal"], &:read))
+  else
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    Integer(conn.select_value("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"))
+  end
+end
+
+def count_commits(job, n, bench_core)
+  before = commits_now(bench_core)
+  perform(job, n)
+  delta = commits_now(bench_core) - before
+  delta -= 2 unless SQLITE_PATH # the reading's own flush request and query
+  delta.to_f / n
+end
+
+def measure_workflow(rounds, runs, bench_core)
+  [BenchPlainJob, BenchWorkflowJob].each { |job| perform(job, runs / 4 + 5) }
+  plain_rate = []
+  acidic_rate = []
+  plain_lat = []
+  acidic_lat = []
+  rounds.times do |r|
+    [[BenchPlainJob, plain_rate, plain_lat], [BenchWorkflowJob, acidic_rate, acidic_lat]]
+      .rotate(r % 2).each do |job, rates, lat|
+        times = perform(job, runs)
+        rates << runs / times.sum
+        lat.concat(times)
+      end
+  end
+  ratios = acidic_rate.zip(plain_rate).map { |a, b| a / b }
+  emit("workflow ratio", figure: median(acidic_rate), baseline: median(plain_rate),
+                         unit: "workflows/s", ratio: median(ratios), goal: 0.8,
+                         note: format("ratio %.2f to %.2f over %d rounds of %d", ratios.min, ratios.max,
+                                      rounds, runs))
+  [[0.5, "p50"], [0.99, "p99"]].each do |q, name|
+    a = 1e3 * quantile(acidic_lat, q)
+    b = 1e3 * quantile(plain_lat, q)
+    emit("job latency #{name}", figure: a, baseline: b, unit: "ms", ratio: b / a,
+                                note: "a whole 3-step job vs the plain job")
+  end
+
+  if SQLITE_PATH
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+  end
+  plain = count_commits(BenchPlainJob, 100, bench_core)
+  acidic = count_commits(BenchWorkflowJob, 100, bench_core)
+  conn.execute("PRAGMA wal_autocheckpoint=1000") if SQLITE_PATH
+  emit("commits per workflow", figure: acidic, baseline: plain, unit: "commits",
+                               ratio: plain / acidic, goal: 1.0,
+                               note: "over 100 runs; goal: commits = steps (3)")
+end
+
+def rss_mb = File.read("/proc/self/status")[/^VmRSS:\s+(\d+)/, 1].to_i / 1024.0
+
+# fsync does not change a process's memory: SQLite runs with synchronous=OFF here. Each
+# side runs in a process of its own (they run concurrently, in the background).
+def measure_memory(runs, warm, side)
+  job = side == "acidic" ? BenchWorkflowJob : BenchPlainJob
+  perform(job, warm)
+  GC.start
+  before = rss_mb
+  (runs - warm).times { perform(job, 1) }
+  GC.start
+  puts "MEMORY #{JSON.generate(from: 'Ruby', db: DB, side: side, growth_mb: rss_mb - before,
+                               rss_mb: rss_mb, runs: runs - warm, warm: warm)}"
+end
+
+# The library's own frames and the encoders, by the share of samples they are on the stack of.
+def print_library_frames(report)
+  total = report[:samples].to_f
+  frames = report[:frames].values.select { |f| f[:name] =~ /\A(AcidicJob|Psych\.|ActiveJob::Base\.deserialize|GlobalID)/ }
+  puts "--- acidic_job and encoder frames, by samples on the stack (inclusive) ---"
+  frames.sort_by { |f| -f[:total_samples] }.first(30).each do |f|
+    printf("%6.1f%%  %6.1f%% own  %s\n", 100 * f[:total_samples] / total, 100 * f[:samples] / total, f[:name])
+  end
+end
+
+# Where the time of a workflow goes, next to the plain job's (stackprof, wall clock).
+def profile(runs)
+  require "stackprof"
+  perform(BenchWorkflowJob, runs / 10)
+  perform(BenchPlainJob, runs / 10)
+  [[BenchWorkflowJob, "workflow"], [BenchPlainJob, "plain job"]].each do |job, name|
+    t0 = now
+    report = StackProf.run(mode: :wall, interval: 100, raw: true) { perform(job, runs) }
+    puts "=== #{name}: #{runs} runs on #{DB}, #{format('%.3f', (now - t0) * 1e3 / runs)} ms each " \
+         "(stackprof wall, sorted by total) ==="
+    StackProf::Report.new(report).print_text(true, 60, nil, nil, nil, nil, $stdout)
+    print_library_frames(report)
+  end
+end
+
+if $PROGRAM_NAME == __FILE__ # (a profiler may load this file for its jobs)
+  case mode
+  when "workflow"
+    rounds, runs, bench_core = ARGV
+    measure_workflow(Integer(rounds), Integer(runs), bench_core)
+  when "memory"
+    measure_memory(Integer(ARGV.fetch(0)), Integer(ARGV.fetch(1)), ARGV.fetch(2))
+  when "profile"
+    profile(Integer(ARGV.fetch(0)))
+  end
+end

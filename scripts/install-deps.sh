@@ -17,6 +17,7 @@ PACKAGES=(
   ruby-railties ruby-globalid ruby-sidekiq ruby-redis ruby-sqlite3 ruby-pg
   # Ruby: rake compile, the Bundler test, the 0.7.0-style compat suite
   rake-compiler ruby-bundler ruby-database-cleaner git
+  ruby-stackprof # BENCH_PROFILE=1 make bench
   # Python package
   python3-dev python3-venv python3-setuptools python3-wheel python3-pip python3-pytest
   python3-hypothesis python3-celery python3-rq python3-redis python3-psycopg python3-psycopg2
