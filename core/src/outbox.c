@@ -137,35 +137,33 @@ int aj_batch_arm(aj_run *run)
     return aj_store_x(run->store, AJ_Q_BATCH_ARM, params, 6, NULL);
 }
 
-/* An awaited job succeeded: count its batch down. The acknowledgement that completes
- * it stages the continuation, once: only while the run still awaits this batch. */
-static int countdown(aj_store *store, int64_t batch_id, int *completed)
+/* End the batch when none of its jobs is left: the run stops awaiting it and its
+ * continuation is staged, by one caller only (AJ_Q_BATCH_COMPLETE is a compare-and-set
+ * on the run's row). *completed set to 1 for that caller. In the open transaction. */
+int aj_batch_complete(aj_store *store, int64_t batch_id, int *completed)
 {
-    char now[32];
-    aj_format_time(aj_now_us(), now);
-    aj_value params[2] = {aj_cstr(now), aj_int(batch_id)};
-    aj_rows rows = {0}, matched = {0};
-    int rc = aj_store_x(store, AJ_Q_BATCH_COUNTDOWN, params, 2, &rows);
-    if (rc || rows.nrows == 0 || aj_rows_int(&rows, 0, 0) != 0)
+    aj_value p[3] = {aj_int(batch_id), aj_int(batch_id), aj_int(batch_id)};
+    aj_rows matched = {0}, cont = {0};
+    int rc = aj_store_x(store, AJ_Q_BATCH_COMPLETE, p, 3, &matched);
+    if (rc || matched.nrows == 0)
         goto out;
-    /* remaining, key_id, continuation_adapter, continuation_job_name, continuation_args */
-    int64_t key_id = aj_rows_int(&rows, 0, 1);
-    size_t len = 0;
-    const char *adapter = aj_rows_text(&rows, 0, 2, NULL);
-    const char *job_name = aj_rows_text(&rows, 0, 3, NULL);
-    const char *payload = aj_rows_text(&rows, 0, 4, &len);
-    aj_value unawait[2] = {aj_int(key_id), aj_int(batch_id)};
+    int64_t key_id = aj_rows_int(&matched, 0, 0);
     aj_value id = aj_int(batch_id);
-    if ((rc = aj_store_x(store, AJ_Q_KEY_UNAWAIT, unawait, 2, &matched)) ||
-        (rc = aj_store_x(store, AJ_Q_BATCH_DELETE, &id, 1, NULL)))
+    if ((rc = aj_store_x(store, AJ_Q_BATCH_TAKE, &id, 1, &cont)))
         goto out;
-    if (matched.nrows && adapter && job_name &&
+    /* continuation_adapter, continuation_job_name, continuation_args */
+    size_t len = 0;
+    const char *adapter = aj_rows_text(&cont, 0, 0, NULL);
+    const char *job_name = aj_rows_text(&cont, 0, 1, NULL);
+    const char *payload = aj_rows_text(&cont, 0, 2, &len);
+    if (adapter && job_name &&
         (rc = aj_outbox_stage(store, key_id, 0, adapter, job_name, payload, len, NULL)))
         goto out;
-    *completed = matched.nrows > 0;
+    if (completed)
+        *completed = 1;
 out:
-    aj_rows_clear(&rows);
     aj_rows_clear(&matched);
+    aj_rows_clear(&cont);
     return rc;
 }
 
@@ -173,6 +171,7 @@ out:
 
 typedef struct ack_call {
     int64_t staged_id;
+    int64_t batch_id; /* of the deleted row, or 0 */
     int completed;
 } ack_call;
 
@@ -182,13 +181,15 @@ static int ack_body(aj_store *store, void *arg)
     aj_rows rows = {0};
     aj_value id = aj_int(a->staged_id);
     int rc = aj_store_x(store, AJ_Q_STAGED_DELETE, &id, 1, &rows);
-    int64_t batch_id = rc ? 0 : aj_rows_int(&rows, 0, 0);
+    a->batch_id = rc ? 0 : aj_rows_int(&rows, 0, 0);
     aj_rows_clear(&rows);
-    /* Only the acknowledgement that really deleted the row counts the batch down, so a
-     * duplicate never counts twice. */
-    if (rc == AJ_OK && batch_id)
-        rc = countdown(store, batch_id, &a->completed);
     return rc;
+}
+
+static int complete_body(aj_store *store, void *arg)
+{
+    ack_call *a = arg;
+    return aj_batch_complete(store, a->batch_id, &a->completed);
 }
 
 static void ack_settle(aj_store *store, void *arg, int committed)
@@ -205,9 +206,18 @@ int aj_staged_ack(aj_store *store, int64_t staged_id, int *completed_batch)
         return rc;
     if (staged_id <= 0)
         return aj_error_set(AJ_EINVALID, "aj_staged_ack: staged job id must be positive");
-    ack_call a = {staged_id, 0};
+    ack_call a = {staged_id, 0, 0};
     /* Inside a step this joins the step's transaction. */
+    int joined = aj_tx_active(store);
     if ((rc = aj_tx(store, AJ_TXF_WRITE | AJ_TXF_RETRY, ack_body, ack_settle, &a)))
+        return rc;
+    /* Only the acknowledgement that deleted the row looks at its batch (a duplicate
+     * changes nothing), after its delete committed, so that the last of several
+     * concurrent acknowledgements sees every other one. Joined to a step, it looks in
+     * the step's transaction; recovery finishes a batch whose last look was missed. */
+    if (a.batch_id &&
+        (rc = aj_tx(store, joined ? 0 : AJ_TXF_WRITE | AJ_TXF_RETRY, complete_body, ack_settle,
+                    &a)))
         return rc;
     if (completed_batch)
         *completed_batch = a.completed;
@@ -225,11 +235,13 @@ typedef struct drain_row {
 typedef struct drain_page {
     const char *cutoff;
     int64_t cutoff_us;
-    int64_t after;    /* keyset: the last id seen */
-    size_t seen;      /* rows the page returned */
+    int unstamped;        /* phase 2: rows the core never stamped */
+    char after_stamp[32]; /* keyset: the last (delivered_at, id) seen */
+    int64_t after;
+    size_t seen;          /* rows the page returned */
     drain_row *due;
     size_t ndue, cap;
-    int restore;      /* second use: put back the stamps of refused rows */
+    int restore;          /* second use: put back the stamps of refused rows */
     const size_t *refused;
     size_t nrefused;
 } drain_page;
@@ -269,6 +281,12 @@ static int take_row(drain_page *pg, const aj_rows *rows, size_t r)
     return AJ_OK;
 }
 
+static int stamp(aj_store *store, int64_t id, const char *when)
+{
+    aj_value p[2] = {aj_cstr(when), aj_int(id)};
+    return aj_store_x(store, AJ_Q_DRAIN_STAMP, p, 2, NULL);
+}
+
 static int drain_body(aj_store *store, void *arg)
 {
     drain_page *pg = arg;
@@ -276,43 +294,46 @@ static int drain_body(aj_store *store, void *arg)
     if (pg->restore) {
         for (size_t i = 0; i < pg->nrefused; i++) {
             drain_row *d = &pg->due[pg->refused[i]];
-            aj_value p[2] = {aj_cstr(d->old_stamp), aj_int(d->id)};
-            if ((rc = aj_store_x(store, AJ_Q_DRAIN_STAMP, p, 2, NULL)))
+            if ((rc = stamp(store, d->id, d->old_stamp)))
                 return rc;
         }
         return AJ_OK;
     }
     page_clear(pg);
     aj_rows rows = {0};
-    aj_value q[2] = {aj_int(pg->after), aj_cstr(pg->cutoff)};
-    if ((rc = aj_store_x(store, AJ_Q_DRAIN_PAGE, q, 2, &rows)))
+    if (pg->unstamped) {
+        aj_value q = aj_int(pg->after);
+        rc = aj_store_x(store, AJ_Q_DRAIN_UNSTAMPED, &q, 1, &rows);
+    } else {
+        aj_value q[4] = {aj_cstr(pg->cutoff), aj_cstr(pg->after_stamp), aj_cstr(pg->after_stamp),
+                         aj_int(pg->after)};
+        rc = aj_store_x(store, AJ_Q_DRAIN_PAGE, q, 4, &rows);
+    }
+    if (rc) {
+        aj_rows_clear(&rows);
         return rc;
+    }
     pg->seen = rows.nrows;
     char now[32];
     aj_format_time(aj_now_us(), now);
-    aj_value stamp_now = aj_cstr(now);
     for (size_t r = 0; r < rows.nrows && rc == AJ_OK; r++) {
         int64_t id = aj_rows_int(&rows, r, 0);
         pg->after = id;
-        const char *stamp = aj_rows_text(&rows, r, 4, NULL);
-        const char *created = aj_rows_text(&rows, r, 5, NULL);
-        int due = stamp != NULL; /* the query returned only stamps older than the cutoff */
-        if (!stamp) {
-            /* Never stamped: made outside the core (acidic_job 0.7.0's Staged model, or
-             * SQL). Due by its created_at; without one, stamped now and due next time. */
-            int64_t created_us;
-            if (created && aj_parse_time(created, &created_us) == 0)
-                due = created_us < pg->cutoff_us;
-            else if (!(store->shape.bits & AJ_SHAPE_SC) || !created) {
-                aj_value p[2] = {stamp_now, aj_int(id)};
-                rc = aj_store_x(store, AJ_Q_DRAIN_STAMP, p, 2, NULL);
-                continue;
-            }
-        }
-        if (!due)
+        if (!pg->unstamped) {
+            /* the query returned only rows stamped before the cutoff: due */
+            const char *old = aj_rows_text(&rows, r, 4, NULL);
+            snprintf(pg->after_stamp, sizeof pg->after_stamp, "%s", old ? old : "");
+            if ((rc = stamp(store, id, now)) == AJ_OK)
+                rc = take_row(pg, &rows, r);
             continue;
-        aj_value p[2] = {stamp_now, aj_int(id)};
-        if ((rc = aj_store_x(store, AJ_Q_DRAIN_STAMP, p, 2, NULL)) == AJ_OK)
+        }
+        /* Never stamped: made outside the core (acidic_job 0.7.0's Staged model, SQL).
+         * Due by its created_at; without one, stamped now and due next time. */
+        const char *created = aj_rows_text(&rows, r, 5, NULL);
+        int64_t created_us;
+        if (!created || aj_parse_time(created, &created_us) != 0)
+            rc = stamp(store, id, now);
+        else if (created_us < pg->cutoff_us && (rc = stamp(store, id, now)) == AJ_OK)
             rc = take_row(pg, &rows, r);
     }
     aj_rows_clear(&rows);
@@ -327,7 +348,42 @@ static void drain_settle(aj_store *store, void *arg, int committed)
         page_clear(pg);
 }
 
-#define DRAIN_PAGE_SIZE 100 /* the LIMIT of AJ_Q_DRAIN_PAGE */
+#define DRAIN_PAGE_SIZE 100 /* the LIMIT of AJ_Q_DRAIN_PAGE and AJ_Q_DRAIN_UNSTAMPED */
+
+/* Hand the page's due rows out, after its commit; refused rows get their stamps back so
+ * that they stay due. */
+static int deliver_page(aj_store *store, drain_page *pg, size_t *count, size_t **refused,
+                        size_t *cap_refused)
+{
+    size_t nrefused = 0;
+    int rc = AJ_OK;
+    for (size_t i = 0; i < pg->ndue && rc == AJ_OK; i++) {
+        drain_row *d = &pg->due[i];
+        aj_staged_job job = {d->id, d->adapter, d->job_name, d->payload, d->payload_len};
+        int accepted = store->enqueue(store->enqueue_ctx, &job) == 0;
+        aj_event ev = {0};
+        ev.type = AJ_EVENT_ENQUEUED;
+        ev.staged_id = d->id;
+        ev.adapter = d->adapter;
+        ev.staged_job = d->job_name;
+        ev.accepted = accepted;
+        aj_store_event(store, &ev);
+        if (accepted)
+            (*count)++;
+        else if ((rc = aj_grow((void **)refused, cap_refused, nrefused + 1, sizeof **refused)) ==
+                 AJ_OK)
+            (*refused)[nrefused++] = i;
+    }
+    if (rc == AJ_OK && nrefused) {
+        pg->restore = 1;
+        pg->refused = *refused;
+        pg->nrefused = nrefused;
+        rc = aj_tx(store, AJ_TXF_WRITE | AJ_TXF_RETRY, drain_body, drain_settle, pg);
+        pg->restore = 0;
+    }
+    page_clear(pg);
+    return rc;
+}
 
 int aj_store_drain(aj_store *store, int64_t older_than_ms, size_t *delivered)
 {
@@ -344,45 +400,19 @@ int aj_store_drain(aj_store *store, int64_t older_than_ms, size_t *delivered)
     char cutoff[32];
     int64_t cutoff_us = aj_add_ms(aj_now_us(), -older_than_ms);
     aj_format_time(cutoff_us, cutoff);
-    drain_page pg = {cutoff, cutoff_us, 0, 0, NULL, 0, 0, 0, NULL, 0};
+    drain_page pg = {cutoff, cutoff_us, 0, "0001-01-01 00:00:00.000000", 0, 0, NULL, 0, 0, 0,
+                     NULL, 0};
     size_t count = 0;
     size_t *refused = NULL, cap_refused = 0;
-    for (;;) {
-        pg.restore = 0;
-        if ((rc = aj_tx(store, AJ_TXF_WRITE | AJ_TXF_RETRY, drain_body, drain_settle, &pg)))
-            break;
-        /* Committed: the rows are stamped as handed out. Now hand them out. */
-        size_t nrefused = 0;
-        for (size_t i = 0; i < pg.ndue; i++) {
-            drain_row *d = &pg.due[i];
-            aj_staged_job job = {d->id, d->adapter, d->job_name, d->payload, d->payload_len};
-            int accepted = store->enqueue(store->enqueue_ctx, &job) == 0;
-            aj_event ev = {0};
-            ev.type = AJ_EVENT_ENQUEUED;
-            ev.staged_id = d->id;
-            ev.adapter = d->adapter;
-            ev.staged_job = d->job_name;
-            ev.accepted = accepted;
-            aj_store_event(store, &ev);
-            if (accepted) {
-                count++;
-            } else if ((rc = aj_grow((void **)&refused, &cap_refused, nrefused + 1,
-                                     sizeof *refused)) == AJ_OK) {
-                refused[nrefused++] = i;
-            }
-        }
-        if (rc)
-            break;
-        if (nrefused) { /* refused rows stay due */
-            pg.restore = 1;
-            pg.refused = refused;
-            pg.nrefused = nrefused;
-            if ((rc = aj_tx(store, AJ_TXF_WRITE | AJ_TXF_RETRY, drain_body, drain_settle, &pg)))
+    for (int phase = 0; phase < 2 && rc == AJ_OK; phase++) {
+        pg.unstamped = phase == 1;
+        pg.after = 0;
+        for (;;) {
+            if ((rc = aj_tx(store, AJ_TXF_WRITE | AJ_TXF_RETRY, drain_body, drain_settle, &pg)) ||
+                (rc = deliver_page(store, &pg, &count, &refused, &cap_refused)) ||
+                pg.seen < DRAIN_PAGE_SIZE)
                 break;
         }
-        page_clear(&pg);
-        if (pg.seen < DRAIN_PAGE_SIZE)
-            break;
     }
     page_clear(&pg);
     free(pg.due);

@@ -96,8 +96,14 @@ static int recover_body(aj_store *s, void *arg)
         int64_t locked_us = 0;
         int live = locked_at && aj_parse_time(locked_at, &locked_us) == 0 &&
                    locked_us > aj_add_ms(now_us, -s->opts.lock_timeout_ms);
-        if ((rp && !strcmp(rp, AJ_RECOVERY_POINT_FINISHED)) || dead_at || awaiting ||
-            !adapter || !resume_job) {
+        if (awaiting && !dead_at) {
+            /* Its batch ends when its last job is acknowledged; that acknowledgement's
+             * process may have died before looking. Look now, and again later. */
+            int completed = 0;
+            if ((rc = aj_batch_complete(s, awaiting, &completed)) == AJ_OK && !completed)
+                rc = reschedule(s, id, later);
+        } else if ((rp && !strcmp(rp, AJ_RECOVERY_POINT_FINISHED)) || dead_at || !adapter ||
+                   !resume_job) {
             rc = reschedule(s, id, NULL); /* nothing recovery can do */
         } else if (live) {
             /* Its worker is alive (it refreshes the lock at every step): look again once

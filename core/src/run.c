@@ -240,10 +240,17 @@ typedef struct claim {
     const char *rp;
     const char *lock;        /* NULL: release the lock */
     int write_attrs;
-    int acquiring;           /* count the attempt, stamp last_run_at, schedule recovery */
-    int clear_recover;       /* finished or awaiting: nothing for recovery to look at */
+    int acquiring;           /* count the attempt, stamp last_run_at */
+    int recover;             /* RECOVER_* */
     int64_t awaiting_batch;
 } claim;
+
+/* What a claim does to recover_at (the time recovery looks at the run next). */
+enum {
+    RECOVER_KEEP,     /* a plain step: no write to the indexed column */
+    RECOVER_SCHEDULE, /* an attempt starts, or a batch is awaited: look after a lock timeout */
+    RECOVER_CLEAR     /* finished, or released to an outside batch: nothing to look at */
+};
 
 typedef struct claim_call {
     aj_value p[15];
@@ -258,7 +265,7 @@ static void build_claim(aj_run *run, const claim *c, claim_call *cc)
     int64_t now = aj_now_us();
     aj_format_time(now, cc->now);
     aj_format_time(aj_add_ms(now, s->opts.lock_timeout_ms), cc->recover_at);
-    int set_recover = c->acquiring || c->clear_recover;
+    int set_recover = c->recover != RECOVER_KEEP;
     aj_value *p = cc->p;
     p[0] = aj_cstr(c->rp);
     p[1] = aj_cstr(c->lock);
@@ -268,7 +275,7 @@ static void build_claim(aj_run *run, const claim *c, claim_call *cc)
     p[4] = aj_int(c->acquiring ? 1 : 0);
     p[5] = c->acquiring ? aj_cstr(cc->now) : aj_null();
     p[6] = aj_int(set_recover ? 1 : 0);
-    p[7] = c->clear_recover ? aj_null() : aj_cstr(cc->recover_at);
+    p[7] = c->recover == RECOVER_CLEAR ? aj_null() : aj_cstr(cc->recover_at);
     p[8] = c->awaiting_batch ? aj_int(c->awaiting_batch) : aj_null();
     p[9] = c->acquiring ? aj_cstr(run->resume_adapter) : aj_null();
     p[10] = c->acquiring ? aj_cstr(run->resume_job_name) : aj_null();
@@ -440,7 +447,8 @@ static int find_or_create(aj_run *run, const char *rp_new, const char *token, ac
     } else if (pg) {
         aj_value fc[14] = {key, key, aj_cstr(run->job_name), args, aj_cstr(now),
                            aj_cstr(token), aj_cstr(rp_new), attrs, aj_cstr(workflow),
-                           aj_cstr(s->owner), aj_cstr(recover), resume[0], resume[1], resume[2]};
+                           aj_cstr(token ? s->owner : NULL), aj_cstr(token ? recover : NULL),
+                           resume[0], resume[1], resume[2]};
         aj_call calls[2] = {{&s->sql[AJ_Q_ADVISORY], &key, 1, NULL},
                             {&s->sql[AJ_Q_FIND_OR_CREATE], fc, 14, &rows}};
         rc = aj_store_calls(s, calls, 2, 0);
@@ -454,8 +462,8 @@ static int find_or_create(aj_run *run, const char *rp_new, const char *token, ac
         if (rc == AJ_OK && rows.nrows == 0) {
             aj_value cr[16] = {key, aj_cstr(run->job_name), args, aj_cstr(now), aj_cstr(token),
                                aj_cstr(rp_new), attrs, aj_cstr(workflow), aj_null(), aj_int(1),
-                               aj_cstr(s->owner), aj_cstr(recover), aj_null(), resume[0],
-                               resume[1], resume[2]};
+                               aj_cstr(token ? s->owner : NULL), aj_cstr(token ? recover : NULL),
+                               aj_null(), resume[0], resume[1], resume[2]};
             rc = aj_store_x(s, AJ_Q_CREATE, cr, 16, &rows);
             if (rc == AJ_OK) {
                 o->created = 1;
@@ -539,7 +547,7 @@ static int acquire_in_tx(aj_run *run, int for_step, txrow *row)
                                   : run->cur.recovery_point;
         int keeps = !for_step || strcmp(to, AJ_RECOVERY_POINT_FINISHED) != 0;
         claim c = {run->cur.recovery_point, row->locked ? row->lock : NULL, to,
-                   keeps ? token : NULL, 0, 1, !keeps, 0};
+                   keeps ? token : NULL, 0, 1, keeps ? RECOVER_SCHEDULE : RECOVER_CLEAR, 0};
         if ((rc = claim_now(run, &c)))
             return rc;
         run->claimed = for_step;
@@ -756,7 +764,8 @@ static int step_body(aj_store *s, void *arg)
     /* 1. Claim first where that is free (the row lock for the whole step). */
     if (claims_first(s) && !run->claimed) {
         claim c = {run->cur.recovery_point, row.locked ? row.lock : NULL, planned,
-                   planned_keeps ? token : NULL, 0, 0, !planned_keeps, 0};
+                   planned_keeps ? token : NULL, 0, 0,
+                   planned_keeps ? RECOVER_KEEP : RECOVER_CLEAR, 0};
         if ((rc = claim_now(run, &c))) {
             sc->record = rc != AJ_ELOCKED && rc != AJ_ENOTFOUND;
             return rc;
@@ -816,9 +825,14 @@ static int step_body(aj_store *s, void *arg)
     run->plan_status = finished ? AJ_RUN_SUCCEEDED : awaiting ? AJ_RUN_AWAITING : AJ_RUN_READY;
 
     /* 4. The claim (SQLite) or its amendment, then COMMIT. */
+    int core_batch = run->batch_id != 0 && run->awaited > 0;
+    int acquiring = run->acquiring && !run->claimed;
     claim c = {NULL, row.locked ? row.lock : NULL, next, keeps_lock ? token : NULL,
-               run->cur.attrs_dirty, run->acquiring && !run->claimed, !keeps_lock,
-               awaiting ? run->batch_id : 0};
+               run->cur.attrs_dirty, acquiring,
+               core_batch || (keeps_lock && acquiring) ? RECOVER_SCHEDULE
+               : keeps_lock                           ? RECOVER_KEEP
+                                                      : RECOVER_CLEAR,
+               core_batch ? run->batch_id : 0};
     if (!run->claimed) {
         c.expect_rp = run->cur.recovery_point;
         if (s->hooks) {

@@ -79,6 +79,9 @@ int aj_outbox_check_job(const char *adapter, const char *job_name, const char *p
                         size_t payload_len);
 /* outbox.c: write the count and continuation of the step's batch. */
 int aj_batch_arm(aj_run *run);
+/* outbox.c: end a batch none of whose jobs is left, staging its continuation (one caller
+ * only: *completed = 1 for it). In the open transaction. */
+int aj_batch_complete(aj_store *store, int64_t batch_id, int *completed);
 /* outbox.c: forget the step's batch state. */
 void aj_batch_reset(aj_run *run);
 

@@ -83,23 +83,33 @@ static const char *const templates[AJ_Q_COUNT] = {
         "UPDATE acidic_job_batches SET remaining = ?, continuation_adapter = ?,"
         " continuation_job_name = ?, continuation_args = ?, updated_at = @ts(?) WHERE id = ?",
 
-    [AJ_Q_BATCH_COUNTDOWN] =
-        "UPDATE acidic_job_batches SET remaining = remaining - 1, updated_at = @ts(?) WHERE id = ?"
-        " RETURNING remaining, key_id, continuation_adapter, continuation_job_name,"
-        " continuation_args",
+    /* An acknowledgement deletes its staged row and nothing else, so the children of a
+     * batch never queue behind one counter row. After it commits, this statement ends the
+     * batch when no child is left: run by every acknowledgement, it matches for one of
+     * them only (whoever sees the batch empty first; the others find the run no longer
+     * awaiting it). Read-only, it costs no WAL when it matches nothing. */
+    [AJ_Q_BATCH_COMPLETE] =
+        "UPDATE acidic_job_keys SET awaiting_batch_id = NULL,"
+        " recover_at = NULL{KU:, updated_at = @now}"
+        " WHERE awaiting_batch_id = ? AND id = (SELECT key_id FROM acidic_job_batches WHERE id = ?)"
+        " AND NOT EXISTS (SELECT 1 FROM staged_acidic_jobs WHERE batch_id = ?) RETURNING id",
 
-    [AJ_Q_BATCH_DELETE] = "DELETE FROM acidic_job_batches WHERE id = ?",
+    [AJ_Q_BATCH_TAKE] =
+        "DELETE FROM acidic_job_batches WHERE id = ? RETURNING continuation_adapter,"
+        " continuation_job_name, continuation_args",
 
-    [AJ_Q_KEY_UNAWAIT] =
-        "UPDATE acidic_job_keys SET awaiting_batch_id = NULL{KU:, updated_at = @now}"
-        " WHERE id = ? AND awaiting_batch_id = ? RETURNING id",
-
-    /* Keyset pages (id > the last one seen): rows the enqueue callback refuses never
-     * hide later rows. SKIP LOCKED lets drains in many processes share the work. */
+    /* Keyset pages in the order of the (delivered_at, id) index: a drain with nothing due
+     * reads nothing, however long the backlog, and rows the enqueue callback refuses
+     * never hide later rows. SKIP LOCKED lets drains in many processes share the work. */
     [AJ_Q_DRAIN_PAGE] =
-        "SELECT id, adapter, job_name, job_args, delivered_at, {SC:created_at}{!SC:NULL}"
-        " FROM staged_acidic_jobs WHERE id > ? AND (delivered_at IS NULL OR delivered_at < @ts(?))"
-        " ORDER BY id LIMIT 100{pg: FOR UPDATE SKIP LOCKED}",
+        "SELECT id, adapter, job_name, job_args, delivered_at, NULL FROM staged_acidic_jobs"
+        " WHERE delivered_at < @ts(?) AND (delivered_at > @ts(?) OR (delivered_at = @ts(?)"
+        " AND id > ?)) ORDER BY delivered_at, id LIMIT 100{pg: FOR UPDATE SKIP LOCKED}",
+
+    [AJ_Q_DRAIN_UNSTAMPED] =
+        "SELECT id, adapter, job_name, job_args, NULL, {SC:created_at}{!SC:NULL}"
+        " FROM staged_acidic_jobs WHERE delivered_at IS NULL AND id > ? ORDER BY id"
+        " LIMIT 100{pg: FOR UPDATE SKIP LOCKED}",
 
     [AJ_Q_DRAIN_STAMP] =
         "UPDATE staged_acidic_jobs SET delivered_at = @ts(?){SU:, updated_at = @now} WHERE id = ?",
@@ -475,8 +485,10 @@ static const char *const create_schema[] = {
 static const char *const indexes[] = {
     "CREATE INDEX IF NOT EXISTS index_acidic_job_keys_on_recover_at ON acidic_job_keys"
     " (recover_at) WHERE recover_at IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS index_staged_acidic_jobs_on_delivered_at ON staged_acidic_jobs"
-    " (delivered_at)",
+    "CREATE INDEX IF NOT EXISTS index_staged_acidic_jobs_on_delivered_at_and_id ON"
+    " staged_acidic_jobs (delivered_at, id)",
+    "CREATE INDEX IF NOT EXISTS index_staged_acidic_jobs_on_batch_id ON staged_acidic_jobs"
+    " (batch_id) WHERE batch_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS index_acidic_job_batches_on_key_id ON acidic_job_batches (key_id)",
     NULL};
 

@@ -44,10 +44,11 @@ typedef enum aj_stmt {
     AJ_Q_STAGED_DELETE,
     AJ_Q_BATCH_INSERT,
     AJ_Q_BATCH_ARM,
-    AJ_Q_BATCH_COUNTDOWN,
-    AJ_Q_BATCH_DELETE,
-    AJ_Q_KEY_UNAWAIT,     /* the batch completed: the run no longer awaits it (once) */
-    AJ_Q_DRAIN_PAGE,
+    AJ_Q_BATCH_COMPLETE,  /* no awaited job of the batch is left: the run stops awaiting it
+                             (a compare-and-set, so exactly one caller completes it) */
+    AJ_Q_BATCH_TAKE,      /* the completed batch's continuation, deleting the batch */
+    AJ_Q_DRAIN_PAGE,      /* staged jobs last handed out before the cutoff (keyset) */
+    AJ_Q_DRAIN_UNSTAMPED, /* staged jobs never handed out by the core (keyset) */
     AJ_Q_DRAIN_STAMP,
     /* recovery (recover.c) */
     AJ_Q_RECOVER_PAGE,

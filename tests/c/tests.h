@@ -41,11 +41,13 @@
     X(test_stage_rolled_back_with_step)  \
     X(test_drain)                        \
     X(test_enqueue_rejected_left_for_drain) \
+    X(test_drain_pages)                  \
     X(test_store_exec)                   \
     /* test_await.c */                   \
     X(test_await_countdown)              \
     X(test_await_misuse)                 \
     X(test_await_release)                \
+    X(test_await_recovered)              \
     /* test_concurrency.c */             \
     X(test_race_acquire_new_key)         \
     X(test_race_batch_countdown)         \
