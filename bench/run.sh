@@ -87,7 +87,7 @@ pg_cflags="$(pkg-config --cflags libpq)"
 # the core's warning flags, as in every other build of it (core/warning-flags.txt)
 warnings="$(grep -v '^#' core/warning-flags.txt)"
 # shellcheck disable=SC2086 # one flag per word
-cc -O2 -g -std=c11 -D_GNU_SOURCE $warnings -Icore/include $pg_cflags bench/bench_core.c \
+cc -O2 -g -std=c11 $warnings -Icore/include $pg_cflags bench/bench_core.c \
    build/libacidic_job.a -lsqlite3 -lpq -lpthread -lm -o "$build/bench_core" || exit 1
 bench_core="$build/bench_core"
 # AJ_BENCH_BUILD_ONLY=1: stop here (tests/build_flags/run.sh checks this build's flags)

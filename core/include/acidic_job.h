@@ -564,6 +564,12 @@ AJ_EXTERN int aj_run_finish(aj_run *run);
  * recovery does not hand it out. */
 AJ_EXTERN int aj_run_release(aj_run *run);
 
+/* Write the run's row now. A new run's first step on SQLite writes its row last, with its
+ * own claim, so that a step that writes nothing until late holds no write lock meanwhile;
+ * call this before reading the row through another path (Ruby's AcidicJob::Key, say).
+ * aj_run_await does it by itself. A no-op when the row exists. Inside a step only. */
+AJ_EXTERN int aj_run_persist(aj_run *run);
+
 /* Continue at the named step when this step commits. AJ_EUNKNOWN_RECOVERY_POINT when
  * the workflow has no such step. */
 AJ_EXTERN int aj_run_goto(aj_run *run, const char *step);

@@ -86,6 +86,8 @@ int aj_run_await(aj_run *run, const char *adapter, const char *job_name, const c
     if (step->n_awaits == 0)
         return aj_error_set(AJ_EMISUSE, "aj_run_await: step \"%s\" declares no awaited jobs",
                             step->name);
+    if ((rc = aj_run_persist(run))) /* the batch refers to the run's row */
+        return rc;
     if (run->batch_id == 0) {
         char now[32];
         aj_format_time(aj_now_us(), now);

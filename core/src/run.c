@@ -329,11 +329,6 @@ static int claims_first(const aj_store *s)
 
 /* --- acquisition ------------------------------------------------------------------ */
 
-/* The transaction's view of the row's lock and recovery point. */
-typedef struct txrow {
-    char lock[32];
-    int locked;
-} txrow;
 
 static void message_locked(aj_run *run, const char *locked_at, int64_t locked_us,
                            const char *locked_by)
@@ -415,12 +410,14 @@ static int decide(aj_run *run, const aj_rows *rows, size_t off)
 
 typedef struct acquire_out {
     int created; /* the row was created, locked, at rp_written */
+    int missing; /* no row, and the caller creates it later (`defer`) */
 } acquire_out;
 
 /* Find or create the run's row in the open transaction and decide. `rp_new` is the
  * recovery point a created row gets (the step after the first when a step follows in
  * this transaction: the row is then claimed already). */
-static int find_or_create(aj_run *run, const char *rp_new, const char *token, acquire_out *o)
+static int find_or_create(aj_run *run, const char *rp_new, const char *token, int defer,
+                          acquire_out *o)
 {
     aj_store *s = run->store;
     int pg = s->drv->dialect == AJ_DIALECT_POSTGRES;
@@ -441,6 +438,7 @@ static int find_or_create(aj_run *run, const char *rp_new, const char *token, ac
     aj_rows rows = {0};
     size_t off = 0;
     o->created = 0;
+    o->missing = 0;
     if (run->want_id) {
         aj_value id = aj_int(run->want_id);
         rc = aj_store_x(s, AJ_Q_FIND_ID, &id, 1, &rows);
@@ -459,12 +457,18 @@ static int find_or_create(aj_run *run, const char *rp_new, const char *token, ac
         }
     } else {
         rc = aj_store_x(s, AJ_Q_FIND_KEY, &key, 1, &rows);
-        if (rc == AJ_OK && rows.nrows == 0) {
-            aj_value cr[16] = {key, aj_cstr(run->job_name), args, aj_cstr(now), aj_cstr(token),
+        if (rc == AJ_OK && rows.nrows == 0 && defer) {
+            o->missing = 1;
+        } else if (rc == AJ_OK && rows.nrows == 0) {
+            aj_value cr[17] = {key, aj_cstr(run->job_name), args, aj_cstr(now), aj_cstr(token),
                                aj_cstr(rp_new), attrs, aj_cstr(workflow), aj_null(), aj_int(1),
                                aj_cstr(token ? s->owner : NULL), aj_cstr(token ? recover : NULL),
-                               aj_null(), resume[0], resume[1], resume[2]};
-            rc = aj_store_x(s, AJ_Q_CREATE, cr, 16, &rows);
+                               aj_null(), resume[0], resume[1], resume[2], key};
+            rc = aj_store_x(s, AJ_Q_CREATE, cr, 17, &rows);
+            if (rc == AJ_OK && rows.nrows == 0)
+                rc = aj_error_set(AJ_ELOCKED, "idempotency key \"%s\" was created by another "
+                                  "worker at the same moment: that worker runs the job now",
+                                  run->key);
             if (rc == AJ_OK) {
                 o->created = 1;
                 run->id = aj_rows_int(&rows, 0, 0);
@@ -475,7 +479,7 @@ static int find_or_create(aj_run *run, const char *rp_new, const char *token, ac
     if (rc == AJ_EDATABASE && !strcmp(aj_error_state(), "23505"))
         rc = aj_error_set(AJ_ELOCKED, "idempotency key \"%s\" was created by another worker at "
                           "the same moment: that worker runs the job now", run->key);
-    if (rc == AJ_OK && !o->created) {
+    if (rc == AJ_OK && !o->created && !o->missing) {
         if (rows.nrows == 0)
             rc = run->want_id ? aj_error_set(AJ_ENOTFOUND, "no run with id %lld in "
                                              "acidic_job_keys", (long long)run->want_id)
@@ -491,7 +495,7 @@ static int find_or_create(aj_run *run, const char *rp_new, const char *token, ac
 /* Acquisition inside a transaction. `for_step`: a step follows in this transaction.
  * On READY the row is locked (claimed) except on SQLite with a step following, where
  * the step's last statement claims it (compare-and-set on what was read here). */
-static int acquire_in_tx(aj_run *run, int for_step, txrow *row)
+static int acquire_in_tx(aj_run *run, int for_step)
 {
     aj_store *s = run->store;
     const char *first = run->wf->steps[0].name;
@@ -505,12 +509,16 @@ static int acquire_in_tx(aj_run *run, int for_step, txrow *row)
      * the last step of a one-step workflow leaves it unlocked (finished on commit). */
     const char *rp_new = for_step ? first_next : first;
     int new_locked = !for_step || first_keeps;
-    if ((rc = find_or_create(run, rp_new, new_locked ? token : NULL, &o)))
+    /* SQLite, with a step to follow: a new run's row is written last, by the step, so that
+     * the step takes the database's write lock only when it writes. */
+    int defer = for_step && s->drv->dialect == AJ_DIALECT_SQLITE && !run->want_id;
+    if ((rc = find_or_create(run, rp_new, new_locked ? token : NULL, defer, &o)))
         return rc;
     run->acquiring = 1;
-    if (o.created) {
-        run->new_row = 1;
-        run->claimed = for_step;
+    if (o.created || o.missing) {
+        run->new_row = o.created;
+        run->pending_create = o.missing;
+        run->claimed = for_step && o.created;
         if ((rc = set_recovery_point(run, first)) ||
             (rc = set_attrs(run, run->init_attrs, run->init_attrs_len, 0)))
             return rc;
@@ -521,8 +529,8 @@ static int acquire_in_tx(aj_run *run, int for_step, txrow *row)
         run->seen_attempts = 0;
         run->cur.status = AJ_RUN_READY;
         run->seen_locked = 0;
-        row->locked = new_locked;
-        snprintf(row->lock, sizeof row->lock, "%s", token);
+        run->tx_locked = o.created && new_locked;
+        snprintf(run->tx_lock, sizeof run->tx_lock, "%s", token);
         run_event(run, AJ_EVENT_ACQUIRED, first);
         return AJ_OK;
     }
@@ -537,8 +545,8 @@ static int acquire_in_tx(aj_run *run, int for_step, txrow *row)
         return aj_error_set(AJ_EUNKNOWN_RECOVERY_POINT, "the run of key \"%s\" is at recovery "
                             "point \"%s\", which is not a step of the workflow", run->key,
                             run->cur.recovery_point);
-    row->locked = run->seen_locked;
-    snprintf(row->lock, sizeof row->lock, "%s", run->seen_lock);
+    run->tx_locked = run->seen_locked;
+    snprintf(run->tx_lock, sizeof run->tx_lock, "%s", run->seen_lock);
     if (for_step && !claims_first(s)) {
         run->claimed = 0; /* the step's last statement claims it */
     } else {
@@ -546,15 +554,69 @@ static int acquire_in_tx(aj_run *run, int for_step, txrow *row)
         const char *to = for_step ? aj_workflow_next(run->wf, (size_t)idx)
                                   : run->cur.recovery_point;
         int keeps = !for_step || strcmp(to, AJ_RECOVERY_POINT_FINISHED) != 0;
-        claim c = {run->cur.recovery_point, row->locked ? row->lock : NULL, to,
+        claim c = {run->cur.recovery_point, run->tx_locked ? run->tx_lock : NULL, to,
                    keeps ? token : NULL, 0, 1, keeps ? RECOVER_SCHEDULE : RECOVER_CLEAR, 0};
         if ((rc = claim_now(run, &c)))
             return rc;
         run->claimed = for_step;
-        row->locked = keeps;
-        snprintf(row->lock, sizeof row->lock, "%s", token);
+        run->tx_locked = keeps;
+        snprintf(run->tx_lock, sizeof run->tx_lock, "%s", token);
     }
     run_event(run, AJ_EVENT_ACQUIRED, run->cur.recovery_point);
+    return AJ_OK;
+}
+
+/* Write the row of a run whose creation was deferred (SQLite), at `rp` with `lock`. */
+static int create_row(aj_run *run, const char *rp, const char *lock)
+{
+    aj_store *s = run->store;
+    char now[32], recover[32], *workflow = NULL;
+    int64_t now_us = aj_now_us();
+    aj_format_time(now_us, now);
+    aj_format_time(aj_add_ms(now_us, s->opts.lock_timeout_ms), recover);
+    int rc = aj_workflow_json(run->wf, &workflow);
+    if (rc)
+        return rc;
+    aj_rows rows = {0};
+    aj_value cr[17] = {aj_cstr(run->key), aj_cstr(run->job_name),
+                       run->has_args ? aj_text(run->args, run->args_len) : aj_null(),
+                       aj_cstr(now), aj_cstr(lock), aj_cstr(rp),
+                       aj_text(run->cur.attrs, run->cur.attrs_len), aj_cstr(workflow), aj_null(),
+                       aj_int(1), aj_cstr(lock ? s->owner : NULL), aj_cstr(lock ? recover : NULL),
+                       aj_null(), aj_cstr(run->resume_adapter), aj_cstr(run->resume_job_name),
+                       run->resume_adapter ? aj_text(run->resume_payload, run->resume_len)
+                                           : aj_null(),
+                       aj_cstr(run->key)};
+    rc = aj_store_x(s, AJ_Q_CREATE, cr, 17, &rows);
+    free(workflow);
+    if (rc == AJ_OK && rows.nrows == 0)
+        rc = aj_error_set(AJ_ELOCKED, "idempotency key \"%s\" was created by another worker "
+                          "at the same moment: that worker runs the job now", run->key);
+    if (rc == AJ_OK) {
+        run->id = aj_rows_int(&rows, 0, 0);
+        run->new_row = 1;
+        run->pending_create = 0;
+        run->cur.attrs_dirty = 0;
+    } else if (rc == AJ_EDATABASE && !strcmp(aj_error_state(), "23505")) {
+        rc = aj_error_set(AJ_ELOCKED, "idempotency key \"%s\" was created by another worker at "
+                          "the same moment: that worker runs the job now", run->key);
+    }
+    aj_rows_clear(&rows);
+    return rc;
+}
+
+int aj_run_persist(aj_run *run)
+{
+    int rc = aj_run_check_in_step(run, "aj_run_persist");
+    if (rc || !run->pending_create)
+        return rc;
+    int keeps = strcmp(run->step_planned, AJ_RECOVERY_POINT_FINISHED) != 0;
+    if ((rc = create_row(run, run->step_planned, keeps ? run->step_token : NULL)))
+        return rc;
+    /* From here the step goes on as one whose row was claimed by its acquisition. */
+    run->claimed = 1;
+    run->tx_locked = keeps;
+    memcpy(run->tx_lock, run->step_token, sizeof run->tx_lock);
     return AJ_OK;
 }
 
@@ -603,7 +665,7 @@ static int fail_body(aj_store *s, void *arg)
     aj_format_time(aj_now_us(), now);
     if ((rc = aj_workflow_json(run->wf, &workflow)))
         return rc;
-    aj_value cr[16] = {key, aj_cstr(run->job_name),
+    aj_value cr[17] = {key, aj_cstr(run->job_name),
                        run->has_args ? aj_text(run->args, run->args_len) : aj_null(),
                        aj_cstr(now), aj_null(), aj_cstr(run->wf->steps[0].name),
                        aj_text(run->init_attrs, run->init_attrs_len), aj_cstr(workflow),
@@ -612,10 +674,11 @@ static int fail_body(aj_store *s, void *arg)
                        f->dead ? aj_cstr(f->dead_at) : aj_null(), aj_cstr(run->resume_adapter),
                        aj_cstr(run->resume_job_name),
                        run->resume_adapter ? aj_text(run->resume_payload, run->resume_len)
-                                           : aj_null()};
-    rc = aj_store_x(s, AJ_Q_CREATE, cr, 16, &rows);
+                                           : aj_null(),
+                       key};
+    rc = aj_store_x(s, AJ_Q_CREATE, cr, 17, &rows);
     free(workflow);
-    if (rc == AJ_OK) {
+    if (rc == AJ_OK && rows.nrows == 1) {
         run->id = aj_rows_int(&rows, 0, 0);
         f->recorded = 1;
     }
@@ -706,7 +769,7 @@ typedef struct step_call {
 /* Forget the transaction's plan (both at its start and after it ended). */
 static void reset_plan(aj_run *run)
 {
-    run->acquiring = run->new_row = run->claimed = 0;
+    run->acquiring = run->new_row = run->claimed = run->pending_create = 0;
     run->finish = 0;
     run->release = 0;
     run->goto_index = -1;
@@ -731,9 +794,15 @@ static int step_body(aj_store *s, void *arg)
     reset_step(run);
     sc->record = !was_new;
     sc->stepped = 0;
-    txrow row = {"", 0};
-    if (was_new) {
-        if ((rc = acquire_in_tx(run, 1, &row))) {
+    if (run->peeked) {
+        /* acquired by a read of its own (SQLite): this step claims or creates the row */
+        run->acquiring = 1;
+        run->pending_create = run->peek_missing;
+        run->tx_locked = run->seen_locked;
+        memcpy(run->tx_lock, run->seen_lock, sizeof run->tx_lock);
+        sc->record = 1;
+    } else if (was_new) {
+        if ((rc = acquire_in_tx(run, 1))) {
             /* Locked, mismatched, missing: not ours to record. An unknown recovery
              * point of a run we may take is. */
             sc->record = rc == AJ_EUNKNOWN_RECOVERY_POINT;
@@ -743,8 +812,8 @@ static int step_body(aj_store *s, void *arg)
             return AJ_OK; /* nothing to run: the read-only transaction commits */
         sc->record = 1;
     } else {
-        row.locked = run->cur.locked;
-        memcpy(row.lock, run->cur.lock, sizeof row.lock);
+        run->tx_locked = run->cur.locked;
+        memcpy(run->tx_lock, run->cur.lock, sizeof run->tx_lock);
     }
     long idx = aj_workflow_find(run->wf, run->cur.recovery_point);
     if (idx < 0)
@@ -757,13 +826,13 @@ static int step_body(aj_store *s, void *arg)
     int planned_keeps = strcmp(planned, AJ_RECOVERY_POINT_FINISHED) != 0;
     char token[32];
     if (run->claimed) /* the acquisition wrote its token into the row */
-        memcpy(token, row.lock, sizeof token);
+        memcpy(token, run->tx_lock, sizeof token);
     else
         aj_format_time(aj_now_us(), token);
 
     /* 1. Claim first where that is free (the row lock for the whole step). */
     if (claims_first(s) && !run->claimed) {
-        claim c = {run->cur.recovery_point, row.locked ? row.lock : NULL, planned,
+        claim c = {run->cur.recovery_point, run->tx_locked ? run->tx_lock : NULL, planned,
                    planned_keeps ? token : NULL, 0, 0,
                    planned_keeps ? RECOVER_KEEP : RECOVER_CLEAR, 0};
         if ((rc = claim_now(run, &c))) {
@@ -771,13 +840,15 @@ static int step_body(aj_store *s, void *arg)
             return rc;
         }
         run->claimed = 1;
-        row.locked = planned_keeps;
-        memcpy(row.lock, token, sizeof token);
+        run->tx_locked = planned_keeps;
+        memcpy(run->tx_lock, token, sizeof token);
     } else if (run->claimed) {
         /* Claimed by the acquisition: the row holds `planned` and the token it wrote. */
     }
 
     /* 2. The application's writes. */
+    memcpy(run->step_token, token, sizeof token);
+    run->step_planned = planned;
     run->in_step = 1;
     s->in_step = 1;
     run->step_index = (size_t)idx;
@@ -792,8 +863,8 @@ static int step_body(aj_store *s, void *arg)
          * claim): the failure record must match that row. */
         sc->ended_by_step = run->claimed;
         snprintf(sc->ended_rp, sizeof sc->ended_rp, "%s", planned);
-        memcpy(sc->ended_lock, row.lock, sizeof row.lock);
-        sc->ended_locked = row.locked;
+        memcpy(sc->ended_lock, run->tx_lock, sizeof run->tx_lock);
+        sc->ended_locked = run->tx_locked;
         return aj_error_set(AJ_EMISUSE, "step \"%s\" ended its transaction itself (COMMIT or "
                             "ROLLBACK on the connection): its later writes were not part of "
                             "the step; a step must leave the transaction to acidic_job", step);
@@ -827,13 +898,19 @@ static int step_body(aj_store *s, void *arg)
     /* 4. The claim (SQLite) or its amendment, then COMMIT. */
     int core_batch = run->batch_id != 0 && run->awaited > 0;
     int acquiring = run->acquiring && !run->claimed;
-    claim c = {NULL, row.locked ? row.lock : NULL, next, keeps_lock ? token : NULL,
+    claim c = {NULL, run->tx_locked ? run->tx_lock : NULL, next, keeps_lock ? token : NULL,
                run->cur.attrs_dirty, acquiring,
                core_batch || (keeps_lock && acquiring) ? RECOVER_SCHEDULE
                : keeps_lock                           ? RECOVER_KEEP
                                                       : RECOVER_CLEAR,
                core_batch ? run->batch_id : 0};
-    if (!run->claimed) {
+    if (run->pending_create) {
+        /* a new run on SQLite: its row, written now, is its claim */
+        if ((rc = create_row(run, next, keeps_lock ? token : NULL)) == AJ_OK)
+            rc = aj_tx_finish(s, NULL, 0);
+        if (rc == AJ_ELOCKED)
+            sc->record = 0;
+    } else if (!run->claimed) {
         c.expect_rp = run->cur.recovery_point;
         if (s->hooks) {
             /* With the staged jobs, in one round trip; the host commits after. */
@@ -898,7 +975,8 @@ static void step_settle(aj_store *s, void *arg, int committed)
     }
     drop_saved(run);
     aj_batch_reset(run);
-    run->acquiring = run->new_row = run->claimed = 0;
+    run->acquiring = run->new_row = run->claimed = run->pending_create = 0;
+    run->peeked = 0;
     if (sc->stepped) {
         aj_event ev = {0};
         ev.type = AJ_EVENT_STEP_COMMITTED;
@@ -913,6 +991,35 @@ static void step_settle(aj_store *s, void *arg, int committed)
         if (run->cur.status == AJ_RUN_SUCCEEDED)
             run_event(run, AJ_EVENT_FINISHED, NULL);
     }
+}
+
+static int peek_body(aj_store *s, void *arg)
+{
+    (void)s;
+    step_call *sc = arg;
+    aj_run *run = sc->run;
+    save_state(run);
+    reset_step(run);
+    int rc = acquire_in_tx(run, 1);
+    sc->record = rc == AJ_EUNKNOWN_RECOVERY_POINT;
+    if (rc == AJ_OK && run->cur.status == AJ_RUN_READY) {
+        run->peeked = 1;
+        run->peek_missing = run->pending_create;
+    }
+    return rc;
+}
+
+static void peek_settle(aj_store *s, void *arg, int committed)
+{
+    (void)s;
+    aj_run *run = ((step_call *)arg)->run;
+    if (committed) {
+        drop_saved(run);
+    } else {
+        restore_saved(run);
+        run->peeked = 0;
+    }
+    reset_plan(run);
 }
 
 static int check_runnable(aj_run *run, const char *fn)
@@ -942,6 +1049,17 @@ int aj_run_step(aj_run *run, aj_step_fn fn, void *ctx)
                                         "(status %d); make a new run to try again",
                             run->cur.status);
     step_call sc = {run, fn, ctx, 0, 0, NULL, aj_now_us(), 0, "", "", 0};
+    /* SQLite: a new run is acquired by a read in a transaction of its own (a read commits
+     * nothing), so that the step's transaction begins with the step's own first write: a
+     * snapshot taken before a long step would make that write fail against any other
+     * writer that committed meanwhile (SQLITE_BUSY_SNAPSHOT). */
+    if (run->cur.status == AJ_RUN_NEW && run->store->drv->dialect == AJ_DIALECT_SQLITE) {
+        rc = aj_tx(run->store, AJ_TXF_RETRY, peek_body, peek_settle, &sc);
+        if (rc)
+            return sc.record ? record_failure(run, rc, NULL) : rc;
+        if (run->cur.status != AJ_RUN_READY)
+            return AJ_OK;
+    }
     rc = aj_tx(run->store, AJ_TXF_RETRY, step_body, step_settle, &sc);
     if (rc == AJ_OK)
         return AJ_OK;
@@ -997,13 +1115,12 @@ static int acquire_body(aj_store *s, void *arg)
     aj_run *run = sc->run;
     save_state(run);
     reset_step(run);
-    txrow row = {"", 0};
-    int rc = acquire_in_tx(run, 0, &row);
+    int rc = acquire_in_tx(run, 0);
     sc->record = rc == AJ_EUNKNOWN_RECOVERY_POINT;
     if (rc == AJ_OK && run->cur.status == AJ_RUN_READY) {
         /* the new token becomes the committed lock (step_settle copies seen_lock) */
-        memcpy(run->seen_lock, row.lock, sizeof row.lock);
-        run->seen_locked = row.locked;
+        memcpy(run->seen_lock, run->tx_lock, sizeof run->tx_lock);
+        run->seen_locked = run->tx_locked;
     }
     return rc;
 }

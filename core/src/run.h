@@ -41,11 +41,18 @@ struct aj_run {
     int error_from_step; /* aj_run_set_error was called in this step */
     int attempt_counted; /* this attempt is counted in the database (committed) */
     int seen_attempts;   /* the attempts the row held when acquisition read it */
+    int peeked;          /* SQLite: acquired by a read of its own; the step claims it */
+    int peek_missing;    /* ... and the key had no row: the step creates it */
 
     /* The transaction in progress. */
     int acquiring;        /* this transaction acquires the run */
     int new_row;          /* ... and created its row */
+    int pending_create;   /* ... and will create it last (SQLite: no write before the step's) */
     int claimed;          /* the row already holds our token and the planned next step */
+    char tx_lock[32];     /* the row's locked_at in this transaction (when tx_locked) */
+    int tx_locked;
+    char step_token[32];  /* the lock token this step writes */
+    const char *step_planned; /* the step that normally follows (owned by the workflow) */
     char seen_lock[32];   /* the locked_at acquisition read (compare-and-set token) */
     int seen_locked;
     int64_t step_started_us;

@@ -40,9 +40,13 @@ static const char *const templates[AJ_Q_COUNT] = {
         " SELECT 0, " RUN_COLUMNS " FROM found UNION ALL"
         " SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, 1, NULL, NULL, NULL FROM created",
 
+    /* Only while the key has no run: on SQLite a new run's row is written at the end of its
+     * first step, under the write lock, so this is where a racing creator is noticed (no
+     * row comes back). The first parameter is the key, once more. */
     [AJ_Q_CREATE] =
-        "INSERT INTO acidic_job_keys (" KEY_INSERT_COLUMNS ") VALUES (?, ?, ?, @ts(?), @ts(?),"
-        " ?, ?, ?, ?, @int(?), ?, @ts(?), @ts(?), ?, ?, ?{KC:, @now}{KU:, @now}) RETURNING id",
+        "INSERT INTO acidic_job_keys (" KEY_INSERT_COLUMNS ") SELECT ?, ?, ?, @ts(?), @ts(?),"
+        " ?, ?, ?, ?, @int(?), ?, @ts(?), @ts(?), ?, ?, ?{KC:, @now}{KU:, @now}"
+        " WHERE NOT EXISTS (SELECT 1 FROM acidic_job_keys WHERE idempotency_key = ?) RETURNING id",
 
     /* Every change of a run's row by a step goes through this statement: it matches only
      * while the row carries the lock token this process holds (or, for an acquisition,

@@ -113,6 +113,7 @@ typedef struct app {
     native *n;
     int mode;       /* an app_mode */
     int mode_calls; /* how many calls the mode applies to (then back to normal) */
+    int mode_skip;  /* calls to let pass before the mode applies */
     int calls, commits, rollbacks, savepoints;
 } app;
 
@@ -121,7 +122,12 @@ static int app_atomically(void *ctx, aj_tx_body body, void *arg, int *committed)
     a->calls++;
     *committed = 0;
     int mode = a->mode;
-    if (mode != APP_NORMAL && a->mode_calls > 0 && --a->mode_calls == 0) a->mode = APP_NORMAL;
+    if (mode != APP_NORMAL && a->mode_skip > 0) {
+        a->mode_skip--;
+        mode = APP_NORMAL;
+    } else if (mode != APP_NORMAL && a->mode_calls > 0 && --a->mode_calls == 0) {
+        a->mode = APP_NORMAL;
+    }
     if (mode == APP_NO_BODY) return 0;
     /* An application with a transaction of its own open nests in a savepoint. */
     int nested = nat_in_tx(a->n);
@@ -156,6 +162,10 @@ static int app_atomically(void *ctx, aj_tx_body body, void *arg, int *committed)
 }
 
 static const aj_host_tx app_hooks = {AJ_HOST_TX_VERSION, app_atomically};
+
+/* On SQLite a new run is acquired by a read in a transaction of its own (it commits
+ * nothing; the step's transaction then starts with the step's first write). */
+static int acquisition_reads(void) { return g_db == DB_SQLITE ? 1 : 0; }
 
 static aj_store *app_borrow(native *n, app *a) {
     memset(a, 0, sizeof *a);
@@ -252,9 +262,9 @@ void test_borrow_hooks_execute(void **state) {
     assert_int_equal(sc.api_rc, AJ_OK);
     assert_string_equal(script_calls(&sc), "a,b,c");
     assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
-    /* one transaction per step, nothing else */
-    assert_int_equal(a.calls, 3);
-    assert_int_equal(a.commits, 3);
+    /* one transaction per step (and, on SQLite, the acquisition's read), nothing else */
+    assert_int_equal(a.calls, 3 + acquisition_reads());
+    assert_int_equal(a.commits, 3 + acquisition_reads());
     assert_int_equal(a.rollbacks, 0);
     assert_false(nat_in_tx(&n));
     /* the staged job was handed out once, after its row was committed */
@@ -304,9 +314,9 @@ void test_borrow_step_failure(void **state) {
     assert_aj(aj_run_execute(run, script_step, &sc), AJ_ESTEP);
     assert_int_equal(aj_run_status(run), AJ_RUN_FAILED);
     /* a committed, b rolled back, then the failure record committed */
-    assert_int_equal(a.calls, 3);
+    assert_int_equal(a.calls, 3 + acquisition_reads());
     assert_int_equal(a.rollbacks, 1);
-    assert_int_equal(a.commits, 2);
+    assert_int_equal(a.commits, 2 + acquisition_reads());
     assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log WHERE step = 'b'"), 0);
     assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM acidic_job_keys WHERE locked_at IS NULL "
                                  "AND recovery_point = 'b' AND error_object = 'boom in b'"),
@@ -399,6 +409,7 @@ void test_borrow_hook_contract(void **state) {
     /* the commit of step a reports a conflict: the step runs again, commits once */
     a.mode = APP_COMMIT_CONFLICT;
     a.mode_calls = 1;
+    a.mode_skip = acquisition_reads();
     run = new_run(s, wf, "k");
     assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
     assert_string_equal(script_calls(&sc), "a,a,b");
@@ -409,6 +420,7 @@ void test_borrow_hook_contract(void **state) {
     /* a host that rolls back a successful body: reported, nothing committed */
     a.mode = APP_ROLLBACK_ALWAYS;
     a.mode_calls = 1;
+    a.mode_skip = acquisition_reads();
     sc.ncalls = 0;
     run = new_run(s, wf, "k3");
     assert_aj(aj_run_execute(run, script_step, &sc), AJ_EMISUSE);
@@ -438,7 +450,7 @@ void test_borrow_inside_app_transaction(void **state) {
     aj_run *run = new_run(s, wf, "k");
     script sc = {.write_app = 1};
     assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
-    assert_int_equal(a.savepoints, 2);
+    assert_int_equal(a.savepoints, 2 + acquisition_reads());
     assert_true(nat_in_tx(&n));
     assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM app_log"), 2);
     nat_exec(&n, "ROLLBACK");
@@ -709,7 +721,8 @@ void test_borrow_ack_joins_step(void **state) {
     a.calls = 0;
     assert_aj(aj_run_execute(run, ack_step, &x), AJ_ESTEP);
     assert_int_equal(x.rc, AJ_OK);
-    assert_int_equal(a.calls, 2); /* the step, then the failure record: no third */
+    /* the step, then the failure record: no other */
+    assert_int_equal(a.calls, 2 + acquisition_reads());
     assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM staged_acidic_jobs"), 1);
     aj_run_free(run);
     x.fail = 0;
