@@ -19,7 +19,15 @@ typedef struct aj_sql {
     int slot;
     const char *text;
     int native;
+    int result; /* AJ_RESULT_*: a result the driver makes up for a statement whose
+                   RETURNING clause was left out for it (drivers with AJ_DRV_LEAN) */
 } aj_sql;
+
+enum {
+    AJ_RESULT_RETURNED = 0, /* the statement's own rows */
+    AJ_RESULT_ROWID = 1,    /* an INSERT: one row, the new row's id, when it inserted one */
+    AJ_RESULT_CHANGED = 2   /* an UPDATE: one row (1) when it changed a row, else none */
+};
 
 #define AJ_SQL_SLOTS 32
 
@@ -45,9 +53,18 @@ enum {
     AJ_BEGIN_SERIALIZABLE = 2 /* PostgreSQL BEGIN ISOLATION LEVEL SERIALIZABLE; SQLite IMMEDIATE */
 };
 
+/* Features of a driver (aj_driver.features). */
+enum {
+    AJ_DRV_LEAN = 1 << 0 /* SQLite in process: the core's statements drop RETURNING where a
+                            row id or a changed-row count says the same (AJ_RESULT_*), and
+                            read the time from acidic_job_now() rather than strftime():
+                            both cost SQLite more than the statement itself */
+};
+
 typedef struct aj_driver {
     const char *name; /* "sqlite", "postgres", "host" */
     int dialect;      /* AJ_DIALECT_* */
+    unsigned features; /* AJ_DRV_* */
 
     /* Execute `ncalls` statements in order, stopping at the first failure; a driver that
      * can pipeline (libpq) sends them, with a pending BEGIN and the COMMIT of

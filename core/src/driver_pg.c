@@ -644,7 +644,7 @@ static void pg_close(void *conn, int owned, int forked)
 }
 
 static const aj_driver pg_driver = {
-    "postgres", AJ_DIALECT_POSTGRES, pg_exec, pg_begin, pg_commit, pg_rollback,
+    "postgres", AJ_DIALECT_POSTGRES, 0, pg_exec, pg_begin, pg_commit, pg_rollback,
     pg_in_transaction, pg_ensure_connected, pg_close,
 };
 

@@ -216,13 +216,22 @@ static int exec_one(sq_conn *c, const aj_call *call)
     if (rc == AJ_OK && (rc = sq_bind(c, st, call->params, call->nparams)) == AJ_OK) {
         int64_t start = aj_now_us();
         int s;
+        int made_up = call->sql->result != AJ_RESULT_RETURNED;
         while ((s = sqlite3_step(st)) == SQLITE_ROW)
-            if (call->rows && (rc = sq_collect(st, call->rows)))
+            if (call->rows && !made_up && (rc = sq_collect(st, call->rows)))
                 break;
         if (rc == AJ_OK && s != SQLITE_DONE)
             rc = sq_error(c->db, s, "statement", aj_now_us() - start);
-        if (rc == AJ_OK && call->rows && call->rows->nrows == 0)
+        if (rc == AJ_OK && call->rows && call->sql->result != AJ_RESULT_RETURNED) {
+            /* the statement's RETURNING clause was left out for this driver */
+            aj_value v = {AJ_INT, call->sql->result == AJ_RESULT_ROWID
+                                      ? sqlite3_last_insert_rowid(c->db) : 1, NULL, 0};
+            if (sqlite3_changes64(c->db) > 0)
+                rc = aj_rows_append(call->rows, &v, 1);
+            call->rows->ncols = 1;
+        } else if (rc == AJ_OK && call->rows && call->rows->nrows == 0) {
             call->rows->ncols = (size_t)sqlite3_column_count(st);
+        }
     }
     if (st) {
         if (cached) {
@@ -269,9 +278,30 @@ static void sq_close(void *conn, int owned, int forked)
 }
 
 static const aj_driver sqlite_driver = {
-    "sqlite", AJ_DIALECT_SQLITE, sq_exec, sq_begin, sq_commit, sq_rollback,
+    "sqlite", AJ_DIALECT_SQLITE, AJ_DRV_LEAN, sq_exec, sq_begin, sq_commit, sq_rollback,
     sq_in_transaction, NULL, sq_close,
 };
+
+/* acidic_job_now(): the time as the core writes it (the process's clock, microseconds),
+ * which @now reads on this driver. strftime('...', 'now') costs more than a short
+ * statement does. */
+static void now_function(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    (void)argv;
+    char now[32];
+    aj_format_time(aj_now_us(), now);
+    sqlite3_result_text(ctx, now, -1, SQLITE_TRANSIENT);
+}
+
+static int register_functions(sqlite3 *db)
+{
+    int rc = sqlite3_create_function_v2(db, "acidic_job_now", 0, SQLITE_UTF8 | SQLITE_INNOCUOUS,
+                                        NULL, now_function, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? AJ_OK
+                           : aj_error_set(AJ_EDATABASE, "SQLite: cannot define acidic_job_now(): "
+                                          "%s", sqlite3_errstr(rc));
+}
 
 static const char *synchronous_pragma(int s)
 {
@@ -320,6 +350,11 @@ int aj_sqlite_open(const aj_driver **driver, void **conn, const char *path,
     sqlite3_busy_timeout(c->db, (int)(opts->busy_timeout_ms > 0x7fffffff ? 0x7fffffff
                                                                          : opts->busy_timeout_ms));
     char *msg = NULL;
+    if (register_functions(c->db)) {
+        sqlite3_close_v2(c->db);
+        free(c);
+        return AJ_EDATABASE;
+    }
     if ((!memory && (rc = set_wal(c->db, opts->busy_timeout_ms, &msg))) ||
         (rc = sqlite3_exec(c->db, synchronous_pragma(opts->synchronous), NULL, NULL, &msg))) {
         int err = aj_error_set((rc & 0xff) == SQLITE_BUSY ? AJ_ECONFLICT : AJ_EDATABASE,
@@ -340,6 +375,10 @@ int aj_sqlite_borrow(const aj_driver **driver, void **conn, struct sqlite3 *db)
     if (!c)
         return aj_error_set(AJ_ENOMEM, "out of memory");
     c->db = db;
+    if (register_functions(db)) {
+        free(c);
+        return AJ_EDATABASE;
+    }
     *driver = &sqlite_driver;
     *conn = c;
     return AJ_OK;

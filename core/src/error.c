@@ -30,13 +30,11 @@ void aj_error_clear(void)
 
 int aj_error_set(int code, const char *fmt, ...)
 {
-    char buf[AJ_ERROR_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vsnprintf(last_message, sizeof last_message, fmt, ap);
     va_end(ap);
-    aj_scrub_secrets(buf, sizeof buf);
-    memcpy(last_message, buf, sizeof buf);
+    aj_scrub_secrets(last_message, sizeof last_message);
     last_error.code = code;
     last_state[0] = '\0';
     return code;
@@ -56,16 +54,29 @@ void aj_error_set_state(const char *sqlstate)
 
 const char *aj_error_state(void) { return last_state; }
 
+/* Saving and restoring copy what is there: the message was scrubbed when it was set.
+ * Both are on every transaction's path, so they copy the text, not the whole buffer. */
+static size_t bounded_len(const char *s, size_t max)
+{
+    const char *end = memchr(s, '\0', max);
+    return end ? (size_t)(end - s) : max;
+}
+
 void aj_error_save(aj_saved_error *saved)
 {
     saved->code = last_error.code;
     memcpy(saved->state, last_state, sizeof last_state);
-    snprintf(saved->message, sizeof saved->message, "%s", last_message);
+    size_t n = bounded_len(last_message, sizeof saved->message - 1);
+    memcpy(saved->message, last_message, n);
+    saved->message[n] = '\0';
 }
 
 int aj_error_restore(const aj_saved_error *saved)
 {
-    aj_error_set(saved->code, "%s", saved->message);
+    size_t n = bounded_len(saved->message, sizeof saved->message - 1);
+    memcpy(last_message, saved->message, n);
+    last_message[n] = '\0';
+    last_error.code = saved->code;
     memcpy(last_state, saved->state, sizeof last_state);
     return saved->code;
 }

@@ -233,6 +233,25 @@ static int set_core_error(aj_run *run, int code, const char *message)
 
 /* --- the claim -------------------------------------------------------------------- */
 
+/* Insert a new run's row unless its key has one: AJ_Q_CREATE with its 17 parameters.
+ * No row in `rows` when the key was taken. In-process SQLite checks first, under the
+ * write lock, and inserts with the statement's first 16. */
+static int insert_run_row(aj_store *s, const aj_value cr[17], aj_rows *rows)
+{
+    if (!(s->drv->features & AJ_DRV_LEAN))
+        return aj_store_x(s, AJ_Q_CREATE, cr, 17, rows);
+    aj_rows taken = {0};
+    int rc = aj_store_x(s, AJ_Q_WRITE_LOCK, NULL, 0, NULL);
+    if (rc == AJ_OK)
+        rc = aj_store_x(s, AJ_Q_KEY_TAKEN, &cr[16], 1, &taken);
+    int free_key = rc == AJ_OK && aj_rows_int(&taken, 0, 0) == 0;
+    aj_rows_clear(&taken);
+    if (rc == AJ_OK && free_key)
+        return aj_store_x(s, AJ_Q_CREATE, cr, 16, rows);
+    aj_rows_reset(rows);
+    return rc;
+}
+
 /* One transition of the run's row (AJ_Q_CLAIM). */
 typedef struct claim {
     const char *expect_rp;
@@ -425,10 +444,8 @@ static int find_or_create(aj_run *run, const char *rp_new, const char *token, in
     int64_t now_us = aj_now_us();
     aj_format_time(now_us, now);
     aj_format_time(aj_add_ms(now_us, s->opts.lock_timeout_ms), recover);
-    char *workflow = NULL;
-    int rc = aj_workflow_json(run->wf, &workflow);
-    if (rc)
-        return rc;
+    const char *workflow = aj_workflow_json(run->wf);
+    int rc;
     aj_value key = aj_cstr(run->key);
     aj_value args = run->has_args ? aj_text(run->args, run->args_len) : aj_null();
     aj_value attrs = aj_text(run->init_attrs, run->init_attrs_len);
@@ -464,7 +481,7 @@ static int find_or_create(aj_run *run, const char *rp_new, const char *token, in
                                aj_cstr(rp_new), attrs, aj_cstr(workflow), aj_null(), aj_int(1),
                                aj_cstr(token ? s->owner : NULL), aj_cstr(token ? recover : NULL),
                                aj_null(), resume[0], resume[1], resume[2], key};
-            rc = aj_store_x(s, AJ_Q_CREATE, cr, 17, &rows);
+            rc = insert_run_row(s, cr, &rows);
             if (rc == AJ_OK && rows.nrows == 0)
                 rc = aj_error_set(AJ_ELOCKED, "idempotency key \"%s\" was created by another "
                                   "worker at the same moment: that worker runs the job now",
@@ -475,7 +492,6 @@ static int find_or_create(aj_run *run, const char *rp_new, const char *token, in
             }
         }
     }
-    free(workflow);
     if (rc == AJ_EDATABASE && !strcmp(aj_error_state(), "23505"))
         rc = aj_error_set(AJ_ELOCKED, "idempotency key \"%s\" was created by another worker at "
                           "the same moment: that worker runs the job now", run->key);
@@ -570,13 +586,12 @@ static int acquire_in_tx(aj_run *run, int for_step)
 static int create_row(aj_run *run, const char *rp, const char *lock)
 {
     aj_store *s = run->store;
-    char now[32], recover[32], *workflow = NULL;
+    char now[32], recover[32];
+    const char *workflow = aj_workflow_json(run->wf);
     int64_t now_us = aj_now_us();
     aj_format_time(now_us, now);
     aj_format_time(aj_add_ms(now_us, s->opts.lock_timeout_ms), recover);
-    int rc = aj_workflow_json(run->wf, &workflow);
-    if (rc)
-        return rc;
+    int rc;
     aj_rows rows = {0};
     aj_value cr[17] = {aj_cstr(run->key), aj_cstr(run->job_name),
                        run->has_args ? aj_text(run->args, run->args_len) : aj_null(),
@@ -587,8 +602,7 @@ static int create_row(aj_run *run, const char *rp, const char *lock)
                        run->resume_adapter ? aj_text(run->resume_payload, run->resume_len)
                                            : aj_null(),
                        aj_cstr(run->key)};
-    rc = aj_store_x(s, AJ_Q_CREATE, cr, 17, &rows);
-    free(workflow);
+    rc = insert_run_row(s, cr, &rows);
     if (rc == AJ_OK && rows.nrows == 0)
         rc = aj_error_set(AJ_ELOCKED, "idempotency key \"%s\" was created by another worker "
                           "at the same moment: that worker runs the job now", run->key);
@@ -661,10 +675,9 @@ static int fail_body(aj_store *s, void *arg)
         aj_rows_clear(&rows);
         return rc;
     }
-    char now[32], *workflow = NULL;
+    char now[32];
+    const char *workflow = aj_workflow_json(run->wf);
     aj_format_time(aj_now_us(), now);
-    if ((rc = aj_workflow_json(run->wf, &workflow)))
-        return rc;
     aj_value cr[17] = {key, aj_cstr(run->job_name),
                        run->has_args ? aj_text(run->args, run->args_len) : aj_null(),
                        aj_cstr(now), aj_null(), aj_cstr(run->wf->steps[0].name),
@@ -676,8 +689,7 @@ static int fail_body(aj_store *s, void *arg)
                        run->resume_adapter ? aj_text(run->resume_payload, run->resume_len)
                                            : aj_null(),
                        key};
-    rc = aj_store_x(s, AJ_Q_CREATE, cr, 17, &rows);
-    free(workflow);
+    rc = insert_run_row(s, cr, &rows);
     if (rc == AJ_OK && rows.nrows == 1) {
         run->id = aj_rows_int(&rows, 0, 0);
         f->recorded = 1;

@@ -22,7 +22,7 @@ typedef struct found {
 
 static int adhoc(aj_store *s, const char *sql, const aj_value *params, size_t n, aj_rows *rows)
 {
-    aj_sql q = {-1, sql, 0};
+    aj_sql q = {-1, sql, 0, 0};
     aj_call call = {&q, params, n, rows};
     return s->drv->exec(s->conn, &call, 1, 0);
 }
@@ -30,14 +30,16 @@ static int adhoc(aj_store *s, const char *sql, const aj_value *params, size_t n,
 /* (Re-)expand the core's statements for the detected shape. */
 static int expand(aj_store *s, unsigned bits)
 {
+    int lean = (s->drv->features & AJ_DRV_LEAN) != 0;
     for (int i = 0; i < AJ_Q_COUNT; i++) {
         char *text = NULL;
-        int rc = aj_sql_expand(aj_sql_template((aj_stmt)i), s->drv->dialect, bits, &text);
+        int rc = aj_sql_expand(aj_sql_template((aj_stmt)i), s->drv->dialect,
+                               bits | (lean ? AJ_SQL_LEAN : 0), &text);
         if (rc)
             return rc;
         free(s->sql_text[i]);
         s->sql_text[i] = text;
-        s->sql[i] = (aj_sql){i, text, 1};
+        s->sql[i] = (aj_sql){i, text, 1, lean ? aj_sql_result((aj_stmt)i) : AJ_RESULT_RETURNED};
     }
     s->shape.bits = bits;
     return AJ_OK;
@@ -90,7 +92,7 @@ static int detect(aj_store *s, found *f)
             f->missing++;
     }
     if (f->schema_table) {
-        aj_sql q = {-1, aj_sql_template(AJ_Q_SCHEMA_VERSION), 0};
+        aj_sql q = {-1, aj_sql_template(AJ_Q_SCHEMA_VERSION), 0, 0};
         aj_call call = {&q, NULL, 0, &rows};
         if ((rc = s->drv->exec(s->conn, &call, 1, 0))) {
             aj_rows_clear(&rows);

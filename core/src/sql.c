@@ -22,9 +22,12 @@ static const char *const templates[AJ_Q_COUNT] = {
         /* Two-int key space (separate from the one-bigint space of the migration lock). */
         "SELECT pg_advisory_xact_lock(1634364011, hashtext(?))",
 
+    /* The oldest row of the key (0.7.0's tables allow one per key and arguments). SQLite
+     * sorts an ORDER BY through a temporary b-tree, five times the cost of min(id). */
     [AJ_Q_FIND_KEY] =
-        "SELECT " RUN_COLUMNS " FROM acidic_job_keys WHERE idempotency_key = ?"
-        " ORDER BY id LIMIT 1{pg: FOR UPDATE}",
+        "SELECT " RUN_COLUMNS " FROM acidic_job_keys WHERE"
+        "{sqlite: id = (SELECT min(id) FROM acidic_job_keys WHERE idempotency_key = ?)}"
+        "{pg: idempotency_key = ? ORDER BY id LIMIT 1 FOR UPDATE}",
 
     [AJ_Q_FIND_ID] =
         "SELECT " RUN_COLUMNS " FROM acidic_job_keys WHERE id = ?{pg: FOR UPDATE}",
@@ -42,11 +45,16 @@ static const char *const templates[AJ_Q_COUNT] = {
 
     /* Only while the key has no run: on SQLite a new run's row is written at the end of its
      * first step, under the write lock, so this is where a racing creator is noticed (no
-     * row comes back). The first parameter is the key, once more. */
+     * row comes back). The last parameter is the key, once more. In-process SQLite asks
+     * AJ_Q_KEY_TAKEN first instead (run.c, insert_run_row): an INSERT that reads its own
+     * table makes SQLite copy the selected row through a temporary table. */
     [AJ_Q_CREATE] =
         "INSERT INTO acidic_job_keys (" KEY_INSERT_COLUMNS ") SELECT ?, ?, ?, @ts(?), @ts(?),"
         " ?, ?, ?, ?, @int(?), ?, @ts(?), @ts(?), ?, ?, ?{KC:, @now}{KU:, @now}"
-        " WHERE NOT EXISTS (SELECT 1 FROM acidic_job_keys WHERE idempotency_key = ?) RETURNING id",
+        "{R: WHERE NOT EXISTS (SELECT 1 FROM acidic_job_keys WHERE idempotency_key = ?)"
+        " RETURNING id}",
+
+    [AJ_Q_KEY_TAKEN] = "SELECT count(*) FROM acidic_job_keys WHERE idempotency_key = ?",
 
     /* Every change of a run's row by a step goes through this statement: it matches only
      * while the row carries the lock token this process holds (or, for an acquisition,
@@ -61,12 +69,12 @@ static const char *const templates[AJ_Q_COUNT] = {
         " awaiting_batch_id = @int(?),"
         " resume_adapter = COALESCE(?, resume_adapter), resume_job_name = COALESCE(?, resume_job_name),"
         " resume_args = COALESCE(?, resume_args){KU:, updated_at = @now}"
-        " WHERE id = ? AND recovery_point = ? AND locked_at @is @ts(?) RETURNING id",
+        " WHERE id = ? AND recovery_point = ? AND locked_at @is @ts(?){R: RETURNING id}",
 
     [AJ_Q_FAIL] =
         "UPDATE acidic_job_keys SET locked_at = NULL, locked_by = NULL, error_object = ?,"
         " attempts = COALESCE(attempts, 0) + @int(?), recover_at = @ts(?), dead_at = @ts(?)"
-        "{KU:, updated_at = @now} WHERE id = ? AND locked_at @is @ts(?) RETURNING id",
+        "{KU:, updated_at = @now} WHERE id = ? AND locked_at @is @ts(?){R: RETURNING id}",
 
     [AJ_Q_KEY_EXISTS] = "SELECT count(*) FROM acidic_job_keys WHERE id = ?",
 
@@ -75,13 +83,13 @@ static const char *const templates[AJ_Q_COUNT] = {
     [AJ_Q_STAGE] =
         "INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, batch_id, delivered_at"
         "{SC:, created_at}{SU:, updated_at}) VALUES (?, ?, ?, @int(?), @ts(?){SC:, @now}{SU:, @now})"
-        " RETURNING id",
+        "{R: RETURNING id}",
 
     [AJ_Q_STAGED_DELETE] = "DELETE FROM staged_acidic_jobs WHERE id = ? RETURNING batch_id",
 
     [AJ_Q_BATCH_INSERT] =
         "INSERT INTO acidic_job_batches (key_id, step, remaining, created_at, updated_at)"
-        " VALUES (?, ?, 0, @ts(?), @ts(?)) RETURNING id",
+        " VALUES (?, ?, 0, @ts(?), @ts(?)){R: RETURNING id}",
 
     [AJ_Q_BATCH_ARM] =
         "UPDATE acidic_job_batches SET remaining = ?, continuation_adapter = ?,"
@@ -152,6 +160,18 @@ const char *aj_sql_template(aj_stmt stmt)
     return stmt >= 0 && stmt < AJ_Q_COUNT ? templates[stmt] : NULL;
 }
 
+int aj_sql_result(aj_stmt stmt)
+{
+    switch (stmt) {
+    case AJ_Q_CREATE:
+    case AJ_Q_STAGE:
+    case AJ_Q_BATCH_INSERT: return AJ_RESULT_ROWID;
+    case AJ_Q_CLAIM:
+    case AJ_Q_FAIL: return AJ_RESULT_CHANGED;
+    default: return AJ_RESULT_RETURNED;
+    }
+}
+
 /* --- template expansion ------------------------------------------------------ */
 
 /* Is the condition of a {COND:...} block true? */
@@ -169,6 +189,8 @@ static int condition(const char *name, size_t n, int dialect, unsigned shape, in
         value = dialect == AJ_DIALECT_POSTGRES;
     else if (n == 6 && strncmp(name, "sqlite", 6) == 0)
         value = dialect == AJ_DIALECT_SQLITE;
+    else if (n == 1 && name[0] == 'R')
+        value = !(shape & AJ_SQL_LEAN);
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (strlen(flags[i].name) == n && strncmp(name, flags[i].name, n) == 0)
             value = (shape & flags[i].bit) != 0;
@@ -177,13 +199,14 @@ static int condition(const char *name, size_t n, int dialect, unsigned shape, in
 }
 
 /* Expand the macros of `s` (no braces left) into b. */
-static void expand_macros(aj_buf *b, const char *s, size_t n, int pg)
+static void expand_macros(aj_buf *b, const char *s, size_t n, int pg, int lean)
 {
     for (size_t i = 0; i < n;) {
         if (s[i] == '@') {
             if (n - i >= 4 && strncmp(s + i, "@now", 4) == 0) {
-                aj_buf_puts(b, pg ? "(now() AT TIME ZONE 'UTC')"
-                            : "strftime('%Y-%m-%d %H:%M:%f000', 'now')");
+                aj_buf_puts(b, pg     ? "(now() AT TIME ZONE 'UTC')"
+                               : lean ? "acidic_job_now()"
+                                      : "strftime('%Y-%m-%d %H:%M:%f000', 'now')");
                 i += 4;
                 continue;
             }
@@ -213,12 +236,13 @@ int aj_sql_expand(const char *tmpl, int dialect, unsigned shape, char **out)
     if (!tmpl)
         return aj_error_set(AJ_ERROR, "no such statement");
     int pg = dialect == AJ_DIALECT_POSTGRES;
+    int lean = !pg && (shape & AJ_SQL_LEAN);
     aj_buf b = {0};
     const char *s = tmpl;
     while (*s) {
         const char *open = strchr(s, '{');
         size_t plain = open ? (size_t)(open - s) : strlen(s);
-        expand_macros(&b, s, plain, pg);
+        expand_macros(&b, s, plain, pg, lean);
         if (!open)
             break;
         const char *colon = strchr(open, ':');
@@ -235,7 +259,7 @@ int aj_sql_expand(const char *tmpl, int dialect, unsigned shape, char **out)
                                 (int)(colon - open - 1), open + 1);
         }
         if (on)
-            expand_macros(&b, colon + 1, (size_t)(close - colon - 1), pg);
+            expand_macros(&b, colon + 1, (size_t)(close - colon - 1), pg, lean);
         s = close + 1;
     }
     char *text = NULL;

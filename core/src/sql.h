@@ -6,8 +6,11 @@
  *   {pg:TEXT} {sqlite:TEXT}  only on that dialect
  *   {KC:TEXT} {KU:TEXT}      only when acidic_job_keys has created_at / updated_at
  *   {SC:TEXT} {SU:TEXT}      only when staged_acidic_jobs has created_at / updated_at
+ *   {R:TEXT}                 RETURNING clauses the in-process SQLite driver does without
+ *                            (it reports the row id or the change itself: AJ_RESULT_*)
  *   {!FLAG:TEXT}             only when FLAG is absent
- *   @now                     the database's current UTC time (application timestamps)
+ *   @now                     the current UTC time (application timestamps): the
+ *                            server's on PostgreSQL, the process's on SQLite
  *   @ts(?) @int(?)           a timestamp / integer parameter (PostgreSQL casts it)
  *   @is                      null-safe equality (SQLite IS, PostgreSQL IS NOT DISTINCT FROM)
  * `?` placeholders throughout; PostgreSQL texts get `$1..$n` when expanded.
@@ -22,7 +25,8 @@ enum {
     AJ_SHAPE_KC = 1 << 0, /* acidic_job_keys.created_at */
     AJ_SHAPE_KU = 1 << 1, /* acidic_job_keys.updated_at */
     AJ_SHAPE_SC = 1 << 2, /* staged_acidic_jobs.created_at */
-    AJ_SHAPE_SU = 1 << 3  /* staged_acidic_jobs.updated_at */
+    AJ_SHAPE_SU = 1 << 3, /* staged_acidic_jobs.updated_at */
+    AJ_SQL_LEAN = 1 << 8  /* not a shape: expand for a driver with AJ_DRV_LEAN */
 };
 
 typedef enum aj_stmt {
@@ -32,6 +36,7 @@ typedef enum aj_stmt {
     AJ_Q_FIND_ID,         /* the run of a row id (PostgreSQL: row-locked) */
     AJ_Q_FIND_OR_CREATE,  /* PostgreSQL: find the run of a key, or create it, in one statement */
     AJ_Q_CREATE,          /* a new run's row (SQLite; and a failed first attempt's row) */
+    AJ_Q_KEY_TAKEN,       /* in-process SQLite, before AJ_Q_CREATE: has the key a row? */
     /* steps (run.c) */
     AJ_Q_CLAIM,           /* the one transition of a run's row: compare-and-set on the lock
                              token and recovery point, then the new state */
@@ -62,6 +67,9 @@ typedef enum aj_stmt {
 
 /* The template of a statement. Static storage. */
 const char *aj_sql_template(aj_stmt stmt);
+
+/* The result a lean driver makes up for `stmt` (AJ_RESULT_*). */
+int aj_sql_result(aj_stmt stmt);
 
 /* Expand a template for `dialect` (AJ_DIALECT_*) and the shape bits `shape`, with
  * PostgreSQL placeholders rewritten to `$n`. A heap string in *out (caller frees).

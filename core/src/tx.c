@@ -116,7 +116,14 @@ int aj_tx(aj_store *s, unsigned flags, aj_tx_fn body, aj_tx_settle_fn settle, vo
     int healed = 0;
     int64_t start = aj_now_us();
     for (int tries = 0;;) {
-        tx_call t = {s, flags, body, arg, 0, 0, {0, "", ""}};
+        tx_call t; /* not zeroed as a whole: err is a kilobyte */
+        t.store = s;
+        t.flags = flags;
+        t.body = body;
+        t.arg = arg;
+        t.ran = t.rc = 0;
+        t.err.code = 0;
+        t.err.state[0] = t.err.message[0] = '\0';
         int committed = 0;
         int rc = attempt(s, &t, &committed);
         aj_saved_error err;

@@ -33,6 +33,8 @@ static void step_def_free(aj_step_def *s)
     free(s->name);
 }
 
+static int build_json(const aj_workflow *wf, char **out);
+
 int aj_workflow_add_step(aj_workflow *wf, const char *name, const char *const *awaits,
                          size_t n_awaits)
 {
@@ -73,6 +75,13 @@ int aj_workflow_add_step(aj_workflow *wf, const char *name, const char *const *a
         s.n_awaits = j + 1;
     }
     wf->steps[wf->count++] = s;
+    char *json = NULL;
+    if (build_json(wf, &json)) {
+        wf->count--;
+        goto oom;
+    }
+    free(wf->json);
+    wf->json = json;
     return AJ_OK;
 oom:
     step_def_free(&s);
@@ -110,12 +119,15 @@ void aj_workflow_free(aj_workflow *wf)
     for (size_t i = 0; i < wf->count; i++)
         step_def_free(&wf->steps[i]);
     free(wf->steps);
+    free(wf->json);
     free(wf);
 }
 
 /* --- JSON ------------------------------------------------------------------ */
 
-int aj_workflow_json(const aj_workflow *wf, char **out)
+const char *aj_workflow_json(const aj_workflow *wf) { return wf->json ? wf->json : "{}"; }
+
+static int build_json(const aj_workflow *wf, char **out)
 {
     aj_buf b = {0};
     aj_buf_puts(&b, "{");

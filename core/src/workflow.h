@@ -14,6 +14,7 @@ struct aj_workflow {
     aj_step_def *steps;
     size_t count;
     size_t cap;
+    char *json; /* aj_workflow_json's text, rebuilt by every aj_workflow_add_step */
 };
 
 /* Index of the step named `name`, or -1. */
@@ -23,7 +24,8 @@ long aj_workflow_find(const aj_workflow *wf, const char *name);
 const char *aj_workflow_next(const aj_workflow *wf, size_t i);
 
 /* The workflow as 0.7.0 stores it: {"name": {"does": .., "awaits": [..], "then": ..}}.
- * A heap string (caller frees) in *out; 0 or AJ_ENOMEM. */
-int aj_workflow_json(const aj_workflow *wf, char **out);
+ * Owned by the workflow: built when a step is added, so a finished definition is
+ * read-only and may be shared by threads. */
+const char *aj_workflow_json(const aj_workflow *wf);
 
 #endif

@@ -254,3 +254,64 @@ void test_sqlite_write_lock_held_late(void **state) {
     aj_workflow_free(wf);
     aj_store_free(s);
 }
+
+typedef struct rival {
+    int calls;
+    int rival_rc;
+} rival;
+
+static int rival_step(aj_run *run, const char *step, void *ctx) {
+    (void)ctx;
+    aj_value v = {.type = AJ_TEXT, .text = "rival", .len = 5};
+    (void)step;
+    return aj_store_exec(aj_run_store(run), "INSERT INTO app_log (step) VALUES (?)", &v, 1, NULL);
+}
+
+/* While the first step of a new run is in its callback (before it writes), another worker
+ * creates and finishes a run of the same key. */
+static int raced_step(aj_run *run, const char *step, void *ctx) {
+    rival *r = ctx;
+    if (r->calls++ == 0) {
+        aj_store *other = open_store();
+        aj_workflow *wf = make_wf("a", NULL);
+        aj_run_params p = AJ_RUN_PARAMS_INIT;
+        p.key = "contested";
+        p.job_name = "TestJob";
+        aj_run *o = NULL;
+        r->rival_rc = aj_run_new(&o, other, wf, &p);
+        if (r->rival_rc == AJ_OK) r->rival_rc = aj_run_execute(o, rival_step, NULL);
+        aj_run_free(o);
+        aj_workflow_free(wf);
+        aj_store_free(other);
+    }
+    aj_value v = {.type = AJ_TEXT, .text = step, .len = strlen(step)};
+    return aj_store_exec(aj_run_store(run), "INSERT INTO app_log (step) VALUES (?)", &v, 1, NULL);
+}
+
+/* SQLite writes a new run's row at the end of its first step: when a rival created the key
+ * meanwhile, the step is told (AJ_ELOCKED), its writes are rolled back and the rival's run
+ * is left as it was. */
+void test_sqlite_key_created_during_first_step(void **state) {
+    (void)state;
+    aj_store *s = open_store();
+    create_app_table(s);
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = "contested";
+    p.job_name = "TestJob";
+    aj_run *run = NULL;
+    assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+    rival r = {0, -1};
+    assert_aj(aj_run_step(run, raced_step, &r), AJ_ELOCKED);
+    assert_aj(r.rival_rc, AJ_OK);
+    assert_int_equal(app_rows(s, "rival"), 1);
+    assert_int_equal(app_rows(s, "a"), 0);
+    assert_int_equal(count_rows(s, "acidic_job_keys"), 1);
+    char *rp = key_recovery_point(s, "contested");
+    assert_string_equal(rp, "FINISHED");
+    free(rp);
+    assert_int_equal(key_locked(s, "contested"), 0);
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+}

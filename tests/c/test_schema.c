@@ -147,7 +147,9 @@ void test_timestamps_utc(void **state) {
                          1);
         /* UTC: within ten minutes of SQLite's own UTC clock (Tokyo is nine hours off) */
         assert_int_equal(q_int(s, "SELECT COUNT(*) FROM acidic_job_keys WHERE "
-                                  "abs(julianday(locked_at) - julianday('now')) * 1440 < 10",
+                                  "abs(julianday(locked_at) - julianday('now')) * 1440 < 10 "
+                                  "AND abs(julianday(created_at) - julianday('now')) * 1440 < 10 "
+                                  "AND abs(julianday(updated_at) - julianday('now')) * 1440 < 10",
                                NULL, NULL),
                          1);
     } else {

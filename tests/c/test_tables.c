@@ -199,3 +199,36 @@ void test_tables_large_arguments(void **state) {
         aj_store_free(s);
     }
 }
+
+/* 0.7.0's unique index is on (key, job name, arguments), so its tables can hold several
+ * rows of one key. The oldest is the key's run, whatever the index order says. */
+void test_tables_oldest_row_of_key(void **state) {
+    (void)state;
+    create_070(1, 0);
+    raw_exec("INSERT INTO acidic_job_keys (idempotency_key, job_name, job_args, last_run_at, "
+             "recovery_point, workflow, created_at, updated_at) VALUES ('twice', 'TestJob', "
+             "'[1]', '2022-01-01 00:00:00', 'FINISHED', NULL, '2022-01-01 00:00:00', "
+             "'2022-01-01 00:00:00')");
+    raw_exec("INSERT INTO acidic_job_keys (idempotency_key, job_name, job_args, last_run_at, "
+             "recovery_point, workflow, created_at, updated_at) VALUES ('twice', 'TestJob', "
+             "'[0]', '2022-01-02 00:00:00', 'a', NULL, '2022-01-02 00:00:00', "
+             "'2022-01-02 00:00:00')");
+    aj_store *s = open_store();
+    /* the first row ([1], finished) is the run: nothing to do; the second ([0], sorted
+     * first by the index) would have been a mismatch */
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = "twice";
+    p.job_name = "TestJob";
+    p.args = "[1]";
+    p.args_len = 3;
+    aj_run *run = NULL;
+    assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+    script sc = {0};
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    assert_string_equal(script_calls(&sc), "");
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+}

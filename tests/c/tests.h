@@ -74,6 +74,7 @@
     X(test_tables_cleaned)               \
     X(test_tables_newer_refused)         \
     X(test_tables_large_arguments)       \
+    X(test_tables_oldest_row_of_key)     \
     /* test_misuse.c */                  \
     X(test_misuse_step_transaction_control) \
     X(test_misuse_step_commits_natively) \
@@ -90,10 +91,14 @@
 
 /* SQLite only. */
 #define AJ_SQLITE_TEST_LIST(X)           \
+    /* test_util.c (no database: once) */ \
+    X(test_format_time_matches_libc)     \
+    X(test_lean_statements)              \
     X(test_sqlite_options)               \
     X(test_sqlite_busy)                  \
     /* test_faults.c */                  \
-    X(test_sqlite_write_lock_held_late)
+    X(test_sqlite_write_lock_held_late)  \
+    X(test_sqlite_key_created_during_first_step)
 
 /* PostgreSQL only. */
 #define AJ_PG_TEST_LIST(X)               \
