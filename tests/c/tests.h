@@ -42,6 +42,7 @@
     X(test_drain)                        \
     X(test_enqueue_rejected_left_for_drain) \
     X(test_store_exec)                   \
+    X(test_stage_deferred_many)          \
     /* test_await.c */                   \
     X(test_await_countdown)              \
     X(test_await_misuse)                 \
