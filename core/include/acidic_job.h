@@ -592,6 +592,34 @@ AJ_EXTERN aj_store *aj_run_store(const aj_run *run);
  * bug: bindings refuse it. NULL is ignored. */
 AJ_EXTERN void aj_run_free(aj_run *run);
 
+/* ------------------------------------------------------------------------ */
+/* Operator operations                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* An error document as the core reads it: as text, never instantiating anything, so a
+ * console without the application's classes reads it. Understood forms: YAML that
+ * starts with "---" (Ruby: `--- !ruby/exception:Stripe::CardError` with `message:` and
+ * `backtrace:`; any mapping with `class:` and `message:`), JSON ({"class": ...,
+ * "message": ..., "backtrace" or "traceback": [...] or "..."}); anything else is the
+ * message itself (format "text"). A truncated document yields what it holds. */
+#define AJ_ADMIN_ERROR_VERSION 1
+typedef struct aj_admin_error {
+    unsigned int version;
+    const char *format;            /* "yaml", "json" or "text" */
+    const char *class_name;        /* NULL: the document names no class */
+    const char *message;           /* the whole message (may span lines); NULL: none */
+    const char *summary;           /* one line: "Class: message" (folded and cut as
+                                      aj_admin_run.error_message); never NULL */
+    size_t backtrace_count;
+    const char *const *backtrace;  /* its first lines (at most 10) */
+} aj_admin_error;
+
+/* Read an error document (`len` bytes; it need not be valid UTF-8). On success *out is
+ * owned by the caller: aj_admin_error_free. Only AJ_EINVALID (NULL with a length, NULL
+ * out) or AJ_ENOMEM: any content reads. For the language layers' error summaries. */
+AJ_EXTERN int aj_admin_error_parse(aj_admin_error **out, const char *doc, size_t len);
+AJ_EXTERN void aj_admin_error_free(aj_admin_error *error);
+
 #ifdef __cplusplus
 }
 #endif
