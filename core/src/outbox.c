@@ -31,11 +31,12 @@ int aj_outbox_stage(aj_store *store, int64_t run_id, int64_t batch_id, const cha
                                     payload_len);
     char now[32];
     aj_format_time(aj_now_us(), now);
-    aj_value params[5] = {aj_cstr(adapter), aj_cstr(job_name),
+    aj_value params[6] = {aj_cstr(adapter), aj_cstr(job_name),
                           aj_text(payload ? payload : "", payload_len),
-                          batch_id ? aj_int(batch_id) : aj_null(), aj_cstr(now)};
+                          batch_id ? aj_int(batch_id) : aj_null(), aj_cstr(now),
+                          run_id ? aj_int(run_id) : aj_null()};
     aj_rows rows = {0};
-    int rc = aj_store_x(store, AJ_Q_STAGE, params, 5, &rows);
+    int rc = aj_store_x(store, AJ_Q_STAGE, params, 6, &rows);
     int64_t new_id = rc ? 0 : aj_rows_int(&rows, 0, 0);
     aj_rows_clear(&rows);
     if (rc)

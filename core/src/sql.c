@@ -68,10 +68,12 @@ static const char *const templates[AJ_Q_COUNT] = {
 
     [AJ_Q_WRITE_LOCK] = "UPDATE acidic_job_keys SET id = id WHERE 0 = 1",
 
+    /* key_id names the run that staged the job, for operators (aj_admin_show) only:
+     * nothing the core decides reads it (decision 013). */
     [AJ_Q_STAGE] =
-        "INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, batch_id, delivered_at"
-        "{SC:, created_at}{SU:, updated_at}) VALUES (?, ?, ?, @int(?), @ts(?){SC:, @now}{SU:, @now})"
-        " RETURNING id",
+        "INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, batch_id, delivered_at,"
+        " key_id{SC:, created_at}{SU:, updated_at}) VALUES (?, ?, ?, @int(?), @ts(?), @int(?)"
+        "{SC:, @now}{SU:, @now}) RETURNING id",
 
     [AJ_Q_STAGED_DELETE] = "DELETE FROM staged_acidic_jobs WHERE id = ? RETURNING batch_id",
 
@@ -438,7 +440,8 @@ static const char *const sqlite_create_staged[] = {
     "CREATE TABLE IF NOT EXISTS staged_acidic_jobs ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, adapter varchar NOT NULL,"
     " job_name varchar NOT NULL, job_args text, created_at datetime(6) NOT NULL,"
-    " updated_at datetime(6) NOT NULL, batch_id integer, delivered_at datetime(6))",
+    " updated_at datetime(6) NOT NULL, batch_id integer, delivered_at datetime(6),"
+    " key_id integer)",
     NULL};
 
 static const char *const pg_create_staged[] = {
@@ -447,7 +450,7 @@ static const char *const pg_create_staged[] = {
     " job_name character varying NOT NULL, job_args text,"
     " created_at timestamp(6) without time zone NOT NULL,"
     " updated_at timestamp(6) without time zone NOT NULL,"
-    " batch_id bigint, delivered_at timestamp(6) without time zone)",
+    " batch_id bigint, delivered_at timestamp(6) without time zone, key_id bigint)",
     NULL};
 
 static const char *const sqlite_create_batches[] = {
@@ -502,5 +505,6 @@ const aj_column aj_added_columns[] = {
     {'k', "resume_args", "text", "text"},
     {'s', "batch_id", "integer", "bigint"},
     {'s', "delivered_at", "datetime(6)", "timestamp(6) without time zone"},
+    {'s', "key_id", "integer", "bigint"},
 };
 const size_t aj_added_columns_count = sizeof aj_added_columns / sizeof aj_added_columns[0];
