@@ -60,6 +60,23 @@
     X(test_step_sql_error)               \
     X(test_inline_queue)                 \
     X(test_fail_after_takeover)          \
+    /* test_admin.c */                   \
+    X(test_admin_state_names)            \
+    X(test_admin_list_filters)           \
+    X(test_admin_list_paging)            \
+    X(test_admin_show_json)              \
+    X(test_admin_show_070_yaml)          \
+    X(test_admin_show_awaiting)          \
+    X(test_admin_retry)                  \
+    X(test_admin_reset_reruns_steps)     \
+    X(test_admin_refuses_live_lock)      \
+    X(test_admin_unlock)                 \
+    X(test_admin_discard)                \
+    X(test_admin_bulk_retry_1000)        \
+    X(test_admin_bulk_forms)             \
+    X(test_admin_prune)                  \
+    X(test_admin_stats)                  \
+    X(test_admin_error_documents)        \
     /* test_input.c */                   \
     X(test_null_arguments)               \
     X(test_nul_bytes_in_documents)       \
