@@ -116,7 +116,8 @@ static void lock_cutoff(const aj_store *s, char buf[32])
     aj_format_time(aj_add_ms(aj_now_us(), -s->opts.lock_timeout_ms), buf);
 }
 
-/* A time column: microseconds (PostgreSQL's @us) or text (SQLite's); 0 for NULL. */
+/* A time column: microseconds (PostgreSQL's @us, which a host may hand back as text)
+ * or a timestamp's text (SQLite's); 0 for NULL. */
 static int64_t cell_us(const aj_rows *rows, size_t r, size_t c)
 {
     const aj_value *v = aj_rows_cell(rows, r, c);
@@ -124,8 +125,13 @@ static int64_t cell_us(const aj_rows *rows, size_t r, size_t c)
         return 0;
     if (v->type == AJ_INT)
         return v->integer;
+    const char *text = aj_rows_text(rows, r, c, NULL);
     int64_t us = 0;
-    return aj_parse_time(aj_rows_text(rows, r, c, NULL), &us) == 0 ? us : 0;
+    if (text && aj_parse_time(text, &us) == 0)
+        return us;
+    return text && strspn(text + (*text == '-'), "0123456789") == strlen(text + (*text == '-'))
+               ? strtoll(text, NULL, 10)
+               : 0;
 }
 
 static char *cell_copy(aj_arena *a, const aj_rows *rows, size_t r, size_t c, size_t *len)

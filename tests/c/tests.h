@@ -20,6 +20,7 @@
     X(test_borrow_host)                  \
     X(test_borrow_awaits)                \
     X(test_borrow_ack_joins_step)        \
+    X(test_borrow_admin)                 \
     /* test_workflow.c */                \
     X(test_workflow_definition)          \
     X(test_workflow_empty)               \
