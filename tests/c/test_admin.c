@@ -1443,3 +1443,67 @@ void test_admin_error_documents(void **state) {
     aj_admin_error_free(e);
     aj_admin_error_free(NULL);
 }
+
+/* Tables an application made without timestamps: "updated" is last_run_at, and no
+ * statement names a column the tables lack. */
+void test_admin_tables_without_timestamps(void **state) {
+    (void)state;
+    if (g_db == DB_SQLITE) {
+        raw_exec("CREATE TABLE acidic_job_keys (id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,"
+                 " idempotency_key varchar NOT NULL, job_name varchar NOT NULL, job_args text,"
+                 " last_run_at datetime(6) DEFAULT CURRENT_TIMESTAMP NOT NULL,"
+                 " locked_at datetime(6), recovery_point varchar NOT NULL, error_object text,"
+                 " attr_accessors text, workflow text)");
+        raw_exec("CREATE TABLE staged_acidic_jobs (id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,"
+                 " adapter varchar NOT NULL, job_name varchar NOT NULL, job_args text)");
+    } else {
+        raw_exec("CREATE TABLE acidic_job_keys (id bigserial PRIMARY KEY,"
+                 " idempotency_key varchar NOT NULL, job_name varchar NOT NULL, job_args text,"
+                 " last_run_at timestamp(6) DEFAULT CURRENT_TIMESTAMP NOT NULL,"
+                 " locked_at timestamp(6), recovery_point varchar NOT NULL, error_object text,"
+                 " attr_accessors text, workflow text)");
+        raw_exec("CREATE TABLE staged_acidic_jobs (id bigserial PRIMARY KEY,"
+                 " adapter varchar NOT NULL, job_name varchar NOT NULL, job_args text)");
+    }
+    aj_store *s = open_store();
+    counter enq = {0};
+    aj_store_set_enqueue(s, count_enqueue, &enq);
+    aj_workflow *wf = zoo_wf();
+    fail_key(s, wf, "bare", "BareJob", "b", ruby_error);
+    script st = {.stage_at = "a", .n_stage = 1};
+    assert_aj(run_key(s, wf, "staged", "BareJob", &st), AJ_OK);
+    int64_t now = now_us();
+    aj_admin_filter f = AJ_ADMIN_FILTER_INIT;
+    f.updated_since_us = now - HOUR_US;
+    aj_admin_page *page = NULL;
+    assert_aj(aj_admin_list(s, &f, &page), AJ_OK);
+    assert_int_equal(page->count, 2);
+    const aj_admin_run *r = page->runs[0];
+    assert_int_equal(r->created_at_us, 0);
+    assert_int_equal(r->updated_at_us, r->last_run_at_us);
+    assert_true(r->last_run_at_us > now - HOUR_US);
+    assert_string_equal(r->error_class, "Stripe::CardError");
+    aj_admin_page_free(page);
+    aj_admin_detail *d = NULL;
+    assert_aj(aj_admin_show(s, "staged", 0, &d), AJ_OK);
+    assert_int_equal(d->n_staged, 1);
+    assert_int_equal(d->staged[0]->created_at_us, 0);
+    aj_admin_detail_free(d);
+    assert_aj(aj_admin_retry(s, "bare", 0, 0), AJ_OK);
+    assert_int_equal(enq.n, 2);
+    assert_aj(aj_admin_discard(s, "bare", 0, 0), AJ_OK);
+    aj_admin_stats *stats = NULL;
+    assert_aj(aj_admin_stats_read(s, &stats), AJ_OK);
+    assert_int_equal(stats->total, 2);
+    assert_int_equal(stats->oldest_staged->created_at_us, 0);
+    aj_admin_stats_free(stats);
+    set_time(s, "last_run_at", "bare", now - 48 * HOUR_US);
+    f = (aj_admin_filter)AJ_ADMIN_FILTER_INIT;
+    f.updated_before_us = now - 24 * HOUR_US;
+    size_t deleted = 0;
+    assert_aj(aj_admin_prune(s, &f, NULL, NULL, &deleted), AJ_OK);
+    assert_int_equal(deleted, 1);
+    assert_int_equal(count_rows(s, "acidic_job_keys"), 1);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+}

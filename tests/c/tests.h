@@ -78,6 +78,7 @@
     X(test_admin_prune)                  \
     X(test_admin_stats)                  \
     X(test_admin_error_documents)        \
+    X(test_admin_tables_without_timestamps) \
     /* test_input.c */                   \
     X(test_null_arguments)               \
     X(test_nul_bytes_in_documents)       \
