@@ -289,12 +289,13 @@ static int resolve_run(aj_store *s, const char *key, int64_t run_id, int64_t *id
     int rc = aj_store_x(s, AJ_Q_ADMIN_FIND_KEY, &k, 1, &rows);
     if (rc == AJ_OK && rows.nrows == 0)
         rc = aj_error_set(AJ_ENOTFOUND, "no run has the idempotency key \"%s\"", key);
-    else if (rc == AJ_OK && rows.nrows > 1)
+    else if (rc == AJ_OK && rows.nrows > 1) {
+        const char *job0 = aj_rows_text(&rows, 0, 1, NULL), *job1 = aj_rows_text(&rows, 1, 1, NULL);
         rc = aj_error_set(AJ_EINVALID, "the idempotency key \"%s\" names more than one run "
                           "(id %lld of job %s, id %lld of job %s, ...): name the run by its id",
-                          key, (long long)aj_rows_int(&rows, 0, 0),
-                          aj_rows_text(&rows, 0, 1, NULL), (long long)aj_rows_int(&rows, 1, 0),
-                          aj_rows_text(&rows, 1, 1, NULL));
+                          key, (long long)aj_rows_int(&rows, 0, 0), job0 ? job0 : "?",
+                          (long long)aj_rows_int(&rows, 1, 0), job1 ? job1 : "?");
+    }
     else if (rc == AJ_OK)
         *id = aj_rows_int(&rows, 0, 0);
     aj_rows_clear(&rows);
