@@ -88,8 +88,11 @@ typedef enum aj_code {
     AJ_EDUPLICATE_STEP = -11,       /* two steps with one name */
     AJ_ESTEP = -12,                 /* the step callback reported a failure */
     AJ_ENOTFOUND = -13,             /* no such run or staged job */
-    AJ_ESCHEMA = -14                /* the tables cannot serve this call: written by a newer
+    AJ_ESCHEMA = -14,               /* the tables cannot serve this call: written by a newer
                                        acidic_job, or an index that cannot hold the value */
+    AJ_ESTATE = -15                 /* an operator action that does not apply to the run as
+                                       it is (retry of a finished run, unlock of an unlocked
+                                       one); nothing was changed */
 } aj_code;
 
 typedef struct aj_error {
@@ -603,6 +606,353 @@ AJ_EXTERN aj_store *aj_run_store(const aj_run *run);
  * possible here, so freeing a run from inside its own step callback is the caller's
  * bug: bindings refuse it. NULL is ignored. */
 AJ_EXTERN void aj_run_free(aj_run *run);
+
+/* ------------------------------------------------------------------------ */
+/* Operator operations                                                       */
+/* ------------------------------------------------------------------------ */
+/*
+ * What the engineer on call needs, once, for every language layer, CLI and dashboard
+ * (decision 013): see every run (aj_admin_list, aj_admin_show, aj_admin_stats_read), read
+ * its error and attributes without the application's classes, and act on it
+ * (aj_admin_retry, aj_admin_reset, aj_admin_unlock, aj_admin_discard, their bulk form
+ * aj_admin_bulk, and aj_admin_prune) without racing a live worker.
+ *
+ * Reading: each call reads in one transaction of its own (through the host's
+ * `atomically` hook on a borrowed store). Results are library-allocated structs that
+ * start with `version` (the fields that exist) and only grow at the end; arrays of them
+ * are arrays of pointers. Everything a result points to is owned by it and freed with
+ * its _free function. Documents are handed out raw (as stored); what the core reads
+ * out of them (error class, message, backtrace, steps) is valid UTF-8 without NUL
+ * bytes or control characters other than tab and line feed.
+ *
+ * Acting: every change takes the run's row as a worker does. On PostgreSQL the row is
+ * read FOR UPDATE NOWAIT, so a step in progress on a store the core owns (which holds
+ * its run's row lock for the whole step) makes the action fail at once with
+ * AJ_ELOCKED; on SQLite the action takes the database's write lock first. The update
+ * itself is the claim's compare-and-set (the row must still hold the recovery point
+ * and lock it was read with). A run locked within the lock timeout (AJ_ADMIN_RUNNING)
+ * is refused with AJ_ELOCKED unless AJ_ADMIN_FORCE is given; a forced change makes the
+ * worker's next claim miss, so its step rolls back and writes nothing. Each action is
+ * one transaction; bulk actions and prune work in transactions of a bounded number of
+ * runs, skipping rows another transaction holds (PostgreSQL SKIP LOCKED).
+ *
+ * Runs are named by `run_id` (> 0: that row of acidic_job_keys; `key` may then be NULL,
+ * and must match when given) or by `key` alone. A key that names more than one run
+ * (acidic_job 0.7.0 keyed runs by key, job and arguments) is refused with AJ_EINVALID
+ * listing their ids; AJ_ENOTFOUND when nothing matches. Calls made inside a step are
+ * refused with AJ_EMISUSE.
+ *
+ * Jobs that retry and reset enqueue go the way recovery's do (aj_store_recover): the
+ * run's resume job (aj_run_params.resume_*) is staged in the action's transaction and
+ * handed to the store's enqueue callback after commit; without a callback it waits for
+ * aj_store_drain.
+ */
+
+/* The state of a run as an operator sees it, derived from its row (one bit each, so
+ * filters can combine them). "Live lock" means locked more recently than the store's
+ * lock_timeout_ms: open the operator's store with the workers' lock timeout. */
+typedef enum aj_admin_state {
+    AJ_ADMIN_RUNNING = 1 << 0,   /* locked, lock live: a worker is running it */
+    AJ_ADMIN_STRANDED = 1 << 1,  /* locked, lock expired: its worker died or its queue lost
+                                    the job; recovery hands it back */
+    AJ_ADMIN_FAILED = 1 << 2,    /* an error recorded, unlocked, not finished: recovery or a
+                                    retry resumes it at its recovery point */
+    AJ_ADMIN_DEAD = 1 << 3,      /* failed max_attempts times: never run again until retried */
+    AJ_ADMIN_AWAITING = 1 << 4,  /* waiting for the jobs of a step (an open batch) */
+    AJ_ADMIN_QUEUED = 1 << 5,    /* unlocked, no error, not finished: waiting for its job
+                                    (after a retry, reset or unlock) */
+    AJ_ADMIN_SUCCEEDED = 1 << 6, /* finished without an error */
+    AJ_ADMIN_DISCARDED = 1 << 7  /* finished with an error recorded: discarded by an
+                                    operator (or an acidic_job 0.7.0 row that ended so) */
+} aj_admin_state;
+
+#define AJ_ADMIN_FINISHED (AJ_ADMIN_SUCCEEDED | AJ_ADMIN_DISCARDED)
+#define AJ_ADMIN_ALL_STATES 0xFFu
+
+/* The name of one state ("running", "stranded", "failed", "dead", "awaiting", "queued",
+ * "succeeded", "discarded"), or NULL for anything else. Static storage. */
+AJ_EXTERN const char *aj_admin_state_name(int state);
+
+/* The states a name stands for: one of the names above, or "finished" (succeeded and
+ * discarded), in any letter case. AJ_EINVALID (the message lists the names) otherwise.
+ * For command lines and query parameters: one list of names for every layer. */
+AJ_EXTERN int aj_admin_state_parse(const char *name, unsigned *states);
+
+/* Which runs a call looks at. Times are microseconds since 1970-01-01 UTC; "updated"
+ * is the row's updated_at (last_run_at on tables without that column). */
+#define AJ_ADMIN_FILTER_VERSION 1
+typedef struct aj_admin_filter {
+    unsigned int version;      /* AJ_ADMIN_FILTER_VERSION */
+    unsigned states;           /* aj_admin_state bits; 0: every state (bulk actions and
+                                  prune: see there) */
+    const char *job_name;      /* exactly this job; NULL: every job */
+    const char *key_prefix;    /* keys that start with these bytes; NULL: every key */
+    int64_t updated_before_us; /* updated before this time ("--older-than 1h": now - 1 h);
+                                  0: no bound */
+    int64_t updated_since_us;  /* updated at or after this time; 0: no bound */
+    int64_t after_id;          /* the cursor: only runs past this id (see descending);
+                                  0: from the first */
+    int descending;            /* aj_admin_list: 1 for the newest runs (highest ids) first,
+                                  runs below after_id; 0: ascending, above after_id */
+    size_t limit;              /* runs per page (aj_admin_list) or per transaction (bulk
+                                  actions, prune); 0: 50 for a page, 100 for a transaction;
+                                  at most 1000 */
+} aj_admin_filter;
+
+#define AJ_ADMIN_FILTER_INIT {AJ_ADMIN_FILTER_VERSION, 0, NULL, NULL, 0, 0, 0, 0, 0}
+
+/* One run, as a list shows it. Times are microseconds since 1970-01-01 UTC; 0: none. */
+#define AJ_ADMIN_RUN_VERSION 1
+typedef struct aj_admin_run {
+    unsigned int version;       /* AJ_ADMIN_RUN_VERSION: the fields that exist */
+    int64_t id;                 /* the row of acidic_job_keys */
+    const char *key;            /* the idempotency key */
+    const char *job_name;
+    int state;                  /* one aj_admin_state */
+    const char *recovery_point; /* the step it resumes at, or "FINISHED" */
+    int attempts;               /* acquisitions so far (0 for rows older than acidic_job 0.9) */
+    int64_t locked_at_us;       /* 0: unlocked */
+    const char *locked_by;      /* "host:pid" of the lock's holder; NULL: unknown or unlocked */
+    const char *error_class;    /* the recorded error's class; NULL: none or not named */
+    const char *error_message;  /* its message on one line (white space folded, at most 300
+                                   bytes and "…"; "" when the document names a class
+                                   only); NULL: no error */
+    int64_t updated_at_us;      /* its last change (updated_at, else last_run_at) */
+    int64_t created_at_us;      /* 0 on tables without created_at */
+    int64_t last_run_at_us;     /* its last acquisition */
+    int64_t recover_at_us;      /* when recovery looks at it next; 0: never */
+    int64_t dead_at_us;         /* when it was marked dead; 0: not dead */
+    int64_t awaiting_batch_id;  /* the batch it awaits; 0: none */
+} aj_admin_run;
+
+/* A page of runs, in id order (descending when asked). */
+#define AJ_ADMIN_PAGE_VERSION 1
+typedef struct aj_admin_page {
+    unsigned int version;
+    size_t count;
+    const aj_admin_run *const *runs;
+    int64_t next_cursor; /* pass as after_id for the next page; 0: this is the last page */
+} aj_admin_page;
+
+/* List the runs `filter` selects (NULL: every run, first page), one page at a time:
+ * keyset paging on the run id, so a page costs the same at any depth and runs added
+ * meanwhile are neither skipped nor repeated. The error class and message of each run
+ * are read from the first 16 KB of its error document. On success *out is owned by the
+ * caller: aj_admin_page_free. AJ_EINVALID for a bad filter. */
+AJ_EXTERN int aj_admin_list(aj_store *store, const aj_admin_filter *filter,
+                            aj_admin_page **out);
+AJ_EXTERN void aj_admin_page_free(aj_admin_page *page);
+
+/* An error document as the core reads it: as text, never instantiating anything, so a
+ * console without the application's classes reads it. Understood forms: YAML that
+ * starts with "---" (Ruby: `--- !ruby/exception:Stripe::CardError` with `message:` and
+ * `backtrace:`; any mapping with `class:` and `message:`), JSON ({"class": ...,
+ * "message": ..., "backtrace" or "traceback": [...] or "..."}); anything else is the
+ * message itself (format "text"). A truncated document yields what it holds. */
+#define AJ_ADMIN_ERROR_VERSION 1
+typedef struct aj_admin_error {
+    unsigned int version;
+    const char *format;            /* "yaml", "json" or "text" */
+    const char *class_name;        /* NULL: the document names no class */
+    const char *message;           /* the whole message (may span lines); NULL: none */
+    const char *summary;           /* one line: "Class: message" (folded and cut as
+                                      aj_admin_run.error_message); never NULL */
+    size_t backtrace_count;
+    const char *const *backtrace;  /* its first lines (at most 10) */
+} aj_admin_error;
+
+/* Read an error document (`len` bytes; it need not be valid UTF-8). On success *out is
+ * owned by the caller: aj_admin_error_free. Only AJ_EINVALID (NULL with a length, NULL
+ * out) or AJ_ENOMEM: any content reads. For the language layers' error summaries. */
+AJ_EXTERN int aj_admin_error_parse(aj_admin_error **out, const char *doc, size_t len);
+AJ_EXTERN void aj_admin_error_free(aj_admin_error *error);
+
+/* A step of a run's recorded workflow, by its position relative to the recovery point
+ * (a run that jumped with aj_run_goto may have run steps shown as pending). */
+typedef enum aj_admin_step_state {
+    AJ_ADMIN_STEP_DONE = 1,    /* before the recovery point (every step of a finished run) */
+    AJ_ADMIN_STEP_CURRENT = 2, /* the recovery point: running, failed or next */
+    AJ_ADMIN_STEP_PENDING = 3  /* after it */
+} aj_admin_step_state;
+
+#define AJ_ADMIN_STEP_VERSION 1
+typedef struct aj_admin_step {
+    unsigned int version;
+    const char *name;
+    int state;                  /* an aj_admin_step_state */
+    size_t n_awaits;
+    const char *const *awaits;  /* the jobs the step awaits */
+} aj_admin_step;
+
+/* A staged job (a row of staged_acidic_jobs: not acknowledged yet). */
+#define AJ_ADMIN_STAGED_VERSION 1
+typedef struct aj_admin_staged {
+    unsigned int version;
+    int64_t id;
+    const char *adapter;
+    const char *job_name;
+    const char *payload;        /* raw */
+    size_t payload_len;
+    int64_t run_id;             /* the run that staged it (0: staged before acidic_job 0.9) */
+    int64_t batch_id;           /* the batch it belongs to (an awaited job); 0: none */
+    int64_t created_at_us;      /* 0 on tables without created_at */
+    int64_t delivered_at_us;    /* last handed to the queue; 0: never */
+} aj_admin_staged;
+
+/* A batch of awaited jobs (a row of acidic_job_batches: open until its last job is
+ * acknowledged). */
+#define AJ_ADMIN_BATCH_VERSION 1
+typedef struct aj_admin_batch {
+    unsigned int version;
+    int64_t id;
+    int64_t run_id;              /* the run that awaits it */
+    const char *step;            /* the step that staged it */
+    int64_t remaining;           /* jobs not acknowledged yet */
+    const char *continuation_adapter;  /* the job that resumes the run; NULL: none */
+    const char *continuation_job_name;
+    int64_t created_at_us;
+    int64_t updated_at_us;
+} aj_admin_batch;
+
+/* One run in full. Documents are raw, as stored (pretty-printing is the bindings'). */
+#define AJ_ADMIN_DETAIL_VERSION 1
+typedef struct aj_admin_detail {
+    unsigned int version;
+    const aj_admin_run *run;       /* its row, as aj_admin_list shows it */
+    const char *job_args;          /* NULL: none */
+    size_t job_args_len;
+    const char *attributes;        /* the attribute document; NULL: none */
+    size_t attributes_len;
+    const char *workflow;          /* the workflow document; NULL: not recorded */
+    size_t workflow_len;
+    size_t n_steps;                /* 0 when the workflow is missing or unreadable */
+    const aj_admin_step *const *steps;
+    const char *error_document;    /* NULL: no error */
+    size_t error_document_len;
+    const aj_admin_error *error;   /* the error read out of it; NULL: no error */
+    size_t n_staged;               /* its staged jobs, in id order (at most 1000) */
+    const aj_admin_staged *const *staged;
+    const aj_admin_batch *batch;   /* the open batch it awaits; NULL: none */
+    const char *resume_adapter;    /* how retry and recovery enqueue it; NULL: they cannot */
+    const char *resume_job_name;
+    const char *resume_payload;
+    size_t resume_payload_len;
+} aj_admin_detail;
+
+/* One run in full: its row, its steps (from the recorded workflow) with which are
+ * done, current and pending, its documents, its error read out, its staged jobs (those
+ * it staged, its awaited jobs, the resume jobs recovery and retries staged) and its
+ * open batch. On success *out is owned by the caller: aj_admin_detail_free. */
+AJ_EXTERN int aj_admin_show(aj_store *store, const char *key, int64_t run_id,
+                            aj_admin_detail **out);
+AJ_EXTERN void aj_admin_detail_free(aj_admin_detail *detail);
+
+/* Flags of the actions. */
+enum {
+    AJ_ADMIN_FORCE = 1 << 0,     /* act on a run whose lock is live (AJ_ADMIN_RUNNING):
+                                    the operator knows its worker is dead */
+    AJ_ADMIN_NO_ENQUEUE = 1 << 1 /* retry, reset: change the row but stage no job (the
+                                    caller enqueues the run itself, e.g. a 0.7.0 row
+                                    without a resume description) */
+};
+
+/* Retry a failed, dead, stranded or queued run: clear its error and dead mark, reset
+ * its attempts to 0, release its lock, and enqueue its resume job (unless
+ * AJ_ADMIN_NO_ENQUEUE). It resumes at its recovery point. AJ_ESTATE for a finished or
+ * awaiting run, or (without AJ_ADMIN_NO_ENQUEUE) one without a resume description;
+ * AJ_ELOCKED for a live lock (see AJ_ADMIN_FORCE). */
+AJ_EXTERN int aj_admin_retry(aj_store *store, const char *key, int64_t run_id,
+                             unsigned flags);
+
+/* Move a run's recovery point to `step`, back or forward, and enqueue it as a retry
+ * does (error, dead mark, attempts and lock cleared; a finished run runs again from
+ * there; an awaiting run stops awaiting, and its batch's jobs no longer resume it).
+ * Steps from `step` on run again, with their writes, exactly as on a first run; the
+ * attributes stay as the last committed step left them. AJ_EUNKNOWN_RECOVERY_POINT when
+ * `step` is not a step of the run's recorded workflow (or none is recorded), AJ_ELOCKED
+ * for a live lock (see AJ_ADMIN_FORCE), AJ_ESTATE without a resume description (see
+ * AJ_ADMIN_NO_ENQUEUE). */
+AJ_EXTERN int aj_admin_reset(aj_store *store, const char *key, int64_t run_id,
+                             const char *step, unsigned flags);
+
+/* Release the lock of a run whose worker is dead (AJ_ADMIN_STRANDED). Nothing is
+ * enqueued here: the run is due for recovery at once, so the next aj_store_recover
+ * hands it back to its queue (or retry it). AJ_ELOCKED for a live lock unless
+ * AJ_ADMIN_FORCE, AJ_ESTATE for a run that is not locked. */
+AJ_EXTERN int aj_admin_unlock(aj_store *store, const char *key, int64_t run_id,
+                              unsigned flags);
+
+/* Mark a run finished and failed so that it never runs again, keeping its row: its
+ * recovery point becomes "FINISHED", its lock, batch and recovery time are cleared, and
+ * an error is recorded when it had none ({"class":"acidic_job.Discarded",...}).
+ * AJ_ESTATE for a finished run, AJ_ELOCKED for a live lock unless AJ_ADMIN_FORCE. */
+AJ_EXTERN int aj_admin_discard(aj_store *store, const char *key, int64_t run_id,
+                               unsigned flags);
+
+/* Progress of a long call: `done` runs of about `total` (counted when the call began),
+ * after each committed transaction that handled runs (and at least once). Return 0 to
+ * go on, anything else to stop there (the call then returns AJ_OK with what was done). */
+typedef int (*aj_admin_progress_fn)(void *ctx, size_t done, size_t total);
+
+typedef enum aj_admin_action {
+    AJ_ADMIN_RETRY = 1,
+    AJ_ADMIN_RESET = 2,
+    AJ_ADMIN_UNLOCK = 3,
+    AJ_ADMIN_DISCARD = 4
+} aj_admin_action;
+
+/* Apply an action to every run `filter` selects ("retry --all --job X --state failed"),
+ * in id order, in transactions of filter->limit runs; rows a live transaction holds are
+ * passed over. `step` is the target of AJ_ADMIN_RESET (else NULL). filter->states 0
+ * means failed and dead runs (stranded ones for AJ_ADMIN_UNLOCK); states the action
+ * never applies to are AJ_EINVALID (running ones need AJ_ADMIN_FORCE). Runs the action
+ * refuses (see the single-run calls) are skipped, not errors. *changed and *skipped
+ * (may be NULL) count them; `progress` (may be NULL, see aj_admin_progress_fn) gets
+ * done = changed + skipped. filter->after_id starts the walk past that id; descending
+ * does not apply. A failure stops the call; the transactions before it stay committed
+ * (their counts are set). */
+AJ_EXTERN int aj_admin_bulk(aj_store *store, int action, const char *step,
+                            const aj_admin_filter *filter, unsigned flags,
+                            aj_admin_progress_fn progress, void *ctx, size_t *changed,
+                            size_t *skipped);
+
+/* Delete finished runs (their rows) that `filter` selects, in transactions of
+ * filter->limit rows: retention ("prune --finished-before 7d" is updated_before_us =
+ * now - 7 days). filter->updated_before_us is required; filter->states must be 0
+ * (finished runs) or name finished states only. Staged jobs are kept. *deleted (may be
+ * NULL) counts the rows deleted, also when a later transaction fails. */
+AJ_EXTERN int aj_admin_prune(aj_store *store, const aj_admin_filter *filter,
+                             aj_admin_progress_fn progress, void *ctx, size_t *deleted);
+
+/* How many runs of one job (or of every job: job_name NULL) are in one state. */
+#define AJ_ADMIN_COUNT_VERSION 1
+typedef struct aj_admin_count {
+    unsigned int version;
+    const char *job_name; /* NULL in aj_admin_stats.states */
+    int state;            /* one aj_admin_state */
+    size_t count;
+} aj_admin_count;
+
+#define AJ_ADMIN_STATS_VERSION 1
+typedef struct aj_admin_stats {
+    unsigned int version;
+    size_t total;                          /* runs */
+    size_t n_states;                       /* per state with runs, in aj_admin_state order */
+    const aj_admin_count *const *states;
+    size_t n_jobs;                         /* per job name and state with runs, by job name */
+    const aj_admin_count *const *jobs;
+    const aj_admin_run *oldest_stranded;   /* the run stranded longest; NULL: none */
+    size_t staged_backlog;                 /* staged jobs not acknowledged */
+    const aj_admin_staged *oldest_staged;  /* the oldest of them; NULL: none */
+    size_t open_batches;
+    const aj_admin_batch *oldest_batch;    /* the oldest open batch; NULL: none */
+} aj_admin_stats;
+
+/* Counts by state and job, the oldest stranded run, the staged backlog and its oldest
+ * row, and the open batches. Each figure scans its table (no index serves a count by
+ * state). On success *out is owned by the caller: aj_admin_stats_free. */
+AJ_EXTERN int aj_admin_stats_read(aj_store *store, aj_admin_stats **out);
+AJ_EXTERN void aj_admin_stats_free(aj_admin_stats *stats);
 
 #ifdef __cplusplus
 }

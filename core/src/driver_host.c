@@ -45,6 +45,7 @@ static const char *infer_state(const char *msg)
         {"could not serialize access", "40001"},
         {"deadlock detected", "40P01"},
         {"index row size", "54000"},
+        {"could not obtain lock on row", "55P03"},
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strstr(msg, known[i].needle))

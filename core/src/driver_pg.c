@@ -339,7 +339,12 @@ static int send_call(aj_pg *c, const aj_call *call, pg_step *steps, int *nsteps)
     int n = (int)call->nparams;
     if (c->owned && call->sql->slot >= 0) {
         pg_slot *slot = slot_for(c, call->sql);
-        if (!slot->prepared) {
+        /* A slot counts as prepared once the pipeline's results are read: an earlier
+         * call of this pipeline may already carry its PREPARE (several staged jobs). */
+        int sending = 0;
+        for (int k = 0; k < *nsteps && !sending; k++)
+            sending = steps[k].kind == K_PREPARE && steps[k].slot == slot;
+        if (!slot->prepared && !sending) {
             if (!PQsendPrepare(c->pg, slot->name, text, n, NULL))
                 return pg_fail(c, NULL, "PREPARE");
             steps[(*nsteps)++] = (pg_step){K_PREPARE, call, slot};

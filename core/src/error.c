@@ -99,6 +99,7 @@ const char *aj_code_name(int code)
     case AJ_ESTEP: return "AJ_ESTEP";
     case AJ_ENOTFOUND: return "AJ_ENOTFOUND";
     case AJ_ESCHEMA: return "AJ_ESCHEMA";
+    case AJ_ESTATE: return "AJ_ESTATE";
     default: return "AJ_UNKNOWN_CODE";
     }
 }

@@ -27,21 +27,22 @@ int aj_outbox_stage(aj_store *store, int64_t run_id, int64_t batch_id, const cha
                     const char *job_name, const char *payload, size_t payload_len, int64_t *id)
 {
     if (!id) /* inserted with the transaction's last round trip */
-        return aj_store_add_pending(store, 0, batch_id, run_id, adapter, job_name, payload,
-                                    payload_len);
+        return aj_store_add_pending(store, 0, batch_id, run_id, NULL, adapter, job_name,
+                                    payload, payload_len);
     char now[32];
     aj_format_time(aj_now_us(), now);
-    aj_value params[5] = {aj_cstr(adapter), aj_cstr(job_name),
+    aj_value params[6] = {aj_cstr(adapter), aj_cstr(job_name),
                           aj_text(payload ? payload : "", payload_len),
-                          batch_id ? aj_int(batch_id) : aj_null(), aj_cstr(now)};
+                          batch_id ? aj_int(batch_id) : aj_null(), aj_cstr(now),
+                          run_id ? aj_int(run_id) : aj_null()};
     aj_rows rows = {0};
-    int rc = aj_store_x(store, AJ_Q_STAGE, params, 5, &rows);
+    int rc = aj_store_x(store, AJ_Q_STAGE, params, 6, &rows);
     int64_t new_id = rc ? 0 : aj_rows_int(&rows, 0, 0);
     aj_rows_clear(&rows);
     if (rc)
         return rc;
-    if ((rc = aj_store_add_pending(store, new_id, batch_id, run_id, adapter, job_name, payload,
-                                   payload_len)))
+    if ((rc = aj_store_add_pending(store, new_id, batch_id, run_id, NULL, adapter, job_name,
+                                   payload, payload_len)))
         return rc;
     aj_event ev = {0};
     ev.type = AJ_EVENT_STAGED;
@@ -60,6 +61,11 @@ int aj_run_stage(aj_run *run, const char *adapter, const char *job_name, const c
     int rc = aj_run_check_in_step(run, "aj_run_stage");
     if (rc || (rc = aj_outbox_check_job(adapter, job_name, payload, payload_len)))
         return rc;
+    if (run->id == 0 && id && (rc = aj_run_persist(run))) /* the row names the run */
+        return rc;
+    if (run->id == 0) /* a new run's row is written at the end of the step (SQLite) */
+        return aj_store_add_pending(run->store, 0, 0, 0, &run->id, adapter, job_name, payload,
+                                    payload_len);
     return aj_outbox_stage(run->store, run->id, 0, adapter, job_name, payload, payload_len, id);
 }
 

@@ -27,6 +27,8 @@ static int adhoc(aj_store *s, const char *sql, const aj_value *params, size_t n,
     return s->drv->exec(s->conn, &call, 1, 0);
 }
 
+_Static_assert(AJ_Q_ADMIN_FIRST <= AJ_SQL_SLOTS, "a worker statement without a cache slot");
+
 /* (Re-)expand the core's statements for the detected shape. */
 static int expand(aj_store *s, unsigned bits)
 {
@@ -39,7 +41,8 @@ static int expand(aj_store *s, unsigned bits)
             return rc;
         free(s->sql_text[i]);
         s->sql_text[i] = text;
-        s->sql[i] = (aj_sql){i, text, 1, lean ? aj_sql_result((aj_stmt)i) : AJ_RESULT_RETURNED};
+        s->sql[i] = (aj_sql){i < AJ_Q_ADMIN_FIRST ? i : -1, text, 1,
+                             lean ? aj_sql_result((aj_stmt)i) : AJ_RESULT_RETURNED};
     }
     s->shape.bits = bits;
     return AJ_OK;

@@ -17,6 +17,60 @@
     " attr_accessors, workflow, error_object, attempts, locked_by, recover_at, dead_at," \
     " resume_adapter, resume_job_name, resume_args{KC:, created_at}{KU:, updated_at}"
 
+/* The operator's state of a run: the aj_admin_state bits of acidic_job.h (RUNNING 1,
+ * STRANDED 2, FAILED 4, DEAD 8, AWAITING 16, QUEUED 32, SUCCEEDED 64, DISCARDED 128).
+ * One parameter: the lock cutoff (a lock taken after it is live). */
+#define ADMIN_STATE                                                                      \
+    "(CASE WHEN recovery_point = 'FINISHED' THEN"                                        \
+    " (CASE WHEN error_object IS NULL OR error_object = '' THEN 64 ELSE 128 END)"        \
+    " WHEN dead_at IS NOT NULL THEN 8"                                                   \
+    " WHEN locked_at IS NOT NULL THEN (CASE WHEN locked_at > @ts(?) THEN 1 ELSE 2 END)"  \
+    " WHEN awaiting_batch_id IS NOT NULL THEN 16"                                        \
+    " WHEN error_object IS NOT NULL AND error_object <> '' THEN 4 ELSE 32 END)"
+
+/* A run's last change: updated_at, on tables without it last_run_at. */
+#define ADMIN_UPDATED "{KU:COALESCE(updated_at, last_run_at)}{!KU:last_run_at}"
+
+/* What an operator sees of a run (admin.c reads them by these positions); one
+ * parameter, the lock cutoff. The error document is cut to 16 KB: a list needs its
+ * class and message, which come first. */
+#define ADMIN_COLUMNS                                                                    \
+    "id, idempotency_key, job_name, " ADMIN_STATE ", recovery_point, attempts,"         \
+    " @us(locked_at), locked_by, substr(error_object, 1, 16384),"                        \
+    " {KU:@us(COALESCE(updated_at, last_run_at))}{!KU:@us(last_run_at)},"                \
+    " {KC:@us(created_at)}{!KC:NULL}, @us(last_run_at), @us(recover_at), @us(dead_at),"  \
+    " awaiting_batch_id"
+
+/* ADMIN_COLUMNS, then the documents, how to enqueue the run, and locked_at as stored
+ * (the compare-and-set token). */
+#define ADMIN_FULL_COLUMNS                                                               \
+    ADMIN_COLUMNS ", job_args, attr_accessors, workflow, error_object, resume_adapter,"  \
+    " resume_job_name, resume_args, locked_at"
+
+/* aj_admin_filter; parameters, in order: job name (2), key prefix (3), updated before
+ * (2), updated since (2), states, the lock cutoff, states. */
+#define ADMIN_FILTER                                                                     \
+    " (@text(?) IS NULL OR job_name = ?)"                                                \
+    " AND (@text(?) IS NULL OR substr(idempotency_key, 1, length(@text(?))) = ?)"       \
+    " AND (@ts(?) IS NULL OR " ADMIN_UPDATED " < @ts(?))"                                \
+    " AND (@ts(?) IS NULL OR " ADMIN_UPDATED " >= @ts(?))"                               \
+    " AND (@int(?) = 0 OR (" ADMIN_STATE " & @int(?)) <> 0)"
+
+#define STAGED_COLUMNS                                                                   \
+    "id, adapter, job_name, job_args, key_id, batch_id, {SC:@us(created_at)}{!SC:NULL},"  \
+    " @us(delivered_at)"
+
+/* What a batch still awaits is its staged rows (an acknowledgement deletes its row;
+ * the batch's remaining column holds how many it awaited at first). */
+#define BATCH_COLUMNS                                                                    \
+    "id, key_id, step, (SELECT count(*) FROM staged_acidic_jobs WHERE batch_id ="        \
+    " acidic_job_batches.id), continuation_adapter, continuation_job_name,"              \
+    " @us(created_at), @us(updated_at)"
+
+/* The compare-and-set of an operator's change: the row still holds the recovery point
+ * and the lock (as stored) it was read with, as a worker's claim checks. */
+#define ADMIN_CAS " WHERE id = ? AND recovery_point = ? AND locked_at @is @ts(?) RETURNING id"
+
 static const char *const templates[AJ_Q_COUNT] = {
     [AJ_Q_ADVISORY] =
         /* Two-int key space (separate from the one-bigint space of the migration lock). */
@@ -80,10 +134,12 @@ static const char *const templates[AJ_Q_COUNT] = {
 
     [AJ_Q_WRITE_LOCK] = "UPDATE acidic_job_keys SET id = id WHERE 0 = 1",
 
+    /* key_id names the run that staged the job, for operators (aj_admin_show) only:
+     * nothing the core decides reads it (decision 013). */
     [AJ_Q_STAGE] =
-        "INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, batch_id, delivered_at"
-        "{SC:, created_at}{SU:, updated_at}) VALUES (?, ?, ?, @int(?), @ts(?){SC:, @now}{SU:, @now})"
-        "{R: RETURNING id}",
+        "INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, batch_id, delivered_at,"
+        " key_id{SC:, created_at}{SU:, updated_at}) VALUES (?, ?, ?, @int(?), @ts(?), @int(?)"
+        "{SC:, @now}{SU:, @now}){R: RETURNING id}",
 
     [AJ_Q_STAGED_DELETE] = "DELETE FROM staged_acidic_jobs WHERE id = ? RETURNING batch_id",
 
@@ -153,6 +209,81 @@ static const char *const templates[AJ_Q_COUNT] = {
         " AND a.attnum > 0 AND NOT a.attisdropped}",
 
     [AJ_Q_SCHEMA_VERSION] = "SELECT COALESCE(max(version), 0) FROM acidic_job_schema",
+
+    /* Keyset pages: parameters are the lock cutoff, the cursor, the filter, the limit. */
+    [AJ_Q_ADMIN_LIST] =
+        "SELECT " ADMIN_COLUMNS " FROM acidic_job_keys WHERE id > @int(?) AND" ADMIN_FILTER
+        " ORDER BY id LIMIT @int(?)",
+
+    [AJ_Q_ADMIN_LIST_DESC] =
+        "SELECT " ADMIN_COLUMNS " FROM acidic_job_keys WHERE id < @int(?) AND" ADMIN_FILTER
+        " ORDER BY id DESC LIMIT @int(?)",
+
+    [AJ_Q_ADMIN_COUNT] = "SELECT count(*) FROM acidic_job_keys WHERE" ADMIN_FILTER,
+
+    /* Rows a live transaction holds (a step in progress) are passed over. */
+    [AJ_Q_ADMIN_PICK] =
+        "SELECT " ADMIN_FULL_COLUMNS " FROM acidic_job_keys WHERE id > @int(?) AND"
+        ADMIN_FILTER " ORDER BY id LIMIT @int(?){pg: FOR UPDATE SKIP LOCKED}",
+
+    [AJ_Q_ADMIN_FIND_KEY] =
+        "SELECT id, job_name FROM acidic_job_keys WHERE idempotency_key = ? ORDER BY id LIMIT 2",
+
+    [AJ_Q_ADMIN_GET] = "SELECT " ADMIN_FULL_COLUMNS " FROM acidic_job_keys WHERE id = ?",
+
+    /* NOWAIT: a step in progress holds its run's row lock; the operator is told at once. */
+    [AJ_Q_ADMIN_LOCK] =
+        "SELECT " ADMIN_FULL_COLUMNS " FROM acidic_job_keys WHERE id = ?{pg: FOR UPDATE NOWAIT}",
+
+    /* What the run staged (key_id), and its batch's awaited jobs (staged before key_id
+     * existed, they have none). */
+    [AJ_Q_ADMIN_STAGED] =
+        "SELECT " STAGED_COLUMNS " FROM staged_acidic_jobs WHERE key_id = ? OR batch_id = ?"
+        " ORDER BY id LIMIT 1000",
+
+    [AJ_Q_ADMIN_BATCH] = "SELECT " BATCH_COLUMNS " FROM acidic_job_batches WHERE id = ?",
+
+    /* A retry or reset: a fresh start at a step, unlocked, recovery looking again after
+     * a lock timeout (as after recovery hands a run out). */
+    [AJ_Q_ADMIN_REQUEUE] =
+        "UPDATE acidic_job_keys SET recovery_point = ?, error_object = NULL, dead_at = NULL,"
+        " attempts = 0, locked_at = NULL, locked_by = NULL, awaiting_batch_id = NULL,"
+        " recover_at = @ts(?){KU:, updated_at = @now}" ADMIN_CAS,
+
+    /* Due for recovery at once: the next sweep hands the run back to its queue. */
+    [AJ_Q_ADMIN_UNLOCK] =
+        "UPDATE acidic_job_keys SET locked_at = NULL, locked_by = NULL, recover_at = @ts(?)"
+        "{KU:, updated_at = @now}" ADMIN_CAS,
+
+    [AJ_Q_ADMIN_DISCARD] =
+        "UPDATE acidic_job_keys SET recovery_point = 'FINISHED', locked_at = NULL,"
+        " locked_by = NULL, awaiting_batch_id = NULL, recover_at = NULL,"
+        " error_object = CASE WHEN error_object IS NULL OR error_object = '' THEN @text(?)"
+        " ELSE error_object END{KU:, updated_at = @now}" ADMIN_CAS,
+
+    /* Finished runs only, whatever the filter says. */
+    [AJ_Q_ADMIN_PRUNE] =
+        "DELETE FROM acidic_job_keys WHERE id IN (SELECT id FROM acidic_job_keys WHERE"
+        " id > @int(?) AND recovery_point = 'FINISHED' AND" ADMIN_FILTER
+        " ORDER BY id LIMIT @int(?){pg: FOR UPDATE SKIP LOCKED}) RETURNING id",
+
+    [AJ_Q_ADMIN_STATES] =
+        "SELECT job_name, state, count(*) FROM (SELECT job_name, " ADMIN_STATE " AS state"
+        " FROM acidic_job_keys) k GROUP BY job_name, state ORDER BY job_name, state",
+
+    [AJ_Q_ADMIN_STRANDED] =
+        "SELECT " ADMIN_COLUMNS " FROM acidic_job_keys WHERE locked_at IS NOT NULL AND"
+        " locked_at <= @ts(?) AND recovery_point <> 'FINISHED' AND dead_at IS NULL"
+        " ORDER BY locked_at, id LIMIT 1",
+
+    [AJ_Q_ADMIN_BACKLOG] =
+        "SELECT (SELECT count(*) FROM staged_acidic_jobs), (SELECT count(*) FROM acidic_job_batches)",
+
+    [AJ_Q_ADMIN_OLDEST_STAGED] =
+        "SELECT " STAGED_COLUMNS " FROM staged_acidic_jobs ORDER BY id LIMIT 1",
+
+    [AJ_Q_ADMIN_OLDEST_BATCH] =
+        "SELECT " BATCH_COLUMNS " FROM acidic_job_batches ORDER BY id LIMIT 1",
 };
 
 const char *aj_sql_template(aj_stmt stmt)
@@ -218,6 +349,26 @@ static void expand_macros(aj_buf *b, const char *s, size_t n, int pg, int lean)
             if (n - i >= 7 && strncmp(s + i, "@int(?)", 7) == 0) {
                 aj_buf_puts(b, pg ? "CAST(? AS bigint)" : "?");
                 i += 7;
+                continue;
+            }
+            if (n - i >= 8 && strncmp(s + i, "@text(?)", 8) == 0) {
+                aj_buf_puts(b, pg ? "CAST(? AS text)" : "?");
+                i += 8;
+                continue;
+            }
+            if (n - i >= 4 && strncmp(s + i, "@us(", 4) == 0) {
+                /* @us(EXPR): EXPR runs to the matching parenthesis */
+                size_t j = i + 4;
+                int depth = 1;
+                for (; j < n && depth > 0; j++)
+                    depth += s[j] == '(' ? 1 : s[j] == ')' ? -1 : 0;
+                size_t inner = (depth == 0 ? j - 1 : j) - (i + 4);
+                if (pg)
+                    aj_buf_puts(b, "CAST(EXTRACT(EPOCH FROM ");
+                aj_buf_put(b, s + i + 4, inner);
+                if (pg)
+                    aj_buf_puts(b, ") * 1000000 AS bigint)");
+                i = j;
                 continue;
             }
             if (n - i >= 3 && strncmp(s + i, "@is", 3) == 0) {
@@ -476,7 +627,8 @@ static const char *const sqlite_create_staged[] = {
     "CREATE TABLE IF NOT EXISTS staged_acidic_jobs ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, adapter varchar NOT NULL,"
     " job_name varchar NOT NULL, job_args text, created_at datetime(6) NOT NULL,"
-    " updated_at datetime(6) NOT NULL, batch_id integer, delivered_at datetime(6))",
+    " updated_at datetime(6) NOT NULL, batch_id integer, delivered_at datetime(6),"
+    " key_id integer)",
     NULL};
 
 static const char *const pg_create_staged[] = {
@@ -485,7 +637,7 @@ static const char *const pg_create_staged[] = {
     " job_name character varying NOT NULL, job_args text,"
     " created_at timestamp(6) without time zone NOT NULL,"
     " updated_at timestamp(6) without time zone NOT NULL,"
-    " batch_id bigint, delivered_at timestamp(6) without time zone)",
+    " batch_id bigint, delivered_at timestamp(6) without time zone, key_id bigint)",
     NULL};
 
 static const char *const sqlite_create_batches[] = {
@@ -542,5 +694,6 @@ const aj_column aj_added_columns[] = {
     {'k', "resume_args", "text", "text"},
     {'s', "batch_id", "integer", "bigint"},
     {'s', "delivered_at", "datetime(6)", "timestamp(6) without time zone"},
+    {'s', "key_id", "integer", "bigint"},
 };
 const size_t aj_added_columns_count = sizeof aj_added_columns / sizeof aj_added_columns[0];

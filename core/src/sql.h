@@ -11,7 +11,9 @@
  *   {!FLAG:TEXT}             only when FLAG is absent
  *   @now                     the current UTC time (application timestamps): the
  *                            server's on PostgreSQL, the process's on SQLite
- *   @ts(?) @int(?)           a timestamp / integer parameter (PostgreSQL casts it)
+ *   @ts(?) @int(?) @text(?)  a timestamp / integer / text parameter (PostgreSQL casts it)
+ *   @us(EXPR)                a timestamp as PostgreSQL's microseconds since the epoch;
+ *                            SQLite's text as it is (the core parses it)
  *   @is                      null-safe equality (SQLite IS, PostgreSQL IS NOT DISTINCT FROM)
  * `?` placeholders throughout; PostgreSQL texts get `$1..$n` when expanded.
  */
@@ -62,8 +64,31 @@ typedef enum aj_stmt {
     /* schema (schema.c) */
     AJ_Q_SHAPE,           /* the columns of the four tables */
     AJ_Q_SCHEMA_VERSION,
+    /* operator operations (admin.c). They run once in a while, so they take no slot in
+     * the drivers' caches of prepared statements (schema.c). */
+    AJ_Q_ADMIN_LIST,      /* a page of runs, ascending ids */
+    AJ_Q_ADMIN_LIST_DESC, /* a page of runs, descending ids */
+    AJ_Q_ADMIN_COUNT,     /* how many runs a filter selects */
+    AJ_Q_ADMIN_PICK,      /* a batch of runs to act on (PostgreSQL: SKIP LOCKED) */
+    AJ_Q_ADMIN_FIND_KEY,  /* the runs of a key (two at most: more than one is ambiguous) */
+    AJ_Q_ADMIN_GET,       /* one run in full */
+    AJ_Q_ADMIN_LOCK,      /* one run in full, row-locked (PostgreSQL: NOWAIT) */
+    AJ_Q_ADMIN_STAGED,    /* the staged jobs of a run */
+    AJ_Q_ADMIN_BATCH,     /* one batch */
+    AJ_Q_ADMIN_REQUEUE,   /* retry, reset: compare-and-set on recovery point and lock */
+    AJ_Q_ADMIN_UNLOCK,
+    AJ_Q_ADMIN_DISCARD,
+    AJ_Q_ADMIN_PRUNE,     /* delete a batch of finished runs */
+    AJ_Q_ADMIN_STATES,    /* runs by job and state */
+    AJ_Q_ADMIN_STRANDED,  /* the run stranded longest */
+    AJ_Q_ADMIN_BACKLOG,   /* staged jobs and open batches */
+    AJ_Q_ADMIN_OLDEST_STAGED,
+    AJ_Q_ADMIN_OLDEST_BATCH,
     AJ_Q_COUNT
 } aj_stmt;
+
+/* The first operator statement: those before it have a prepared-statement slot each. */
+#define AJ_Q_ADMIN_FIRST AJ_Q_ADMIN_LIST
 
 /* The template of a statement. Static storage. */
 const char *aj_sql_template(aj_stmt stmt);

@@ -333,15 +333,16 @@ void aj_store_event(aj_store *store, aj_event *event)
 /* --- pending staged jobs ----------------------------------------------------------- */
 
 int aj_store_add_pending(aj_store *store, int64_t id, int64_t batch_id, int64_t run_id,
-                         const char *adapter, const char *job_name, const char *payload,
-                         size_t payload_len)
+                         const int64_t *run_ref, const char *adapter, const char *job_name,
+                         const char *payload, size_t payload_len)
 {
     int rc = aj_grow((void **)&store->pending, &store->cap_pending, store->npending + 1,
                      sizeof *store->pending);
     if (rc)
         return rc;
     aj_pending_job j = {id, batch_id, aj_strdup(adapter), aj_strdup(job_name),
-                        aj_strndup(payload ? payload : "", payload_len), payload_len, run_id};
+                        aj_strndup(payload ? payload : "", payload_len), payload_len, run_id,
+                        run_ref};
     if (!j.adapter || !j.job_name || !j.payload) {
         free(j.adapter);
         free(j.job_name);

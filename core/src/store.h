@@ -21,7 +21,9 @@ typedef struct aj_pending_job {
     char *job_name;
     char *payload;
     size_t payload_len;
-    int64_t run_id; /* the run that staged it (events), or 0 */
+    int64_t run_id; /* the run that staged it (its row's key_id, events), or 0 */
+    const int64_t *run_ref; /* or where the run's id will be: a new run's first step on
+                               SQLite writes its row at the end, before the staged rows */
 } aj_pending_job;
 
 /* What the core knows about the tables on this connection (schema.c). */
@@ -76,10 +78,11 @@ int aj_store_calls(aj_store *store, const aj_call *calls, size_t ncalls, unsigne
 /* Report an event (fills version). */
 void aj_store_event(aj_store *store, aj_event *event);
 
-/* Pending staged jobs (store.c). */
+/* Pending staged jobs (store.c). The run is `run_id`, or *run_ref when run_ref is not
+ * NULL (read when the row is inserted). */
 int aj_store_add_pending(aj_store *store, int64_t id, int64_t batch_id, int64_t run_id,
-                         const char *adapter, const char *job_name, const char *payload,
-                         size_t payload_len);
+                         const int64_t *run_ref, const char *adapter, const char *job_name,
+                         const char *payload, size_t payload_len);
 /* After commit: hand the pending jobs to the enqueue callback, then forget them. */
 void aj_store_deliver_pending(aj_store *store);
 /* After rollback: forget the pending jobs. */

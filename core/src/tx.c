@@ -173,7 +173,7 @@ int aj_tx_finish(aj_store *s, const aj_call *calls, size_t ncalls)
     for (;;) {
         aj_call chunk[FINISH_CHUNK];
         aj_rows rows[FINISH_CHUNK];
-        aj_value params[FINISH_CHUNK][4];
+        aj_value params[FINISH_CHUNK][5];
         size_t owners[FINISH_CHUNK];
         size_t n = 0, nstaged = 0;
         memset(rows, 0, sizeof rows);
@@ -181,21 +181,26 @@ int aj_tx_finish(aj_store *s, const aj_call *calls, size_t ncalls)
             aj_pending_job *j = &s->pending[p];
             if (j->id)
                 continue; /* inserted at once */
+            if (j->run_ref)
+                j->run_id = *j->run_ref;
             aj_value *v = params[n];
             v[0] = aj_cstr(j->adapter);
             v[1] = aj_cstr(j->job_name);
             v[2] = aj_text(j->payload, j->payload_len);
             v[3] = j->batch_id ? aj_int(j->batch_id) : aj_null();
+            v[4] = j->run_id ? aj_int(j->run_id) : aj_null();
             owners[n] = p;
-            chunk[n] = (aj_call){&s->sql[AJ_Q_STAGE], NULL, 5, &rows[n]};
+            chunk[n] = (aj_call){&s->sql[AJ_Q_STAGE], NULL, 6, &rows[n]};
             n++;
         }
         nstaged = n;
-        /* The STAGE statement's fifth parameter is the delivery stamp. */
-        aj_value staged_params[FINISH_CHUNK][5];
+        /* The STAGE statement's parameters: adapter, job, payload, batch, the delivery
+         * stamp, the run. */
+        aj_value staged_params[FINISH_CHUNK][6];
         for (size_t i = 0; i < nstaged; i++) {
-            memcpy(staged_params[i], params[i], sizeof params[i]);
+            memcpy(staged_params[i], params[i], 4 * sizeof params[i][0]);
             staged_params[i][4] = aj_cstr(now);
+            staged_params[i][5] = params[i][4];
             chunk[i].params = staged_params[i];
         }
         int last = p >= s->npending && n + (ncalls - c) <= FINISH_CHUNK;

@@ -5,6 +5,8 @@
 #include "util.h"
 #include "error.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -102,6 +104,60 @@ int aj_buf_take(aj_buf *b, char **out)
     *out = b->s;
     *b = (aj_buf){0};
     return AJ_OK;
+}
+
+struct aj_arena_block {
+    aj_arena_block *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+void *aj_arena_alloc(aj_arena *a, size_t size)
+{
+    const size_t align = sizeof(max_align_t);
+    if (size > SIZE_MAX / 2)
+        return a->oom = 1, NULL;
+    size = (size + align - 1) / align * align;
+    aj_arena_block *b = a->blocks;
+    if (!b || b->cap - b->used < size) {
+        size_t cap = size > 8192 ? size : 8192;
+        b = malloc(sizeof *b + cap);
+        if (!b)
+            return a->oom = 1, NULL;
+        b->next = a->blocks;
+        b->used = 0;
+        b->cap = cap;
+        a->blocks = b;
+    }
+    void *p = (char *)b->data + b->used;
+    b->used += size;
+    memset(p, 0, size);
+    return p;
+}
+
+char *aj_arena_strndup(aj_arena *a, const char *s, size_t len)
+{
+    if (!s)
+        return NULL;
+    char *p = aj_arena_alloc(a, len + 1);
+    if (p && len)
+        memcpy(p, s, len);
+    return p;
+}
+
+char *aj_arena_strdup(aj_arena *a, const char *s)
+{
+    return s ? aj_arena_strndup(a, s, strlen(s)) : NULL;
+}
+
+void aj_arena_free(aj_arena *a)
+{
+    while (a->blocks) {
+        aj_arena_block *next = a->blocks->next;
+        free(a->blocks);
+        a->blocks = next;
+    }
+    a->oom = 0;
 }
 
 /* Returns the length of the valid UTF-8 sequence at p (1..4), or 0. */

@@ -32,6 +32,20 @@ void aj_buf_json(aj_buf *b, const char *s);
 /* The text in *out (caller frees; never NULL on success), or AJ_ENOMEM. */
 int aj_buf_take(aj_buf *b, char **out);
 
+/* An arena: allocations released all at once (the results the operator calls hand
+ * out). Out of memory is remembered in `oom`. */
+typedef struct aj_arena_block aj_arena_block;
+typedef struct aj_arena {
+    aj_arena_block *blocks;
+    int oom;
+} aj_arena;
+/* `size` zeroed bytes, aligned for any type; NULL (and oom set) when out of memory. */
+void *aj_arena_alloc(aj_arena *a, size_t size);
+/* A copy of `len` bytes plus a NUL; NULL for s == NULL, or when out of memory. */
+char *aj_arena_strndup(aj_arena *a, const char *s, size_t len);
+char *aj_arena_strdup(aj_arena *a, const char *s);
+void aj_arena_free(aj_arena *a);
+
 /* Check a document from a binding: not NULL (unless len is 0), no NUL byte, valid
  * UTF-8. `what` names it in the error message. 0 or AJ_EINVALID. */
 int aj_check_doc(const char *doc, size_t len, const char *what);

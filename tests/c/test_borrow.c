@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 #include <sqlite3.h>
@@ -733,4 +734,92 @@ void test_borrow_ack_joins_step(void **state) {
     aj_workflow_free(wf);
     aj_store_free(s);
     nat_close(&n);
+}
+
+/* Operator calls on a borrowed store take the host's transactions like every other call
+ * (one `atomically` per read or action), read the tables through its driver, and hand a
+ * retry's resume job to the queue only after the host committed. */
+static void admin_through(aj_store *s, app *a, aj_store *check) {
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = "adm";
+    p.job_name = "AdminJob";
+    p.resume_adapter = "sidekiq";
+    p.resume_job_name = "AdminJob";
+    p.resume_payload = "{\"jid\":\"j1\"}";
+    p.resume_payload_len = strlen(p.resume_payload);
+    aj_run *run = NULL;
+    assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+    script fail = {.fail_at = "b"};
+    assert_aj(aj_run_execute(run, script_step, &fail), AJ_ESTEP);
+    aj_run_free(run);
+    recorder rec = {.check = check};
+    aj_store_set_enqueue(s, recorder_enqueue, &rec);
+
+    int calls = a->calls;
+    aj_admin_filter f = AJ_ADMIN_FILTER_INIT;
+    f.states = AJ_ADMIN_FAILED;
+    aj_admin_page *page = NULL;
+    assert_aj(aj_admin_list(s, &f, &page), AJ_OK);
+    assert_int_equal(page->count, 1);
+    assert_string_equal(page->runs[0]->key, "adm");
+    assert_string_equal(page->runs[0]->recovery_point, "b");
+    assert_string_equal(page->runs[0]->error_message, "step \"b\" failed");
+    int64_t now = (int64_t)time(NULL) * 1000000;
+    assert_true(page->runs[0]->updated_at_us > now - 3600000000 &&
+                page->runs[0]->updated_at_us < now + 3600000000);
+    aj_admin_page_free(page);
+    aj_admin_detail *d = NULL;
+    assert_aj(aj_admin_show(s, "adm", 0, &d), AJ_OK);
+    assert_int_equal(d->n_steps, 2);
+    assert_int_equal(d->steps[1]->state, AJ_ADMIN_STEP_CURRENT);
+    aj_admin_detail_free(d);
+    assert_int_equal(a->calls, calls + 2);
+    int commits = a->commits;
+    assert_aj(aj_admin_retry(s, "adm", 0, 0), AJ_OK);
+    assert_int_equal(a->calls, calls + 3);
+    assert_int_equal(a->commits, commits + 1);
+    assert_int_equal(rec.n, 1);
+    assert_string_equal(rec.payload[0], "{\"jid\":\"j1\"}");
+    assert_int_equal(rec.visible[0], 1); /* committed before it was handed out */
+    aj_admin_stats *st = NULL;
+    assert_aj(aj_admin_stats_read(s, &st), AJ_OK);
+    assert_int_equal(st->total, 1);
+    assert_int_equal(st->n_states, 1);
+    assert_int_equal(st->states[0]->state, AJ_ADMIN_QUEUED);
+    assert_int_equal(st->staged_backlog, 1);
+    aj_admin_stats_free(st);
+    assert_aj(aj_admin_discard(s, "adm", 0, 0), AJ_OK);
+    f.states = 0;
+    f.updated_before_us = now + 3600000000;
+    size_t deleted = 0;
+    assert_aj(aj_admin_prune(s, &f, NULL, NULL, &deleted), AJ_OK);
+    assert_int_equal(deleted, 1);
+    aj_store_set_enqueue(s, NULL, NULL);
+    aj_workflow_free(wf);
+}
+
+void test_borrow_admin(void **state) {
+    (void)state;
+    aj_store *check = open_store();
+    native n;
+    nat_open(&n);
+    app a;
+    aj_store *s = app_borrow(&n, &a);
+    admin_through(s, &a, check);
+    aj_store_free(s);
+    /* through the host's own database API */
+    nat_exec(&n, "DELETE FROM staged_acidic_jobs");
+    host h;
+    memset(&h, 0, sizeof h);
+    h.n = n;
+    h.a.n = &h.n;
+    aj_host_ops ops = {AJ_HOST_OPS_VERSION, host_exec, host_in_tx};
+    aj_host_tx tx = {AJ_HOST_TX_VERSION, host_atomically};
+    assert_aj(aj_store_borrow_host(&s, g_db == DB_SQLITE ? AJ_DIALECT_SQLITE : AJ_DIALECT_POSTGRES,
+                                   &ops, &tx, &h, NULL), AJ_OK);
+    admin_through(s, &h.a, check);
+    aj_store_free(s);
+    nat_close(&n);
+    aj_store_free(check);
 }

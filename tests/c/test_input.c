@@ -210,6 +210,8 @@ void test_code_names(void **state) {
         {AJ_EDUPLICATE_STEP, "AJ_EDUPLICATE_STEP"},
         {AJ_ESTEP, "AJ_ESTEP"},
         {AJ_ENOTFOUND, "AJ_ENOTFOUND"},
+        {AJ_ESCHEMA, "AJ_ESCHEMA"},
+        {AJ_ESTATE, "AJ_ESTATE"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *got = aj_code_name(names[i].code);

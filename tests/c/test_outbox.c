@@ -295,3 +295,38 @@ void test_drain_pages(void **state) {
     assert_int_equal(n, 0);
     aj_store_free(s);
 }
+
+/* A step that stages several jobs without asking for their ids: the inserts ride with
+ * the transaction's last round trip, several calls of one statement in one libpq
+ * pipeline on a connection that has not prepared it yet (it must be prepared once). */
+static int stage_five(aj_run *run, const char *step, void *ctx) {
+    (void)step;
+    (void)ctx;
+    for (int i = 0; i < 5; i++) {
+        char payload[8];
+        int len = snprintf(payload, sizeof payload, "d%d", i);
+        if (aj_run_stage(run, "activejob", "DeferredJob", payload, (size_t)len, NULL)) return 1;
+    }
+    return 0;
+}
+
+void test_stage_deferred_many(void **state) {
+    (void)state;
+    aj_store *s = open_store();
+    recorder rec = {0};
+    aj_store_set_enqueue(s, recorder_enqueue, &rec);
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    aj_run *run = acquire_ok(s, wf, "k", NULL);
+    assert_aj(aj_run_execute(run, stage_five, NULL), AJ_OK);
+    aj_run_free(run);
+    assert_int_equal(rec.n, 10);
+    for (int i = 0; i < 10; i++) {
+        char want[8];
+        snprintf(want, sizeof want, "d%d", i % 5);
+        assert_string_equal(rec.payload[i], want);
+        assert_true(rec.ids[i] > (i ? rec.ids[i - 1] : 0));
+    }
+    assert_int_equal(count_rows(s, "staged_acidic_jobs"), 10);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+}

@@ -20,6 +20,7 @@
     X(test_borrow_host)                  \
     X(test_borrow_awaits)                \
     X(test_borrow_ack_joins_step)        \
+    X(test_borrow_admin)                 \
     /* test_workflow.c */                \
     X(test_workflow_definition)          \
     X(test_workflow_empty)               \
@@ -43,6 +44,7 @@
     X(test_enqueue_rejected_left_for_drain) \
     X(test_drain_pages)                  \
     X(test_store_exec)                   \
+    X(test_stage_deferred_many)          \
     /* test_await.c */                   \
     X(test_await_countdown)              \
     X(test_await_misuse)                 \
@@ -82,6 +84,24 @@
     X(test_misuse_failed_step_without_error) \
     X(test_misuse_huge_durations)        \
     X(test_events)                       \
+    /* test_admin.c */                   \
+    X(test_admin_state_names)            \
+    X(test_admin_list_filters)           \
+    X(test_admin_list_paging)            \
+    X(test_admin_show_json)              \
+    X(test_admin_show_070_yaml)          \
+    X(test_admin_show_awaiting)          \
+    X(test_admin_retry)                  \
+    X(test_admin_reset_reruns_steps)     \
+    X(test_admin_refuses_live_lock)      \
+    X(test_admin_unlock)                 \
+    X(test_admin_discard)                \
+    X(test_admin_bulk_retry_1000)        \
+    X(test_admin_bulk_forms)             \
+    X(test_admin_prune)                  \
+    X(test_admin_stats)                  \
+    X(test_admin_error_documents)        \
+    X(test_admin_tables_without_timestamps) \
     /* test_input.c */                   \
     X(test_null_arguments)               \
     X(test_nul_bytes_in_documents)       \
