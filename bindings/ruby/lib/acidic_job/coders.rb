@@ -85,6 +85,15 @@ module AcidicJob
       end
     end
 
+    # The error document of a failure the core detected itself (an unknown recovery point,
+    # a lost connection): the YAML of the AcidicJob::Error subclass for its code, so that
+    # `key.error_object` reads back as an exception like a step's own.
+    def core_error(code_name, message)
+      error = Native.error_class(Native::CODES.fetch(code_name, Native::CODES[:AJ_ERROR])).new(message)
+      error.instance_variable_set(:@code, code_name)
+      YAMLCoder.dump(error)
+    end
+
     def round_trip(obj)
       doc = YAMLCoder.dump(obj)
       YAMLCoder.load(doc)

@@ -44,8 +44,7 @@ module AcidicJob
         GlobalID::Locator.locate(gid)&.delete
         return true
       end
-      id = Integer(parsed.model_id)
-      Sessions.open { |session| session.atomically { |store| store.ack(id) } }
+      Stores.current.ack(Integer(parsed.model_id))
       true
     rescue ActiveRecord::RecordNotFound
       true
@@ -54,8 +53,9 @@ module AcidicJob
     # Hand every staged job committed more than `older_than` seconds ago and never
     # acknowledged to its queue. Returns how many were pushed.
     def drain(older_than: AcidicJob.config.drain_older_than)
-      ms = (older_than.to_f * 1000).round
-      Sessions.open { |session| session.atomically { |store| store.drain(ms) } }
+      store = Stores.current
+      Events.refresh(store)
+      store.drain((older_than.to_f * 1000).round)
     end
 
     # Describe the job that `klass.perform_transactionally(*args)` stages:
