@@ -16,7 +16,7 @@ module AcidicJob
   #                          exception of the step, else the core's), message,
   #                          exception ([class name, message]) and exception_object when
   #                          the step raised
-  #   staged.acidic_job      run_id, key, job_name, step, adapter, job (the staged payload)
+  #   staged.acidic_job      run_id, key, job_name, adapter, job (the staged payload)
   #   enqueued.acidic_job    staged_id, adapter, job, accepted (false: left to a drain)
   #   drained.acidic_job     count
   #   recovered.acidic_job   run_id, key, job_name, adapter, job, attempt, dead (true: the
@@ -65,8 +65,7 @@ module AcidicJob
         instrument(NAMES[type], run_payload(event).merge!(step: event[:step], attempt: event[:attempt],
                                                            resumed: event[:resumed]))
       when :staged
-        instrument(NAMES[type], run_payload(event).merge!(step: event[:step], adapter: event[:adapter],
-                                                           job: event[:staged_job]))
+        instrument(NAMES[type], run_payload(event).merge!(adapter: event[:adapter], job: event[:staged_job]))
       when :enqueued
         instrument(NAMES[type], staged_id: event[:staged_id], adapter: event[:adapter],
                                 job: event[:staged_job], accepted: event[:accepted])
