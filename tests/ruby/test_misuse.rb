@@ -39,7 +39,8 @@ class MisuseTest < AcidicTest
       job = NoteJob.new("x")
       assert_raises(RuntimeError) { job.perform_now }
       key = key_for(job)
-      AcidicJob::Key.where(id: key.id).update_all(attr_accessors: doc)
+      conn = ActiveRecord::Base.connection # the column as another program left it (no coder)
+      conn.execute("UPDATE acidic_job_keys SET attr_accessors = #{conn.quote(doc)} WHERE id = #{key.id}")
       e = assert_raises(AcidicJob::UndecodableAttributes) { job.perform_now }
       assert_kind_of AcidicJob::Error, e
       assert_match(/run #{key.id} .*attr_accessors/, e.message)
@@ -47,7 +48,7 @@ class MisuseTest < AcidicTest
       assert_nil row[0], "the lock is released"
       assert_equal "write", row[1]
       assert_match(/UndecodableAttributes/, row[2], "the error is recorded")
-      assert_equal ["write 1"].size, Audit.count, "nothing of the failed attempt is kept"
+      assert_equal 0, Audit.count, "nothing of either attempt is kept"
     end
   end
 

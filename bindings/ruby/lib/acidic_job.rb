@@ -270,7 +270,7 @@ module AcidicJob
     if defined?(::ActiveJob::Base) && is_a?(::ActiveJob::Base)
       data = serialize
       data["arguments"] = Array(data["arguments"]).reject { |a| a.is_a?(Hash) && a.key?("staged_job_gid") }
-      ["activejob", self.class.name, Documents.job_args(data)]
+      ["activejob", self.class.name, Documents.serialized_job(data)]
     elsif defined?(::Sidekiq::Worker) && is_a?(::Sidekiq::Worker)
       ["sidekiq", self.class.name,
        Documents.job_args({ "args" => Array(arguments_for_perform), "jid" => idempotency_key_value })]

@@ -44,13 +44,23 @@ module AcidicJob
     # subscribers come and go).
     def refresh(store)
       mask = 0
-      NAMES.each do |type, name|
-        next unless ActiveSupport::Notifications.notifier.listening?(name) ||
-                    (type == :step_failed && ActiveSupport::Notifications.notifier.listening?(NAMES[:step_committed]))
-
-        mask |= 1 << TYPES.fetch(type)
-      end
+      NAMES.each_key { |type| mask |= 1 << TYPES.fetch(type) if wanted?(type) }
       store.event_mask = mask
+    end
+
+    # Someone listens: a subscriber other than the log subscriber, or the log subscriber
+    # with a logger that writes its level.
+    def wanted?(type)
+      names = type == :step_failed ? [NAMES[:step_failed], NAMES[:step_committed]] : [NAMES[type]]
+      notifier = ActiveSupport::Notifications.notifier
+      names.any? do |name|
+        listeners = notifier.listeners_for(name)
+        next false if listeners.empty?
+        next true if listeners.size > LogSubscriber.subscriptions_to(name)
+
+        logger = AcidicJob.config.logger
+        type == :step_committed ? logger.debug? : logger.warn?
+      end
     end
 
     def publish(event)
@@ -126,6 +136,11 @@ module AcidicJob
 
     def logger
       AcidicJob.config.logger
+    end
+
+    # How many of an event's listeners are this subscriber (0 or 1).
+    def self.subscriptions_to(name)
+      %w[step.acidic_job step_failed.acidic_job].include?(name) ? 1 : 0
     end
   end
 end

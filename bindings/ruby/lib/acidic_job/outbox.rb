@@ -8,7 +8,7 @@ module AcidicJob
 
     # The core's enqueue callback: the payload is the YAML document of job_args.
     def push_staged(id, adapter, job_name, payload)
-      push(id, adapter, job_name, YAMLCoder.load(payload))
+      push(id, adapter, job_name, Documents.load_job(payload))
     end
 
     # Push staged row `id`: {"staged_job_gid" => gid} is appended to the job's arguments
@@ -75,7 +75,8 @@ module AcidicJob
     def stage(adapter, job_name, job_args)
       run = AcidicJob.current_run
       if run
-        run.stage(adapter, job_name, Documents.job_args(job_args))
+        doc = adapter == "activejob" ? Documents.serialized_job(job_args) : Documents.job_args(job_args)
+        run.stage(adapter, job_name, doc)
       elsif AcidicJob.config.database_url
         push_unstaged(adapter, job_name, job_args)
       else
