@@ -41,11 +41,12 @@ module AcidicJob
       ensure
         @job.instance_variable_set(:@key, nil)
         report_enqueue_error(store)
+        @run_summary = [run.id, run.key, run.attempts]
         run.close
       end
       return push_pro_batch(run) if @pro_awaits
 
-      finished(run, status)
+      finished(status)
     ensure
       Recovery.after_job(@job)
     end
@@ -81,13 +82,14 @@ module AcidicJob
 
     # true when the run has succeeded (now or before), or when this job ran the step that
     # awaits jobs; false when it found the run awaiting, failed or dead.
-    def finished(run, status)
+    def finished(status)
       return true if status == SUCCEEDED || (status == AWAITING && @begun)
 
       if status == DEAD
+        id, key, attempts = @run_summary
         AcidicJob.config.logger.warn(
-          "[acidic_job] run #{run.id} (#{@job.class.name}, key #{run.key}) is dead after " \
-          "#{run.attempts} attempts (config.max_attempts): it does not run again until an operator retries it"
+          "[acidic_job] run #{id} (#{@job.class.name}, key #{key}) is dead after #{attempts} " \
+          "attempts (config.max_attempts): it does not run again until an operator retries it"
         )
       end
       false
@@ -175,10 +177,10 @@ module AcidicJob
       run.set_continuation(*@job.__send__(:acidic_resume_description))
     end
 
-    def push_pro_batch(run)
+    def push_pro_batch(_run)
       awaits = @pro_awaits
       @pro_awaits = nil
-      @job.__send__(:acidic_push_pro_batch, awaits, run.id)
+      @job.__send__(:acidic_push_pro_batch, awaits, @run_summary[0])
       true
     end
 
