@@ -122,7 +122,7 @@ class GeneratorTest < AcidicTest
                    "the migration's index replaced 0.7.0's (the core adds its own recover_at index)"
       assert_equal true, after
       assert_equal "unique", duplicate
-      assert_equal ["idx_acidic_job_keys_on_idempotency_key_n_job_name_n_job_args"], down
+      assert_equal ["idx_acidic_job_keys_on_idempotency_key_n_job_name_n_job_args"], down.grep(/job_args/)
     end
   end
 
