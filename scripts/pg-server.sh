@@ -4,7 +4,10 @@
 #   scripts/pg-server.sh start DIR    initialise (first time) and start a cluster in DIR;
 #                                     prints ONE line: the libpq URI of database acidic_test
 #   scripts/pg-server.sh url DIR      print that URI again (the cluster must be running)
-#   scripts/pg-server.sh restart DIR  restart it (tests simulate a server restart)
+#   scripts/pg-server.sh restart DIR [MODE]
+#                                     restart it (tests simulate a server restart); MODE is
+#                                     pg_ctl's shutdown mode: fast (default) or immediate
+#                                     (a crash: connections cut without a word)
 #   scripts/pg-server.sh stop DIR     stop it (fast); safe to call twice or on no cluster
 #
 # The cluster listens on a free 127.0.0.1 port and on a unix socket. Authentication is
@@ -24,7 +27,7 @@ SOCKET_PATH_MAX=107 # sun_path is 108 bytes including the NUL
 
 die() { echo "pg-server.sh: $*" >&2; exit 1; }
 
-usage() { die "usage: $0 start|stop|restart|url DIR"; }
+usage() { die "usage: $0 start|stop|url DIR | restart DIR [fast|immediate]"; }
 
 am_root() { [ "$(id -u)" -eq 0 ]; }
 
@@ -182,12 +185,14 @@ stop() {
 
 restart() {
     is_running || die "no cluster running in $DIR"
-    as_owner "$PG_BIN/pg_ctl" restart -m fast -w -t 60 -D "$DATA" -l "$LOG" >/dev/null ||
+    case "$MODE" in fast | immediate) ;; *) usage ;; esac
+    as_owner "$PG_BIN/pg_ctl" restart -m "$MODE" -w -t 60 -D "$DATA" -l "$LOG" >/dev/null ||
         die "pg_ctl restart failed, see $LOG"
 }
 
-[ $# -eq 2 ] || usage
+[ $# -eq 2 ] || { [ $# -eq 3 ] && [ "$1" = restart ]; } || usage
 DIR=$2
+MODE=${3:-fast}
 [ -n "$DIR" ] || usage
 if [ "$1" = start ]; then mkdir -p "$DIR"; fi
 if [ ! -d "$DIR" ]; then
