@@ -2,7 +2,7 @@
  * The C worker of the kill-anywhere harness (kill/driver.py starts and SIGKILLs it).
  *
  *   kill_worker --db URL --keys N [--final] [--kill-at POINT:PERCENT]... [--recover]
- *               [--lock-ms MS]
+ *               [--lock-ms MS] [--pace-ms MS]
  *
  * It works through the workflows "k0".."k<N-1>" (job "KillFlow", steps s1 s2 s3) in a
  * random order, skipping the ones another worker holds. Each step inserts one row
@@ -18,6 +18,7 @@
  * is queued), child (inside an awaited child, after its write, before its ack); acquire and
  * recovery need the next core's events (aj_store_set_events) and are refused for now.
  * --recover calls aj_store_recover before each pass: unavailable until the core has it.
+ * --pace-ms sleeps between runs (the PostgreSQL fault suite restarts the server meanwhile).
  * Prints "READY" once the store is open and "OPENFAIL <message>" for each failed open.
  */
 #include "api.h"
@@ -162,7 +163,7 @@ static void shuffle(int *order, int n)
 int main(int argc, char **argv)
 {
     const char *url = NULL;
-    int nkeys = 100, final = 0, recover = 0;
+    int nkeys = 100, final = 0, recover = 0, pace_ms = 0;
     int64_t lock_ms = 2000;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--db") && i + 1 < argc)
@@ -171,6 +172,8 @@ int main(int argc, char **argv)
             nkeys = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--lock-ms") && i + 1 < argc)
             lock_ms = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--pace-ms") && i + 1 < argc)
+            pace_ms = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--final"))
             final = 1;
         else if (!strcmp(argv[i], "--recover"))
@@ -234,6 +237,8 @@ int main(int argc, char **argv)
             snprintf(key, sizeof key, "k%d", order[i]);
             run_key(key);
             perform_queue();
+            if (pace_ms)
+                usleep((useconds_t)pace_ms * 1000);
         }
         if (final && !all_finished(nkeys))
             usleep(200000); /* locks of killed workers expire after --lock-ms */

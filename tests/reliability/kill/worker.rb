@@ -21,6 +21,7 @@ OptionParser.new do |o|
   o.on("--mode MODE") { |v| opts[:mode] = v }
   o.on("--keys N", Integer) { |v| opts[:keys] = v }
   o.on("--lock-ms MS", Integer) { |v| opts[:lock_ms] = v }
+  o.on("--pace-ms MS", Integer) { |v| opts[:pace_ms] = v }
   o.on("--final") { opts[:final] = true }
   o.on("--recover") { opts[:recover] = true }
   o.on("--kill-at SPEC") do |v|
@@ -172,6 +173,9 @@ end
 
 def finished_count
   AcidicJob::Key.where(recovery_point: "FINISHED").count
+rescue StandardError => e # the database may be restarting
+  warn "count: #{e.class}: #{e.message}"
+  -1
 end
 
 begin
@@ -193,12 +197,19 @@ loop do
   (0...opts[:keys]).to_a.shuffle.each do |i|
     run_key(i)
     perform_queue
+    # what the Rails executor does after each job: the next checkout verifies the connection
+    ActiveRecord::Base.clear_active_connections!
+    sleep(opts[:pace_ms] / 1000.0) if opts[:pace_ms]
   end
   next unless opts[:final]
   break if finished_count >= opts[:keys] || Time.now > deadline
 
   sleep 0.2
 end
-AcidicJob.drain(older_than: 0)
+begin
+  AcidicJob.drain(older_than: 0)
+rescue StandardError => e
+  warn "drain: #{e.class}: #{e.message}"
+end
 perform_queue
 puts "DONE"
