@@ -966,6 +966,167 @@ static void test_arguments_of_50_mb(void **state)
 }
 
 /* ---------------------------------------------------------------------------------------
+ * bad input: every entry point, the exact code
+ * ------------------------------------------------------------------------------------- */
+
+#define EXPECT(call, code)                                                                  \
+    do {                                                                                    \
+        int rc_ = (call);                                                                   \
+        if (rc_ != (code)) {                                                                \
+            printf("# %s = %s (%s), expected %s\n", #call, aj_code_name(rc_),               \
+                   aj_error_last()->message, aj_code_name(code));                           \
+            wrong++;                                                                        \
+        }                                                                                   \
+    } while (0)
+
+static void test_bad_input_to_stores(void **state)
+{
+    (void)state;
+    int wrong = 0;
+    aj_store *s = NULL;
+    aj_options o;
+    EXPECT(aj_store_open(NULL, test_url(), NULL), AJ_EINVALID);
+    EXPECT(aj_store_open(&s, NULL, NULL), AJ_EINVALID);
+    EXPECT(aj_store_open(&s, "", NULL), AJ_EINVALID);
+    EXPECT(aj_store_open(&s, "sqlite:", NULL), AJ_EINVALID);
+    EXPECT(aj_store_open(&s, "sqlite:/tmp/\xff\xfe.db", NULL), AJ_EINVALID);
+    EXPECT(aj_store_open(&s, "sqlite:/tmp/\xed\xa0\x80.db", NULL), AJ_EINVALID); /* surrogate */
+    EXPECT(aj_store_open(&s, "mysql://localhost/x", NULL), AJ_EINVALID);
+    EXPECT(aj_store_open(&s, "postgres://@:99999/x", NULL), AJ_EINVALID);
+    EXPECT(aj_store_open(&s, "postgres://@:-1/x", NULL), AJ_EINVALID);
+    EXPECT(aj_store_open(&s, "postgresql://h/db?sslmode=nonsense", NULL), AJ_EINVALID);
+    aj_options_init(&o);
+    o.lock_timeout_ms = -1;
+    EXPECT(aj_store_open(&s, test_url(), &o), AJ_EINVALID);
+    aj_options_init(&o);
+    o.busy_timeout_ms = -5;
+    EXPECT(aj_store_open(&s, test_url(), &o), AJ_EINVALID);
+    aj_options_init(&o);
+    o.synchronous = 7;
+    EXPECT(aj_store_open(&s, test_url(), &o), AJ_EINVALID);
+    aj_options_init(&o);
+    o.conflict_retries = -1;
+    EXPECT(aj_store_open(&s, test_url(), &o), AJ_EINVALID);
+    EXPECT(aj_store_borrow_sqlite(&s, NULL, NULL), AJ_EINVALID);
+    EXPECT(aj_store_borrow_pg(&s, NULL, NULL), AJ_EINVALID);
+    EXPECT(aj_store_borrow_host(&s, AJ_DIALECT_SQLITE, NULL, NULL, NULL), AJ_EINVALID);
+
+    aj_store *ok = open_ok(0);
+    aj_value nul = {.type = AJ_TEXT, .text = "a\0b", .len = 3};
+    aj_value badtype = {.type = 9};
+    aj_value nulltext = {.type = AJ_TEXT, .text = NULL, .len = 4};
+    EXPECT(aj_store_exec(ok, "", NULL, 0, NULL), AJ_EINVALID);
+    EXPECT(aj_store_exec(ok, NULL, NULL, 0, NULL), AJ_EINVALID);
+    EXPECT(aj_store_exec(ok, "SELECT ?", NULL, 1, NULL), AJ_EINVALID);
+    EXPECT(aj_store_exec(ok, "SELECT ?", &nul, 1, NULL), AJ_EINVALID);
+    EXPECT(aj_store_exec(ok, "SELECT ?", &badtype, 1, NULL), AJ_EINVALID);
+    EXPECT(aj_store_exec(ok, "SELECT ?", &nulltext, 1, NULL), AJ_EINVALID);
+    EXPECT(aj_store_drain(ok, 0, NULL), AJ_EMISUSE); /* no enqueue callback */
+    recorder r = {0};
+    aj_store_set_enqueue(ok, recorder_enqueue, &r);
+    EXPECT(aj_store_drain(ok, -1, NULL), AJ_EINVALID);
+    EXPECT(aj_store_drain(NULL, 0, NULL), AJ_EINVALID);
+    EXPECT(aj_staged_ack(ok, 0, NULL), AJ_EINVALID);
+    EXPECT(aj_staged_ack(ok, -3, NULL), AJ_EINVALID);
+    EXPECT(aj_staged_ack(NULL, 1, NULL), AJ_EINVALID);
+    EXPECT(aj_store_settle(ok, 1), AJ_EMISUSE); /* owned store. NEXT: aj_store_settle is gone */
+    EXPECT(aj_store_migrate(NULL), AJ_EINVALID);
+    aj_store_free(ok);
+    if (wrong)
+        fail_msg("%d bad inputs got another code than expected (listed above)", wrong);
+}
+
+static int stage_outside_step;
+static int bad_calls_step(aj_run *run, const char *step, void *ctx)
+{
+    (void)step;
+    int *wrongp = ctx, wrong = 0;
+    EXPECT(aj_run_stage(run, "", "Job", "{}", 2, NULL), AJ_EINVALID);
+    EXPECT(aj_run_stage(run, "activejob", "", "{}", 2, NULL), AJ_EINVALID);
+    EXPECT(aj_run_stage(run, "activejob", "Job", "a\0b", 3, NULL), AJ_EINVALID);
+    EXPECT(aj_run_stage(run, "activejob", "Job", "\xc3\x28", 2, NULL), AJ_EINVALID);
+    EXPECT(aj_run_stage(run, "activejob", "Job", NULL, 4, NULL), AJ_EINVALID);
+    EXPECT(aj_run_await(run, "sidekiq", "Child", "{}", 2, NULL), AJ_EMISUSE); /* no awaits */
+    EXPECT(aj_run_goto(run, "nowhere"), AJ_EUNKNOWN_RECOVERY_POINT);
+    EXPECT(aj_run_goto(run, ""), AJ_EINVALID);
+    EXPECT(aj_run_set_attributes(run, "\xff", 1), AJ_EINVALID);
+    EXPECT(aj_run_set_error(run, "a\0", 2), AJ_EINVALID);
+    *wrongp += wrong;
+    return 0;
+}
+
+static void test_bad_input_to_workflows_and_runs(void **state)
+{
+    (void)state;
+    int wrong = 0;
+    aj_workflow *wf = NULL;
+    assert_aj(aj_workflow_new(&wf), AJ_OK);
+    char long_name[300];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = 0;
+    const char *empty_await[1] = {""};
+    EXPECT(aj_workflow_new(NULL), AJ_EINVALID);
+    EXPECT(aj_workflow_add_step(wf, "", NULL, 0), AJ_EINVALID);
+    EXPECT(aj_workflow_add_step(wf, NULL, NULL, 0), AJ_EINVALID);
+    EXPECT(aj_workflow_add_step(wf, "FINISHED", NULL, 0), AJ_EINVALID);
+    EXPECT(aj_workflow_add_step(wf, "\xc3\x28", NULL, 0), AJ_EINVALID);
+    EXPECT(aj_workflow_add_step(wf, "\xed\xa0\x80", NULL, 0), AJ_EINVALID);
+    EXPECT(aj_workflow_add_step(wf, long_name, NULL, 0), AJ_EINVALID);
+    EXPECT(aj_workflow_add_step(wf, "a", NULL, 2), AJ_EINVALID);
+    EXPECT(aj_workflow_add_step(wf, "a", empty_await, 1), AJ_EINVALID);
+    EXPECT(aj_workflow_add_step(wf, "a", NULL, 0), AJ_OK);
+    EXPECT(aj_workflow_add_step(wf, "a", NULL, 0), AJ_EDUPLICATE_STEP);
+    EXPECT(aj_workflow_add_step(NULL, "b", NULL, 0), AJ_EINVALID);
+
+    aj_store *s = open_ok(0);
+    aj_workflow *empty = NULL;
+    assert_aj(aj_workflow_new(&empty), AJ_OK);
+    aj_run *run = NULL;
+    EXPECT(api_acquire(&run, s, empty, "k", "Job", NULL, 0), AJ_ENO_STEPS);
+    EXPECT(api_acquire(&run, s, wf, "", "Job", NULL, 0), AJ_EINVALID);
+    EXPECT(api_acquire(&run, s, wf, NULL, "Job", NULL, 0), AJ_EINVALID);
+    EXPECT(api_acquire(&run, s, wf, "k", "", NULL, 0), AJ_EINVALID);
+    EXPECT(api_acquire(&run, s, wf, "k\xff", "Job", NULL, 0), AJ_EINVALID);
+    EXPECT(api_acquire(&run, s, wf, "\xed\xb0\x80", "Job", NULL, 0), AJ_EINVALID);
+    EXPECT(api_acquire(&run, s, wf, long_name, "Job", NULL, 0), AJ_EINVALID);
+    EXPECT(api_acquire(&run, s, wf, "k", "Job", "[\"a\0b\"]", 7), AJ_EINVALID);
+    EXPECT(api_acquire(&run, s, wf, "k", "Job", "\xf8\x88\x80\x80\x80", 5), AJ_EINVALID);
+    aj_run_params null_args;
+    memset(&null_args, 0, sizeof null_args);
+    null_args.key = "k";
+    null_args.job_name = "Job";
+    null_args.args_len = 5; /* and args NULL. NEXT: AJ_RUN_PARAMS_INIT */
+    EXPECT(aj_run_acquire(&run, s, wf, &null_args), AJ_EINVALID);
+    null_args.args = NULL;
+    null_args.args_len = 0;
+    null_args.attributes_len = 3;
+    EXPECT(aj_run_acquire(&run, s, wf, &null_args), AJ_EINVALID);
+    aj_run_free(run); /* when one was wrongly acquired */
+    run = NULL;
+    q_exec(s, "DELETE FROM acidic_job_keys", NULL, NULL);
+    EXPECT(api_acquire(NULL, s, wf, "k", "Job", NULL, 0), AJ_EINVALID);
+    EXPECT(api_acquire(&run, NULL, wf, "k", "Job", NULL, 0), AJ_EINVALID);
+    EXPECT(api_acquire(&run, s, NULL, "k", "Job", NULL, 0), AJ_EINVALID);
+    /* outside a step */
+    EXPECT(api_acquire(&run, s, wf, "k", "Job", NULL, 0), AJ_OK);
+    EXPECT(aj_run_stage(run, "activejob", "Job", "{}", 2, NULL), AJ_EMISUSE);
+    EXPECT(aj_run_finish(run), AJ_EMISUSE);
+    EXPECT(aj_run_goto(run, "a"), AJ_EMISUSE);
+    EXPECT(aj_run_step(run, NULL, NULL), AJ_EINVALID);
+    EXPECT(aj_run_step(NULL, bad_calls_step, &wrong), AJ_EINVALID);
+    /* inside one */
+    EXPECT(aj_run_step(run, bad_calls_step, &wrong), AJ_OK);
+    EXPECT(aj_run_step(run, bad_calls_step, &wrong), AJ_EMISUSE); /* the run has finished */
+    (void)stage_outside_step;
+    aj_run_free(run);
+    aj_workflow_free(empty);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+    if (wrong)
+        fail_msg("%d bad inputs got another code than expected (listed above)", wrong);
+}
+
+/* ---------------------------------------------------------------------------------------
  * the list
  * ------------------------------------------------------------------------------------- */
 
@@ -1001,6 +1162,8 @@ int main(int argc, char **argv)
         T(test_arguments_of_70_uuids),
         T(test_arguments_of_1_mb),
         T(test_arguments_of_50_mb),
+        T(test_bad_input_to_stores),
+        T(test_bad_input_to_workflows_and_runs),
     };
     const struct CMUnitTest sqlite_only[] = {
         T(test_sqlite_open_waits_for_a_busy_writer),
