@@ -27,6 +27,7 @@ export AJ_TEST_ROOT="$root"
 soak="${SOAK:-0}"
 tmp="$(mktemp -d /tmp/aj-reliability.XXXXXX)"
 chmod 755 "$tmp"
+: >"$tmp/summary"
 started_pg=""
 failed=0
 
@@ -39,7 +40,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-summary() { echo "SUMMARY reliability $1 $2 $3"; [ "$3" -eq 0 ] || failed=1; }
+summary() { echo "SUMMARY reliability $1 $2 $3" | tee -a "$tmp/summary"; [ "$3" -eq 0 ] || failed=1; }
 
 parts="${*:-c python ruby kill faults fuzz}"
 want() { [[ " $parts " == *" $1 "* ]]; }
@@ -117,6 +118,7 @@ run_part() {
   local rc=${PIPESTATUS[0]}
   local lines
   lines="$(grep -E '^SUMMARY reliability [^ ]+ [0-9]+ [0-9]+$' "$log" || true)"
+  [ -n "$lines" ] && echo "$lines" >>"$tmp/summary"
   if [ -z "$lines" ]; then
     summary "$name" 0 1
   elif echo "$lines" | awk '$5 > 0 {bad=1} END {exit !bad}'; then
@@ -138,7 +140,10 @@ if want python; then
 fi
 
 if want ruby; then
-  run_part ruby ruby -I"$here/ruby" -e 'Dir[ARGV[0] + "/test_*.rb"].sort.each { |f| require f }' "$here/ruby"
+  for db in sqlite postgres; do
+    AJ_REL_DB=$db run_part "ruby-$db" ruby -I"$here/ruby" \
+      -e 'Dir[ARGV[0] + "/test_*.rb"].sort.each { |f| require f }' "$here/ruby"
+  done
 fi
 
 if want kill; then
@@ -153,4 +158,8 @@ if want fuzz; then
   run_part fuzz bash "$here/fuzz/run.sh"
 fi
 
+echo
+echo "==== reliability: summary ===="
+awk '{printf "  %-32s %6d passed %6d failed\n", $3, $4, $5; p += $4; f += $5}
+     END {printf "%d passed, %d failed\n", p, f}' "$tmp/summary"
 exit "$failed"

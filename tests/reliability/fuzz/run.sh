@@ -53,7 +53,7 @@ fuzz() {
     echo "fuzz $name: FOUND after ${runs:-?} inputs:"
     grep -a -v -E '^(INFO|#[0-9]|    #|MS:|base64|Done|stat::|==[0-9]+==WARNING)' "$log" | grep -a -v '^\s*$' | head -15
     for f in "$out/$name"-crash-* "$out/$name"-leak-* "$out/$name"-timeout-*; do
-      [ -f "$f" ] && { echo "reproducer $f:"; xxd "$f" | head -8; }
+      [ -f "$f" ] && { echo "reproducer $f:"; od -A x -t x1z -v "$f" | head -8; }
     done
     echo "SUMMARY reliability fuzz-$name 0 1"
     failed=1
