@@ -116,6 +116,39 @@ def test_url_store_reconnects_after_a_shutdown_mid_step(pg_url_db: Any, mode: st
     assert pg_url_db.app_rows("a") == 1 and pg_url_db.app_rows("a2") == 1
 
 
+@pytest.mark.parametrize("mode", ["immediate", "fast"])
+def test_a_run_that_lost_the_server_resumes_at_once(pg_url_db: Any, mode: str) -> None:
+    """2.7: the step that lost its connection leaves the run unlocked with its error, so a
+    retry resumes it at once (today: LockedIdempotencyKey until the lock timeout)."""
+    pg_url_db.app_table()
+    restarted = []
+
+    @acidic_job.workflow(pg_url_db.url, name="LosingServer")
+    class LosingServer:
+        @acidic_job.step
+        def a(self, tx: Any) -> None:
+            tx.execute("INSERT INTO app_log (tag) VALUES (?)", ("a",))
+            if not restarted:
+                restarted.append(1)
+                restart_pg(mode)
+
+        @acidic_job.step
+        def b(self, tx: Any) -> None:
+            tx.execute("INSERT INTO app_log (tag) VALUES (?)", ("b",))
+
+    with pytest.raises(acidic_job.Error):
+        LosingServer.run(key="lost")
+    for _ in range(2):  # one more failure is allowed while the server comes back
+        try:
+            assert LosingServer.run(key="lost") is True
+            break
+        except acidic_job.DatabaseError:
+            continue
+    else:
+        pytest.fail("the run never resumed")
+    assert pg_url_db.app_rows("a") == 1 and pg_url_db.app_rows("b") == 1
+
+
 # --- 2.2 borrowed connections from a factory after a restart -------------------------------
 
 @pytest.mark.parametrize("mode", ["immediate", "fast"])
@@ -388,6 +421,49 @@ def test_port_out_of_range_is_an_invalid_argument() -> None:
 
     with pytest.raises(acidic_job.InvalidArgument):
         BadPort.run()
+
+
+def test_a_newer_schema_is_refused(url_db: Any) -> None:
+    """2.9: tables written by a newer acidic_job are refused (today: accepted silently)."""
+    wf = three_steps(url_db.url, "Schema")
+    url_db.app_table()
+    PH[0] = "?"
+    assert wf.run(1) is True
+    url_db.sql("UPDATE acidic_job_schema SET version = 999")
+
+    @acidic_job.workflow(url_db.url, name="SchemaAgain")
+    class Again:
+        @acidic_job.step
+        def a(self) -> None:
+            pass
+
+    with pytest.raises(acidic_job.Error):
+        Again.run()
+
+
+@pytest.mark.parametrize("statement", ["COMMIT", "ROLLBACK"])
+def test_a_step_ending_its_transaction_is_refused(url_db: Any, statement: str) -> None:
+    """3.2: COMMIT or ROLLBACK from a step on a URL store is refused with MisuseError and
+    nothing the step wrote is committed twice (today: the later writes autocommit)."""
+    url_db.app_table()
+    attempts = [0]
+
+    @acidic_job.workflow(url_db.url, name="Ending")
+    class Ending:
+        @acidic_job.step
+        def a(self, tx: Any) -> None:
+            attempts[0] += 1
+            tx.execute("INSERT INTO app_log (tag) VALUES (?)", ("before",))
+            if attempts[0] == 1:
+                tx.execute(statement)
+            tx.execute("INSERT INTO app_log (tag) VALUES (?)", ("after",))
+            if attempts[0] == 1:
+                raise RuntimeError("fail after the writes")
+
+    with pytest.raises((RuntimeError, acidic_job.MisuseError)):
+        Ending.run()
+    assert Ending.run() is True
+    assert url_db.app_rows("before") == 1 and url_db.app_rows("after") == 1
 
 
 # --- 3.1 ack inside a step --------------------------------------------------------------------

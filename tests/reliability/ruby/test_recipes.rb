@@ -115,6 +115,98 @@ class RecipesTest < RelTest
     assert_equal 20, enqueued.size
   end
 
+  # 2.4: a drain on the application's connection (a borrowed store) delivers every page in
+  # one call (today: 100 rows).
+  def test_borrowed_drain_delivers_every_page
+    job = Class.new(ActiveJob::Base) do
+      include AcidicJob
+      def self.name = "ManyStagingJob"
+      def perform
+        idempotently { step :stage }
+      end
+
+      def stage
+        250.times { OtherJob.perform_transactionally }
+      end
+    end
+    Object.const_set(:ManyStagingJob, job) unless defined?(::ManyStagingJob)
+    ManyStagingJob.perform_now
+    RelDb.sql("UPDATE staged_acidic_jobs SET updated_at = '2001-01-01 00:00:00'")
+    enqueued.clear
+    assert_equal 250, AcidicJob.drain(older_than: 0)
+  end
+
+  # 2.5: another worker has inserted the same key in its open transaction; this run's
+  # INSERT waits and then meets the unique index: LockedIdempotencyKey (today:
+  # DatabaseError "duplicate key value violates unique constraint ... (23505)").
+  def test_racing_creation_is_locked_not_a_unique_violation
+    skip "PostgreSQL only (SQLite serialises writers)" unless RelDb.postgres?
+    OtherJob.perform_now # the tables exist
+    rival = PG.connect(RelDb.pg_url)
+    rival.exec("BEGIN")
+    now = RelDb.now_text
+    rival.exec_params(
+      "INSERT INTO acidic_job_keys (idempotency_key, job_name, job_args, last_run_at, locked_at, " \
+      "recovery_point, attr_accessors, created_at, updated_at) VALUES ('race', 'OtherJob', $1, $2, $2, " \
+      "'only', $3, $2, $2)", [AcidicJob::Documents.job_args([]), now, AcidicJob::Documents.attributes({})]
+    )
+    outcome = nil
+    racer = Thread.new do
+      ActiveRecord::Base.connection_pool.with_connection do
+        job = OtherJob.new
+        job.job_id = "race"
+        job.perform_now
+        outcome = :acquired
+      rescue StandardError => e
+        outcome = e
+      end
+    end
+    sleep 0.5
+    rival.exec("COMMIT")
+    racer.join(30)
+    rival.close
+    assert_kind_of AcidicJob::LockedIdempotencyKey, outcome, outcome.inspect
+  end
+
+  # 3.2: a step that commits the owned store's transaction is refused, and nothing it
+  # wrote is committed twice (today: the later writes autocommit).
+  def test_commit_inside_a_step_is_refused
+    AcidicJob.config.database_url = "sqlite:#{File.join(RelDb.dir, "owned-#{SecureRandom.hex(4)}.db")}"
+    job = Class.new(ActiveJob::Base) do
+      include AcidicJob
+      cattr_accessor :attempts, default: 0
+      def self.name = "CommittingJob"
+      def perform
+        idempotently do
+          step :setup
+          step :commit_and_write
+        end
+      end
+
+      def setup
+        AcidicJob.exec("CREATE TABLE IF NOT EXISTS owned_log (tag text)")
+      end
+
+      def commit_and_write
+        self.class.attempts += 1
+        AcidicJob.exec("INSERT INTO owned_log (tag) VALUES ('before')")
+        AcidicJob.exec("COMMIT") if self.class.attempts == 1
+        AcidicJob.exec("INSERT INTO owned_log (tag) VALUES ('after')")
+        raise "fail after the writes" if self.class.attempts == 1
+      end
+    end
+    Object.const_set(:CommittingJob, job) unless defined?(::CommittingJob)
+    CommittingJob.attempts = 0
+    first = CommittingJob.new
+    first.job_id = "committing"
+    assert_raises(RuntimeError, AcidicJob::Misuse) { first.perform_now }
+    again = CommittingJob.new
+    again.job_id = "committing"
+    assert again.perform_now
+    counts = AcidicJob::OwnedSession.store.exec("SELECT tag, count(*) FROM owned_log GROUP BY tag ORDER BY tag")
+    assert_equal [["after", 1], ["before", 1]], counts.map { |t, n| [t, n.to_i] }
+  end
+
   # 2.7: UnknownRecoveryPoint releases the lock and records the error (today: the run
   # stays locked and a retry is LockedIdempotencyKey).
   def test_unknown_recovery_point_releases_the_lock
