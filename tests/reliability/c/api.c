@@ -96,7 +96,12 @@ static int host_exec(api_borrowed *b, const char *sql)
     return ok ? 0 : -1;
 }
 
-int api_host_begin(api_borrowed *b) { return host_exec(b, b->sqlite ? "BEGIN IMMEDIATE" : "BEGIN"); }
+int api_host_begin(api_borrowed *b)
+{
+    if (b->pg && PQstatus(b->pg) == CONNECTION_BAD)
+        PQreset(b->pg);
+    return host_exec(b, b->sqlite ? "BEGIN IMMEDIATE" : "BEGIN");
+}
 int api_host_commit(api_borrowed *b) { return host_exec(b, "COMMIT"); }
 int api_host_rollback(api_borrowed *b) { return host_exec(b, "ROLLBACK"); }
 
@@ -140,6 +145,11 @@ int api_borrowed_drain(api_borrowed *b, int64_t older_than_ms, size_t *delivered
 }
 
 int api_borrowed_record_failure(api_borrowed *b, aj_run *run) { IN_HOST_TX(b, aj_run_fail(run)); }
+
+int api_borrowed_ack(api_borrowed *b, int64_t staged_id)
+{
+    IN_HOST_TX(b, aj_staged_ack(b->store, staged_id, NULL));
+}
 
 int api_borrowed_step(api_borrowed *b, aj_run *run, aj_step_fn fn, void *ctx)
 {

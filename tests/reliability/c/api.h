@@ -45,7 +45,9 @@ typedef struct api_borrowed {
 int api_borrow_pg(api_borrowed *b, PGconn *pg, int64_t lock_timeout_ms);
 int api_borrow_sqlite(api_borrowed *b, sqlite3 *db, int64_t lock_timeout_ms);
 void api_borrowed_free(api_borrowed *b);
-/* BEGIN (SQLite: BEGIN IMMEDIATE) on the borrowed handle, COMMIT, ROLLBACK: 0 or -1. */
+/* BEGIN (SQLite: BEGIN IMMEDIATE) on the borrowed handle, COMMIT, ROLLBACK: 0 or -1.
+ * Like an application's connection pool, BEGIN first resets a PostgreSQL connection that
+ * was lost (the server restarted). */
 int api_host_begin(api_borrowed *b);
 int api_host_commit(api_borrowed *b);
 int api_host_rollback(api_borrowed *b);
@@ -59,6 +61,8 @@ int api_borrowed_drain(api_borrowed *b, int64_t older_than_ms, size_t *delivered
 int api_borrowed_step(api_borrowed *b, aj_run *run, aj_step_fn fn, void *ctx);
 /* Record a failed step (today aj_run_fail) in a host transaction of its own. */
 int api_borrowed_record_failure(api_borrowed *b, aj_run *run);
+/* Acknowledge a staged job in a host transaction of its own. */
+int api_borrowed_ack(api_borrowed *b, int64_t staged_id);
 
 /* --- the test server ----------------------------------------------------------------- */
 

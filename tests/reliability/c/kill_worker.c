@@ -1,8 +1,8 @@
 /*
  * The C worker of the kill-anywhere harness (kill/driver.py starts and SIGKILLs it).
  *
- *   kill_worker --db URL --keys N [--final] [--kill-at POINT:PERCENT]... [--recover]
- *               [--lock-ms MS] [--pace-ms MS]
+ *   kill_worker --db URL --keys N [--mode url|borrowed] [--final]
+ *               [--kill-at POINT:PERCENT]... [--recover] [--lock-ms MS] [--pace-ms MS]
  *
  * It works through the workflows "k0".."k<N-1>" (job "KillFlow", steps s1 s2 s3) in a
  * random order, skipping the ones another worker holds. Each step inserts one row
@@ -12,6 +12,9 @@
  * fetch) that the worker performs after each run: "plain" and children insert a row into
  * deliveries and are acknowledged; the continuation resumes its parent.
  *
+ * --mode borrowed opens the connection itself (libpq or sqlite3), lends it to the core
+ * (aj_store_borrow_*) and runs every transaction on it as an application does; it resets
+ * a lost PostgreSQL connection before its next transaction, as a connection pool would.
  * --final keeps going (drain, perform, rerun) until every run has finished, then exits 0.
  * --kill-at POINT:PERCENT kills the process with SIGKILL at a chosen point with that
  * probability: step (inside a step, after its write), push (after a commit, before the job
@@ -32,6 +35,13 @@
 
 #define MAX_QUEUE 4096
 
+/* The worker's own failures before the core is involved: a message for OPENFAIL. */
+static int aj_error_set_message(const char *message)
+{
+    fprintf(stderr, "%s\n", message);
+    return AJ_EDATABASE;
+}
+
 typedef struct job {
     int64_t id;
     char kind[16]; /* plain, child0, child1, resume */
@@ -41,6 +51,8 @@ typedef struct job {
 static job queue[MAX_QUEUE];
 static int nqueue;
 static aj_store *store;
+static int borrowed;   /* --mode borrowed: the connection is the worker's, lent to the core */
+static api_borrowed lent;
 static aj_workflow *wf_plain, *wf_await; /* s2 stages, s2 awaits */
 static int kill_step, kill_push, kill_child; /* percent */
 
@@ -103,13 +115,21 @@ static int run_key(const char *key)
 {
     aj_run *run = NULL;
     const aj_workflow *wf = awaits_children(key) ? wf_await : wf_plain;
-    int rc = api_acquire(&run, store, wf, key, "KillFlow", NULL, 0);
+    int rc = borrowed ? api_borrowed_acquire(&lent, &run, wf, key, "KillFlow", NULL, 0)
+                      : api_acquire(&run, store, wf, key, "KillFlow", NULL, 0);
     if (rc != AJ_OK) {
         if (rc != AJ_ELOCKED && rc != AJ_ECONFLICT)
             fprintf(stderr, "acquire %s: %s: %s\n", key, aj_code_name(rc), aj_error_last()->message);
         return 0;
     }
-    if (aj_run_status(run) == AJ_RUN_READY && (rc = aj_run_execute(run, step, NULL)) != AJ_OK)
+    if (borrowed) {
+        while (aj_run_status(run) == AJ_RUN_READY &&
+               (rc = api_borrowed_step(&lent, run, step, NULL)) == AJ_OK) {
+        }
+    } else if (aj_run_status(run) == AJ_RUN_READY) {
+        rc = aj_run_execute(run, step, NULL);
+    }
+    if (rc != AJ_OK)
         fprintf(stderr, "execute %s: %s: %s\n", key, aj_code_name(rc), aj_error_last()->message);
     int status = aj_run_status(run);
     aj_run_free(run);
@@ -130,7 +150,7 @@ static void perform_queue(void)
             if (strncmp(j.kind, "child", 5) == 0)
                 maybe_die(kill_child);
         }
-        int rc = aj_staged_ack(store, j.id, NULL);
+        int rc = borrowed ? api_borrowed_ack(&lent, j.id) : aj_staged_ack(store, j.id, NULL);
         if (rc != AJ_OK)
             fprintf(stderr, "ack %lld: %s: %s\n", (long long)j.id, aj_code_name(rc),
                     aj_error_last()->message);
@@ -147,6 +167,34 @@ static int all_finished(int nkeys)
     long long n = c->type == AJ_INT ? c->integer : atoll(c->text);
     aj_rows_free(rows);
     return n >= nkeys;
+}
+
+/* An owned store on the URL, or the worker's own connection lent to the core. */
+static int open_store(const char *url, int64_t lock_ms)
+{
+    if (!borrowed)
+        return api_open(&store, url, lock_ms, 5000);
+    int rc;
+    if (strncmp(url, "sqlite:", 7) == 0) {
+        sqlite3 *db = NULL;
+        if (sqlite3_open(url + 7, &db) != SQLITE_OK)
+            return aj_error_set_message("sqlite3_open failed");
+        sqlite3_busy_timeout(db, 5000);
+        sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        rc = api_borrow_sqlite(&lent, db, lock_ms);
+    } else {
+        PGconn *pg = PQconnectdb(url);
+        if (PQstatus(pg) != CONNECTION_OK) {
+            PQfinish(pg);
+            return aj_error_set_message("PQconnectdb failed");
+        }
+        PQclear(PQexec(pg, "SET client_min_messages = warning"));
+        rc = api_borrow_pg(&lent, pg, lock_ms);
+    }
+    if (rc == AJ_OK && (rc = api_borrowed_migrate(&lent)) != AJ_OK)
+        api_borrowed_free(&lent);
+    store = lent.store;
+    return rc;
 }
 
 static void shuffle(int *order, int n)
@@ -172,6 +220,8 @@ int main(int argc, char **argv)
             nkeys = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--lock-ms") && i + 1 < argc)
             lock_ms = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--mode") && i + 1 < argc)
+            borrowed = !strcmp(argv[++i], "borrowed");
         else if (!strcmp(argv[i], "--pace-ms") && i + 1 < argc)
             pace_ms = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--final"))
@@ -206,7 +256,7 @@ int main(int argc, char **argv)
         printf("UNAVAILABLE recover: aj_store_recover comes with the next core\n");
         return 3;
     }
-    for (int attempt = 0; api_open(&store, url, lock_ms, 5000) != AJ_OK; attempt++) {
+    for (int attempt = 0; open_store(url, lock_ms) != AJ_OK; attempt++) {
         printf("OPENFAIL %s\n", aj_error_last()->message);
         if (attempt == 20)
             return 1;
@@ -228,7 +278,10 @@ int main(int argc, char **argv)
     do {
         if (final) {
             size_t delivered = 0;
-            aj_store_drain(store, 0, &delivered);
+            if (borrowed)
+                api_borrowed_drain(&lent, 0, &delivered);
+            else
+                aj_store_drain(store, 0, &delivered);
             perform_queue();
         }
         shuffle(order, nkeys);
@@ -245,7 +298,10 @@ int main(int argc, char **argv)
     } while (!final || (!all_finished(nkeys) && time(NULL) < deadline)); /* else: until killed */
     if (final) {
         size_t delivered = 0;
-        aj_store_drain(store, 0, &delivered);
+        if (borrowed)
+            api_borrowed_drain(&lent, 0, &delivered);
+        else
+            aj_store_drain(store, 0, &delivered);
         perform_queue();
     }
     free(order);

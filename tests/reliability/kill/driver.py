@@ -41,19 +41,21 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 PG_URL = os.environ.get("AJ_TEST_PG_URL", "")
 LOCK_MS = 1500
 
-# kind -> share of the kills per database (short form: 200 in all per database)
+# kind (language-mode) -> share of the kills per database (short form: 200 in all per database)
 KINDS = {"c-url": 80, "python-url": 40, "python-borrowed": 40, "ruby-activerecord": 40}
+# the fault suite also runs the worker kinds the kill counts leave out
+FAULT_KINDS = list(KINDS) + ["c-borrowed", "ruby-owned"]
 SOAK_KINDS = {"c-url": 3000, "python-url": 1000, "python-borrowed": 500, "ruby-activerecord": 500}
 
 
 def worker_command(kind: str, url: str, keys: int) -> List[str]:
     lang, mode = kind.split("-", 1)
     if lang == "c":
-        cmd = [os.path.join(ROOT, "build", "reliability", "kill_worker")]
+        cmd = [os.path.join(ROOT, "build", "reliability", "kill_worker"), "--mode", mode]
     elif lang == "python":
         cmd = [sys.executable, os.path.join(HERE, "worker.py"), "--mode", mode]
     else:
-        cmd = ["ruby", os.path.join(HERE, "worker.rb")]
+        cmd = ["ruby", os.path.join(HERE, "worker.rb"), "--mode", mode]
     return cmd + ["--db", url, "--keys", str(keys), "--lock-ms", str(LOCK_MS)]
 
 

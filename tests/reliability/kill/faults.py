@@ -3,8 +3,9 @@ in the middle of streams of runs.
 
     faults.py [--soak 0|1] [--only KIND,...]
 
-For each worker kind of driver.py (C and Python on a URL store, Python on a factory of
-borrowed psycopg connections, Ruby ActiveJob on ActiveRecord), two workers run the same
+For each worker kind (C, Python and Ruby on a store of their own: URL / database_url; C on
+its own libpq connection lent to the core; Python on a factory of borrowed psycopg
+connections; Ruby ActiveJob on ActiveRecord), two workers run the same
 stream of workflows with --final (they keep going until every run has finished) while the
 server is restarted several times, alternately with `pg_ctl restart -m immediate` and
 `-m fast`. Nothing restarts the workers: each must recover by itself and exit with every
@@ -23,7 +24,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from driver import KINDS, PG_URL, ROOT, Database, Worker, check, worker_command  # noqa: E402
+from driver import FAULT_KINDS, PG_URL, ROOT, Database, Worker, check, worker_command  # noqa: E402
 
 
 def restart(mode: str) -> None:
@@ -42,7 +43,7 @@ def main() -> int:
     soak = a.soak == "1"
     restarts = 20 if soak else 4
     keys = 200 if soak else 60
-    kinds = [k for k in KINDS if not a.only or k in a.only.split(",")]
+    kinds = [k for k in FAULT_KINDS if not a.only or k in a.only.split(",")]
     tmp = tempfile.mkdtemp(prefix="aj-faults-")
     passed = failed = 0
     rng = random.Random(9)

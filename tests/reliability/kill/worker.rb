@@ -1,9 +1,11 @@
 # frozen_string_literal: true
 
 # The Ruby worker of the kill-anywhere harness (driver.py starts and SIGKILLs it):
-# ActiveJob jobs including AcidicJob on ActiveRecord (the connection shared with the core).
+# ActiveJob jobs including AcidicJob on ActiveRecord (the connection shared with the core),
+# or with --mode owned on acidic_job's own connection (database_url, no ActiveRecord).
 #
-#   ruby worker.rb --db URL --keys N [--final] [--kill-at POINT:PERCENT]... [--recover]
+#   ruby worker.rb --db URL --keys N [--mode activerecord|owned] [--final]
+#                  [--kill-at POINT:PERCENT]... [--recover] [--pace-ms MS]
 #
 # The same work as c/kill_worker.c: runs "k0".."k<N-1>" (the ActiveJob job_id is the key)
 # of three steps, each creating an app_steps row; s2 stages a PlainDelivery job, or for
@@ -44,11 +46,43 @@ def maybe_die(point)
   Process.kill(:KILL, Process.pid) if KILL[point].positive? && rand(100) < KILL[point]
 end
 
-if opts[:db].start_with?("sqlite:")
+OWNED = opts[:mode] == "owned"
+if OWNED
+  AcidicJob.config.database_url = opts[:db]
+elsif opts[:db].start_with?("sqlite:")
   ActiveRecord::Base.establish_connection(adapter: "sqlite3", database: opts[:db].delete_prefix("sqlite:"), timeout: 5000)
 else
   require "pg"
   ActiveRecord::Base.establish_connection(url: opts[:db])
+end
+
+# The application's own writes: through ActiveRecord, or on acidic_job's connection.
+module AppWrites
+  module_function
+
+  def insert(table, key, value)
+    column = table == "app_steps" ? "step" : "job"
+    if OWNED
+      sql = "INSERT INTO #{table} (key, #{column}) VALUES (?, ?)"
+      AcidicJob.current_run ? AcidicJob.exec(sql, key, value) : AcidicJob::OwnedSession.store.exec(sql, [key, value])
+    elsif table == "app_steps"
+      AppStep.create!(key: key, step: value)
+    else
+      Delivery.create!(key: key, job: value)
+    end
+  end
+
+  def key_of(key_id)
+    return AcidicJob::Key.find(key_id).idempotency_key unless OWNED
+
+    AcidicJob::OwnedSession.store.exec("SELECT idempotency_key FROM acidic_job_keys WHERE id = ?", [key_id.to_i])[0][0]
+  end
+
+  def finished
+    return AcidicJob::Key.where(recovery_point: "FINISHED").count unless OWNED
+
+    AcidicJob::OwnedSession.store.exec("SELECT count(*) FROM acidic_job_keys WHERE recovery_point = 'FINISHED'")[0][0].to_i
+  end
 end
 ActiveRecord::Base.logger = nil
 ActiveJob::Base.logger = Logger.new(nil)
@@ -76,14 +110,14 @@ end
 
 class PlainDelivery < ActiveJob::Base
   def perform(key, *)
-    Delivery.create!(key: key, job: "plain")
+    AppWrites.insert("deliveries", key, "plain")
   end
 end
 
 module ChildDelivery
   def perform(key_id, *)
-    key = AcidicJob::Key.find(key_id).idempotency_key
-    Delivery.create!(key: key, job: self.class.name == "Child0" ? "child0" : "child1")
+    key = AppWrites.key_of(key_id)
+    AppWrites.insert("deliveries", key, self.class.name == "Child0" ? "child0" : "child1")
     maybe_die("child")
   end
 end
@@ -108,7 +142,7 @@ module KillSteps
   private
 
   def write_step(name)
-    AppStep.create!(key: job_id, step: name)
+    AppWrites.insert("app_steps", job_id, name)
     maybe_die("step")
   end
 end
@@ -172,14 +206,14 @@ def perform_queue
 end
 
 def finished_count
-  AcidicJob::Key.where(recovery_point: "FINISHED").count
+  AppWrites.finished
 rescue StandardError => e # the database may be restarting
   warn "count: #{e.class}: #{e.message}"
   -1
 end
 
 begin
-  AcidicJob::Key.count # the connection and the tables (the core creates them on first use)
+  OWNED ? AcidicJob::OwnedSession.store : AcidicJob::Key.count # the connection, the tables
 rescue StandardError
   nil
 end
@@ -198,7 +232,7 @@ loop do
     run_key(i)
     perform_queue
     # what the Rails executor does after each job: the next checkout verifies the connection
-    ActiveRecord::Base.clear_active_connections!
+    ActiveRecord::Base.clear_active_connections! unless OWNED
     sleep(opts[:pace_ms] / 1000.0) if opts[:pace_ms]
   end
   next unless opts[:final]
