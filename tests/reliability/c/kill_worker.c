@@ -56,16 +56,19 @@ static api_borrowed lent;
 static aj_workflow *wf_plain, *wf_await; /* s2 stages, s2 awaits */
 static int kill_step, kill_push, kill_child; /* percent */
 
-static void maybe_die(int percent)
+/* Tell the driver where, then die as a crash would. */
+static void maybe_die(int percent, const char *point)
 {
-    if (percent > 0 && rand() % 100 < percent)
+    if (percent > 0 && rand() % 100 < percent) {
+        printf("SELFKILL %s\n", point);
         raise(SIGKILL);
+    }
 }
 
 static int enqueue(void *ctx, const aj_staged_job *sj)
 {
     (void)ctx;
-    maybe_die(kill_push);
+    maybe_die(kill_push, "push");
     if (nqueue == MAX_QUEUE)
         return 1;
     job *j = &queue[nqueue++];
@@ -93,7 +96,7 @@ static int step(aj_run *run, const char *name, void *ctx)
     const char *key = aj_run_key(run);
     if (insert2("INSERT INTO app_steps (key, step) VALUES (?, ?)", key, name) != AJ_OK)
         return 1;
-    maybe_die(kill_step);
+    maybe_die(kill_step, "step");
     if (strcmp(name, "s2") != 0)
         return 0;
     char payload[64];
@@ -148,7 +151,7 @@ static void perform_queue(void)
             if (insert2("INSERT INTO deliveries (key, job) VALUES (?, ?)", j.key, j.kind) != AJ_OK)
                 continue;
             if (strncmp(j.kind, "child", 5) == 0)
-                maybe_die(kill_child);
+                maybe_die(kill_child, "child");
         }
         int rc = borrowed ? api_borrowed_ack(&lent, j.id) : aj_staged_ack(store, j.id, NULL);
         if (rc != AJ_OK)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -39,7 +40,7 @@ from urllib.parse import quote
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 PG_URL = os.environ.get("AJ_TEST_PG_URL", "")
-LOCK_MS = 1500
+LOCK_MS = 400  # short, so that runs of killed workers are taken over soon (no recovery yet)
 
 # kind (language-mode) -> share of the kills per database (short form: 200 in all per database)
 KINDS = {"c-url": 80, "python-url": 40, "python-borrowed": 40, "ruby-activerecord": 40}
@@ -66,6 +67,7 @@ class Worker:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
                                      env={**os.environ, "ASAN_OPTIONS": "detect_leaks=0"})
         self.ready = threading.Event()
+        self.kills_itself = False
         self.lines: List[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -147,20 +149,30 @@ def chaos(kind: str, db: Database, keys: int, kills: int, log: Any) -> Dict[str,
     """Two workers at a time, SIGKILLed at random until `kills` kills; then the rerun."""
     rng = random.Random(f"{kind}-{db.kind}-{kills}")
     base = worker_command(kind, db.url, keys)
-    self_kill = ["--kill-at", "step:2", "--kill-at", "push:2", "--kill-at", "child:5"]
+    self_kill = ["--kill-at", "step:20", "--kill-at", "push:20", "--kill-at", "child:40"]
 
     def spawn() -> Worker:
-        return Worker(base + (self_kill if rng.random() < 0.5 else []), log)
+        w = Worker(base + (self_kill if rng.random() < 0.5 else []), log)
+        w.kills_itself = len(w.proc.args) > len(base)
+        return w
 
-    figures = {"kills": 0, "self_kills": 0, "open_failures": 0, "crashes": 0}
+    figures = {"kills": 0, "self_kills": 0, "open_failures": 0, "crashes": 0,
+               "self_step": 0, "self_push": 0, "self_child": 0}
+
+    def count_self_kill(w: Worker) -> None:
+        for line in w.lines:
+            if line.startswith("SELFKILL "):
+                figures["self_" + line.split()[1]] += 1
     workers = [spawn(), spawn()]
-    lifetime = {"c": (0.02, 0.25), "python": (0.05, 0.6), "ruby": (0.1, 1.0)}[kind.split("-")[0]]
+    # how long a worker lives before the driver kills it (after it is READY)
+    lifetime = {"c": (0.05, 0.4), "python": (0.1, 0.8), "ruby": (0.2, 1.2)}[kind.split("-")[0]]
     deadline = time.time() + (600 if kills > 500 else 240) * max(1, kills // 200)
     while figures["kills"] < kills and time.time() < deadline:
         victim = rng.randrange(len(workers))
         w = workers[victim]
         w.ready.wait(30)
-        time.sleep(rng.uniform(*lifetime))
+        # a worker that kills itself at chosen points gets the time to reach them
+        time.sleep(rng.uniform(*lifetime) * (2 if w.kills_itself else 1))
         rc = w.proc.poll()
         if rc is None:
             w.kill()
@@ -168,6 +180,7 @@ def chaos(kind: str, db: Database, keys: int, kills: int, log: Any) -> Dict[str,
         elif rc == -signal.SIGKILL:
             figures["kills"] += 1
             figures["self_kills"] += 1
+            count_self_kill(w)
         else:
             figures["crashes"] += 1
             print(f"!! {kind} worker exited with {rc}: {w.lines[-3:]}", flush=True)
@@ -217,7 +230,8 @@ def main() -> int:
     kinds = SOAK_KINDS if soak else KINDS
     if a.only:
         kinds = {k: v for k, v in kinds.items() if k in a.only.split(",")}
-    keys = a.keys or (200 if soak else 40)
+    # enough workflows that the workers are still working when the last kill comes
+    per_kill = {"c": 6, "python": 3, "ruby": 2}
     tmp = tempfile.mkdtemp(prefix="aj-kill-")
     totals: Dict[str, Dict[str, int]] = {}
     for dbkind in a.db.split(","):
@@ -228,6 +242,7 @@ def main() -> int:
         total = totals.setdefault(dbkind, {"kills": 0, "runs": 0, "steps": 0, "duplicates": 0,
                                            "lost": 0, "stranded": 0})
         for kind, kills in kinds.items():
+            keys = a.keys or max(60, kills * per_kill[kind.split("-")[0]])
             db = Database(dbkind, tmp)
             log_path = os.path.join(tmp, f"{kind}-{dbkind}.log")
             with open(log_path, "w") as log:
@@ -239,7 +254,9 @@ def main() -> int:
                 broken["batches_left"]
             ok = fig["kills"] >= kills and fig["rerun_ok"] and not fig["crashes"] and \
                 not any(broken.values()) and not fig["open_failures"]
-            print(f"FIGURES kill {kind} {dbkind}: kills {fig['kills']} (self {fig['self_kills']}), "
+            print(f"FIGURES kill {kind} {dbkind}: kills {fig['kills']} (self {fig['self_kills']}: "
+                  f"in a step {fig['self_step']}, between commit and push {fig['self_push']}, "
+                  f"in an awaited child {fig['self_child']}), "
                   f"runs {keys}, steps {3 * keys}, duplicates {broken['duplicates']}, "
                   f"lost {broken['lost']}, stranded {stranded} (unfinished "
                   f"{broken['unfinished']}, locked {broken['locked']}, staged left "
@@ -264,6 +281,11 @@ def main() -> int:
         print(f"FIGURES kill {dbkind} total: " +
               ", ".join(f"{k} {v}" for k, v in total.items()), flush=True)
         print(f"SUMMARY reliability kill-{dbkind} {passed} {failed}", flush=True)
+    broken = any(v["duplicates"] or v["lost"] or v["stranded"] for v in totals.values())
+    if broken:
+        print(f"the databases of the failed kinds are kept in {tmp}", flush=True)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all(v["duplicates"] == v["lost"] == v["stranded"] == 0 for v in totals.values()) else 1
 
 

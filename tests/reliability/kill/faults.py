@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,6 +95,10 @@ def main() -> int:
             db.drop()
         passed, failed = passed + ok, failed + (not ok)
     print(f"SUMMARY reliability faults-postgres {passed} {failed}", flush=True)
+    if failed:
+        print(f"the worker logs are kept in {tmp}", flush=True)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 1 if failed else 0
 
 

@@ -31,6 +31,7 @@ QUEUE: List[Tuple[int, str, dict]] = []
 
 def maybe_die(point: str) -> None:
     if KILL[point] and random.randrange(100) < KILL[point]:
+        print(f"SELFKILL {point}", flush=True)  # tell the driver where, then die
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -43,7 +43,10 @@ $stdout.sync = true
 KILL = opts[:kill]
 
 def maybe_die(point)
-  Process.kill(:KILL, Process.pid) if KILL[point].positive? && rand(100) < KILL[point]
+  return unless KILL[point].positive? && rand(100) < KILL[point]
+
+  puts "SELFKILL #{point}" # tell the driver where, then die
+  Process.kill(:KILL, Process.pid)
 end
 
 OWNED = opts[:mode] == "owned"
