@@ -462,6 +462,8 @@ def test_a_step_ending_its_transaction_is_refused(url_db: Any, statement: str) -
 
     with pytest.raises((RuntimeError, acidic_job.MisuseError)):
         Ending.run()
+    committed = (url_db.app_rows("before"), url_db.app_rows("after"))
+    assert committed == (0, 0), f"the failed attempt committed {committed} rows"
     assert Ending.run() is True
     assert url_db.app_rows("before") == 1 and url_db.app_rows("after") == 1
 
@@ -495,6 +497,8 @@ def test_ack_inside_a_step_keeps_the_step_transaction(url_db: Any, recorder: Any
 
     with pytest.raises((RuntimeError, acidic_job.MisuseError)):
         Acking.run()
+    committed = (url_db.app_rows("before"), url_db.app_rows("after"))
+    assert committed == (0, 0), f"the failed attempt committed {committed} rows"
     assert Acking.run() is True
     assert url_db.app_rows("before") == 1 and url_db.app_rows("after") == 1
 

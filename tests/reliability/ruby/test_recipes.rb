@@ -200,6 +200,8 @@ class RecipesTest < RelTest
     first = CommittingJob.new
     first.job_id = "committing"
     assert_raises(RuntimeError, AcidicJob::Misuse) { first.perform_now }
+    committed = AcidicJob::OwnedSession.store.exec("SELECT count(*) FROM owned_log")[0][0].to_i
+    assert_equal 0, committed, "the failed attempt committed #{committed} rows"
     again = CommittingJob.new
     again.job_id = "committing"
     assert again.perform_now
@@ -274,6 +276,8 @@ class RecipesTest < RelTest
     first = AckingJob.new
     first.job_id = "acking"
     assert_raises(RuntimeError, AcidicJob::Misuse) { first.perform_now }
+    committed = AcidicJob::OwnedSession.store.exec("SELECT count(*) FROM owned_log")[0][0].to_i
+    assert_equal 0, committed, "the failed attempt committed #{committed} rows"
     again = AckingJob.new
     again.job_id = "acking"
     assert again.perform_now
