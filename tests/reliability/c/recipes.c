@@ -857,6 +857,12 @@ static void test_passwords_never_reach_messages(void **state)
         {"host=127.0.0.1 port=1 connect_timeout=1 PASSWORD=Hunter3x", {"Hunter3x", NULL}},
         /* libpq echoing the conninfo (found by the fuzzer) */
         {"host=/x\vpassword=Hunter2://x:Secret9@y", {"Hunter2", "Secret9"}},
+        /* found by fuzz/fuzz_redact.c: a '?' or '#' in a URI password ends the redaction's
+         * user info early; libpq's '' is no quote, so the rest of the value spills into
+         * libpq's message */
+        {"mysql://user:pa?ss9word@h/db", {"ss9word", NULL}},
+        {"sqlite3://user:pa#ss8word@h/db", {"ss8word", NULL}},
+        {"host=127.0.0.1 port=1 password = 'it''s-secret9'", {"secret9", NULL}},
     };
     int leaks = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -29,6 +29,9 @@ SECRET_CASES = [
     ("host=127.0.0.1 port=1 connect_timeout=1 passwd=Hunter2x", ["Hunter2x"]),
     ("host=127.0.0.1 port=1 connect_timeout=1 PASSWORD=Hunter3x", ["Hunter3x"]),
     ("host=/x\vpassword=Hunter2://x:Secret9@y", ["Hunter2", "Secret9"]),
+    ("mysql://user:pa?ss9word@h/db", ["ss9word"]),
+    ("sqlite3://user:pa#ss8word@h/db", ["ss8word"]),
+    ("host=127.0.0.1 port=1 password = 'it''s-secret9'", ["secret9"]),
 ]
 
 

@@ -355,7 +355,10 @@ class RecipesTest < RelTest
     ["postgresql://user:Secr/et9x@127.0.0.1:1/db?connect_timeout=1", %w[Secr et9x]],
     ["host=127.0.0.1 port=1 connect_timeout=1 passwd=Hunter2x", %w[Hunter2x]],
     ["host=127.0.0.1 port=1 connect_timeout=1 PASSWORD=Hunter3x", %w[Hunter3x]],
-    ["host=/x\vpassword=Hunter2://x:Secret9@y", %w[Hunter2 Secret9]]
+    ["host=/x\vpassword=Hunter2://x:Secret9@y", %w[Hunter2 Secret9]],
+    ["mysql://user:pa?ss9word@h/db", %w[ss9word]],
+    ["sqlite3://user:pa#ss8word@h/db", %w[ss8word]],
+    ["host=127.0.0.1 port=1 password = 'it''s-secret9'", %w[secret9]]
   ].each_with_index do |(url, secrets), i|
     define_method("test_password_#{i}_never_reaches_messages") do
       AcidicJob.config.database_url = url
