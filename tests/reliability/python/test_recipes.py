@@ -32,6 +32,7 @@ SECRET_CASES = [
     ("mysql://user:pa?ss9word@h/db", ["ss9word"]),
     ("sqlite3://user:pa#ss8word@h/db", ["ss8word"]),
     ("host=127.0.0.1 port=1 password = 'it''s-secret9'", ["secret9"]),
+    ("host=127.0.0.1 port=1 connect_timeout=1 password=abc&secret7 dbname=x", ["secret7"]),
 ]
 
 

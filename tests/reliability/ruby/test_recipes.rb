@@ -358,7 +358,8 @@ class RecipesTest < RelTest
     ["host=/x\vpassword=Hunter2://x:Secret9@y", %w[Hunter2 Secret9]],
     ["mysql://user:pa?ss9word@h/db", %w[ss9word]],
     ["sqlite3://user:pa#ss8word@h/db", %w[ss8word]],
-    ["host=127.0.0.1 port=1 password = 'it''s-secret9'", %w[secret9]]
+    ["host=127.0.0.1 port=1 password = 'it''s-secret9'", %w[secret9]],
+    ["host=127.0.0.1 port=1 connect_timeout=1 password=abc&secret7 dbname=x", %w[secret7]]
   ].each_with_index do |(url, secrets), i|
     define_method("test_password_#{i}_never_reaches_messages") do
       AcidicJob.config.database_url = url
