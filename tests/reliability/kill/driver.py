@@ -30,7 +30,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -232,7 +231,9 @@ def main() -> int:
         kinds = {k: v for k, v in kinds.items() if k in a.only.split(",")}
     # enough workflows that the workers are still working when the last kill comes
     per_kill = {"c": 6, "python": 3, "ruby": 2}
-    tmp = tempfile.mkdtemp(prefix="aj-kill-")
+    tmp = os.path.join(ROOT, "build", "reliability", "kill")  # kept when an invariant broke
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
     totals: Dict[str, Dict[str, int]] = {}
     for dbkind in a.db.split(","):
         if dbkind == "postgres" and not PG_URL:

@@ -21,7 +21,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +44,9 @@ def main() -> int:
     restarts = 20 if soak else 4
     keys = 200 if soak else 60
     kinds = [k for k in FAULT_KINDS if not a.only or k in a.only.split(",")]
-    tmp = tempfile.mkdtemp(prefix="aj-faults-")
+    tmp = os.path.join(ROOT, "build", "reliability", "faults")  # logs, kept when a kind fails
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
     passed = failed = 0
     rng = random.Random(9)
     for kind in kinds:
