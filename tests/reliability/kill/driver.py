@@ -165,7 +165,8 @@ def chaos(kind: str, db: Database, keys: int, kills: int, log: Any) -> Dict[str,
     workers = [spawn(), spawn()]
     # how long a worker lives before the driver kills it (after it is READY)
     lifetime = {"c": (0.05, 0.4), "python": (0.1, 0.8), "ruby": (0.2, 1.2)}[kind.split("-")[0]]
-    deadline = time.time() + (600 if kills > 500 else 240) * max(1, kills // 200)
+    # a bound on the chaos, generous for the slowest starts (Ruby loads Rails in ~1 s)
+    deadline = time.time() + 120 + kills * {"c": 1.5, "python": 3, "ruby": 8}[kind.split("-")[0]]
     while figures["kills"] < kills and time.time() < deadline:
         victim = rng.randrange(len(workers))
         w = workers[victim]
@@ -270,7 +271,14 @@ def main() -> int:
             if not ok:
                 with open(log_path) as f:
                     tail = f.read()[-3000:]
-                print(f"!! {kind} on {dbkind} broke an invariant; worker stderr (tail):\n{tail}",
+                why = [w for w, bad in (
+                    (f"only {fig['kills']} of {kills} kills in the time allowed",
+                     fig["kills"] < kills),
+                    ("the rerun did not finish every run", not fig["rerun_ok"]),
+                    (f"{fig['crashes']} workers exited on their own", fig["crashes"]),
+                    (f"{fig['open_failures']} stores failed to open", fig["open_failures"]),
+                    ("an invariant broke (figures above)", any(broken.values()))) if bad]
+                print(f"!! {kind} on {dbkind}: {'; '.join(why)}; worker stderr (tail):\n{tail}",
                       flush=True)
             passed, failed = passed + ok, failed + (not ok)
             for name, value in (("kills", fig["kills"]), ("runs", keys), ("steps", 3 * keys),
