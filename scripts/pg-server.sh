@@ -4,7 +4,10 @@
 #   scripts/pg-server.sh start DIR    initialise (first time) and start a cluster in DIR;
 #                                     prints ONE line: the libpq URI of database acidic_test
 #   scripts/pg-server.sh url DIR      print that URI again (the cluster must be running)
-#   scripts/pg-server.sh restart DIR  restart it (tests simulate a server restart)
+#   scripts/pg-server.sh restart DIR  restart it (tests simulate a server restart);
+#                                     PG_STOP_MODE=immediate|fast|smart picks how it stops
+#                                     (default fast; immediate is a crash: no checkpoint,
+#                                     every connection cut at once)
 #   scripts/pg-server.sh stop DIR     stop it (fast); safe to call twice or on no cluster
 #
 # The cluster listens on a free 127.0.0.1 port and on a unix socket. Authentication is
@@ -182,7 +185,7 @@ stop() {
 
 restart() {
     is_running || die "no cluster running in $DIR"
-    as_owner "$PG_BIN/pg_ctl" restart -m fast -w -t 60 -D "$DATA" -l "$LOG" >/dev/null ||
+    as_owner "$PG_BIN/pg_ctl" restart -m "${PG_STOP_MODE:-fast}" -w -t 60 -D "$DATA" -l "$LOG" >/dev/null ||
         die "pg_ctl restart failed, see $LOG"
 }
 

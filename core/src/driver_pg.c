@@ -60,6 +60,10 @@ typedef struct aj_pg {
     const char *pending_begin; /* BEGIN to send with the next exec, or NULL */
     int session_pid;          /* backend PID that `slots` describe */
     pg_slot slots[AJ_SQL_SLOTS];
+    /* Every statement name the session holds: a slot whose text changes (the tables
+     * changed shape) and changes back finds its old statement there. */
+    char (*known)[AJ_PG_NAME_LEN];
+    size_t nknown, known_cap;
     /* Scratch reused across calls, so a steady-state exec does not allocate. */
     char *buf;
     size_t buf_cap;
@@ -136,6 +140,23 @@ static void forget_prepared(aj_pg *c)
 {
     for (int i = 0; i < AJ_SQL_SLOTS; i++)
         c->slots[i].prepared = 0;
+    c->nknown = 0;
+}
+
+static int is_known(const aj_pg *c, const char *name)
+{
+    for (size_t i = 0; i < c->nknown; i++)
+        if (strcmp(c->known[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static void add_known(aj_pg *c, const char *name)
+{
+    if (is_known(c, name) ||
+        aj_grow((void **)&c->known, &c->known_cap, c->nknown + 1, sizeof *c->known))
+        return; /* out of memory: the statement is prepared again, harmlessly, later */
+    snprintf(c->known[c->nknown++], AJ_PG_NAME_LEN, "%s", name);
 }
 
 /* The slot of a cached statement, named for this text. Hashing on every call
@@ -147,7 +168,7 @@ static pg_slot *slot_for(aj_pg *c, const aj_sql *sql)
     if (!s->name[0] || s->hash != hash) {
         snprintf(s->name, sizeof s->name, "aj_%d_%016" PRIx64, sql->slot, hash);
         s->hash = hash;
-        s->prepared = 0;
+        s->prepared = is_known(c, s->name);
     }
     return s;
 }
@@ -322,6 +343,7 @@ static int send_call(aj_pg *c, const aj_call *call, pg_step *steps, int *nsteps)
             if (!PQsendPrepare(c->pg, slot->name, text, n, NULL))
                 return pg_fail(c, NULL, "PREPARE");
             steps[(*nsteps)++] = (pg_step){K_PREPARE, call, slot};
+            slot->prepared = 1; /* later calls of this pipeline use it; undone on failure */
         }
         if (!PQsendQueryPrepared(c->pg, slot->name, n, c->values, NULL, NULL, 0))
             return pg_fail(c, NULL, "statement");
@@ -348,6 +370,8 @@ static int read_pipeline(aj_pg *c, pg_step *steps, int nsteps, int sent_sync, in
             break;
         }
         int skipped = PQresultStatus(res) == PGRES_PIPELINE_ABORTED; /* after a failure */
+        if (steps[k].kind == K_PREPARE && (skipped || result_failed(res, K_PREPARE)))
+            steps[k].slot->prepared = 0;
         if (!skipped && result_failed(res, steps[k].kind)) {
             if (!rc) {
                 const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -357,7 +381,7 @@ static int read_pipeline(aj_pg *c, pg_step *steps, int nsteps, int sent_sync, in
                 rc = pg_fail(c, res, kind_names[steps[k].kind]);
             }
         } else if (!skipped && steps[k].kind == K_PREPARE) {
-            steps[k].slot->prepared = 1; /* not transactional: it exists from now on */
+            add_known(c, steps[k].slot->name); /* not transactional: it exists from now on */
         } else if (!skipped && steps[k].kind == K_STMT && !rc) {
             rc = copy_result(c, res, steps[k].call->rows);
         }
@@ -461,18 +485,27 @@ static int pg_exec(void *conn, const aj_call *calls, size_t ncalls, unsigned fla
     /* Retrying is safe only when the failed attempt ran in a transaction of its own,
      * which the server has ended: a prepared statement the session lost (the
      * application ran DISCARD ALL through aj_store_exec). */
-    int was_idle = !c->pending_begin && PQtransactionStatus(c->pg) == PQTRANS_IDLE &&
-                   !(flags & AJ_X_COMMIT);
+    /* A pipeline that opened its own transaction, or ran outside one, can run again
+     * after a stale prepared statement: nothing else happened in that transaction. */
     const char *begin = c->pending_begin;
+    int fresh = begin != NULL || PQtransactionStatus(c->pg) == PQTRANS_IDLE;
     int stale = 0;
     rc = run_pipeline(c, calls, ncalls, (flags & AJ_X_COMMIT) != 0, &stale);
     if (stale) {
         forget_prepared(c);
-        if (was_idle && !begin && PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
+        if (fresh && PQstatus(c->pg) == CONNECTION_OK) {
+            if (in_tx_status(PQtransactionStatus(c->pg)))
+                PQclear(PQexec(c->pg, "ROLLBACK"));
+            c->pending_begin = begin;
             stale = 0;
-            rc = run_pipeline(c, calls, ncalls, 0, &stale);
+            rc = run_pipeline(c, calls, ncalls, (flags & AJ_X_COMMIT) != 0, &stale);
         }
     }
+    /* Application SQL that drops the session's prepared statements. */
+    for (size_t i = 0; c->owned && i < ncalls && rc == 0; i++)
+        if (!calls[i].sql->native && (first_word_is(calls[i].sql->text, "DISCARD") ||
+                                      first_word_is(calls[i].sql->text, "DEALLOCATE")))
+            forget_prepared(c);
     if (rc && (flags & AJ_X_COMMIT) && PQstatus(c->pg) == CONNECTION_OK &&
         in_tx_status(PQtransactionStatus(c->pg))) {
         aj_saved_error err;
@@ -602,6 +635,7 @@ static void pg_close(void *conn, int owned, int forked)
         PQfinish(c->pg);
     }
     c->magic = 0;
+    free(c->known);
     free(c->buf);
     free(c->values);
     free(c->cells);

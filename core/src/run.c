@@ -688,6 +688,11 @@ typedef struct step_call {
     int stepped;     /* the callback ran and the transaction was completed */
     const char *step;
     int64_t started;
+    /* The callback ended the transaction itself: what it committed of the run's row. */
+    int ended_by_step;
+    char ended_rp[256];
+    char ended_lock[32];
+    int ended_locked;
 } step_call;
 
 /* Forget the transaction's plan (both at its start and after it ended). */
@@ -772,10 +777,17 @@ static int step_body(aj_store *s, void *arg)
     s->in_step = 0;
     if (cb != 0)
         return aj_error_set(AJ_ESTEP, "step \"%s\" failed", step);
-    if (!s->drv->in_transaction(s->conn))
+    if (!s->drv->in_transaction(s->conn)) {
+        /* Whatever the core had written in this transaction is committed now (a first
+         * claim): the failure record must match that row. */
+        sc->ended_by_step = run->claimed;
+        snprintf(sc->ended_rp, sizeof sc->ended_rp, "%s", planned);
+        memcpy(sc->ended_lock, row.lock, sizeof row.lock);
+        sc->ended_locked = row.locked;
         return aj_error_set(AJ_EMISUSE, "step \"%s\" ended its transaction itself (COMMIT or "
                             "ROLLBACK on the connection): its later writes were not part of "
                             "the step; a step must leave the transaction to acidic_job", step);
+    }
 
     /* 3. Where the run goes. */
     int awaiting = run->batch_id != 0 && run->awaited > 0;
@@ -910,7 +922,7 @@ int aj_run_step(aj_run *run, aj_step_fn fn, void *ctx)
         return aj_error_set(AJ_EMISUSE, "aj_run_step: the run is not ready to run a step "
                                         "(status %d); make a new run to try again",
                             run->cur.status);
-    step_call sc = {run, fn, ctx, 0, 0, NULL, aj_now_us()};
+    step_call sc = {run, fn, ctx, 0, 0, NULL, aj_now_us(), 0, "", "", 0};
     rc = aj_tx(run->store, AJ_TXF_RETRY, step_body, step_settle, &sc);
     if (rc == AJ_OK)
         return AJ_OK;
@@ -933,6 +945,13 @@ int aj_run_step(aj_run *run, aj_step_fn fn, void *ctx)
         ev.duration_us = aj_now_us() - sc.started;
         ev.status = AJ_RUN_FAILED;
         aj_store_event(run->store, &ev);
+        if (sc.ended_by_step) {
+            if (set_recovery_point(run, sc.ended_rp) == AJ_OK) {
+                run->cur.locked = sc.ended_locked;
+                memcpy(run->cur.lock, sc.ended_lock, sizeof run->cur.lock);
+                run->attempt_counted = run->attempt_counted || run->cur.status == AJ_RUN_READY;
+            }
+        }
         return record_failure(run, rc, sc.step);
     }
     return rc;
@@ -983,7 +1002,7 @@ int aj_run_acquire(aj_run **out, aj_store *store, const aj_workflow *wf,
         aj_run_free(run);
         return rc;
     }
-    step_call sc = {run, NULL, NULL, 0, 0, NULL, aj_now_us()};
+    step_call sc = {run, NULL, NULL, 0, 0, NULL, aj_now_us(), 0, "", "", 0};
     rc = aj_tx(store, AJ_TXF_RETRY, acquire_body, step_settle, &sc);
     if (rc && sc.record)
         rc = record_failure(run, rc, NULL);

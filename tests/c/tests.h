@@ -59,6 +59,25 @@
     X(test_step_sql_error)               \
     X(test_inline_queue)                 \
     X(test_fail_after_takeover)          \
+    /* test_recover.c */                 \
+    X(test_recover_stranded)             \
+    X(test_recover_failed_retry)         \
+    X(test_recover_dead)                 \
+    X(test_recover_skips)                \
+    X(test_recover_concurrent)           \
+    /* test_tables.c */                  \
+    X(test_tables_070_shapes)            \
+    X(test_tables_recreated)             \
+    X(test_tables_cleaned)               \
+    X(test_tables_newer_refused)         \
+    X(test_tables_large_arguments)       \
+    /* test_misuse.c */                  \
+    X(test_misuse_step_transaction_control) \
+    X(test_misuse_step_commits_natively) \
+    X(test_misuse_key_of_another_job)    \
+    X(test_misuse_failed_step_without_error) \
+    X(test_misuse_huge_durations)        \
+    X(test_events)                       \
     /* test_input.c */                   \
     X(test_null_arguments)               \
     X(test_nul_bytes_in_documents)       \
@@ -69,7 +88,9 @@
 /* SQLite only. */
 #define AJ_SQLITE_TEST_LIST(X)           \
     X(test_sqlite_options)               \
-    X(test_sqlite_busy)
+    X(test_sqlite_busy)                  \
+    /* test_faults.c */                  \
+    X(test_sqlite_write_lock_held_late)
 
 /* PostgreSQL only. */
 #define AJ_PG_TEST_LIST(X)               \
@@ -78,8 +99,13 @@
     X(test_pg_borrowed_step_round_trips) \
     /* test_concurrency.c */             \
     X(test_pg_serialization_conflict)    \
-    /* last: restarts the PostgreSQL server */ \
-    X(test_pg_reconnect)
+    /* test_faults.c */                  \
+    X(test_pg_discard_all_owned)         \
+    X(test_pg_borrowed_statements_discarded) \
+    /* last: restart the PostgreSQL server */ \
+    X(test_pg_reconnect)                 \
+    X(test_pg_crash_between_steps)       \
+    X(test_pg_crash_mid_step)
 
 #define AJ_DECLARE_TEST(name) void name(void **state);
 AJ_TEST_LIST(AJ_DECLARE_TEST)

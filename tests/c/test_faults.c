@@ -1,0 +1,255 @@
+/* Faults from outside: the PostgreSQL server crashing in the middle of a step, the
+ * application discarding the session's prepared statements, SQLite's one writer. */
+#include "harness.h"
+#include "tests.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+static void restart_server(const char *mode) {
+    const char *dir = getenv("AJ_TEST_PG_DIR");
+    if (!dir || !*dir) fail_msg("AJ_TEST_PG_DIR is not set: cannot restart the server");
+    const char *root = getenv("AJ_TEST_ROOT");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "PG_STOP_MODE=%s \"%s/scripts/pg-server.sh\" restart \"%s\" >/dev/null",
+             mode, root ? root : ".", dir);
+    fflush(NULL);
+    if (system(cmd) != 0) fail_msg("%s failed", cmd);
+}
+
+typedef struct crash {
+    const char *at;   /* the step that crashes the server between two of its statements */
+    const char *mode; /* pg_ctl stop mode */
+} crash;
+
+static int crashing_step(aj_run *run, const char *step, void *ctx) {
+    crash *c = ctx;
+    aj_store *s = aj_run_store(run);
+    aj_value v = {.type = AJ_TEXT, .text = step, .len = strlen(step)};
+    if (aj_store_exec(s, "INSERT INTO app_log (step) VALUES (?)", &v, 1, NULL) != AJ_OK)
+        return 1;
+    if (c->at && strcmp(step, c->at) == 0) {
+        c->at = NULL;
+        restart_server(c->mode);
+        /* the step's connection is gone: its next statement fails */
+        if (aj_store_exec(s, "INSERT INTO app_log (step) VALUES (?)", &v, 1, NULL) == AJ_OK)
+            fail_msg("a statement succeeded on a connection the server cut");
+        return 1;
+    }
+    return 0;
+}
+
+/* pg_ctl stop -m immediate (and -m fast) between two statements of a step: the step
+ * fails, the failure is recorded once the server is back, and the same store runs the
+ * next workflows without a restart of the process. */
+void test_pg_crash_mid_step(void **state) {
+    (void)state;
+    const char *modes[] = {"immediate", "fast"};
+    for (int m = 0; m < 2; m++) {
+        aj_store *s = open_store();
+        if (m == 0) create_app_table(s);
+        aj_workflow *wf = make_wf("a", "b", "c", NULL);
+        char key[16];
+        snprintf(key, sizeof key, "crash-%d", m);
+        aj_run_params p = AJ_RUN_PARAMS_INIT;
+        p.key = key;
+        p.job_name = "TestJob";
+        aj_run *run = NULL;
+        assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+        crash c = {"b", modes[m]};
+        int rc = aj_run_execute(run, crashing_step, &c);
+        assert_aj(rc, AJ_ESTEP);
+        aj_run_free(run);
+        /* the next runs on the same store just work */
+        for (int attempt = 0; attempt < 2; attempt++) {
+            assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+            crash none = {NULL, NULL};
+            rc = aj_run_execute(run, crashing_step, &none);
+            if (rc == AJ_OK) break;
+            /* the failure record may not have made it (the server was still starting):
+             * then the lock is ours until it expires; nothing else is acceptable */
+            assert_aj(rc, AJ_ELOCKED);
+            aj_run_free(run);
+            run = NULL;
+            q_exec(s, "UPDATE acidic_job_keys SET locked_at = NULL WHERE idempotency_key = ?",
+                   key, NULL);
+        }
+        assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+        aj_run_free(run);
+        /* a, b, c exactly once per run: b's first write died with the server */
+        assert_int_equal(app_rows(s, "a"), m + 1);
+        assert_int_equal(app_rows(s, "b"), m + 1);
+        assert_int_equal(app_rows(s, "c"), m + 1);
+        aj_workflow_free(wf);
+        aj_store_free(s);
+    }
+}
+
+/* The server restarts between two steps, immediately: the next step reconnects. */
+void test_pg_crash_between_steps(void **state) {
+    (void)state;
+    aj_store *s = open_store();
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    aj_run *run = acquire_ok(s, wf, "k", NULL);
+    script sc = {0};
+    assert_aj(aj_run_step(run, script_step, &sc), AJ_OK);
+    restart_server("immediate");
+    assert_aj(aj_run_step(run, script_step, &sc), AJ_OK);
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+}
+
+/* The application discards the session's prepared statements on an owned store
+ * (DISCARD ALL through aj_store_exec): the core prepares them again. */
+void test_pg_discard_all_owned(void **state) {
+    (void)state;
+    aj_store *s = open_store();
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    for (int i = 0; i < 3; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        aj_run *run = acquire_ok(s, wf, key, NULL);
+        assert_aj(aj_store_exec(s, "DISCARD ALL", NULL, 0, NULL), AJ_OK);
+        script sc = {0};
+        assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
+        aj_run_free(run);
+    }
+    aj_workflow_free(wf);
+    aj_store_free(s);
+}
+
+/* A borrowed connection whose driver deallocates everything, between runs and inside a
+ * step (psycopg 3 after a rollback, a pooler's DISCARD ALL between clients). */
+static int pg_tx(void *ctx, aj_tx_body body, void *arg, int *committed) {
+    PGconn *pg = ctx;
+    PQclear(PQexec(pg, "BEGIN"));
+    int rc = body(arg);
+    PQclear(PQexec(pg, rc == 0 ? "COMMIT" : "ROLLBACK"));
+    *committed = rc == 0;
+    PQclear(PQexec(pg, "DEALLOCATE ALL"));
+    return 0;
+}
+
+static int deallocating_step(aj_run *run, const char *step, void *ctx) {
+    (void)step;
+    PQclear(PQexec(aj_store_pg(aj_run_store(run)), "DEALLOCATE ALL"));
+    return ctx && strcmp(step, "b") == 0; /* fail b when asked */
+}
+
+void test_pg_borrowed_statements_discarded(void **state) {
+    (void)state;
+    aj_store *owner = open_store();
+    PGconn *pg = PQconnectdb(test_pg_conninfo());
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, pg_tx};
+    aj_store *s = NULL;
+    assert_aj(aj_store_borrow_pg(&s, pg, &hooks, pg, NULL), AJ_OK);
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    for (int i = 0; i < 3; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        aj_run_params p = AJ_RUN_PARAMS_INIT;
+        p.key = key;
+        p.job_name = "TestJob";
+        aj_run *run = NULL;
+        assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+        /* the first time, b fails: the failure record runs after a DEALLOCATE ALL */
+        assert_aj(aj_run_execute(run, deallocating_step, i == 0 ? "fail" : NULL),
+                  i == 0 ? AJ_ESTEP : AJ_OK);
+        aj_run_free(run);
+        PQclear(PQexec(pg, "DISCARD ALL"));
+    }
+    assert_int_equal(q_int(owner, "SELECT COUNT(*) FROM acidic_job_keys WHERE idempotency_key ="
+                                  " 'k0' AND locked_at IS NULL AND error_object IS NOT NULL",
+                           NULL, NULL), 1);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+    PQfinish(pg);
+    aj_store_free(owner);
+}
+
+/* ---- SQLite: one writer, held only while a step writes ------------------------- */
+
+typedef struct slow {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int other_done;
+    int other_rc;
+    int seen_done; /* the other workflow had finished when "wait" went on to write */
+} slow;
+
+/* Step "wait" writes nothing until the other workflow has committed a whole step on
+ * the same file (or 5 s have passed). */
+static int waiting_step(aj_run *run, const char *step, void *ctx) {
+    slow *w = ctx;
+    if (strcmp(step, "wait") == 0) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 5;
+        pthread_mutex_lock(&w->mu);
+        while (!w->other_done && pthread_cond_timedwait(&w->cv, &w->mu, &deadline) == 0) {
+        }
+        w->seen_done = w->other_done;
+        pthread_mutex_unlock(&w->mu);
+    }
+    aj_value v = {.type = AJ_TEXT, .text = step, .len = strlen(step)};
+    return aj_store_exec(aj_run_store(run), "INSERT INTO app_log (step) VALUES (?)", &v, 1,
+                         NULL) != AJ_OK;
+}
+
+static void *other_workflow(void *arg) {
+    slow *w = arg;
+    aj_store *s = NULL;
+    int rc = aj_store_open(&s, test_url(), NULL);
+    if (rc == AJ_OK) {
+        aj_workflow *wf = NULL;
+        aj_workflow_new(&wf);
+        aj_workflow_add_step(wf, "quick", NULL, 0);
+        aj_run_params p = AJ_RUN_PARAMS_INIT;
+        p.key = "other";
+        p.job_name = "TestJob";
+        aj_run *run = NULL;
+        if ((rc = aj_run_new(&run, s, wf, &p)) == AJ_OK)
+            rc = aj_run_execute(run, waiting_step, w);
+        aj_run_free(run);
+        aj_workflow_free(wf);
+        aj_store_free(s);
+    }
+    pthread_mutex_lock(&w->mu);
+    w->other_done = 1;
+    w->other_rc = rc;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+void test_sqlite_write_lock_held_late(void **state) {
+    (void)state;
+    aj_store *s = open_store();
+    create_app_table(s);
+    aj_workflow *wf = make_wf("first", "wait", NULL);
+    aj_run *run = acquire_ok(s, wf, "slow", NULL);
+    slow w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1, 0};
+    script sc = {0};
+    assert_aj(aj_run_step(run, script_step, &sc), AJ_OK); /* now at "wait" */
+    pthread_t t;
+    /* The other workflow runs while this one's step "wait" is inside its callback. */
+    assert_int_equal(pthread_create(&t, NULL, other_workflow, &w), 0);
+    assert_aj(aj_run_step(run, waiting_step, &w), AJ_OK);
+    pthread_join(t, NULL);
+    /* it committed while "wait" was running, not after: the step held no lock */
+    assert_int_equal(w.seen_done, 1);
+    assert_aj(w.other_rc, AJ_OK);
+    assert_int_equal(app_rows(s, "quick"), 1);
+    assert_int_equal(app_rows(s, "wait"), 1);
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+}
