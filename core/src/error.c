@@ -210,8 +210,8 @@ void aj_scrub_secrets(char *msg, size_t cap)
     /* Right to left, so that earlier spans keep their offsets. */
     for (size_t i = sp.n; i-- > 0;) {
         size_t a = sp.at[i][0], b = sp.at[i][1];
-        if (b - a == 3 && strncmp(msg + a, "***", 3) == 0)
-            continue;
+        if (b - a >= 3 && strncmp(msg + a, "***", 3) == 0)
+            continue; /* redacted already (a redacted URL quoted in a message) */
         replace_span(msg, cap, a, b);
     }
 }

@@ -185,6 +185,31 @@ void test_open_redacts_password(void **state) {
         }
     }
     assert_int_equal(leaks, 0);
+
+    /* Passwords in forms libpq cannot parse, or misspells, or echoes back: whatever the
+     * code, no message carries them. */
+    struct { const char *url, *secret; } odd[] = {
+        {"postgresql://u:pw/with/slash@127.0.0.1:1/x", "with/slash"},
+        {"postgresql://u:pw/with/slash@127.0.0.1:1/x", "pw"},
+        {"host=127.0.0.1 port=1 user=u passwd=Hunter2x dbname=x", "Hunter2x"},
+        {"host=127.0.0.1 port=1 user=u PASSWORD=Hunter3x dbname=x", "Hunter3x"},
+        {"host=/x\vpassword=Hunter2://x:Secret9@y", "Hunter2"},
+        {"host=/x\vpassword=Hunter2://x:Secret9@y", "Secret9"},
+        {"postgres://@:99999/x?password=Topsecret", "Topsecret"},
+    };
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        aj_store *s = NULL;
+        aj_error_clear();
+        int rc = aj_store_open(&s, odd[i].url, NULL);
+        assert_int_not_equal(rc, AJ_OK);
+        assert_null(s);
+        const char *msg = aj_error_last()->message;
+        if (strstr(msg, odd[i].secret))
+            fail_msg("\"%s\" leaked into: %s", odd[i].secret, msg);
+    }
+    /* an impossible port is the caller's error, not the database's */
+    aj_store *s = NULL;
+    assert_aj(aj_store_open(&s, "postgres://@:99999/x", NULL), AJ_EINVALID);
 }
 
 void test_reopen_idempotent(void **state) {
