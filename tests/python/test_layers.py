@@ -24,7 +24,7 @@ PACKAGE = "acidic_job"
 #: which modules each module may import, by layer (lower layers only)
 LAYERS: List[Set[str]] = [
     {"_native"},
-    {"errors", "codec"},
+    {"errors", "codec", "events"},
     {"adapters", "databases"},
     {"workflow"},
     {"queues"},

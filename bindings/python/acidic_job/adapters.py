@@ -21,7 +21,7 @@ from .errors import EncodeError, UnknownJobAdapter
 log = logging.getLogger("acidic_job")
 
 __all__ = ["Adapter", "install_adapter", "installed", "dispatch", "describe",
-           "encode_payload", "continuation"]
+           "encode_payload", "continuation", "resume_job"]
 
 
 class Adapter:
@@ -42,10 +42,14 @@ class Adapter:
         self.database: Any = None
 
     def send(self, staged_id: int, job_name: str, payload: Dict[str, Any]) -> None:
+        """Push one job. ``payload`` is ``{"args": [...], "kwargs": {...}}`` with, when
+        given, ``"options"``: the job's own (an RQ queue) and ``"id"``, the id the queue
+        should give the job (recovery passes the run's idempotency key)."""
         raise NotImplementedError
 
     def continuation(self) -> str:
-        """The job name that resumes a workflow after its awaited jobs."""
+        """The job name that resumes a workflow: after its awaited jobs, and when
+        recovery hands a run back."""
         raise NotImplementedError
 
 
@@ -135,15 +139,38 @@ def encode_payload(job: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> s
                           f"{first}; {_JSON_ONLY}") from first
 
 
-def continuation(adapter: str, workflow: str, module: str, key: str,
-                 args_doc: str) -> Tuple[str, str]:
-    """(job name, payload) of the job that resumes the run ``key`` of ``workflow`` after
-    its awaited jobs, sent through ``adapter``. The stored arguments document travels as
-    is (not re-encoded), so the continuation re-acquires the same run byte for byte."""
+def _installed_for(adapter: str, what: str) -> Adapter:
     a = _adapters.get(adapter)
     if a is None:
         raise UnknownJobAdapter(f"no {adapter!r} adapter is installed in this process: "
-                                "awaits need it to resume the workflow (call "
+                                f"{what} need it to resume the workflow (call "
                                 "acidic_job.celery.install or acidic_job.rq.install)")
-    resume_doc = {"workflow": workflow, "module": module, "key": key, "arguments": args_doc}
-    return a.continuation(), _dumps({"args": [resume_doc], "kwargs": {}})
+    return a
+
+
+def _resume_doc(workflow: str, module: str, key: str, args_doc: str) -> Dict[str, Any]:
+    # The stored arguments document travels as is (not re-encoded), so the job that
+    # resumes the run re-acquires the same run byte for byte.
+    return {"args": [{"workflow": workflow, "module": module, "key": key,
+                      "arguments": args_doc}], "kwargs": {}}
+
+
+def continuation(adapter: str, workflow: str, module: str, key: str,
+                 args_doc: str) -> Tuple[str, str]:
+    """(job name, payload) of the job that resumes the run ``key`` of ``workflow`` after
+    its awaited jobs, sent through ``adapter``."""
+    a = _installed_for(adapter, "awaits")
+    return a.continuation(), _dumps(_resume_doc(workflow, module, key, args_doc))
+
+
+def resume_job(adapter: str, workflow: str, module: str, key: str, args_doc: str,
+               options: Dict[str, Any]) -> Tuple[str, str, str]:
+    """(adapter, job name, payload) of the job recovery enqueues to hand the run ``key``
+    back to its queue: the adapter's continuation, with the idempotency key as the job's
+    id (a Celery task id, an RQ job id) and ``options`` (an RQ queue)."""
+    a = _installed_for(adapter, "recoverable runs")
+    doc = _resume_doc(workflow, module, key, args_doc)
+    doc["id"] = key
+    if options:
+        doc["options"] = dict(options)
+    return adapter, a.continuation(), _dumps(doc)
