@@ -23,6 +23,7 @@ from urllib.parse import quote
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 PG_URL = os.environ.get("AJ_TEST_PG_URL", "")
 REDIS_URL = os.environ.get("AJ_TEST_REDIS_URL", "")
 
@@ -156,11 +157,52 @@ def url_env(request: Any, tmp_path: Any) -> Any:
     env.close()
 
 
+@pytest.fixture(params=["psycopg"])
+def psycopg_env(request: Any, tmp_path: Any) -> Any:
+    env = DbEnv(request.param, tmp_path)
+    yield env
+    env.close()
+
+
 @pytest.fixture(params=["pg-url"])
 def pg_url_env(request: Any, tmp_path: Any) -> Any:
     env = DbEnv(request.param, tmp_path)
     yield env
     env.close()
+
+
+class OwnPostgres:
+    """A PostgreSQL cluster of one test module, which its tests may restart (the shared
+    server of the suite must stay up for the others)."""
+
+    def __init__(self, directory: str) -> None:
+        import subprocess
+        self.dir = directory
+        self.url = subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg-server.sh"),
+                                   "start", directory], check=True, capture_output=True,
+                                  text=True).stdout.strip()
+
+    def restart(self, mode: str) -> None:
+        """pg_ctl restart -m MODE: "immediate" cuts every connection without a word (a
+        crash), "fast" terminates them."""
+        import subprocess
+        subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg-server.sh"), "restart",
+                        self.dir], check=True, capture_output=True,
+                       env={**os.environ, "PG_STOP_MODE": mode})
+
+    def stop(self) -> None:
+        import subprocess
+        subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg-server.sh"), "stop",
+                        self.dir], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def own_pg(tmp_path_factory: Any) -> Any:
+    server = OwnPostgres(str(tmp_path_factory.mktemp("pg")))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def pytest_configure(config: Any) -> None:
@@ -178,7 +220,8 @@ def _part(item: Any) -> str:
         return marker.args[0]
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
-        for name in ("dbenv", "sqlite_env", "pg_env", "borrowed_env", "url_env", "pg_url_env"):
+        for name in ("dbenv", "sqlite_env", "pg_env", "borrowed_env", "url_env", "pg_url_env",
+                     "psycopg_env"):
             kind = callspec.params.get(name)
             if kind is not None:
                 return "sqlite" if kind in SQLITE_KINDS else "postgres"
