@@ -176,24 +176,25 @@ class OwnPostgres:
     server of the suite must stay up for the others)."""
 
     def __init__(self, directory: str) -> None:
-        import subprocess
         self.dir = directory
-        self.url = subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg-server.sh"),
-                                   "start", directory], check=True, capture_output=True,
-                                  text=True).stdout.strip()
+        self.url = self._script("start").stdout.strip()
+
+    def _script(self, command: str, **env: str) -> Any:
+        import subprocess
+        # not the sanitizers of the ASan pass: PostgreSQL's binaries hang under them
+        clean = {k: v for k, v in os.environ.items()
+                 if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+        return subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg-server.sh"), command,
+                               self.dir], check=command != "stop", capture_output=True,
+                              text=True, env={**clean, **env})
 
     def restart(self, mode: str) -> None:
         """pg_ctl restart -m MODE: "immediate" cuts every connection without a word (a
         crash), "fast" terminates them."""
-        import subprocess
-        subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg-server.sh"), "restart",
-                        self.dir], check=True, capture_output=True,
-                       env={**os.environ, "PG_STOP_MODE": mode})
+        self._script("restart", PG_STOP_MODE=mode)
 
     def stop(self) -> None:
-        import subprocess
-        subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg-server.sh"), "stop",
-                        self.dir], capture_output=True)
+        self._script("stop")
 
 
 @pytest.fixture(scope="module")
@@ -294,15 +295,22 @@ class Workers:
             pass
         proc.wait()
 
+    def stop(self, proc: Any) -> None:
+        """A warm shutdown (SIGTERM): an RQ scheduler releases its lock, which a killed
+        one would hold for a minute."""
+        import signal
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(30)
+            except Exception:
+                self.kill(proc)
+
     def stop_all(self) -> None:
         import signal
         for proc in self.procs:
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(30)
-                except Exception:
-                    self.kill(proc)
+                self.stop(proc)
             else:
                 # reap stragglers of the group (prefork children)
                 try:

@@ -132,6 +132,8 @@ class EchoAdapter(acidic_job.adapters.Adapter):
 
 def operate() -> None:
     succeeded: bool = Signup.run("a@example.com") and Signup.run("b@example.com", key="b")
+    with acidic_job.recoverable("echo", queue="typed"):
+        succeeded = succeeded and Signup.run("d@example.com")
     adapter = acidic_job.adapters.install_adapter(EchoAdapter())
     assert acidic_job.adapters.installed("echo") is adapter
     pushed: bool = acidic_job.adapters.dispatch(1, "echo", "job", '{"args": []}')
@@ -168,7 +170,8 @@ def operate() -> None:
         acidic_job.MismatchedIdempotencyKeyAndJobArguments, acidic_job.LockedIdempotencyKey,
         acidic_job.UnknownRecoveryPoint, acidic_job.NoDefinedSteps, acidic_job.DuplicateStep,
         acidic_job.StepFailed, acidic_job.NotFound, acidic_job.SchemaError,
-        acidic_job.EncodeError, acidic_job.DecodeError, acidic_job.UnknownJobAdapter)
+        acidic_job.EncodeError, acidic_job.DecodeError, acidic_job.DeadRun,
+        acidic_job.UnknownJobAdapter)
     try:
         Signup.run("c@example.com")
     except acidic_job.LockedIdempotencyKey as exc:

@@ -47,6 +47,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     r = sub.add_parser("recover", help="hand stranded and due failed runs back to their queue")
     r.add_argument("--limit", type=int, default=0, metavar="N",
                    help="look at N runs at most (default 0: all that are due)")
+    r.add_argument("--lock-timeout", type=float, default=None, metavar="SECONDS",
+                   help="a run locked longer than this is stranded (default 90: make it "
+                        "the longest of your workflows')")
     for p in (d, r):
         p.add_argument("--url", required=True, help="database URL (sqlite:PATH, postgresql://...)")
         p.add_argument("--import", dest="imports", action="append", default=[],
@@ -80,7 +83,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             delivered = drain(args.url, older_than=args.older_than)
             print(f"delivered {delivered} staged job(s)")
         else:
-            done = recover(args.url, args.limit)
+            done = recover(args.url, args.limit, lock_timeout=args.lock_timeout)
             print(f"requeued {done.requeued} run(s), {done.dead} dead")
     except Error as exc:
         print(f"acidic_job {command}: {exc}", file=sys.stderr)

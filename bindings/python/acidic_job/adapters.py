@@ -28,17 +28,21 @@ class Adapter:
     """A queue adapter. Subclasses set :attr:`name` and implement :meth:`send` and
     :meth:`continuation`.
 
-    ``db`` is where the workers of this process acknowledge the jobs it sent (a URL, a
-    connection, a factory, as a workflow's ``database=`` takes), or None when
-    acknowledgements name their database themselves.
+    ``db`` is where the workers of this process acknowledge the jobs it sent and recover
+    runs (a URL, a connection, a factory, as a workflow's ``database=`` takes), or None
+    when acknowledgements name their database themselves. ``lock_timeout`` (seconds) is
+    the one recovery judges locks by there: a run locked for longer is stranded (None:
+    the core's default, 90 s); make it the longest of your workflows'.
     """
 
     #: the adapter column of staged_acidic_jobs
     name = ""
 
-    def __init__(self, db: Any = None) -> None:
-        #: the database acknowledgements in this process go to (resolved on first use)
+    def __init__(self, db: Any = None, lock_timeout: Optional[float] = None) -> None:
+        #: the database acknowledgements and recovery in this process go to
         self.db = db
+        self.lock_timeout = lock_timeout
+        #: ``db`` resolved (on first use, by the layer above)
         self.database: Any = None
 
     def send(self, staged_id: int, job_name: str, payload: Dict[str, Any]) -> None:

@@ -40,7 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Type, TypeVar
 
 from celery import Celery
 from celery import Task as _CeleryTask
-from celery import signals
+from celery import current_task, signals
 
 from . import adapters, queues
 from .databases import DatabaseLike
@@ -64,8 +64,9 @@ class CeleryAdapter(adapters.Adapter):
     name = "celery"
 
     def __init__(self, app: Celery, db: Optional[DatabaseLike],
-                 recover_every: Optional[float] = 60.0) -> None:
-        super().__init__(db)
+                 recover_every: Optional[float] = 60.0,
+                 lock_timeout: Optional[float] = None) -> None:
+        super().__init__(db, lock_timeout)
         self.app = app
         self.recover_every = recover_every
         self._stop = threading.Event()
@@ -103,10 +104,18 @@ def _on_task_success(sender: Any = None, result: Any = None, **kwargs: Any) -> N
                       "will send it again", staged, getattr(sender, "name", "?"))
 
 
+def _recoverable_here() -> Any:
+    """Runs started by the current task are resumed on the queue it came from."""
+    request = getattr(current_task, "request", None)
+    info = getattr(request, "delivery_info", None) or {}
+    queue = info.get("routing_key")
+    return recoverable("celery", **({"queue": queue} if queue else {}))
+
+
 def _resume(doc: Dict[str, Any]) -> bool:
     """The ``acidic_job.resume`` task: continue a run (after its awaited tasks, or handed
     back by recovery), recoverable through Celery again."""
-    with recoverable("celery"):
+    with _recoverable_here():
         return queues.resume(doc)
 
 
@@ -154,17 +163,19 @@ def _on_worker_shutdown(sender: Any = None, **kwargs: Any) -> None:
 
 
 def install(app: Celery, db: Optional[DatabaseLike] = None,
-            recover_every: Optional[float] = 60.0) -> CeleryAdapter:
+            recover_every: Optional[float] = 60.0,
+            lock_timeout: Optional[float] = None) -> CeleryAdapter:
     """Send staged ``"celery"`` jobs through ``app``, acknowledge them in ``db`` once they
     have succeeded, register the ``acidic_job.resume`` (awaits, recovery) and
     ``acidic_job.recover`` tasks, and have each worker send ``acidic_job.recover`` every
-    ``recover_every`` seconds (None: never)."""
+    ``recover_every`` seconds (None: never). Recovery there judges locks by
+    ``lock_timeout`` (seconds, default 90: the longest of your workflows')."""
     if not isinstance(app, Celery):
         raise TypeError(f"install expects a celery.Celery app, got {type(app).__name__}")
     if recover_every is not None and (not isinstance(recover_every, (int, float)) or
                                       isinstance(recover_every, bool) or recover_every < 0):
         raise TypeError("recover_every must be a non-negative number of seconds or None")
-    adapter = CeleryAdapter(app, db, recover_every)
+    adapter = CeleryAdapter(app, db, recover_every, lock_timeout)
     adapters.install_adapter(adapter)
     if RESUME_TASK not in app.tasks:
         app.task(name=RESUME_TASK, base=Task, shared=False)(_resume)
@@ -202,7 +213,7 @@ def task(app: Celery, **options: Any) -> Callable[[Type[T]], Type[T]]:
         name = options.pop("name", spec.name)
 
         def run_workflow(*args: Any, **kwargs: Any) -> bool:
-            with recoverable("celery"):
+            with _recoverable_here():
                 result: bool = getattr(cls, "run")(*args, **kwargs)
             return result
 

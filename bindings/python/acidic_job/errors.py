@@ -29,8 +29,8 @@ __all__ = [
     "Error", "InvalidArgument", "OutOfMemory", "MisuseError", "DatabaseError",
     "SerializationConflict", "MismatchedIdempotencyKeyAndJobArguments", "LockedIdempotencyKey",
     "UnknownRecoveryPoint", "NoDefinedSteps", "DuplicateStep", "StepFailed", "NotFound",
-    "SchemaError", "EncodeError", "DecodeError", "UnknownJobAdapter", "SerializedTransactionConflict",
-    "document",
+    "SchemaError", "EncodeError", "DecodeError", "DeadRun", "UnknownJobAdapter",
+    "SerializedTransactionConflict", "document",
 ]
 
 #: core code -> exception class; the extension looks codes up here ("default": Error)
@@ -220,6 +220,11 @@ class DecodeError(Error, ValueError):
     """A document stored on a run cannot be decoded (garbage in ``attr_accessors``, say).
     The run is unlocked and the error recorded on it; the message names the run and the
     column."""
+
+
+class DeadRun(Error):
+    """The run failed ``max_attempts`` times: it is not run again (nor recovered) until an
+    operator retries it. Its attempts and last error are on its row."""
 
 
 class UnknownJobAdapter(Error):

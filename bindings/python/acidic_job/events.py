@@ -191,7 +191,8 @@ def handle(ev: Any) -> None:
             _trace(ev, "end", "failed")
         return
     if kind == _E.EVENT_ACQUIRED:
-        if ev.resumed:
+        # the core does not set `resumed` yet; a later attempt is a resumption too
+        if ev.resumed or ev.attempt > 1:
             log.info("resumed %s run %r at step %s (attempt %d)", ev.job_name, ev.key, ev.step,
                      ev.attempt, extra=_run_fields(ev, "resumed", step=ev.step,
                                                    attempt=ev.attempt))

@@ -32,10 +32,10 @@ __all__ = ["perform_transactionally", "ack", "drain", "recover", "Recovered", "r
            "database", "workflow_named"]
 
 
-def database(db: DatabaseLike) -> Database:
+def database(db: DatabaseLike, lock_timeout: Optional[float] = None) -> Database:
     """``db`` as a :class:`~acidic_job.databases.Database` whose stores send committed
     staged jobs through the installed adapters."""
-    return resolve(db, enqueue=dispatch)
+    return resolve(db, enqueue=dispatch, lock_timeout=lock_timeout)
 
 
 def perform_transactionally(job: Any, *args: Any, **kwargs: Any) -> int:
@@ -63,7 +63,7 @@ def _database_for(adapter: Optional[str], db: Optional[DatabaseLike]) -> Databas
         raise MisuseError(f"no database for the {adapter or 'queue'} adapter: pass db= or "
                           f"install the adapter with a database")
     if a.database is None:  # resolved once per adapter: one store per thread, not per ack
-        a.database = database(a.db)
+        a.database = database(a.db, a.lock_timeout)
     result: Database = a.database
     return result
 
@@ -101,7 +101,7 @@ class Recovered(NamedTuple):
 
 
 def recover(db: Optional[DatabaseLike] = None, limit: int = 0, *,
-            adapter: Optional[str] = None) -> Recovered:
+            adapter: Optional[str] = None, lock_timeout: Optional[float] = None) -> Recovered:
     """Hand back to their queue the runs whose worker died (locked for longer than the
     lock timeout) and the failed runs whose retry is due, each under its idempotency key
     (its Celery task id or RQ job id), so it resumes at its recovery point; mark dead the
@@ -110,10 +110,19 @@ def recover(db: Optional[DatabaseLike] = None, limit: int = 0, *,
     by a queue's job (``acidic_job.celery.task``, ``acidic_job.rq.job``, awaits) know how
     to be enqueued again; the others are left alone. ``limit`` bounds the runs looked at
     (0: all). Without ``db``, the database the adapter named ``adapter`` was installed
-    with (what the workers' periodic recovery uses)."""
+    with (what the workers' periodic recovery uses).
+
+    A run is stranded once its lock is older than the lock timeout of the database the
+    sweep runs on: ``lock_timeout`` (seconds) for a ``db`` given as a URL or connection,
+    the workflow's for a workflow's own database, the core's default (90 s) otherwise.
+    A sweep judging by a shorter timeout than a run's own would hand out a run whose
+    worker is still in a long step: give it the longest of your workflows'."""
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
         raise TypeError("limit must be a non-negative int (0: no limit)")
-    target = _database_for(adapter, db).current()
+    if db is not None:
+        target = database(db, lock_timeout).current()
+    else:
+        target = _database_for(adapter, db).current()
     with target.lock:
         requeued, dead = target.store().recover(limit)
         return Recovered(requeued, dead)

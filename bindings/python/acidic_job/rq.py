@@ -34,14 +34,19 @@ Setup, in the module that defines the jobs (workers import it)::
   ``max_attempts`` times is dead instead. The sweep is the RQ job
   ``acidic_job.rq.sweep``, scheduled every ``recover_every`` seconds (60 by default) on
   the install queue: :func:`install` schedules the next one, and each sweep schedules
-  the one after it, at most one per interval whoever schedules. Scheduled jobs run only
-  with ``rq worker --with-scheduler``. ``recover_every=None`` turns it off (then run
+  the one after it, at most one per interval whoever schedules. A sweep imports the
+  module that called :func:`install` (so call it in the module that defines the jobs, as
+  above). Scheduled jobs run only with ``rq worker --with-scheduler``. A scheduler killed
+  with its worker holds RQ's scheduler lock for a minute, so another worker's scheduler
+  may start only later. ``recover_every=None`` turns it off (then run
   ``python -m acidic_job recover`` from cron).
 """
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
+import sys
 import time
 from datetime import datetime, timezone
 from typing import (Any, Callable, Dict, List, Optional, Protocol, Tuple, TypeVar, Union,
@@ -72,11 +77,14 @@ class RQAdapter(adapters.Adapter):
     name = "rq"
 
     def __init__(self, db: Optional[DatabaseLike], connection: Redis,
-                 queue: str = "default", recover_every: Optional[float] = 60.0) -> None:
-        super().__init__(db)
+                 queue: str = "default", recover_every: Optional[float] = 60.0,
+                 module: Optional[str] = None, lock_timeout: Optional[float] = None) -> None:
+        super().__init__(db, lock_timeout)
         self.connection = connection
         self.queue = queue
         self.recover_every = recover_every
+        #: the module that installed this adapter: a sweep imports it to install it again
+        self.module = module
 
     def send(self, staged_id: int, job_name: str, payload: Dict[str, Any]) -> None:
         extra: Dict[str, Any] = {"meta": {META: staged_id}, "on_success": acknowledge}
@@ -104,10 +112,12 @@ class RQAdapter(adapters.Adapter):
 
 
 def install(db: Optional[DatabaseLike], connection: Redis, queue: str = "default",
-            recover_every: Optional[float] = 60.0) -> RQAdapter:
+            recover_every: Optional[float] = 60.0,
+            lock_timeout: Optional[float] = None) -> RQAdapter:
     """Send staged ``"rq"`` jobs to ``queue`` on ``connection``, acknowledge them in ``db``
     once they have succeeded, and schedule the recovery sweep every ``recover_every``
-    seconds (None: never; see the module's documentation)."""
+    seconds (None: never; see the module's documentation), which judges locks by
+    ``lock_timeout`` (seconds, default 90: the longest of your workflows')."""
     if not isinstance(connection, Redis):
         raise TypeError(f"connection must be a redis.Redis, got {type(connection).__name__}")
     if not isinstance(queue, str) or not queue:
@@ -115,7 +125,9 @@ def install(db: Optional[DatabaseLike], connection: Redis, queue: str = "default
     if recover_every is not None and (not isinstance(recover_every, (int, float)) or
                                       isinstance(recover_every, bool) or recover_every <= 0):
         raise TypeError("recover_every must be a positive number of seconds or None")
-    adapter = RQAdapter(db, connection, queue, recover_every)
+    caller = sys._getframe(1).f_globals.get("__name__")
+    adapter = RQAdapter(db, connection, queue, recover_every,
+                        caller if caller not in (None, "__main__") else None, lock_timeout)
     adapters.install_adapter(adapter)
     if recover_every and db is not None:
         schedule_recovery(recover_every)
@@ -141,7 +153,7 @@ def schedule_recovery(every: float) -> Optional[str]:
             return job_id
         queue = Queue(adapter.queue, connection=adapter.connection)
         queue.enqueue_at(datetime.fromtimestamp(slot * every, timezone.utc), sweep, every,
-                         job_id=job_id, result_ttl=max(60, int(every) * 2),
+                         adapter.module, job_id=job_id, result_ttl=max(60, int(every) * 2),
                          description="acidic_job recovery sweep")
     except Exception:
         log.exception("acidic_job: could not schedule the recovery sweep %s", job_id)
@@ -149,9 +161,13 @@ def schedule_recovery(every: float) -> Optional[str]:
     return job_id
 
 
-def sweep(every: Optional[float] = None) -> List[int]:
+def sweep(every: Optional[float] = None, module: Optional[str] = None) -> List[int]:
     """The recovery job: hand stranded and due runs back to their queues (see
-    :func:`acidic_job.recover`), then schedule the next sweep."""
+    :func:`acidic_job.recover`), then schedule the next sweep. ``module`` is the one that
+    called :func:`install`: a work horse imports it first when nothing installed the
+    adapter in this process yet."""
+    if adapters.installed("rq") is None and module:
+        importlib.import_module(module)
     try:
         done = queues.recover(adapter="rq")
         return [done.requeued, done.dead]

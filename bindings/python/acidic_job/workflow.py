@@ -34,7 +34,7 @@ from typing import (Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Map
 from . import _native, adapters, events
 from .codec import DEFAULT_CODEC, Codec, is_utf8
 from .databases import Database, DatabaseLike, resolve
-from .errors import (DecodeError, DuplicateStep, EncodeError, Error, InvalidArgument,
+from .errors import (DeadRun, DecodeError, DuplicateStep, EncodeError, Error, InvalidArgument,
                      NoDefinedSteps, document)
 
 log = logging.getLogger("acidic_job")
@@ -326,6 +326,11 @@ class WorkflowSpec:
             token = events.running.set(call)
             try:
                 status = run.execute(call)
+                if status == _native.RUN_DEAD:
+                    raise DeadRun(f"run {key!r} of {self.name} failed {run.attempts} times, "
+                                  "the most its max_attempts allows: it is dead and runs "
+                                  "again only when an operator retries it (its last error "
+                                  "is in error_object)")
             finally:
                 events.running.reset(token)
                 run.close()
