@@ -90,6 +90,22 @@ def dispatch(staged_id: int, adapter: str, job_name: str, payload: str) -> bool:
     return True
 
 
+def _celery_task_class() -> Any:
+    """Celery's Task class when Celery is installed (looked up once), else None."""
+    global _celery_task
+    if _celery_task is _UNKNOWN:
+        try:
+            from celery.app.task import Task as CeleryTask
+        except ImportError:  # pragma: no cover - celery not installed
+            CeleryTask = None
+        _celery_task = CeleryTask
+    return _celery_task
+
+
+_UNKNOWN = object()
+_celery_task: Any = _UNKNOWN
+
+
 def describe(job: Any) -> Tuple[str, str]:
     """(adapter, job name) of a Celery task, an RQ job or any object carrying
     ``__acidic_job_adapter__``; UnknownJobAdapter otherwise."""
@@ -97,20 +113,21 @@ def describe(job: Any) -> Tuple[str, str]:
     if described is not None:
         pair = described() if callable(described) else described
         return str(pair[0]), str(pair[1])
-    try:
-        from celery.app.task import Task as CeleryTask
-    except ImportError:  # pragma: no cover - celery not installed
-        CeleryTask = None
-    if CeleryTask is not None and isinstance(job, CeleryTask):
+    celery_task = _celery_task_class()
+    if celery_task is not None and isinstance(job, celery_task):
         return "celery", str(job.name)
     raise UnknownJobAdapter(
         f"{job!r} is neither a Celery task nor an RQ job made with @acidic_job.rq.job: "
         "stage one of those (or an object with __acidic_job_adapter__)")
 
 
+#: one encoder for every payload (json.dumps with options builds one per call)
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+
+
 def _dumps(doc: Any) -> str:
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    text = _ENCODER.encode(doc)
     if not is_utf8(text):
         raise ValueError("it contains a lone surrogate, which UTF-8 cannot encode")
     return text

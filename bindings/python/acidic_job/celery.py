@@ -194,9 +194,9 @@ class Task(_CeleryTask):  # type: ignore[misc]
 
     abstract = True
 
-    def perform_transactionally(self, *args: Any, **kwargs: Any) -> int:
+    def perform_transactionally(self, *args: Any, **kwargs: Any) -> None:
         """Stage this task in the current step's transaction; sent after commit."""
-        return queues.perform_transactionally(self, *args, **kwargs)
+        queues.perform_transactionally(self, *args, **kwargs)
 
 
 def task(app: Celery, **options: Any) -> Callable[[Type[T]], Type[T]]:

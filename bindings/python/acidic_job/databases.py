@@ -388,8 +388,9 @@ class Psycopg3Database(_PostgresDatabase):
 
     The transaction is opened with one ``BEGIN`` sent on the connection's libpq handle
     (psycopg reads the transaction status from libpq, so it then neither sends a BEGIN of
-    its own nor forgets to commit: one round trip, as ``conn.transaction()`` costs) and
-    closed with ``conn.commit()`` / ``conn.rollback()``. The core sends its own statements
+    its own nor forgets to commit: one round trip, as ``conn.transaction()`` costs),
+    committed the same way and rolled back with ``conn.rollback()`` (which also tells
+    psycopg its prepared statements went with the transaction). The core sends its own statements
     unnamed, so psycopg's ``DEALLOCATE ALL`` after a rollback, and a pooler's
     ``DISCARD ALL``, leave it nothing to lose.
     """
@@ -413,6 +414,17 @@ class Psycopg3Database(_PostgresDatabase):
             if self.broken():
                 raise DatabaseError(f"connection lost: BEGIN failed: {text}")
             raise DatabaseError(f"PostgreSQL: BEGIN failed: {text}")
+
+    def _commit(self) -> None:
+        # Raw too: psycopg's commit() is a generator round of its own for one statement,
+        # and it keeps nothing about a commit (its prepared statements survive one).
+        import psycopg
+        from psycopg import pq
+        pgconn = self.conn.pgconn
+        result = pgconn.exec_(b"COMMIT")
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            raise psycopg.errors.error_from_result(
+                result, encoding=self.conn.info.encoding)
 
     def _is_driver_error(self, exc: BaseException) -> bool:
         import psycopg

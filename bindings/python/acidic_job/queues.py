@@ -38,9 +38,11 @@ def database(db: DatabaseLike, lock_timeout: Optional[float] = None) -> Database
     return resolve(db, enqueue=dispatch, lock_timeout=lock_timeout)
 
 
-def perform_transactionally(job: Any, *args: Any, **kwargs: Any) -> int:
+def perform_transactionally(job: Any, *args: Any, **kwargs: Any) -> None:
     """Stage ``job(*args, **kwargs)`` in the current step's transaction; it is sent to the
-    queue after the step commits (and never if it rolls back). Returns the staged id.
+    queue after the step commits (and never if it rolls back). The row is written with
+    the step's last statement (no round trip of its own); its id travels with the job to
+    the queue (``acidic_job_staged_id``), which acknowledges it.
 
     Arguments are JSON-encoded (the queues serialise them as JSON too).
     """
@@ -50,9 +52,7 @@ def perform_transactionally(job: Any, *args: Any, **kwargs: Any) -> int:
                           "workflow (it stages the job in the step's transaction)")
     adapter, name = describe(job)
     payload = encode_payload(job, args, kwargs)
-    staged = ctx.run.stage(adapter, name, payload, with_id=True)
-    assert staged is not None  # with_id
-    return staged
+    ctx.run.stage(adapter, name, payload)
 
 
 def _database_for(adapter: Optional[str], db: Optional[DatabaseLike]) -> Database:

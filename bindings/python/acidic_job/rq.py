@@ -243,9 +243,9 @@ class Job:
             options["retry"] = self.retry
         return options or None
 
-    def perform_transactionally(self, *args: Any, **kwargs: Any) -> int:
+    def perform_transactionally(self, *args: Any, **kwargs: Any) -> None:
         """Stage this job in the current step's transaction; enqueued after commit."""
-        return queues.perform_transactionally(self, *args, **kwargs)
+        queues.perform_transactionally(self, *args, **kwargs)
 
     def enqueue(self, *args: Any, **kwargs: Any) -> Any:
         """Enqueue now (not transactionally) on the installed connection."""

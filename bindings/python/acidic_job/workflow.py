@@ -194,6 +194,19 @@ def recoverable(adapter: str, **options: Any) -> Iterator[None]:
         _resume_via.reset(token)
 
 
+_SCALARS = (int, float, bool, type(None))
+
+
+def _is_scalar(value: Any) -> bool:
+    """A value every codec of JSON shape encodes, and that cannot change in place."""
+    if type(value) in _SCALARS:
+        return type(value) is not float or value == value and value not in (_INF, -_INF)
+    return type(value) is str and is_utf8(value)
+
+
+_INF = float("inf")
+
+
 def _is_classvar(hint: Any) -> bool:
     if isinstance(hint, str):
         return hint.startswith(("ClassVar", "typing.ClassVar", "t.ClassVar"))
@@ -220,6 +233,16 @@ class WorkflowSpec:
             native_steps.append((s.name, names))
         self.native = _native.Workflow(native_steps)
         self._no_attributes = codec.encode({})  # a workflow without attributes, every step
+        self.attribute_names = tuple(attributes)
+        # Defaults are decoded from their document for each new instance (a mutable
+        # default must not be shared), unless all of them are immutable scalars.
+        self._defaults_doc = self._encode_named("attribute", attributes) if attributes else ""
+        self._scalar_defaults = all(_is_scalar(v) for v in attributes.values())
+        params = list(signature.parameters.values())
+        # run(*args) binds positionally without inspect when every parameter is a plain
+        # positional one and all of them are given (the common case)
+        self._positional = tuple(p.name for p in params) if all(
+            p.kind == p.POSITIONAL_OR_KEYWORD for p in params) else None
 
     # -- encoding -------------------------------------------------------------
     def _encode_named(self, what: str, values: Mapping[str, Any]) -> str:
@@ -242,12 +265,16 @@ class WorkflowSpec:
                               f"{_CODEC_ADVICE}") from first
 
     def check_attribute(self, name: str, value: Any) -> None:
-        self._encode_named("attribute", {name: value})
+        if not _is_scalar(value):  # a scalar always encodes
+            self._encode_named("attribute", {name: value})
 
     def encode_attributes(self, instance: Any) -> str:
         if not self.attributes:
             return self._no_attributes
-        values = {name: getattr(instance, name) for name in self.attributes}
+        values = {name: getattr(instance, name) for name in self.attribute_names}
+        if self._scalar_defaults and all(values[name] is default
+                                         for name, default in self.attributes.items()):
+            return self._defaults_doc  # a new run's, mostly: no encoding
         return self._encode_named("attribute", values)
 
     def apply_attributes(self, instance: Any, doc: Optional[str]) -> None:
@@ -262,15 +289,19 @@ class WorkflowSpec:
             stored = decoded
         if not self.attributes:
             return
-        missing = [name for name in self.attributes if name not in stored]
-        defaults = self.codec.decode(self._encode_named("attribute", self.attributes)) \
-            if missing else {}
-        for name in self.attributes:
-            value = stored[name] if name in stored else defaults[name]
-            object.__setattr__(instance, name, value)
+        defaults = self.attributes
+        if not self._scalar_defaults and any(name not in stored for name in defaults):
+            defaults = self.codec.decode(self._defaults_doc)
+        for name in self.attribute_names:
+            object.__setattr__(instance, name, stored[name] if name in stored else defaults[name])
 
     def encode_arguments(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]
                          ) -> Tuple[str, inspect.BoundArguments]:
+        names = self._positional
+        if names is not None and not kwargs and len(args) == len(names):
+            arguments: Mapping[str, Any] = dict(zip(names, args))
+            bound = inspect.BoundArguments(self.signature, arguments)  # type: ignore[arg-type]
+            return self._encode_named("argument", arguments), bound
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
