@@ -474,3 +474,37 @@ def test_large_arguments(dbenv: Any, size: int) -> None:
                key=dbenv.sql("SELECT idempotency_key FROM acidic_job_keys")[0][0])
     assert dbenv.sql("SELECT length(job_args) FROM acidic_job_keys")[0][0] >= size
     assert dbenv.sql("SELECT count(*) FROM step_rows WHERE step = 'c'")[0][0] == 1
+
+
+# --- the error documents of failures the core detects -------------------------------------
+
+def test_a_failure_the_core_detects_is_recorded_as_the_python_error_document(dbenv: Any
+                                                                           ) -> None:
+    """An unknown recovery point (a step renamed while a run was failed at it) is the
+    core's finding: it records it through the layer's error encoder, as the class it is
+    raised as, and releases the lock."""
+    import json
+    fail = [True]
+
+    def define(second: str) -> Any:
+        def first(self: Any) -> None:
+            pass
+
+        def other(self: Any) -> None:
+            if fail[0]:
+                raise RuntimeError("stop at the second step")
+        other.__name__ = second
+        namespace = {"first": acidic_job.step(first), second: acidic_job.step(other)}
+        return acidic_job.workflow(dbenv.db, name="Renamed")(type("Renamed", (), namespace))
+
+    with pytest.raises(RuntimeError):
+        define("old_name").run(key="renamed")
+    with pytest.raises(acidic_job.UnknownRecoveryPoint) as info:
+        define("new_name").run(key="renamed")
+    row = dbenv.key_row()
+    assert row["locked_at"] is None and row["recovery_point"] == "old_name"
+    doc = json.loads(row["error_object"])
+    assert doc["class"] == "acidic_job.errors.UnknownRecoveryPoint"
+    assert "old_name" in doc["message"] and "old_name" in str(info.value)
+    fail[0] = False
+    assert define("old_name").run(key="renamed") is True
