@@ -202,6 +202,11 @@ def chaos(kind: str, db: Database, keys: int, kills: int, log: Any) -> Dict[str,
         w.kill()
         figures["open_failures"] += sum(1 for line in w.lines if line.startswith("OPENFAIL"))
         figures["recovered"] += recovered(w.lines)
+    # What the chaos left: the steps committed, and the runs it left in flight (started,
+    # not finished): the end must finish those by recovery.
+    figures["chaos_steps"] = db.sql("SELECT count(*) FROM app_steps")[0][0]
+    figures["in_flight"] = db.sql("SELECT count(*) FROM acidic_job_keys "
+                                  "WHERE recovery_point <> 'FINISHED'")[0][0]
     # The end: recovery hands back what the dead workers left, the drain what they had
     # not pushed; keys that never started are run.
     final = Worker(base + ["--final"], log)
@@ -255,7 +260,9 @@ def main() -> int:
                   f"at acquisition {fig['self_acquire']}, in a step {fig['self_step']}, "
                   f"between commit and push {fig['self_push']}, in an awaited child "
                   f"{fig['self_child']}, during recovery {fig['self_recovery']}), "
-                  f"recovered {fig['recovered']} + {fig['recovered_final']} at the end, "
+                  f"steps committed during the chaos {fig['chaos_steps']}, runs left in flight "
+                  f"{fig['in_flight']}, recovered {fig['recovered']} + {fig['recovered_final']} "
+                  f"at the end, "
                   f"runs {keys}, steps {3 * keys}, duplicates {broken['duplicates']}, "
                   f"lost {broken['lost']}, stranded {stranded} (unfinished "
                   f"{broken['unfinished']}, locked {broken['locked']}, staged left "

@@ -8,8 +8,8 @@ its own libpq connection lent to the core; Python on a factory of borrowed psyco
 connections; Ruby ActiveJob on ActiveRecord), two workers run the same
 stream of workflows with --final (they keep going until every run has finished) while the
 server is restarted several times, alternately with `pg_ctl restart -m immediate` and
-`-m fast`. Nothing restarts the workers: each must recover by itself and exit with every
-run finished, and the tables must show no step duplicated or lost, nothing stranded (the
+`-m fast`. Nothing restarts the workers: each must recover by itself (its store reconnects,
+recovery hands back the runs a lost connection failed) and exit with every run finished, and the tables must show no step duplicated or lost, nothing stranded (the
 invariants of driver.py). Prints "FIGURES faults ..." and
 "SUMMARY reliability faults-postgres <passed> <failed>".
 """
@@ -24,7 +24,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from driver import FAULT_KINDS, PG_URL, ROOT, Database, Worker, check, worker_command  # noqa: E402
+from driver import (FAULT_KINDS, PG_URL, ROOT, Database, Worker, check, recovered,  # noqa: E402
+                    worker_command)
 
 
 def restart(mode: str) -> None:
@@ -76,6 +77,9 @@ def main() -> int:
                     w.kill()
                     exits.append("hung")
         done = all(rc == 0 for rc in exits) and all("DONE" in w.lines for w in workers)
+        handed_back = sum(recovered(w.lines) for w in workers)
+        with open(log_path) as f:
+            errors = sum(1 for _ in f)
         broken = check(db, keys)
         stranded = broken["unfinished"] + broken["locked"] + broken["staged_left"] + \
             broken["batches_left"]
@@ -84,7 +88,8 @@ def main() -> int:
               f"({modes.count('immediate')} immediate, {modes.count('fast')} fast, "
               f"{under_load} while workers ran), runs {keys}, "
               f"steps {3 * keys}, duplicates {broken['duplicates']}, lost {broken['lost']}, "
-              f"stranded {stranded}, undelivered {broken['undelivered']}, worker exits {exits}, "
+              f"stranded {stranded}, undelivered {broken['undelivered']}, errors the workers "
+              f"met {errors}, runs recovery handed back {handed_back}, worker exits {exits}, "
               f"{time.time() - started:.0f} s", flush=True)
         if not ok:
             with open(log_path) as f:
