@@ -234,8 +234,9 @@ void aj_scrub_secrets(char *msg, size_t cap)
     /* Right to left, so that earlier spans keep their offsets. */
     for (size_t i = sp.n; i-- > 0;) {
         size_t a = sp.at[i][0], b = sp.at[i][1];
-        if (b - a >= 3 && strncmp(msg + a, "***", 3) == 0)
-            continue; /* redacted already (a redacted URL quoted in a message) */
+        if (b - a == 3 && strncmp(msg + a, "***", 3) == 0)
+            continue; /* redacted already (a redacted URL quoted in a message); a password
+                         that merely starts with "***" is not */
         replace_span(msg, cap, a, b);
     }
 }

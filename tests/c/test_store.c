@@ -204,6 +204,9 @@ void test_open_redacts_password(void **state) {
         {"host=127.0.0.1 port=1 password='x'password=SECRET9", "SECRET9"},
         {"postgresql://paardsuer:hpaaost=` prd@", "hpaaost"},
         {"postgresql://paardsuer:hpaaost=` prd@", "prd"},
+        /* a password that starts with the redaction mark is still a password */
+        {"mysql://user:***Secret9x@h/db", "Secret9x"},
+        {"sqlite3://u:***@***Pw8x@h/db", "Pw8x"},
     };
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
         aj_store *s = NULL;
