@@ -197,10 +197,11 @@ static const char *const templates[AJ_Q_COUNT] = {
         " WHERE id = ?",
 
     [AJ_Q_SHAPE] =
-        "{sqlite:SELECT 'k', name FROM pragma_table_info('acidic_job_keys')"
-        " UNION ALL SELECT 's', name FROM pragma_table_info('staged_acidic_jobs')"
-        " UNION ALL SELECT 'b', name FROM pragma_table_info('acidic_job_batches')"
-        " UNION ALL SELECT 'v', name FROM pragma_table_info('acidic_job_schema')}"
+        /* SQLite's column names are case-insensitive: CREATED_AT is created_at */
+        "{sqlite:SELECT 'k', lower(name) FROM pragma_table_info('acidic_job_keys')"
+        " UNION ALL SELECT 's', lower(name) FROM pragma_table_info('staged_acidic_jobs')"
+        " UNION ALL SELECT 'b', lower(name) FROM pragma_table_info('acidic_job_batches')"
+        " UNION ALL SELECT 'v', lower(name) FROM pragma_table_info('acidic_job_schema')}"
         "{pg:SELECT CASE c.relname WHEN 'acidic_job_keys' THEN 'k' WHEN 'staged_acidic_jobs'"
         " THEN 's' WHEN 'acidic_job_batches' THEN 'b' ELSE 'v' END, a.attname::text"
         " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"

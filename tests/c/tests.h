@@ -73,6 +73,7 @@
     X(test_recover_concurrent)           \
     /* test_tables.c */                  \
     X(test_tables_070_shapes)            \
+    X(test_tables_column_case)           \
     X(test_tables_recreated)             \
     X(test_tables_cleaned)               \
     X(test_tables_newer_refused)         \
