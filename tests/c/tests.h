@@ -108,6 +108,7 @@
     X(test_null_arguments)               \
     X(test_nul_bytes_in_documents)       \
     X(test_use_after_fork)               \
+    X(test_host_row_cells)               \
     X(test_code_names)                   \
     X(test_error_last)
 
