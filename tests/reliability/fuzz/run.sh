@@ -3,8 +3,13 @@
 #   time          aj_parse_time / aj_format_time round trips
 #   redact        aj_redact_url and aj_store_open messages, with the password oracle (run in a
 #                 network namespace of its own: unshare -n, so aj_store_open reaches nothing)
-#   placeholders  the two `?` -> `$n` rewriters: against the rule (sql, pg) and each other
-#   migration     "?column" migration lines
+#   placeholders  the core's SQL lexer (sql.c): the `?` -> `$n` rewriter against the rule
+#                 (sql), its sizes and counts (size), and the detection of COMMIT / ROLLBACK
+#                 / BEGIN inside a step (control)
+#   tables        the tables as applications made them (0.7.0's shapes, the columns later
+#                 versions added in any letter case, columns of their own, any schema
+#                 version): detected, healed, and a run works on them (schema.c; 0.8's
+#                 migration-line parser is gone)
 #   host_row      rows reported by a host connection (aj_host_row)
 # Each runs SECONDS (default 10; SOAK=1: 180) from the seeds in seeds/ plus the corpus it
 # grew before (build/reliability/fuzz/corpus-*). A finding stops its target; the reproducer
@@ -18,9 +23,8 @@ mkdir -p "$out"
 if [ "${SOAK:-0}" = 1 ]; then seconds="${SECONDS_PER_TARGET:-180}"; else seconds="${SECONDS_PER_TARGET:-10}"; fi
 failed=0
 
-build() { # build TARGET [CORE_FILE_INCLUDED_BY_THE_TARGET]
-  local target="$1" skip="${2:-none}" srcs=()
-  for f in "$root"/core/src/*.c; do [ "$(basename "$f")" = "$skip" ] || srcs+=("$f"); done
+build() { # build TARGET
+  local target="$1" srcs=("$root"/core/src/*.c)
   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=all -I"$root/core/include" -I"$root/core/src" \
     $(pkg-config --cflags libpq) "${srcs[@]}" "$here/fuzz_$target.c" -lsqlite3 -lpq \
@@ -60,12 +64,9 @@ fuzz() {
   fi
 }
 
-for t in time redact migration host_row; do
-  case $t in migration) skip=migrate.c ;; *) skip=none ;; esac
-  build "$t" "$skip" || { cat "$out/build-$t.log"; echo "SUMMARY reliability fuzz-$t 0 1"; failed=1; }
+for t in time redact placeholders tables host_row; do
+  build "$t" || { cat "$out/build-$t.log"; echo "SUMMARY reliability fuzz-$t 0 1"; failed=1; }
 done
-build placeholders driver_pg.c ||
-  { cat "$out/build-placeholders.log"; echo "SUMMARY reliability fuzz-placeholders 0 1"; failed=1; }
 
 [ -x "$out/fuzz_time" ] && fuzz time time
 if [ -x "$out/fuzz_redact" ]; then
@@ -77,10 +78,10 @@ if [ -x "$out/fuzz_redact" ]; then
   fi
 fi
 if [ -x "$out/fuzz_placeholders" ]; then
-  fuzz placeholders-sql placeholders AJ_FUZZ_REWRITER=sql
-  fuzz placeholders-pg placeholders AJ_FUZZ_REWRITER=pg
-  fuzz placeholders-agree placeholders AJ_FUZZ_REWRITER=agree
+  fuzz placeholders-sql placeholders AJ_FUZZ_MODE=sql
+  fuzz placeholders-size placeholders AJ_FUZZ_MODE=size
+  fuzz placeholders-control placeholders AJ_FUZZ_MODE=control
 fi
-[ -x "$out/fuzz_migration" ] && fuzz migration migration
+[ -x "$out/fuzz_tables" ] && fuzz tables tables
 [ -x "$out/fuzz_host_row" ] && fuzz host_row host_row
 exit "$failed"

@@ -40,7 +40,7 @@ module RelDb
       admin.close
       Minitest.after_run do
         ActiveRecord::Base.connection_pool.disconnect!
-        AcidicJob::OwnedSession.reset!
+        AcidicJob::Stores.reset_owned!
         admin = PG.connect(base)
         admin.exec("DROP DATABASE IF EXISTS #{admin.quote_ident(name)} WITH (FORCE)")
         admin.close
@@ -106,7 +106,7 @@ class RelTest < Minitest::Test
   def setup
     AcidicJob.config.database_url = nil
     AcidicJob.config.lock_timeout = 90
-    AcidicJob::OwnedSession.reset!
+    AcidicJob::Stores.reset_owned!
     %w[app_log staged_acidic_jobs acidic_job_keys acidic_job_batches].each do |t|
       ActiveRecord::Base.connection.execute("DELETE FROM #{t}") if ActiveRecord::Base.connection.table_exists?(t)
     end

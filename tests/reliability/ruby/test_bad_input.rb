@@ -25,7 +25,7 @@ class BadInputTest < RelTest
     BadInputJob.step_names = [:only]
     AcidicJob.config.database_url = nil
     AcidicJob.config.lock_timeout = 90
-    AcidicJob::OwnedSession.reset!
+    AcidicJob::Stores.reset_owned!
   end
 
   def perform_with_key(key)
