@@ -15,6 +15,7 @@ PACKAGES=(
   # Ruby gem
   ruby ruby-dev rake ruby-minitest ruby-activerecord ruby-activejob ruby-actionmailer
   ruby-railties ruby-globalid ruby-sidekiq ruby-redis ruby-sqlite3 ruby-pg
+  ruby-thor ruby-progressbar # the acidic-job command
   # Ruby: rake compile, the Bundler test, the 0.7.0-style compat suite
   rake-compiler ruby-bundler ruby-database-cleaner git
   ruby-stackprof # BENCH_PROFILE=1 make bench

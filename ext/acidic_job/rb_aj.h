@@ -57,5 +57,6 @@ void rb_aj_store_release(rb_aj_store *s);  /* one run fewer */
 
 void rb_aj_init_store(void);
 void rb_aj_init_run(void);
+void rb_aj_init_admin(void); /* rb_aj_admin.c: AcidicJob::Native::Admin */
 
 #endif

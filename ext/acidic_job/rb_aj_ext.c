@@ -25,6 +25,7 @@ static const struct {
     {AJ_EDUPLICATE_STEP, "DuplicateStepName"},
     {AJ_ESTEP, "StepFailed"},
     {AJ_ENOTFOUND, "NotFound"},
+    {AJ_ESTATE, "StateError"},
 };
 
 VALUE rb_aj_error_class(int code)
@@ -132,4 +133,5 @@ __attribute__((visibility("default"))) void Init_acidic_job_ext(void)
 
     rb_aj_init_store();
     rb_aj_init_run();
+    rb_aj_init_admin();
 }

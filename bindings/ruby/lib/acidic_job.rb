@@ -40,6 +40,8 @@ require_relative "acidic_job/deliver_transactionally_extension"
 require_relative "acidic_job/sidekiq_callbacks"
 require_relative "acidic_job/runner"
 require_relative "acidic_job/integrations"
+require_relative "acidic_job/admin"
+require_relative "acidic_job/key_operations"
 
 # Idempotent, resumable multi-step jobs for ActiveJob and Sidekiq: a drop-in for
 # acidic_job 0.7.0 on the acidic_job C core. `include AcidicJob` in a job and describe

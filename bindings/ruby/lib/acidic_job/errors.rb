@@ -24,6 +24,7 @@ module AcidicJob
   class DatabaseError < Error; end                           # AJ_EDATABASE
   class StepFailed < Error; end                              # AJ_ESTEP
   class NotFound < Error; end                                # AJ_ENOTFOUND
+  class StateError < Error; end                              # AJ_ESTATE: the action does not apply to the run
   class MissingStepMethod < Error; end                       # config.strict_steps: a step without a method
   # AJ_ERROR (unclassified) raises AcidicJob::Error itself.
 end
