@@ -29,6 +29,7 @@ Gem::Specification.new do |spec|
     "core/src/*.{c,h}",
     "ext/acidic_job/*.{c,h,rb}",
     "bindings/ruby/lib/**/*.{rb,rake,erb}", "bindings/ruby/exe/*",
+    "web/index.html", "web/assets/*", # the dashboard's front end, shared with Python
     "bindings/ruby/README.md", "README.md", "UPGRADING.md", "CHANGELOG.md", "LICENSE"
   ]
   spec.require_paths = ["bindings/ruby/lib"]

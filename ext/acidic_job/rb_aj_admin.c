@@ -204,7 +204,8 @@ static void filter_from(VALUE h, aj_admin_filter *f, VALUE keep)
 /* --- calls without the GVL -------------------------------------------------------------
  * One struct for every blocking admin call: `op` says which core function runs. */
 enum admin_op {
-    OP_LIST, OP_SHOW, OP_RETRY, OP_RESET, OP_UNLOCK, OP_DISCARD, OP_BULK, OP_PRUNE, OP_STATS
+    OP_LIST, OP_SHOW, OP_RETRY, OP_RESET, OP_UNLOCK, OP_DISCARD, OP_BULK, OP_PRUNE, OP_STATS,
+    OP_STAGED_LIST
 };
 
 typedef struct progress_ctx {
@@ -227,6 +228,7 @@ typedef struct admin_call {
     aj_admin_page *page;
     aj_admin_detail *detail;
     aj_admin_stats *stats;
+    aj_admin_staged_page *staged_page;
     int rc;
 } admin_call;
 
@@ -282,6 +284,9 @@ static void *admin_call_nogvl(void *arg)
     case OP_STATS:
         c->rc = aj_admin_stats_read(c->store, &c->stats);
         break;
+    case OP_STAGED_LIST: /* run_id: the cursor, changed: the limit */
+        c->rc = aj_admin_staged_list(c->store, c->run_id, c->changed, &c->staged_page);
+        break;
     }
     return NULL;
 }
@@ -292,6 +297,8 @@ static void results_free(admin_call *c)
     aj_admin_page_free(c->page);
     aj_admin_detail_free(c->detail);
     aj_admin_stats_free(c->stats);
+    aj_admin_staged_page_free(c->staged_page);
+    c->staged_page = NULL;
     c->page = NULL;
     c->detail = NULL;
     c->stats = NULL;
@@ -472,6 +479,34 @@ static VALUE admin_stats(VALUE mod, VALUE store)
     return rb_ensure(stats_convert, (VALUE)c.stats, stats_release, (VALUE)c.stats);
 }
 
+static VALUE staged_page_convert(VALUE arg)
+{
+    const aj_admin_staged_page *page = (const aj_admin_staged_page *)arg;
+    VALUE staged = rb_ary_new_capa((long)page->count);
+    for (size_t i = 0; i < page->count; i++)
+        rb_ary_push(staged, staged_to_ruby(page->staged[i]));
+    return rb_assoc_new(staged, opt_id(page->next_cursor));
+}
+
+static VALUE staged_page_release(VALUE arg)
+{
+    aj_admin_staged_page_free((aj_admin_staged_page *)arg);
+    return Qnil;
+}
+
+/* Admin.staged_list(store, cursor, limit) -> [[staged, ...], next_cursor or nil]: the
+ * staged backlog, oldest first */
+static VALUE admin_staged_list(VALUE mod, VALUE store, VALUE cursor, VALUE limit)
+{
+    long long after = NIL_P(cursor) ? 0 : NUM2LL(cursor), n = NIL_P(limit) ? 0 : NUM2LL(limit);
+    if (n < 0)
+        rb_raise(rb_aj_error_class(AJ_EINVALID), "limit must be >= 0, not %lld", n);
+    admin_call c = {.op = OP_STAGED_LIST, .run_id = after, .changed = (size_t)n};
+    admin_run(store, &c);
+    return rb_ensure(staged_page_convert, (VALUE)c.staged_page, staged_page_release,
+                     (VALUE)c.staged_page);
+}
+
 static VALUE error_convert(VALUE arg) { return error_to_ruby((const aj_admin_error *)arg); }
 
 static VALUE error_release(VALUE arg)
@@ -523,5 +558,6 @@ void rb_aj_init_admin(void)
     rb_define_module_function(mAdmin, "bulk", admin_bulk, 5);
     rb_define_module_function(mAdmin, "prune", admin_prune, 2);
     rb_define_module_function(mAdmin, "stats", admin_stats, 1);
+    rb_define_module_function(mAdmin, "staged_list", admin_staged_list, 3);
     rb_define_module_function(mAdmin, "error_parse", admin_error_parse, 1);
 }

@@ -51,6 +51,10 @@ require_relative "acidic_job/key_operations"
 module AcidicJob
   extend ActiveSupport::Concern
 
+  # The dashboard (a Rack application): loaded when first named, as in
+  # `mount AcidicJob::Web => "/acidic_job"`.
+  autoload :Web, "acidic_job/web"
+
   # acidic_job 0.7.0's lock timeout in seconds, also the core's default
   # (AcidicJob.config.lock_timeout sets it).
   IDEMPOTENCY_KEY_LOCK_TIMEOUT = 90

@@ -133,6 +133,16 @@ module AcidicJob
       end
     end
 
+    # A page of the staged backlog (Enumerable); pass next_cursor as `cursor:` for the next.
+    StagedPage = Struct.new(:staged, :next_cursor, keyword_init: true) do
+      include Serializable
+      include Enumerable
+
+      def each(&block)
+        staged.each(&block)
+      end
+    end
+
     BulkResult = Struct.new(:changed, :skipped, keyword_init: true) { include Serializable }
     PruneResult = Struct.new(:deleted, keyword_init: true) { include Serializable }
     DrainResult = Struct.new(:delivered, keyword_init: true) { include Serializable }
@@ -158,7 +168,7 @@ module AcidicJob
         new(Stores.attach(Native::Store.open(url, options)))
       end
 
-      %i[list show retry reset unlock discard bulk prune stats drain recover].each do |name|
+      %i[list show retry reset unlock discard bulk prune stats staged drain recover].each do |name|
         define_method(name) { |*args, **kwargs, &block| current.public_send(name, *args, **kwargs, &block) }
       end
 
@@ -356,6 +366,15 @@ module AcidicJob
         staged_backlog: s[:staged_backlog], oldest_staged: Staged.from_native(s[:oldest_staged]),
         open_batches: s[:open_batches], oldest_batch: Batch.from_native(s[:oldest_batch])
       )
+    end
+
+    # The staged jobs not acknowledged yet, oldest first, one page of `limit` (default
+    # 50, at most 1000) past `cursor` (next_cursor of the previous page).
+    def staged(cursor: nil, limit: nil)
+      list, next_cursor = Native::Admin.staged_list(store, cursor && Integer(cursor), limit && Integer(limit))
+      StagedPage.new(staged: list.map { |s| Staged.from_native(s) }, next_cursor: next_cursor)
+    rescue TypeError, ArgumentError => e
+      raise InvalidArgument, e.message
     end
 
     # Hand staged jobs committed more than `older_than` seconds ago and never
