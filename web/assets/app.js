@@ -507,7 +507,9 @@
           const res = await post("runs/" + encodeURIComponent(run.id) + "/" + action, body);
           const after = res.run;
           replace(result, h("p", { class: "ok" }, label + " done: run " + after.id + " is now ",
-            badge(after.state), " at ", after.recovery_point, "."));
+            badge(after.state), " at ", after.recovery_point, ".",
+            res.enqueued === false ? " No resume job is recorded for it (it was not " +
+              "started by a queue): it runs when the application runs it again." : ""));
           notice("ok", label + ": run " + after.id + " is now " + after.state + ".");
           await refresh();
         } catch (e) {

@@ -158,10 +158,15 @@ module AcidicJob
       when "config" then config(request, admin)
       when "stats" then admin.stats.as_json
       when "runs" then admin.list(**list_params(params)).as_json
-      when %r{\Aruns/(\d+)\z} then admin.show(Integer(Regexp.last_match(1), 10)).as_json
+      when %r{\Aruns/(\d+)\z} then detail(admin.show(Integer(Regexp.last_match(1), 10)))
       when "staged" then admin.staged(cursor: id_param(params, "cursor"), limit: limit_param(params)).as_json
       else raise Refusal.new(404, "NOT_FOUND", "no such endpoint: api/#{endpoint}")
       end
+    end
+
+    # Documents as text: JSON indented (attributes are already), anything else as stored.
+    def detail(run)
+      run.as_json.merge("job_args" => Admin.document_text(run.job_args))
     end
 
     def config(request, admin)
@@ -197,13 +202,16 @@ module AcidicJob
     def perform(admin, name, endpoint, body)
       force = boolean(body, "force")
       case name
-      when "retry", "unlock", "discard"
+      when "retry"
+        # enqueued: by the core (its resume job) or by AcidicJob::Admin (its job class)
+        { "ok" => true, "run" => admin.retry(run_id(endpoint), force: force).as_json, "enqueued" => true }
+      when "unlock", "discard"
         { "ok" => true, "run" => admin.public_send(name, run_id(endpoint), force: force).as_json }
       when "reset"
         step = body["step"]
         raise InvalidArgument, "reset needs \"step\": the name of a step" unless step.is_a?(String) && !step.empty?
 
-        { "ok" => true, "run" => admin.reset(run_id(endpoint), step: step, force: force).as_json }
+        { "ok" => true, "run" => admin.reset(run_id(endpoint), step: step, force: force).as_json, "enqueued" => true }
       when "bulk_retry", "bulk_discard" then bulk(admin, name.delete_prefix("bulk_"), body)
       when "drain" then admin.drain(older_than: 0).as_json
       end
