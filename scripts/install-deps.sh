@@ -23,6 +23,8 @@ PACKAGES=(
   python3-dev python3-venv python3-setuptools python3-wheel python3-pip python3-pytest
   python3-hypothesis python3-celery python3-rq python3-redis python3-psycopg python3-psycopg2
   python3-mypy
+  # the dashboard (web/): its Rack server, and its tests in a real headless Chromium
+  ruby-rack ruby-webrick chromium chromium-driver python3-selenium python3-pil
 )
 
 missing=()

@@ -241,6 +241,23 @@
     return h("table", { class: "runs" }, h("thead", null, head), h("tbody", null, rows));
   }
 
+  // A view re-renders only when its data changed (no flicker, selections and focus stay);
+  // the relative times on screen are brought up to date on every poll anyway.
+  function sameAsLast() {
+    let last = null;
+    return (...docs) => {
+      const now = JSON.stringify(docs);
+      const same = now === last;
+      last = now;
+      return same;
+    };
+  }
+
+  function refreshTimes() {
+    for (const t of document.querySelectorAll("main time[datetime]"))
+      t.textContent = ago(t.getAttribute("datetime"));
+  }
+
   function empty(text) {
     return h("p", { class: "empty" }, text);
   }
@@ -260,12 +277,14 @@
     replace(el, h("h1", null, "Overview"), cards,
             h("div", { class: "columns" }, outbox, stranded), failures, jobs);
 
+    const unchanged = sameAsLast();
     async function refresh() {
       const [stats, strandedRuns, failed] = await Promise.all([
         get("stats"),
         get("runs", { state: "stranded", limit: 10, order: "asc" }),
         get("runs", { state: "failed,dead", limit: 10 }),
       ]);
+      if (unchanged(stats, strandedRuns, failed)) return;
       const byState = Object.fromEntries(stats.states.map((s) => [s.state, s.count]));
       replace(cards,
         h("a", { class: "card total", href: link(["runs"]) },
@@ -286,7 +305,7 @@
       replace(jobs, h("h2", null, "By job"),
         jobNames.length ? h("table", { class: "jobs" },
           h("thead", null, h("tr", null, h("th", null, "job"),
-            present.map((s) => h("th", null, badge(s))))),
+            present.map((s) => h("th", { class: "num" }, badge(s))))),
           h("tbody", null, jobNames.map((j) => h("tr", null,
             h("td", null, h("a", { href: link(["runs"], { job: j }) }, j)),
             present.map((s) => cell(j, s))))))
@@ -337,6 +356,7 @@
       older_than: params.get("older_than") || "",
     };
     const cursor = params.get("cursor") || "";
+    const limit = /^\d+$/.test(params.get("limit") || "") ? params.get("limit") : "";
     const selected = new Set();
     let shown = [];
 
@@ -419,6 +439,8 @@
       try {
         const res = await post("bulk", body);
         selected.clear();
+        for (const box of table.querySelectorAll("input[type=checkbox]")) box.checked = false;
+        updateSelection();
         const done = action === "retry" ? "retried" : "discarded";
         notice("ok", verb + ": " + plural(res.changed, "run") + " " + done + ", " +
           res.skipped + " skipped" + (res.errors && res.errors.length ? " (" +
@@ -430,11 +452,13 @@
       }
     }
 
+    const unchanged = sameAsLast();
     async function refresh() {
       const [page, stats] = await Promise.all([
-        get("runs", Object.assign({ cursor, limit: PAGE_SIZE }, filter)),
+        get("runs", Object.assign({ cursor, limit: limit || PAGE_SIZE }, filter)),
         get("stats"),
       ]);
+      if (unchanged(page, stats)) return;
       replace(jobList, [...new Set(stats.jobs.map((j) => j.job_name))].map((j) =>
         h("option", { value: j })));
       shown = page.runs;
@@ -458,9 +482,9 @@
           } }),
       } : {}) : empty("No run matches " + describeFilter() + "."));
       replace(pager,
-        cursor ? h("a", { href: link(["runs"], filter), class: "button", id: "first-page" },
-          "\u2190 Newest") : null,
-        page.next_cursor ? h("a", { href: link(["runs"], Object.assign({}, filter,
+        cursor ? h("a", { href: link(["runs"], Object.assign({ limit }, filter)), class: "button",
+          id: "first-page" }, "\u2190 Newest") : null,
+        page.next_cursor ? h("a", { href: link(["runs"], Object.assign({ limit }, filter,
           { cursor: page.next_cursor })), class: "button", id: "next-page" }, "Older \u2192")
           : null);
       updateSelection();
@@ -621,9 +645,11 @@
           (d.batch.continuation_job_name || "none") + ".") : null);
     }
 
+    const unchanged = sameAsLast();
     async function refresh() {
+      let fresh;
       try {
-        detail = await get("runs/" + encodeURIComponent(id));
+        fresh = await get("runs/" + encodeURIComponent(id));
       } catch (e) {
         if (e.status === 404) {
           replace(header, h("h1", null, "Run " + id), h("p", { class: "error" }, e.message));
@@ -632,6 +658,8 @@
         }
         throw e;
       }
+      if (unchanged(fresh)) return;
+      detail = fresh;
       const r = detail.run;
       replace(header, h("h1", null, "Run " + r.id + " ", badge(r.state)),
         h("p", { class: "subtitle" }, h("code", null, r.key), " \u00b7 ", r.job_name));
@@ -687,9 +715,11 @@
         "worker yet: those waiting to be sent, those sent and not done, and awaited jobs."),
       drain, summary, list, pager);
 
+    const unchanged = sameAsLast();
     async function refresh() {
       const [page, stats] = await Promise.all([get("staged", { cursor, limit: PAGE_SIZE }),
                                                get("stats")]);
+      if (unchanged(page, stats)) return;
       replace(summary, plural(stats.staged_backlog, "staged job") + " in the backlog, " +
         plural(stats.open_batches, "open batch").replace(/batchs$/, "batches") + ".");
       replace(list, page.staged.length ? stagedTable(page.staged) : empty("The outbox is empty."));
@@ -709,6 +739,7 @@
     const view = current;
     try {
       await view.refresh();
+      refreshTimes();
       if (view === current) {
         replace(document.getElementById("updated"), "updated " +
           new Date().toLocaleTimeString());
