@@ -137,11 +137,13 @@ class Target:
         self.servers.append(server)
         return server
 
-    def work(self) -> None:
+    def work(self, all_queues: bool = False) -> None:
         """Let a real worker run what is queued. Rails: the server's own async adapter
-        does; Python: an RQ worker process, until its queues are empty."""
+        does; Python: an RQ worker process, until its queues are empty (all_queues: the
+        awaited jobs' queue too)."""
         if self.kind == "wsgi":
-            done = subprocess.run(self.app_command("work"), env=self.env, cwd=HERE,
+            argv = self.app_command("work", *(["--all"] if all_queues else []))
+            done = subprocess.run(argv, env=self.env, cwd=HERE,
                                   capture_output=True, text=True, timeout=300)
             if done.returncode != 0:
                 raise RuntimeError(f"the RQ worker failed:\n{done.stdout}\n{done.stderr}")

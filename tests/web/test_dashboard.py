@@ -235,8 +235,11 @@ def test_run_page_shows_script_as_text(target, browser):
     assert "failed here" in text(browser, "#steps li[data-step=charge]")
     message = text(browser, "#run-error pre.error-message")
     assert XSS_MESSAGE in message
-    assert "ArgumentError" in text(browser, "#run-error .error-class")
-    assert "charge" in text(browser, "#run-error pre.backtrace")  # the failing step's frame
+    if target.kind == "rails":  # Ruby records the backtrace; Python the class and message
+        assert "ArgumentError" in text(browser, "#run-error .error-class")
+        assert "charge" in text(browser, "#run-error pre.backtrace")  # the step's frame
+    else:
+        assert "builtins.ValueError" in text(browser, "#run-error .error-class")
     assert XSS_NOTE in browser.execute_script(
         "return document.querySelector('#attributes pre.attributes').textContent")
     ran = browser.execute_script(
@@ -398,7 +401,7 @@ def test_drain_now(target, browser):
     delivered = notice(browser)
     assert "handed to their queues" in delivered
     assert int(delivered.split("Drain: ")[1].split(" ")[0]) >= 2
-    target.work()
+    target.work(all_queues=True)
     # the awaited jobs ran and were acknowledged: the batch closed, the workflow resumed
     wait_for(lambda: state_of(target, "fanout-1") == "succeeded", timeout=40,
              what="the awaiting run to resume")

@@ -38,7 +38,7 @@ from .admin import Admin, to_json_value
 from .databases import DatabaseLike
 from .errors import Error, InvalidArgument
 
-__all__ = ["app", "mount", "Dashboard", "ACTIONS"]
+__all__ = ["app", "mount", "serve", "Dashboard", "ACTIONS"]
 
 log = logging.getLogger("acidic_job")
 
@@ -324,6 +324,27 @@ def mount(application: WSGIApp, prefix: str, dashboard: WSGIApp) -> WSGIApp:
             return dashboard(environ, start_response)
         return application(environ, start_response)
     return dispatch
+
+
+def serve(application: WSGIApp, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve ``application`` with the standard library's wsgiref, one thread per request,
+    until interrupted (``acidic-job web``; for a quick look, not for production)."""
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # the page polls
+            pass
+
+    with make_server(host, port, application, server_class=Server,
+                     handler_class=QuietHandler) as server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
 
 
 # --- requests ------------------------------------------------------------------------------
