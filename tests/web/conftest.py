@@ -212,3 +212,22 @@ def target(request):
         t.close()
         if os.environ.get("AJ_WEB_KEEP") != "1":
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- one SUMMARY line per target (scripts/test.sh collects them) ------------------------
+
+_outcomes: Dict[str, List[int]] = {}
+
+
+def pytest_runtest_logreport(report):
+    target_id = report.nodeid.rsplit("[", 1)[-1].rstrip("]") if "[" in report.nodeid else "setup"
+    counts = _outcomes.setdefault(target_id, [0, 0])
+    if report.failed:
+        counts[1] += 1
+    elif report.when == "call" and report.passed:
+        counts[0] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    for target_id, (passed, failed) in sorted(_outcomes.items()):
+        terminalreporter.write_line(f"SUMMARY web {target_id} {passed} {failed}")

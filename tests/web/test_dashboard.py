@@ -49,9 +49,16 @@ def open_page(browser, server: Server, route: str, view: str) -> None:
         browser.execute_script("location.hash = arguments[0]", route)
         if browser.current_url != url:
             browser.get(url)
-    wait_for(lambda: browser.execute_script(
-        "return document.body.dataset.loaded === arguments[0] && "
-        "location.hash === arguments[1]", view, "#" + route), what=f"view {view} at {route}")
+    try:
+        wait_for(lambda: browser.execute_script(
+            "return document.body.dataset.loaded === arguments[0] && "
+            "location.hash === arguments[1]", view, "#" + route), what=f"view {view} at {route}")
+    except AssertionError as e:
+        shown = browser.execute_script("return [location.href, document.body.dataset.loaded, "
+                                       "document.getElementById('notice').innerText, "
+                                       "document.querySelector('main').innerText.slice(0, 300)]")
+        raise AssertionError(f"{e}; the page: {shown}; the server's log:\n"
+                             f"{server.output()[-1500:]}") from None
 
 
 def text(browser, css: str) -> str:

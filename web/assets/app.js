@@ -786,8 +786,11 @@
     try {
       config = await get("config");
     } catch (e) {
+      // a server restarting: say so, and try again
       replace(document.getElementById("view"), h("h1", null, "acidic_job"),
-        h("p", { class: "error" }, "The dashboard's API did not answer: " + e.message));
+        h("p", { class: "error" }, "The dashboard's API did not answer: " + e.message +
+          " (trying again in a few seconds)"));
+      setTimeout(start, 3000);
       return;
     }
     document.getElementById("mode").hidden = !config.read_only;
