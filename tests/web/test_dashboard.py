@@ -21,7 +21,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from conftest import ROOT, SCREENSHOTS, SEEDED, XSS_MESSAGE, XSS_NOTE, Server, api
 
 # Screenshots the README shows (docs/images), rewritten when AJ_WEB_UPDATE_DOCS=1.
-README_TARGET = "wsgi-postgres"
+README_TARGET = "rails-postgres"
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -136,7 +136,7 @@ def screenshot(browser, target, page: str, keys: List[str]) -> None:
     assert image.size[0] >= 1000 and image.size[1] >= 700, image.size
     assert stddev > 15, f"{path} looks blank (grey level stddev {stddev:.1f})"
     assert len(colors) > 50, f"{path} has only {len(colors)} colours"
-    if os.environ.get("AJ_WEB_UPDATE_DOCS") == "1" and \
+    if os.environ.get("AJ_WEB_UPDATE_DOCS") == "1" and page in ("overview", "run") and \
             f"{target.kind}-{target.db}" == README_TARGET:
         docs = ROOT / "docs" / "images"
         docs.mkdir(parents=True, exist_ok=True)
@@ -255,7 +255,13 @@ def test_run_page_shows_script_as_text(target, browser):
     assert browser.execute_script(
         "return document.querySelectorAll('main script, main img, main b').length") == 0
     assert browser.execute_script("return document.scripts.length") == 1  # app.js only
-    screenshot(browser, target, "run", ["ride-fail-1", "create_ride", "charge", "send_receipt"])
+    screenshot(browser, target, "run-escaped", ["ride-fail-1", "create_ride", "charge",
+                                                "send_receipt"])
+    # the run page as the README shows it: a failed run, its timeline, its error
+    open_page(browser, target.server, f"/runs/{run_ids(target)['ride-fail-2']}", "run")
+    wait_for(lambda: "insufficient funds 2" in text(browser, "#run-error"))
+    screenshot(browser, target, "run", ["ride-fail-2", "insufficient funds 2", "create_ride",
+                                        "charge", "send_receipt"])
 
 
 def test_awaiting_run_shows_its_batch(target, browser):
