@@ -262,7 +262,10 @@ class Dashboard:
         changed, errors = 0, []
         for run_id in dict.fromkeys(ids):
             try:
-                getattr(self.admin, action)(run_id)
+                if action == "retry":  # as one retry does, also for runs without a resume job
+                    self._requeue(run_id, False, None)
+                else:
+                    self.admin.discard(run_id)
                 changed += 1
             except Error as e:
                 if e.code_name not in SKIPPED:
