@@ -175,3 +175,46 @@ def test_reading_a_run(dbenv):
     assert stats["total"] == 1 and stats["states"] == [{"state": "failed", "count": 1}]
     _, _, staged = call(app, "GET", "/api/staged")
     assert staged == {"staged": [], "next_cursor": None}
+
+
+def test_acidic_job_web_command(tmp_path):
+    """`acidic-job web` (python -m acidic_job web): read-only unless --allow-actions."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    db = tmp_path / "cli.db"
+    failed_run(f"sqlite:{db}", "cli-1")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for flags, read_only in (([], True), (["--allow-actions"], False)):
+        proc = subprocess.Popen([sys.executable, "-m", "acidic_job", "web", "--database",
+                                 f"sqlite:{db}", "--port", str(port), *flags],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/config") as res:
+                        config = json.loads(res.read())
+                    break
+                except OSError:
+                    assert proc.poll() is None and time.monotonic() < deadline, \
+                        proc.stdout.read().decode() if proc.poll() is not None else "timeout"
+                    time.sleep(0.2)
+            assert config["read_only"] is read_only
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs?state=failed") as res:
+                assert [r["key"] for r in json.loads(res.read())["runs"]] == ["cli-1"]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as res:
+                assert b"assets/app.js" in res.read()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    missing = subprocess.run([sys.executable, "-m", "acidic_job", "web", "--database",
+                              f"sqlite:{tmp_path / 'nope.db'}", "--port", str(port)],
+                             capture_output=True, text=True, timeout=30)
+    assert missing.returncode != 0 and "no SQLite database" in missing.stderr
+    assert not (tmp_path / "nope.db").exists()
