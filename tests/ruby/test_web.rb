@@ -169,6 +169,15 @@ class WebTest < AcidicTest
     assert_equal 405, request(app, "DELETE", "/api/stats")[0]
   end
 
+  def test_a_store_of_its_own
+    id = failed_run
+    app = web(database_url: TestDatabase.core_url, lock_timeout: 5, read_only: true)
+    config = json(request(app, "GET", "/api/config"))
+    assert_equal(postgres? ? "postgres" : "sqlite", config["database"])
+    page = json(request(app, "GET", "/api/runs"))
+    assert_equal [id], page["runs"].map { |r| r["id"] }
+  end
+
   def test_reading_a_run
     id = failed_run("<script>")
     app = web
