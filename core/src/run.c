@@ -110,7 +110,7 @@ int aj_run_check_in_step(aj_run *run, const char *fn)
 
 /* --- events ------------------------------------------------------------------ */
 
-static void run_event(aj_run *run, int type, const char *step)
+static void run_event_resumed(aj_run *run, int type, const char *step, int resumed)
 {
     aj_event ev = {0};
     ev.type = type;
@@ -120,7 +120,13 @@ static void run_event(aj_run *run, int type, const char *step)
     ev.step = step;
     ev.status = run->cur.status;
     ev.attempt = run->cur.attempts;
+    ev.resumed = resumed;
     aj_store_event(run->store, &ev);
+}
+
+static void run_event(aj_run *run, int type, const char *step)
+{
+    run_event_resumed(run, type, step, 0);
 }
 
 /* --- new runs ------------------------------------------------------------------ */
@@ -578,7 +584,7 @@ static int acquire_in_tx(aj_run *run, int for_step)
         run->tx_locked = keeps;
         snprintf(run->tx_lock, sizeof run->tx_lock, "%s", token);
     }
-    run_event(run, AJ_EVENT_ACQUIRED, run->cur.recovery_point);
+    run_event_resumed(run, AJ_EVENT_ACQUIRED, run->cur.recovery_point, 1); /* its row existed */
     return AJ_OK;
 }
 
