@@ -1160,7 +1160,7 @@ int aj_run_acquire(aj_run **out, aj_store *store, const aj_workflow *wf,
         return rc;
     }
     step_call sc = {run, NULL, NULL, 0, 0, NULL, aj_now_us(), 0, "", "", 0};
-    rc = aj_tx(store, AJ_TXF_RETRY, acquire_body, step_settle, &sc);
+    rc = aj_tx(store, AJ_TXF_WRITE | AJ_TXF_RETRY, acquire_body, step_settle, &sc);
     if (rc && sc.record)
         rc = record_failure(run, rc, NULL);
     if (rc) {
