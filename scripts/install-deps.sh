@@ -22,6 +22,8 @@ PACKAGES=(
   python3-dev python3-venv python3-setuptools python3-wheel python3-pip python3-pytest
   python3-hypothesis python3-celery python3-rq python3-redis python3-psycopg python3-psycopg2
   python3-mypy
+  # the acidic-job command (Python): its arguments and its tables and progress bars
+  python3-click python3-rich
 )
 
 missing=()

@@ -43,7 +43,7 @@ except ImportError:
         "install the package (pip install --no-build-isolation .) and run Python from "
         "outside the source folder") from None
 from .errors import (DatabaseError, DuplicateStep, EncodeError, Error, InvalidArgument,
-                     LockedIdempotencyKey, MismatchedIdempotencyKeyAndJobArguments,
+                     ActionNotApplicable, LockedIdempotencyKey, MismatchedIdempotencyKeyAndJobArguments,
                      MisuseError, NoDefinedSteps, NotFound, OutOfMemory, SerializationConflict,
                      SerializedTransactionConflict, StepFailed, UnknownJobAdapter,
                      UnknownRecoveryPoint)
@@ -63,5 +63,5 @@ __all__ = [
     "SerializationConflict", "SerializedTransactionConflict",
     "MismatchedIdempotencyKeyAndJobArguments", "LockedIdempotencyKey", "UnknownRecoveryPoint",
     "NoDefinedSteps", "DuplicateStep", "StepFailed", "NotFound", "EncodeError",
-    "UnknownJobAdapter", "VERSION", "__version__",
+    "UnknownJobAdapter", "ActionNotApplicable", "VERSION", "__version__",
 ]

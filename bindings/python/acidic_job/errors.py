@@ -25,7 +25,7 @@ __all__ = [
     "Error", "InvalidArgument", "OutOfMemory", "MisuseError", "DatabaseError",
     "SerializationConflict", "MismatchedIdempotencyKeyAndJobArguments", "LockedIdempotencyKey",
     "UnknownRecoveryPoint", "NoDefinedSteps", "DuplicateStep", "StepFailed", "NotFound",
-    "EncodeError", "UnknownJobAdapter", "SerializedTransactionConflict",
+    "EncodeError", "UnknownJobAdapter", "SerializedTransactionConflict", "ActionNotApplicable",
 ]
 
 #: core code -> exception class; the extension looks codes up here ("default": Error)
@@ -178,3 +178,11 @@ class EncodeError(Error, TypeError):
 class UnknownJobAdapter(Error):
     """perform_transactionally on something that is neither a Celery task nor an RQ job,
     or a staged job whose adapter is not installed in this process."""
+
+
+class ActionNotApplicable(Error, code=_native.ESTATE):
+    """An operator action (:mod:`acidic_job.admin`, ``acidic-job``) that does not apply to
+    the run as it is: retrying a finished or awaiting run, unlocking an unlocked one,
+    discarding a finished one, or retrying a run that has no resume job (started without
+    a queue: retry it with ``enqueue=False`` and run it again yourself). Nothing was
+    changed; the message says why."""

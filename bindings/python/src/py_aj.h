@@ -11,6 +11,7 @@
  *   py_aj_store.c     Store, and open / borrow_sqlite / borrow_pg
  *   py_aj_workflow.c  Workflow
  *   py_aj_run.c       Run, and acquire
+ *   py_aj_admin.c     the operator operations (aj_admin_*) as admin_* functions
  *   py_aj_convert.c   conversions: core error codes to exceptions, Python values to
  *                     core values and back
  *
@@ -108,5 +109,10 @@ typedef struct {
 extern PyTypeObject py_aj_RunType;
 
 PyObject *py_aj_acquire(PyObject *mod, PyObject *args, PyObject *kwargs);
+
+/* --- operator operations (py_aj_admin.c) ------------------------------------------ */
+
+/* Add the admin_* functions and the ADMIN_* constants to the module. */
+int py_aj_admin_init(PyObject *module);
 
 #endif
