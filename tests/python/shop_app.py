@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional
+import threading
+from typing import Any, Dict, List, Optional, Tuple
 
 import acidic_job
 import acidic_job.adapters
@@ -43,16 +44,20 @@ def connect(url: str) -> Any:
     return psycopg.connect(url, autocommit=True)
 
 
+#: the application's connections, one per database, process and thread
+_connections: Dict[Tuple[str, int, int], Any] = {}
+
+
 def sql(url: str, text: str, params: tuple = ()) -> List[tuple]:
-    """Run one statement (``?`` placeholders) on a connection of its own."""
-    conn = connect(url)
-    try:
-        if not url.startswith("sqlite:"):
-            text = text.replace("?", "%s").replace("INTEGER PRIMARY KEY", "SERIAL PRIMARY KEY")
-        cur = conn.execute(text, params)
-        return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
+    """Run one statement (``?`` placeholders) on the application's connection."""
+    where = (url, os.getpid(), threading.get_ident())
+    conn = _connections.get(where)
+    if conn is None:
+        conn = _connections[where] = connect(url)
+    if not url.startswith("sqlite:"):
+        text = text.replace("?", "%s").replace("INTEGER PRIMARY KEY", "SERIAL PRIMARY KEY")
+    cur = conn.execute(text, params)
+    return cur.fetchall() if cur.description else []
 
 
 class CardDeclined(Exception):
@@ -184,7 +189,7 @@ class App:
             except Exception as exc:  # a failed job is not acknowledged, as in a queue
                 results.append(exc)
             else:
-                acidic_job.ack(staged_id, self.url)
+                acidic_job.ack(staged_id, adapter="shop")  # the queue's database, opened once
 
     def seed(self) -> Dict[str, str]:
         """Runs of every kind, by real workflows (and one 0.7.0 row, as that version wrote
@@ -230,14 +235,15 @@ ride: !ruby/object:Ride
 
 
 def insert_070_row(url: str) -> None:
-    """A row as acidic_job 0.7.0 left it: keyed by key, job and arguments, no attempts,
-    no workflow document, YAML documents of classes this process does not have."""
+    """A row as acidic_job 0.7.0 left it (times as ActiveRecord writes datetime(6)): keyed
+    by key, job and arguments, no attempts, no workflow document, YAML documents of
+    classes this process does not have."""
     sql(url, "INSERT INTO acidic_job_keys (idempotency_key, job_name, job_args, last_run_at, "
              "recovery_point, error_object, attr_accessors, created_at, updated_at) VALUES "
              "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ("ride-request-0.7.0", "RideCreateJob", "---\n- 42\n", "2026-11-30 08:15:00",
-         "create_stripe_charge", ERROR_070, ATTRS_070, "2026-11-30 08:14:59",
-         "2026-11-30 08:15:00"))
+        ("ride-request-0.7.0", "RideCreateJob", "---\n- 42\n", "2026-11-30 08:15:00.412345",
+         "create_stripe_charge", ERROR_070, ATTRS_070, "2026-11-30 08:14:59.903112",
+         "2026-11-30 08:15:00.412345"))
 
 
 def make(url: str) -> App:

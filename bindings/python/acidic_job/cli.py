@@ -310,8 +310,8 @@ def run_command(env_args: Dict[str, Any], body: Callable[[Env], int]) -> None:
         env.fail(NOTHING, str(exc), exc)
     except InvalidArgument as exc:
         message = str(exc)
-        if "ids" in message and "--id" not in message:
-            message += " (name one with --id ID)"
+        if "more than one run" in message:
+            message += " (pass --id ID)"
         env.fail(USAGE, message, exc)
     except Error as exc:
         env.fail(NOTHING, str(exc), exc)
