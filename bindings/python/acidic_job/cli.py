@@ -424,8 +424,8 @@ def print_detail(env: Env, d: RunDetail) -> None:
         out.print(Text(f"  {d.job_args}"))
     if d.staged:
         out.print(Text(f"\nstaged jobs ({len(d.staged)})", style="bold"))
-        for s in d.staged:
-            out.print(Text(f"  {_staged_line(s)}"))
+        for job in d.staged:
+            out.print(Text(f"  {_staged_line(job)}"))
     if d.batch is not None:
         out.print(Text("\nawaiting batch", style="bold"))
         out.print(Text(f"  {_batch_line(d.batch)}"))
@@ -447,6 +447,7 @@ def print_stats(env: Env, s: Stats) -> None:
         for c in s.states:
             table.add_row(c.state, str(c.count))
         out.print(table)
+        out.print("")
     if s.jobs:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         table.add_column("JOB")
@@ -459,6 +460,7 @@ def print_stats(env: Env, s: Stats) -> None:
             table.add_row(Text(job or "(none)"),
                           *[str(counts.get(c.state, "")) for c in s.states])
         out.print(table)
+        out.print("")
     if s.oldest_stranded is not None:
         r = s.oldest_stranded
         by = f" by {r.locked_by}" if r.locked_by else ""
