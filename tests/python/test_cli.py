@@ -210,7 +210,7 @@ def test_a_run_held_by_a_live_worker_is_refused_in_one_line(url_env: Any,
         assert r.code == 0 and "ride-5" in r.out, r
         r = run("discard", "ride-5", "--lock-timeout", "60", url=url_env.url)
         assert r.code == 1 and r.out == "", r
-        assert len(r.err.strip().splitlines()) == 1 and r.err.startswith("acidic-job: ")
+        assert len(r.err.strip().splitlines()) == 1 and r.err.startswith("acidic-job discard: ")
         if url_env.url.startswith("sqlite:"):
             assert "--force" in r.err
         else:
@@ -273,12 +273,14 @@ def test_prune_and_stats(url_env: Any, shop: shop_app.App) -> None:
 def test_errors_are_one_line_and_never_show_a_password(tmp_path: Any) -> None:
     r = run("list", "--database", "postgresql://ops:s3cretpw@127.0.0.1:1/shop")
     assert r.code == 1 and "s3cretpw" not in r.err + r.out, r
-    assert len(r.err.strip().splitlines()) == 1 and r.err.startswith("acidic-job: ")
+    assert len(r.err.strip().splitlines()) == 1 and r.err.startswith("acidic-job list: ")
     r = run("list", "--database", str(tmp_path / "missing.db"))
     assert r.code == 1 and "no SQLite database" in r.err, r
     assert not os.path.exists(tmp_path / "missing.db")
     r = run("list")  # no --database, no ACIDIC_JOB_DATABASE_URL
     assert r.code == 2 and "ACIDIC_JOB_DATABASE_URL" in r.err, r
+    r = run("stats", "--database", "bogus://x")
+    assert r.code == 2 and r.err.startswith("acidic-job stats: ") and "bogus" in r.err, r
 
 
 def test_python_m_acidic_job_is_the_same_command(url_env: Any, shop: shop_app.App) -> None:

@@ -92,8 +92,8 @@ def database_url(value: str) -> str:
     """The store URL for ``--database``: URLs and conninfo strings as given, a plain path
     as ``sqlite:PATH``."""
     v = value.strip()
-    if re.match(r"^(sqlite|postgres|postgresql):", v) or "=" in v:
-        return v
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", v) or "=" in v:
+        return v  # a URL (the core refuses a scheme it does not know) or a conninfo
     return f"sqlite:{v}"
 
 
@@ -197,10 +197,12 @@ class Env:
                  imports: Tuple[str, ...] = (), rq_redis: Optional[str] = None,
                  rq_queue: str = "default") -> None:
         self.as_json = as_json
+        ctx = click.get_current_context(silent=True)
+        self.command = ctx.info_name if ctx is not None else ""
         self.out = _console(sys.stdout, stderr=False)
         self.err = _console(sys.stderr, stderr=True)
         if not database:
-            raise click.UsageError("no database: pass --database URL or set "
+            raise click.UsageError("no database: pass --database URL (or --url URL), or set "
                                    "ACIDIC_JOB_DATABASE_URL")
         if lock_timeout is not None and lock_timeout <= 0:
             raise click.BadParameter("must be > 0 seconds", param_hint="--lock-timeout")
@@ -244,7 +246,7 @@ class Env:
         if self.as_json:
             name = error.code_name if error is not None and error.code_name else "error"
             self.json({"error": {"code": name, "message": one_line}})
-        click.echo(f"acidic-job: {one_line}", err=True)
+        click.echo(f"acidic-job {self.command}: {one_line}", err=True)
         raise SystemExit(code)
 
     # -- progress -------------------------------------------------------------------
@@ -299,7 +301,8 @@ def run_command(env_args: Dict[str, Any], body: Callable[[Env], int]) -> None:
     try:
         code = body(env)
     except KeyboardInterrupt:
-        click.echo("acidic-job: interrupted; what was committed before stays", err=True)
+        click.echo(f"acidic-job {env.command}: interrupted; what was committed before stays",
+                   err=True)
         raise SystemExit(130)
     except LockedIdempotencyKey as exc:
         message = str(exc)
@@ -492,7 +495,7 @@ def _enqueue_note(d: RunDetail) -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"],
                                "max_content_width": 100})
-@click.version_option(VERSION, prog_name="acidic-job")
+@click.version_option(VERSION, prog_name="acidic-job", message="%(version)s")
 def cli() -> None:
     """Operator tools for acidic_job: see every run, read its error and steps, and retry,
     reset, unlock or discard it without racing a live worker.
