@@ -44,7 +44,9 @@ static const char *infer_state(const char *msg)
         {"duplicate key value violates unique constraint", "23505"},
         {"could not serialize access", "40001"},
         {"deadlock detected", "40P01"},
-        {"index row size", "54000"},
+        {"index row size", "54000"},     /* up to btree's 2704 bytes */
+        {"index row requires", "54000"}, /* past a page (8191 bytes) */
+        {"ProgramLimitExceeded", "54000"},
         {"could not obtain lock on row", "55P03"},
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)

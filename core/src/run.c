@@ -865,9 +865,12 @@ static int step_body(aj_store *s, void *arg)
     s->in_step = 1;
     run->step_index = (size_t)idx;
     run_event(run, AJ_EVENT_STEP_STARTED, step);
+    aj_error_clear(); /* so that an AJ_ECONFLICT it returns is its own report */
     int cb = sc->fn(run, step, sc->ctx);
     run->in_step = 0;
     s->in_step = 0;
+    if (cb == AJ_ECONFLICT && aj_error_last()->code == AJ_ECONFLICT)
+        return AJ_ECONFLICT; /* the application's own write met a conflict: retried */
     if (cb != 0)
         return aj_error_set(AJ_ESTEP, "step \"%s\" failed", step);
     if (!s->drv->in_transaction(s->conn)) {

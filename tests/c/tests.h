@@ -20,6 +20,7 @@
     X(test_borrow_host)                  \
     X(test_borrow_awaits)                \
     X(test_borrow_ack_joins_step)        \
+    X(test_step_conflict_retried)        \
     X(test_borrow_admin)                 \
     /* test_workflow.c */                \
     X(test_workflow_definition)          \
@@ -118,6 +119,7 @@
     X(test_sqlite_busy)                  \
     /* test_faults.c */                  \
     X(test_sqlite_write_lock_held_late)  \
+    X(test_borrow_write_lock_first)      \
     X(test_sqlite_key_created_during_first_step)
 
 /* PostgreSQL only. */

@@ -24,6 +24,10 @@ module AcidicJob
   class DatabaseError < Error; end                           # AJ_EDATABASE
   class StepFailed < Error; end                              # AJ_ESTEP
   class NotFound < Error; end                                # AJ_ENOTFOUND
+  class SchemaError < Error; end                             # AJ_ESCHEMA
   class MissingStepMethod < Error; end                       # config.strict_steps: a step without a method
+  # A run's attr_accessors cannot be decoded (YAML syntax, a class that is not loaded):
+  # the run is unlocked with this error recorded, and nothing of it runs.
+  class UndecodableAttributes < Error; end
   # AJ_ERROR (unclassified) raises AcidicJob::Error itself.
 end
