@@ -434,6 +434,12 @@ class Admin:
         with target.lock:
             return fn(target.store(), *args, **kwargs)
 
+    @property
+    def driver(self) -> str:
+        """"sqlite", "postgres" or "host": the kind of database (the dashboard shows it)."""
+        driver: str = self._call(lambda store: store.driver)
+        return driver
+
     # -- reading -----------------------------------------------------------------
     def list(self, *, states: Union[None, str, Iterable[str]] = None, job: Optional[str] = None,
              key_prefix: Optional[str] = None, older_than: Union[None, timedelta, float] = None,
