@@ -246,7 +246,9 @@ def test_bulk_retry_counts_and_exits_1_when_nothing_matched(url_env: Any,
     assert run("retry", "--job", "RideCreate", url=url).code == 2  # filters need --all
     assert run("retry", "ride-3", "--all", url=url).code == 2
     r = run("list", "--state", "broken", url=url)
-    assert r.code == 2 and "failed" in r.err, r
+    assert r.code == 2 and "failed" in r.err and r.out == "", r
+    assert r.err.count("\n") == 1 and r.err.startswith("acidic-job list: "), r  # one line
+    assert "acidic-job list --help" in r.err
     r = run("prune", "--finished-before", "soon", url=url)
     assert r.code == 2 and "duration" in r.err, r
 

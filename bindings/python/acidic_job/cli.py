@@ -769,12 +769,22 @@ def stats(database: Optional[str], lock_timeout: Optional[float], as_json: bool,
 
 
 def main(argv: Optional[List[str]] = None, prog_name: str = "acidic-job") -> int:
-    """The console script's entry point."""
+    """The console script's entry point: the exit code."""
     # a job left staged for a drain is said once, by the command; failures still show
     logging.getLogger("acidic_job").setLevel(logging.ERROR)
     try:
-        cli.main(args=argv, prog_name=prog_name, standalone_mode=True)
+        result = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except click.UsageError as exc:  # one line, as every other error
+        where = exc.ctx.command_path if exc.ctx is not None else prog_name
+        help_hint = f" (see {where} --help)"
+        click.echo(f"{where}: {' '.join(exc.format_message().split())}{help_hint}", err=True)
+        return USAGE
+    except click.ClickException as exc:
+        click.echo(f"{prog_name}: {' '.join(exc.format_message().split())}", err=True)
+        return exc.exit_code
+    except click.Abort:
+        click.echo(f"{prog_name}: interrupted", err=True)
+        return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return 0
-
+    return result if isinstance(result, int) else OK
