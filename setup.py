@@ -136,6 +136,10 @@ setup(
     libraries=[core_library],
     ext_modules=[native],
     cmdclass={"build_clib": build_core, "build_py": build_py_with_web},
+    # the operator command (acidic_job.cli); click and rich are Debian's python3-click and
+    # python3-rich
+    install_requires=["click>=8", "rich>=12"],
+    entry_points={"console_scripts": ["acidic-job = acidic_job.cli:main"]},
     extras_require={
         "celery": ["celery>=5.2"],
         "rq": ["rq>=1.13"],

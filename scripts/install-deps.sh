@@ -25,6 +25,8 @@ PACKAGES=(
   python3-mypy
   # the dashboard (web/): its Rack server, and its tests in a real headless Chromium
   ruby-rack ruby-webrick chromium chromium-driver python3-selenium python3-pil
+  # the acidic-job command (Python): its arguments and its tables and progress bars
+  python3-click python3-rich
 )
 
 missing=()
