@@ -199,6 +199,8 @@ def operator_tools(url: str) -> None:
         batch: Optional[acidic_job.admin.Batch] = detail.batch
         resume: Optional[acidic_job.admin.Resume] = detail.resume
         stats: acidic_job.admin.Stats = admin.stats()
+        backlog: acidic_job.admin.StagedPage = admin.staged(limit=10)
+        later: Tuple[acidic_job.admin.Staged, ...] = admin.staged(cursor=backlog.next_cursor).staged
         counts: Tuple[acidic_job.admin.StateCount, ...] = stats.states
         jobs: Tuple[acidic_job.admin.JobCount, ...] = stats.jobs
         try:

@@ -54,8 +54,8 @@ from .queues import Recovered, database as queue_database, drain as queue_drain,
     recover as queue_recover
 
 __all__ = ["Admin", "Run", "RunDetail", "Step", "ErrorInfo", "Staged", "Batch", "Resume",
-           "Page", "Stats", "StateCount", "JobCount", "BulkResult", "Recovered", "STATES",
-           "ACTIONS", "parse_states", "parse_error", "to_json_value"]
+           "Page", "StagedPage", "Stats", "StateCount", "JobCount", "BulkResult", "Recovered",
+           "STATES", "ACTIONS", "parse_states", "parse_error", "to_json_value"]
 
 #: every state a run can be in, in the core's order
 STATES: Tuple[str, ...] = ("running", "stranded", "failed", "dead", "awaiting", "queued",
@@ -337,6 +337,15 @@ class Stats(_Result):
 
 
 @dataclasses.dataclass(frozen=True)
+class StagedPage(_Result):
+    """A page of the staged backlog (:meth:`Admin.staged`), oldest first; pass
+    ``next_cursor`` as ``cursor`` for the next one (None: this is the last page)."""
+
+    staged: Tuple[Staged, ...]
+    next_cursor: Optional[int]
+
+
+@dataclasses.dataclass(frozen=True)
 class BulkResult(_Result):
     """What a bulk action did: runs changed, and runs it passed over (refused, or held
     by another transaction)."""
@@ -486,6 +495,17 @@ class Admin:
         """Counts by state and job, the oldest stranded run, the staged backlog, the
         open batches. Each figure scans its table: an operator's occasional call."""
         return Stats._from(self._call(_native.admin_stats))
+
+    def staged(self, *, cursor: Optional[int] = None, limit: Optional[int] = None) -> StagedPage:
+        """A page of the staged jobs not acknowledged yet, oldest first: ``limit`` per
+        page (default 50, at most 1,000), after ``cursor`` (a page's ``next_cursor``)."""
+        for name, value in (("cursor", cursor), ("limit", limit)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < 0):
+                raise TypeError(f"{name} must be a non-negative int, got {value!r}")
+        listed, next_cursor = self._call(_native.admin_staged_list, cursor or 0, limit or 0)
+        return StagedPage(tuple(s for s in (Staged._from(x) for x in listed) if s is not None),
+                          next_cursor)
 
     # -- acting on one run -------------------------------------------------------
     def _after(self, key: Optional[str], run_id: int) -> Run:

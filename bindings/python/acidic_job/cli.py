@@ -768,6 +768,36 @@ def stats(database: Optional[str], lock_timeout: Optional[float], as_json: bool,
                      imports=imports), body)
 
 
+@cli.command()
+@click.option("--database", "--url", "database", metavar="URL", envvar="ACIDIC_JOB_DATABASE_URL",
+              help="A SQLite path or URL, a PostgreSQL URL or conninfo; default "
+                   "$ACIDIC_JOB_DATABASE_URL.")
+@click.option("--lock-timeout", type=float, metavar="SECONDS", envvar="ACIDIC_JOB_LOCK_TIMEOUT",
+              help="The workers' lock timeout (default 90, or $ACIDIC_JOB_LOCK_TIMEOUT).")
+@click.option("--import", "imports", multiple=True, metavar="MODULE",
+              help="Import MODULE first: the module that installs the application's queue "
+                   "adapters, so that retries, resets and drains reach the queue. Repeatable.")
+@rq_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--allow-actions", is_flag=True,
+              help="Allow retry, reset, unlock, discard and drain for anyone who reaches the "
+                   "port (default: read-only).")
+def web(database: Optional[str], lock_timeout: Optional[float], imports: Tuple[str, ...],
+        rq_redis: Optional[str], rq_queue: str, host: str, port: int,
+        allow_actions: bool) -> None:
+    """Serve the dashboard (acidic_job.web) for a quick look: http://HOST:PORT/."""
+    from . import web as dashboard
+
+    env = Env(database, lock_timeout, False, imports, rq_redis, rq_queue)
+    logging.getLogger("acidic_job").setLevel(logging.WARNING)
+    app = dashboard.app(env.url, lock_timeout=lock_timeout, read_only=not allow_actions)
+    mode = "actions allowed, for anyone who reaches it" if allow_actions else "read-only"
+    env.err.print(f"acidic-job web: http://{host}:{port}/ ({mode}; Ctrl-C stops it)")
+    dashboard.serve(app, host, port)
+
+
 def main(argv: Optional[List[str]] = None, prog_name: str = "acidic-job") -> int:
     """The console script's entry point: the exit code."""
     # a job left staged for a drain is said once, by the command; failures still show

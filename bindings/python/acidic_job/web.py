@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple)
 from urllib.parse import parse_qs
 
-from . import VERSION
+from ._native import VERSION
 from .admin import Admin, to_json_value
 from .databases import DatabaseLike
 from .errors import Error, InvalidArgument
@@ -119,7 +119,9 @@ class Dashboard:
                         "read_only=False to allow actions.")
         self.poll_seconds = poll_seconds
         self.files = _load_files(_front_end())
-        self.database_kind = _database_kind(database)
+        driver = self.admin.driver
+        # "host": a store borrowed through the application's driver; tell by its module
+        self.database_kind = driver if driver in ("sqlite", "postgres") else _database_kind(database)
 
     # -- WSGI -------------------------------------------------------------------------
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -363,7 +365,7 @@ def _query(environ: Environ) -> Dict[str, str]:
 
 
 def _cookies(environ: Environ) -> Dict[str, str]:
-    jar: SimpleCookie = SimpleCookie()
+    jar: "SimpleCookie[str]" = SimpleCookie()
     try:
         jar.load(environ.get("HTTP_COOKIE", "") or "")
     except CookieError:

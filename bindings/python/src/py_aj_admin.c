@@ -506,6 +506,36 @@ admin_stats(PyObject *mod, PyObject *arg)
     return result;
 }
 
+/* admin_staged_list(store, after_id, limit) -> ([staged, ...], next_cursor or None): the
+ * staged backlog, oldest first (aj_admin_staged_list) */
+static PyObject *
+admin_staged_list(PyObject *mod, PyObject *args)
+{
+    PyObject *store_obj;
+    long long after_id, limit;
+    if (!PyArg_ParseTuple(args, "OLL:admin_staged_list", &store_obj, &after_id, &limit))
+        return NULL;
+    if (limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "limit must be >= 0");
+        return NULL;
+    }
+    StoreObject *store = store_arg(store_obj);
+    if (store == NULL || py_aj_store_enter(store) < 0)
+        return NULL;
+    aj_admin_staged_page *page = NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = aj_admin_staged_list(store->store, (int64_t)after_id, (size_t)limit, &page);
+    Py_END_ALLOW_THREADS
+    py_aj_store_leave(store);
+    if (rc != AJ_OK)
+        return admin_fail(store, rc);
+    PyObject *list = LIST_OF(page->staged, page->count, staged_dict);
+    PyObject *result = list ? Py_BuildValue("(NN)", list, opt_int(page->next_cursor)) : NULL;
+    aj_admin_staged_page_free(page);
+    return result;
+}
+
 static PyObject *
 admin_state_parse(PyObject *mod, PyObject *arg)
 {
@@ -564,6 +594,9 @@ static PyMethodDef admin_methods[] = {
     {"admin_prune", (PyCFunction)(void (*)(void))admin_prune, METH_VARARGS | METH_KEYWORDS,
      "admin_prune(store, progress=None, **filter) -> deleted (aj_admin_prune)"},
     {"admin_stats", admin_stats, METH_O, "admin_stats(store) -> stats dict (aj_admin_stats_read)"},
+    {"admin_staged_list", admin_staged_list, METH_VARARGS,
+     "admin_staged_list(store, after_id, limit) -> ([staged dict, ...], next_cursor) "
+     "(aj_admin_staged_list)"},
     {"admin_state_parse", admin_state_parse, METH_O,
      "admin_state_parse(name) -> state bits (aj_admin_state_parse)"},
     {"admin_error_parse", admin_error_parse, METH_O,
