@@ -21,6 +21,8 @@ int aj_host_row(aj_host_result *result, const aj_value *cells, size_t ncells)
 {
     if (!result || (ncells && !cells))
         return aj_error_set(AJ_EINVALID, "aj_host_row: NULL argument");
+    if (ncells == 0)
+        return aj_error_set(AJ_EINVALID, "aj_host_row: a row has at least one cell");
     for (size_t i = 0; i < ncells; i++)
         if (cells[i].type != AJ_NULL && cells[i].type != AJ_INT && cells[i].type != AJ_TEXT)
             return aj_error_set(AJ_EINVALID, "aj_host_row: cell %zu has unknown type %d", i,

@@ -115,6 +115,7 @@
     /* test_util.c (no database: once) */ \
     X(test_format_time_matches_libc)     \
     X(test_lean_statements)              \
+    X(test_rows_without_cells)           \
     X(test_sqlite_options)               \
     X(test_sqlite_busy)                  \
     /* test_faults.c */                  \
