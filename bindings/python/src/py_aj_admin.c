@@ -237,12 +237,12 @@ to_filter(const filter_args *a, aj_admin_filter *f)
     return 0;
 }
 
-/* After a core call on `store` returned rc != AJ_OK: raise its error. */
-static PyObject *
-admin_fail(StoreObject *store, int rc)
+/* After a core call on `store` returned rc: -1 with its error raised (what a host
+ * transaction hook raised as its cause), 0 on success (py_aj_store_result). */
+static int
+admin_result(StoreObject *store, int rc)
 {
-    (void)store;
-    return py_aj_raise_last(rc);
+    return py_aj_store_result(store, rc) == NULL ? -1 : 0;
 }
 
 /* --- progress ---------------------------------------------------------------------- */
@@ -276,15 +276,12 @@ progress_trampoline(void *ctx, size_t done, size_t total)
     return stop;
 }
 
-/* Raise what stopped the walk, if anything: 1 when it raised. */
-static int
+/* Raise what stopped the walk (p->exc_type is set). */
+static void
 progress_raise(progress_ctx *p)
 {
-    if (p->exc_type == NULL)
-        return 0;
     PyErr_Restore(p->exc_type, p->exc_value, p->exc_tb);
     p->exc_type = p->exc_value = p->exc_tb = NULL;
-    return 1;
 }
 
 /* --- the calls ---------------------------------------------------------------------- */
@@ -308,8 +305,8 @@ admin_list(PyObject *mod, PyObject *args, PyObject *kwargs)
     rc = aj_admin_list(store->store, &f, &page);
     Py_END_ALLOW_THREADS
     py_aj_store_leave(store);
-    if (rc != AJ_OK)
-        return admin_fail(store, rc);
+    if (admin_result(store, rc) < 0)
+        return NULL;
     PyObject *result = Py_BuildValue("(NN)", LIST_OF(page->runs, page->count, run_dict),
                                      opt_int(page->next_cursor));
     aj_admin_page_free(page);
@@ -349,8 +346,8 @@ admin_show(PyObject *mod, PyObject *args, PyObject *kwargs)
     rc = aj_admin_show(store->store, key, (int64_t)run_id, &detail);
     Py_END_ALLOW_THREADS
     py_aj_store_leave(store);
-    if (rc != AJ_OK)
-        return admin_fail(store, rc);
+    if (admin_result(store, rc) < 0)
+        return NULL;
     PyObject *result = detail_dict(detail);
     aj_admin_detail_free(detail);
     return result;
@@ -377,8 +374,8 @@ single_action(PyObject *args, PyObject *kwargs, const char *format,
     rc = fn(store->store, key, (int64_t)run_id, flags);
     Py_END_ALLOW_THREADS
     py_aj_store_leave(store);
-    if (rc != AJ_OK)
-        return admin_fail(store, rc);
+    if (admin_result(store, rc) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -421,8 +418,8 @@ admin_reset(PyObject *mod, PyObject *args, PyObject *kwargs)
     rc = aj_admin_reset(store->store, key, (int64_t)run_id, step, flags);
     Py_END_ALLOW_THREADS
     py_aj_store_leave(store);
-    if (rc != AJ_OK)
-        return admin_fail(store, rc);
+    if (admin_result(store, rc) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -453,10 +450,14 @@ admin_bulk(PyObject *mod, PyObject *args, PyObject *kwargs)
                        &changed, &skipped);
     Py_END_ALLOW_THREADS
     py_aj_store_leave(store);
-    if (progress_raise(&p))
+    if (p.exc_type != NULL) {  /* what stopped the walk wins over a later failure */
+        if (admin_result(store, rc) < 0)
+            PyErr_Clear();
+        progress_raise(&p);
         return NULL;
-    if (rc != AJ_OK)
-        return admin_fail(store, rc);
+    }
+    if (admin_result(store, rc) < 0)
+        return NULL;
     return Py_BuildValue("(nn)", (Py_ssize_t)changed, (Py_ssize_t)skipped);
 }
 
@@ -480,10 +481,14 @@ admin_prune(PyObject *mod, PyObject *args, PyObject *kwargs)
     rc = aj_admin_prune(store->store, &f, progress_trampoline, &p, &deleted);
     Py_END_ALLOW_THREADS
     py_aj_store_leave(store);
-    if (progress_raise(&p))
+    if (p.exc_type != NULL) {  /* what stopped the walk wins over a later failure */
+        if (admin_result(store, rc) < 0)
+            PyErr_Clear();
+        progress_raise(&p);
         return NULL;
-    if (rc != AJ_OK)
-        return admin_fail(store, rc);
+    }
+    if (admin_result(store, rc) < 0)
+        return NULL;
     return PyLong_FromSize_t(deleted);
 }
 
@@ -499,8 +504,8 @@ admin_stats(PyObject *mod, PyObject *arg)
     rc = aj_admin_stats_read(store->store, &stats);
     Py_END_ALLOW_THREADS
     py_aj_store_leave(store);
-    if (rc != AJ_OK)
-        return admin_fail(store, rc);
+    if (admin_result(store, rc) < 0)
+        return NULL;
     PyObject *result = stats_dict(stats);
     aj_admin_stats_free(stats);
     return result;
