@@ -323,11 +323,11 @@ module AcidicJob
       raise InvalidArgument, "bulk needs ids: or filter:, not both" if ids.nil? == filter.nil?
 
       payload = { action: action.to_sym, force: force, step: step }
-      result = ActiveSupport::Notifications.instrument("bulk.acidic_job", payload) do
-        ids ? bulk_by_ids(action.to_sym, ids, step, force, &progress) : bulk_by_filter(code, filter, step, force, batch_size, &progress)
+      ActiveSupport::Notifications.instrument("bulk.acidic_job", payload) do
+        result = ids ? bulk_by_ids(action.to_sym, ids, step, force, &progress) : bulk_by_filter(code, filter, step, force, batch_size, &progress)
+        payload.merge!(changed: result.changed, skipped: result.skipped)
+        result
       end
-      payload.merge!(changed: result.changed, skipped: result.skipped)
-      result
     end
 
     # Delete the rows of runs finished before `finished_before` ago (seconds, "7d", an
@@ -339,11 +339,10 @@ module AcidicJob
 
       filter = filter_for(state: state, job: job, key_prefix: key_prefix, older_than: age, limit: batch_size)
       payload = { finished_before: age }
-      deleted = ActiveSupport::Notifications.instrument("prune.acidic_job", payload) do
-        Native::Admin.prune(store, filter, &progress)
+      ActiveSupport::Notifications.instrument("prune.acidic_job", payload) do
+        payload[:deleted] = Native::Admin.prune(store, filter, &progress)
+        PruneResult.new(deleted: payload[:deleted])
       end
-      payload[:deleted] = deleted
-      PruneResult.new(deleted: deleted)
     end
 
     # Counts by state and job, the oldest stranded run, the staged backlog and open batches.

@@ -116,7 +116,7 @@ module AcidicJob
       act(:retry, key)
     end
 
-    desc "reset [KEY] --to-step STEP", "Restart a run at STEP (back or forward); the steps from there run again"
+    desc "reset [KEY]", "Restart a run at STEP (back or forward); the steps from there run again"
     method_option :to_step, type: :string, required: true, banner: "STEP", desc: "a step of the run's workflow"
     action_options("failed,dead")
     def reset(key = nil)
@@ -151,7 +151,7 @@ module AcidicJob
       EXIT_OK
     end
 
-    desc "prune --finished-before AGE", "Delete the rows of runs that finished more than AGE ago (7d, 36h, ...)"
+    desc "prune", "Delete the rows of runs that finished more than AGE ago (7d, 36h, ...)"
     method_option :finished_before, type: :string, required: true, banner: "AGE", desc: "e.g. 7d"
     method_option :state, type: :string, banner: "STATE", desc: "succeeded or discarded (default: both)"
     method_option :job, type: :string, banner: "NAME", desc: "only runs of this job class"
