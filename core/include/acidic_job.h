@@ -219,13 +219,20 @@ AJ_EXTERN int aj_store_open(aj_store **out, const char *url, const aj_options *o
  */
 typedef int (*aj_tx_body)(void *arg);
 
-#define AJ_HOST_TX_VERSION 1
+#define AJ_HOST_TX_VERSION 2
 typedef struct aj_host_tx {
     unsigned int version; /* AJ_HOST_TX_VERSION */
     int (*atomically)(void *ctx, aj_tx_body body, void *arg, int *committed);
+    /* Version 2. SQLite only: 1 makes the core take the database's write lock as each
+     * body starts (waiting for it itself), steps included, so that the host's own writes
+     * in a step never wait for it. For hosts whose waits block the lock holder: Ruby's
+     * sqlite3 gem keeps the GVL while it waits, so the thread holding the lock could not
+     * run to release it. 0 (default): steps take the lock with their first write (see
+     * docs/decisions/011). */
+    int write_lock_first;
 } aj_host_tx;
 
-#define AJ_HOST_TX_INIT {AJ_HOST_TX_VERSION, NULL}
+#define AJ_HOST_TX_INIT {AJ_HOST_TX_VERSION, NULL, 0}
 
 /* Borrow an application's open SQLite handle or libpq connection. The core never
  * closes it. `tx` (may be NULL, see above) and `tx_ctx` must outlive the store.
@@ -515,9 +522,13 @@ AJ_EXTERN int aj_run_acquire(aj_run **out, aj_store *store, const aj_workflow *w
                              const aj_run_params *params);
 
 /* The step callback: make the step's application writes on the store's connection.
- * Return 0 for success. Any other value fails the step: everything it did is rolled
- * back, the error set with aj_run_set_error (or "step NAME failed") is recorded and the
- * lock released. */
+ * Return 0 for success. AJ_ECONFLICT, after aj_error_report(AJ_ECONFLICT, ...), says
+ * that one of its own writes met a serialization failure or a busy database (SQLite's
+ * BUSY_SNAPSHOT when another writer committed after this step's first read): the step is
+ * rolled back and retried like a conflict of the core's own statements, and when the
+ * retries run out it is AJ_ECONFLICT with the run left as it was. Any other value fails
+ * the step: everything it did is rolled back, the error set with aj_run_set_error (or
+ * "step NAME failed") is recorded and the lock released. */
 typedef int (*aj_step_fn)(aj_run *run, const char *step, void *ctx);
 
 /* Run one step in one transaction (acquiring the run first when it is AJ_RUN_NEW):

@@ -868,6 +868,8 @@ static int step_body(aj_store *s, void *arg)
     int cb = sc->fn(run, step, sc->ctx);
     run->in_step = 0;
     s->in_step = 0;
+    if (cb == AJ_ECONFLICT && aj_error_last()->code == AJ_ECONFLICT)
+        return AJ_ECONFLICT; /* the application's own write met a conflict: retried */
     if (cb != 0)
         return aj_error_set(AJ_ESTEP, "step \"%s\" failed", step);
     if (!s->drv->in_transaction(s->conn)) {

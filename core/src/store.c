@@ -124,6 +124,7 @@ static int set_hooks(aj_store *s, const aj_host_tx *tx, void *ctx)
                             "missing (initialize them with AJ_HOST_TX_INIT)", tx->version);
     s->hooks = tx;
     s->hooks_ctx = ctx;
+    s->write_lock_first = tx->version >= 2 && tx->write_lock_first;
     return AJ_OK;
 }
 

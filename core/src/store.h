@@ -39,6 +39,7 @@ struct aj_store {
     int owned;                 /* the core opened the connection (closes it, reconnects) */
     const aj_host_tx *hooks;   /* the host's transactions; NULL: the core's own */
     void *hooks_ctx;
+    int write_lock_first;      /* aj_host_tx v2: SQLite's write lock at the body's start */
     pid_t pid;                 /* the process that opened it: a forked child must not use it */
     aj_options opts;           /* every option resolved */
     char owner[160];           /* "host:pid", written as the lock owner */

@@ -1,4 +1,4 @@
-/* Entry point, error mapping and GVL helpers of the acidic_job extension. */
+/* Entry point, error mapping, values and the GVL of the acidic_job extension. */
 #include "rb_aj.h"
 
 #include <ruby/thread.h>
@@ -25,15 +25,18 @@ static const struct {
     {AJ_EDUPLICATE_STEP, "DuplicateStepName"},
     {AJ_ESTEP, "StepFailed"},
     {AJ_ENOTFOUND, "NotFound"},
+    {AJ_ESCHEMA, "SchemaError"},
     {AJ_ESTATE, "StateError"},
 };
+
+VALUE rb_aj_const(const char *name) { return rb_const_get(rb_aj_mAcidicJob, rb_intern(name)); }
 
 VALUE rb_aj_error_class(int code)
 {
     for (size_t i = 0; i < sizeof error_map / sizeof error_map[0]; i++)
         if (error_map[i].code == code)
-            return rb_const_get(rb_aj_mAcidicJob, rb_intern(error_map[i].klass));
-    return rb_const_get(rb_aj_mAcidicJob, rb_intern("Error"));
+            return rb_aj_const(error_map[i].klass);
+    return rb_aj_const("Error");
 }
 
 void rb_aj_raise(int code)
@@ -46,6 +49,55 @@ void rb_aj_raise(int code)
     rb_ivar_set(exc, rb_intern("@code"), ID2SYM(rb_intern(aj_code_name(c))));
     rb_exc_raise(exc);
 }
+
+VALUE rb_aj_value_to_ruby(const aj_value *v)
+{
+    switch (v->type) {
+    case AJ_INT:
+        return LL2NUM(v->integer);
+    case AJ_TEXT:
+        return rb_utf8_str_new(v->text, (long)v->len);
+    default:
+        return Qnil;
+    }
+}
+
+aj_value rb_aj_value_from_ruby(VALUE v)
+{
+    aj_value out = {AJ_NULL, 0, NULL, 0};
+    if (NIL_P(v))
+        return out;
+    if (RB_INTEGER_TYPE_P(v)) {
+        out.type = AJ_INT;
+        out.integer = NUM2LL(v);
+        return out;
+    }
+    if (v == Qtrue || v == Qfalse) {
+        out.type = AJ_INT;
+        out.integer = v == Qtrue;
+        return out;
+    }
+    if (!RB_TYPE_P(v, T_STRING))
+        rb_raise(rb_eTypeError, "acidic_job: a database value must be nil, an Integer, true, "
+                                "false or a String, not %" PRIsVALUE, rb_obj_class(v));
+    out.type = AJ_TEXT;
+    out.text = RSTRING_PTR(v);
+    out.len = (size_t)RSTRING_LEN(v);
+    return out;
+}
+
+const char *rb_aj_doc(VALUE v, size_t *len)
+{
+    if (NIL_P(v)) {
+        *len = 0;
+        return NULL;
+    }
+    StringValue(v);
+    *len = (size_t)RSTRING_LEN(v);
+    return RSTRING_PTR(v);
+}
+
+/* --- the GVL ------------------------------------------------------------------------- */
 
 /* 1 while this thread runs core code with the GVL released. */
 static __thread int nogvl;
@@ -70,19 +122,38 @@ void *rb_aj_with_gvl(void *(*fn)(void *), void *arg)
     return r;
 }
 
-VALUE rb_aj_protect(rb_aj_capture *cap, VALUE (*fn)(VALUE), VALUE arg)
+typedef struct callback_call {
+    rb_aj_capture *cap;
+    VALUE (*fn)(VALUE);
+    VALUE arg;
+    VALUE result;
+} callback_call;
+
+static void *callback_with_gvl(void *p)
 {
+    callback_call *c = p;
     int state = 0;
-    VALUE r = rb_protect(fn, arg, &state);
+    c->result = rb_protect(c->fn, c->arg, &state);
     if (state) {
         VALUE err = rb_errinfo();
-        cap->state = state;
-        cap->exc = rb_obj_is_kind_of(err, rb_eException) ? err : Qnil;
-        if (!NIL_P(cap->exc))
+        VALUE exc = rb_obj_is_kind_of(err, rb_eException) ? err : Qnil;
+        if (!c->cap->state) {
+            c->cap->state = state;
+            c->cap->exc = exc;
+        }
+        /* A throw or break keeps its tag data in errinfo until rb_jump_tag. */
+        if (!NIL_P(exc))
             rb_set_errinfo(Qnil);
-        return Qundef;
+        c->result = Qundef;
     }
-    return r;
+    return NULL;
+}
+
+VALUE rb_aj_callback(rb_aj_capture *cap, VALUE (*fn)(VALUE), VALUE arg)
+{
+    callback_call c = {cap, fn, arg, Qnil};
+    rb_aj_with_gvl(callback_with_gvl, &c);
+    return c.result;
 }
 
 void rb_aj_reraise(rb_aj_capture *cap)
@@ -97,6 +168,16 @@ void rb_aj_reraise(rb_aj_capture *cap)
         rb_exc_raise(exc);
     rb_jump_tag(state);
 }
+
+VALUE rb_aj_capture_message(const rb_aj_capture *cap)
+{
+    if (NIL_P(cap->exc))
+        return rb_str_new_cstr("a non-local exit (break, throw) from a callback");
+    return rb_sprintf("%" PRIsVALUE ": %" PRIsVALUE, rb_obj_class(cap->exc),
+                      rb_funcall(cap->exc, rb_intern("message"), 0));
+}
+
+/* --- module functions ---------------------------------------------------------------- */
 
 /* AcidicJob::Native.error_class(code) */
 static VALUE native_error_class(VALUE mod, VALUE code) { return rb_aj_error_class(NUM2INT(code)); }
@@ -132,6 +213,7 @@ __attribute__((visibility("default"))) void Init_acidic_job_ext(void)
     rb_define_module_function(rb_aj_mNative, "libpq_version", native_libpq_version, 0);
 
     rb_aj_init_store();
+    rb_aj_init_workflow();
     rb_aj_init_run();
     rb_aj_init_admin();
 }

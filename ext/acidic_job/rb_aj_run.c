@@ -1,6 +1,7 @@
 /* AcidicJob::Native::Run: one run of a workflow under an idempotency key. */
-#include "rb_aj.h"
+#include "rb_aj_gvl.h"
 
+#include <ruby/encoding.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,18 +9,21 @@ VALUE rb_aj_cRun;
 
 typedef struct rb_aj_run {
     aj_run *run;
-    aj_workflow *wf;   /* built from the steps at acquire; outlives the run */
     rb_aj_store *s;    /* counted in s->nruns while the run is open */
     VALUE store_obj;
-    VALUE block;       /* the step block during Run#step */
+    VALUE workflow;    /* the Native::Workflow: outlives the run */
+    VALUE args_equal;  /* callable(stored_args_document) -> true when equal, or nil */
+    VALUE block;       /* the step block during Run#execute */
     int in_step;
-    rb_aj_capture cap; /* what the step block raised */
+    rb_aj_capture cap; /* what the step block (or args_equal) raised */
 } rb_aj_run;
 
 static void run_mark(void *p)
 {
     rb_aj_run *r = p;
     rb_gc_mark(r->store_obj);
+    rb_gc_mark(r->workflow);
+    rb_gc_mark(r->args_equal);
     rb_gc_mark(r->block);
     rb_gc_mark(r->cap.exc);
 }
@@ -29,10 +33,6 @@ static void run_close_data(rb_aj_run *r)
     if (r->run) {
         aj_run_free(r->run);
         r->run = NULL;
-    }
-    if (r->wf) {
-        aj_workflow_free(r->wf);
-        r->wf = NULL;
     }
     if (r->s) {
         rb_aj_store *s = r->s;
@@ -57,304 +57,269 @@ static rb_aj_run *run_get(VALUE self)
 {
     rb_aj_run *r = rb_check_typeddata(self, &run_type);
     if (!r->run)
-        rb_raise(rb_const_get(rb_aj_mAcidicJob, rb_intern("Misuse")),
-                 "the acidic_job run is closed");
+        rb_raise(rb_aj_const("Misuse"), "the acidic_job run is closed");
     return r;
 }
 
-/* A string argument as (pointer, length); nil gives (NULL, 0). */
-static const char *doc_ptr(VALUE v, size_t *len)
+/* --- args_equal ---------------------------------------------------------------------- */
+
+typedef struct equal_call {
+    rb_aj_run *r;
+    const char *stored;
+    size_t len;
+} equal_call;
+
+static VALUE equal_invoke(VALUE arg)
 {
-    if (NIL_P(v)) {
-        *len = 0;
-        return NULL;
-    }
-    StringValue(v);
-    *len = (size_t)RSTRING_LEN(v);
-    return RSTRING_PTR(v);
+    equal_call *c = (equal_call *)arg;
+    return rb_funcall(c->r->args_equal, rb_intern("call"), 1,
+                      rb_utf8_str_new(c->stored, (long)c->len));
 }
 
-/* Build the core workflow from [[name, [awaited, ...]], ...]. */
-static aj_workflow *workflow_from(VALUE steps)
+static int args_equal_cb(void *ctx, const char *stored, size_t stored_len, const char *given,
+                         size_t given_len)
 {
-    Check_Type(steps, T_ARRAY);
-    aj_workflow *wf = NULL;
-    int rc = aj_workflow_new(&wf);
-    if (rc)
-        rb_aj_raise(rc);
-    for (long i = 0; i < RARRAY_LEN(steps); i++) {
-        VALUE step = rb_ary_entry(steps, i);
-        if (!RB_TYPE_P(step, T_ARRAY) || RARRAY_LEN(step) < 1 ||
-            !RB_TYPE_P(rb_ary_entry(step, 0), T_STRING)) {
-            aj_workflow_free(wf);
-            rb_raise(rb_eTypeError, "a step is [name, [awaited job names]]");
-        }
-        VALUE name = rb_ary_entry(step, 0);
-        VALUE awaits = RARRAY_LEN(step) > 1 ? rb_ary_entry(step, 1) : Qnil;
-        long na = RB_TYPE_P(awaits, T_ARRAY) ? RARRAY_LEN(awaits) : 0;
-        const char **names = ALLOCA_N(const char *, na > 0 ? na : 1);
-        for (long j = 0; j < na; j++) {
-            VALUE a = rb_ary_entry(awaits, j);
-            if (!RB_TYPE_P(a, T_STRING) || memchr(RSTRING_PTR(a), 0, RSTRING_LEN(a))) {
-                aj_workflow_free(wf);
-                rb_raise(rb_eTypeError, "awaited job names must be strings");
-            }
-            names[j] = RSTRING_PTR(a);
-        }
-        if (memchr(RSTRING_PTR(name), 0, RSTRING_LEN(name))) {
-            aj_workflow_free(wf);
-            rb_raise(rb_const_get(rb_aj_mAcidicJob, rb_intern("InvalidArgument")),
-                     "a step name must not contain a NUL byte");
-        }
-        rc = aj_workflow_add_step(wf, RSTRING_PTR(name), names, (size_t)na);
-        if (rc) {
-            aj_workflow_free(wf);
-            rb_aj_raise(rc);
-        }
-    }
-    return wf;
+    if (stored_len == given_len && memcmp(stored, given, given_len) == 0)
+        return 1;
+    rb_aj_run *r = ctx;
+    equal_call c = {r, stored, stored_len};
+    VALUE same = rb_aj_callback(&r->cap, equal_invoke, (VALUE)&c);
+    if (r->cap.state)
+        return aj_error_report(AJ_ERROR, "comparing the job arguments raised");
+    return RTEST(same) ? 1 : 0;
 }
 
-typedef struct acquire_call {
-    aj_run **out;
-    aj_store *store;
-    aj_workflow *wf;
-    aj_run_params *params;
-    int rc;
-} acquire_call;
+/* --- construction -------------------------------------------------------------------- */
 
-static void *acquire_nogvl(void *arg)
+static VALUE param(VALUE params, const char *name)
 {
-    acquire_call *c = arg;
-    c->rc = aj_run_acquire(c->out, c->store, c->wf, c->params);
-    return NULL;
+    return rb_hash_aref(params, ID2SYM(rb_intern(name)));
 }
 
-/* Run.acquire(store, steps, key, job_name, args_doc, attributes_doc) */
-static VALUE run_s_acquire(VALUE klass, VALUE store_obj, VALUE steps, VALUE key,
-                           VALUE job_name, VALUE args, VALUE attrs)
+static const char *opt_cstr(VALUE v) { return NIL_P(v) ? NULL : StringValueCStr(v); }
+
+/* Run.new(store, workflow, key:, job_name:, args: nil, attributes: nil, run_id: nil,
+ *         args_equal: nil, resume: nil)
+ * Prepares the run without touching the database; the first step acquires it.
+ * resume: [adapter, job_name, payload], how recovery enqueues this run again. */
+static VALUE run_s_new(VALUE klass, VALUE store_obj, VALUE workflow, VALUE params)
 {
     rb_aj_store *s = rb_aj_store_get(store_obj);
-    const char *ckey = StringValueCStr(key);
-    const char *cname = StringValueCStr(job_name);
-    if (!NIL_P(args))
-        args = rb_str_new_frozen(StringValue(args));
-    if (!NIL_P(attrs))
-        attrs = rb_str_new_frozen(StringValue(attrs));
-    key = rb_str_new_frozen(key);
-    job_name = rb_str_new_frozen(job_name);
-    ckey = RSTRING_PTR(key);
-    cname = RSTRING_PTR(job_name);
+    const aj_workflow *wf = rb_aj_workflow_get(workflow);
+    Check_Type(params, T_HASH);
+    VALUE key = param(params, "key"), job_name = param(params, "job_name");
+    VALUE args = param(params, "args"), attrs = param(params, "attributes");
+    VALUE run_id = param(params, "run_id"), equal = param(params, "args_equal");
+    VALUE resume = param(params, "resume");
 
     rb_aj_run *r = calloc(1, sizeof *r);
     if (!r)
         rb_raise(rb_eNoMemError, "acidic_job: out of memory");
-    r->store_obj = r->block = r->cap.exc = Qnil;
+    r->store_obj = r->workflow = r->args_equal = r->block = r->cap.exc = Qnil;
     VALUE obj = TypedData_Wrap_Struct(klass, &run_type, r);
-    r->wf = workflow_from(steps);
 
-    aj_run_params p = {0};
-    p.key = ckey;
-    p.job_name = cname;
-    p.args = doc_ptr(args, &p.args_len);
-    p.attributes = doc_ptr(attrs, &p.attributes_len);
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = StringValueCStr(key);
+    p.job_name = StringValueCStr(job_name);
+    p.args = rb_aj_doc(args, &p.args_len);
+    p.attributes = rb_aj_doc(attrs, &p.attributes_len);
+    p.run_id = NIL_P(run_id) ? 0 : NUM2LL(run_id);
+    if (!NIL_P(equal)) {
+        p.args_equal = args_equal_cb;
+        p.args_equal_ctx = r;
+    }
+    VALUE resume_payload = Qnil;
+    if (!NIL_P(resume)) {
+        Check_Type(resume, T_ARRAY);
+        if (RARRAY_LEN(resume) != 3)
+            rb_raise(rb_eArgError, "resume is [adapter, job_name, payload]");
+        p.resume_adapter = opt_cstr(rb_ary_entry(resume, 0));
+        p.resume_job_name = opt_cstr(rb_ary_entry(resume, 1));
+        resume_payload = rb_ary_entry(resume, 2);
+        p.resume_payload = rb_aj_doc(resume_payload, &p.resume_payload_len);
+    }
     aj_run *run = NULL;
-    acquire_call c = {&run, s->store, r->wf, &p, 0};
-    rb_aj_without_gvl(s->release_gvl, acquire_nogvl, &c);
+    int rc = aj_run_new(&run, s->store, wf, &p); /* no I/O: the params are copied */
     RB_GC_GUARD(key);
     RB_GC_GUARD(job_name);
     RB_GC_GUARD(args);
     RB_GC_GUARD(attrs);
-    if (c.rc)
-        rb_aj_raise(c.rc); /* the workflow is freed with `obj` */
+    RB_GC_GUARD(resume);
+    RB_GC_GUARD(resume_payload);
+    if (rc)
+        rb_aj_raise(rc);
     r->run = run;
     r->s = s;
     s->nruns++;
     r->store_obj = store_obj;
+    r->workflow = workflow;
+    r->args_equal = equal;
     return obj;
 }
 
-/* --- steps ------------------------------------------------------------------- */
+/* --- execution ----------------------------------------------------------------------- */
 
 typedef struct step_call {
     rb_aj_run *r;
     const char *step;
-    int rc;
-    aj_step_fn fn;
 } step_call;
 
 static VALUE step_invoke(VALUE arg)
 {
     step_call *c = (step_call *)arg;
-    return rb_funcall(c->r->block, rb_intern("call"), 1, rb_utf8_str_new_cstr(c->step));
+    /* Step names are interned: one String per name, not one per step. */
+    VALUE name = rb_enc_interned_str_cstr(c->step, rb_utf8_encoding());
+    return rb_funcall(c->r->block, rb_intern("call"), 1, name);
 }
 
-static void *step_with_gvl(void *arg)
+typedef struct conflict_call {
+    rb_aj_run *r;
+    int conflict;
+    VALUE message;
+} conflict_call;
+
+static VALUE conflict_invoke(VALUE arg)
 {
-    step_call *c = arg;
-    rb_aj_protect(&c->r->cap, step_invoke, (VALUE)c);
-    c->rc = c->r->cap.state ? 1 : 0;
-    return NULL;
+    conflict_call *c = (conflict_call *)arg;
+    VALUE code = rb_funcall(c->r->s->host, rb_intern("step_error_code"), 1, c->r->cap.exc);
+    c->conflict = NUM2INT(code) == AJ_ECONFLICT;
+    if (c->conflict)
+        c->message = rb_aj_capture_message(&c->r->cap);
+    return Qnil;
+}
+
+/* The block raised: a conflict of the host's database that a new transaction may not
+ * meet (the host says so) is retried by the core; anything else fails the step. */
+static int step_failed(rb_aj_run *r)
+{
+    if (NIL_P(r->s->host) || NIL_P(r->cap.exc) ||
+        !rb_obj_is_kind_of(r->cap.exc, rb_eStandardError))
+        return 1;
+    conflict_call c = {r, 0, Qnil};
+    rb_aj_capture inner = RB_AJ_CAPTURE_INIT;
+    rb_aj_callback(&inner, conflict_invoke, (VALUE)&c);
+    if (!c.conflict || NIL_P(c.message))
+        return 1;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", StringValueCStr(c.message));
+    RB_GC_GUARD(c.message);
+    return aj_error_report(AJ_ECONFLICT, msg);
 }
 
 static int step_cb(aj_run *run, const char *step, void *ctx)
 {
-    step_call c = {ctx, step, 1, NULL};
-    rb_aj_with_gvl(step_with_gvl, &c);
-    return c.rc;
+    rb_aj_run *r = ctx;
+    step_call c = {r, step};
+    r->cap.state = 0; /* a retried step keeps only the exception of its last try */
+    r->cap.exc = Qnil;
+    rb_aj_callback(&r->cap, step_invoke, (VALUE)&c);
+    return r->cap.state ? step_failed(r) : 0;
 }
 
-static void *step_nogvl(void *arg)
-{
-    step_call *c = arg;
-    c->rc = aj_run_step(c->r->run, step_cb, c->r);
-    return NULL;
-}
-
-/* run.step { |step_name| ... } -> status: run the step at the recovery point; the block
- * makes the step's writes. What the block raises is re-raised here, after the core has
- * returned (AJ_ESTEP: the step failed and nothing of it is kept on an owned store). */
-static VALUE run_step(VALUE self)
+/* run.execute { |step_name| ... } -> status: acquire the run and run its steps, each in
+ * one transaction with the step's writes (the block makes them). What the block raised
+ * is re-raised here once the core has returned (the step was rolled back, its error
+ * recorded and the run unlocked); otherwise the core's error is raised. */
+static VALUE run_execute(VALUE self)
 {
     rb_aj_run *r = run_get(self);
     if (r->in_step)
-        rb_raise(rb_const_get(rb_aj_mAcidicJob, rb_intern("Misuse")),
-                 "Run#step called from inside a step");
+        rb_raise(rb_aj_const("Misuse"), "Run#execute called from inside a step");
+    rb_aj_store *s = r->s;
     r->block = rb_block_proc();
+    r->cap.state = 0;
+    r->cap.exc = Qnil;
     r->in_step = 1;
-    r->s->last_enqueue_error = Qnil;
-    step_call c = {r, NULL, 0, NULL};
-    rb_aj_without_gvl(r->s->release_gvl, step_nogvl, &c);
+    rb_aj_store_begin_call(s);
+    int rc = rb_aj_nogvl_aj_run_execute(s->release_gvl, r->run, step_cb, r);
     r->in_step = 0;
     r->block = Qnil;
-    if (r->cap.state)
+    if (r->cap.state) {
+        s->hook.state = 0;
+        s->hook.exc = Qnil;
+        aj_error_clear();
         rb_aj_reraise(&r->cap);
-    if (c.rc)
-        rb_aj_raise(c.rc);
+    }
+    rb_aj_store_check(s, rc);
     return INT2NUM(aj_run_status(r->run));
 }
 
-/* Calls without their own callback: one function, an opcode. */
-enum { R_FAIL, R_STAGE, R_AWAIT, R_CONT, R_FINISH, R_GOTO, R_ERROR, R_ATTRS };
+/* --- calls inside a step (no I/O: staged jobs are inserted with the step's commit) ---- */
 
-typedef struct run_call {
-    rb_aj_run *r;
-    int op;
-    const char *a, *b, *doc;
-    size_t len;
-    int64_t id;
-    int rc;
-} run_call;
-
-static void *run_call_nogvl(void *arg)
+static void check(int rc)
 {
-    run_call *c = arg;
-    aj_run *run = c->r->run;
-    switch (c->op) {
-    case R_FAIL:
-        c->rc = aj_run_fail(run);
-        break;
-    case R_STAGE:
-        c->rc = aj_run_stage(run, c->a, c->b, c->doc, c->len, &c->id);
-        break;
-    case R_AWAIT:
-        c->rc = aj_run_await(run, c->a, c->b, c->doc, c->len, &c->id);
-        break;
-    case R_CONT:
-        c->rc = aj_run_set_continuation(run, c->a, c->b, c->doc, c->len);
-        break;
-    case R_FINISH:
-        c->rc = aj_run_finish(run);
-        break;
-    case R_GOTO:
-        c->rc = aj_run_goto(run, c->a);
-        break;
-    case R_ERROR:
-        c->rc = aj_run_set_error(run, c->doc, c->len);
-        break;
-    case R_ATTRS:
-        c->rc = aj_run_set_attributes(run, c->doc, c->len);
-        break;
-    }
-    return NULL;
+    if (rc)
+        rb_aj_raise(rc);
 }
 
-static run_call call_run(VALUE self, int op, VALUE a, VALUE b, VALUE doc, int io)
-{
-    rb_aj_run *r = run_get(self);
-    run_call c = {r, op, NULL, NULL, NULL, 0, 0, 0};
-    if (!NIL_P(a))
-        c.a = StringValueCStr(a);
-    if (!NIL_P(b))
-        c.b = StringValueCStr(b);
-    c.doc = doc_ptr(doc, &c.len);
-    /* Database I/O happens without the GVL; the strings are held by this frame. */
-    rb_aj_without_gvl(io && r->s->release_gvl, run_call_nogvl, &c);
-    RB_GC_GUARD(a);
-    RB_GC_GUARD(b);
-    RB_GC_GUARD(doc);
-    if (c.rc)
-        rb_aj_raise(c.rc);
-    return c;
-}
+static const char *str(VALUE v) { return StringValueCStr(v); }
 
-static VALUE frozen_str(VALUE v) { return NIL_P(v) ? v : rb_str_new_frozen(StringValue(v)); }
-
-/* run.fail: borrowed stores, after the failed step was rolled back; in a new transaction. */
-static VALUE run_fail(VALUE self)
-{
-    call_run(self, R_FAIL, Qnil, Qnil, Qnil, 1);
-    return self;
-}
-
-/* run.stage(adapter, job_name, payload) -> staged row id (inside a step). */
+/* run.stage(adapter, job_name, payload) */
 static VALUE run_stage(VALUE self, VALUE adapter, VALUE job_name, VALUE payload)
 {
-    run_call c = call_run(self, R_STAGE, frozen_str(adapter), frozen_str(job_name),
-                          frozen_str(payload), 1);
-    return LL2NUM(c.id);
+    rb_aj_run *r = run_get(self);
+    size_t len;
+    const char *doc = rb_aj_doc(payload, &len);
+    check(aj_run_stage(r->run, str(adapter), str(job_name), doc, len, NULL));
+    return Qtrue;
 }
 
-/* run.await_job(adapter, job_name, payload) -> staged row id (inside an awaits step). */
+/* run.await_job(adapter, job_name, payload): stage one awaited job of this step. */
 static VALUE run_await(VALUE self, VALUE adapter, VALUE job_name, VALUE payload)
 {
-    run_call c = call_run(self, R_AWAIT, frozen_str(adapter), frozen_str(job_name),
-                          frozen_str(payload), 1);
-    return LL2NUM(c.id);
+    rb_aj_run *r = run_get(self);
+    size_t len;
+    const char *doc = rb_aj_doc(payload, &len);
+    check(aj_run_await(r->run, str(adapter), str(job_name), doc, len, NULL));
+    return Qtrue;
 }
 
 /* run.set_continuation(adapter, job_name, payload): the job that resumes this run. */
 static VALUE run_set_continuation(VALUE self, VALUE adapter, VALUE job_name, VALUE payload)
 {
-    call_run(self, R_CONT, frozen_str(adapter), frozen_str(job_name), frozen_str(payload), 0);
+    rb_aj_run *r = run_get(self);
+    size_t len;
+    const char *doc = rb_aj_doc(payload, &len);
+    check(aj_run_set_continuation(r->run, str(adapter), str(job_name), doc, len));
     return self;
 }
 
 static VALUE run_finish(VALUE self)
 {
-    call_run(self, R_FINISH, Qnil, Qnil, Qnil, 0);
+    check(aj_run_finish(run_get(self)->run));
+    return self;
+}
+
+/* run.release: unlock the run when this step commits; it waits for an outside batch. */
+static VALUE run_release(VALUE self)
+{
+    check(aj_run_release(run_get(self)->run));
     return self;
 }
 
 static VALUE run_goto(VALUE self, VALUE step)
 {
-    call_run(self, R_GOTO, frozen_str(step), Qnil, Qnil, 0);
+    check(aj_run_goto(run_get(self)->run, str(step)));
     return self;
 }
 
 static VALUE run_set_error(VALUE self, VALUE doc)
 {
-    call_run(self, R_ERROR, Qnil, Qnil, frozen_str(doc), 0);
+    size_t len;
+    const char *d = rb_aj_doc(doc, &len);
+    check(aj_run_set_error(run_get(self)->run, d, len));
     return doc;
 }
 
 static VALUE run_set_attributes(VALUE self, VALUE doc)
 {
-    call_run(self, R_ATTRS, Qnil, Qnil, frozen_str(doc), 0);
+    size_t len;
+    const char *d = rb_aj_doc(doc, &len);
+    check(aj_run_set_attributes(run_get(self)->run, d, len));
     return doc;
 }
 
-/* --- inspection -------------------------------------------------------------- */
+/* --- inspection ---------------------------------------------------------------------- */
 
 static VALUE opt_str(const char *s, size_t len)
 {
@@ -363,6 +328,7 @@ static VALUE opt_str(const char *s, size_t len)
 
 static VALUE run_id(VALUE self) { return LL2NUM(aj_run_id(run_get(self)->run)); }
 static VALUE run_status(VALUE self) { return INT2NUM(aj_run_status(run_get(self)->run)); }
+static VALUE run_attempts(VALUE self) { return INT2NUM(aj_run_attempts(run_get(self)->run)); }
 
 static VALUE run_key(VALUE self)
 {
@@ -395,10 +361,9 @@ static VALUE run_close(VALUE self)
 {
     rb_aj_run *r = rb_check_typeddata(self, &run_type);
     if (r->in_step)
-        rb_raise(rb_const_get(rb_aj_mAcidicJob, rb_intern("Misuse")),
-                 "Run#close called from inside a step");
+        rb_raise(rb_aj_const("Misuse"), "Run#close called from inside a step");
     run_close_data(r);
-    r->store_obj = Qnil;
+    r->store_obj = r->workflow = r->args_equal = Qnil;
     return Qnil;
 }
 
@@ -416,18 +381,21 @@ void rb_aj_init_run(void)
     rb_define_const(rb_aj_cRun, "SUCCEEDED", INT2NUM(AJ_RUN_SUCCEEDED));
     rb_define_const(rb_aj_cRun, "FAILED", INT2NUM(AJ_RUN_FAILED));
     rb_define_const(rb_aj_cRun, "FINISHED_FAILED", INT2NUM(AJ_RUN_FINISHED_FAILED));
-    rb_define_singleton_method(rb_aj_cRun, "acquire", run_s_acquire, 6);
-    rb_define_method(rb_aj_cRun, "step", run_step, 0);
-    rb_define_method(rb_aj_cRun, "fail", run_fail, 0);
+    rb_define_const(rb_aj_cRun, "DEAD", INT2NUM(AJ_RUN_DEAD));
+    rb_define_const(rb_aj_cRun, "NEW", INT2NUM(AJ_RUN_NEW));
+    rb_define_singleton_method(rb_aj_cRun, "new", run_s_new, 3);
+    rb_define_method(rb_aj_cRun, "execute", run_execute, 0);
     rb_define_method(rb_aj_cRun, "stage", run_stage, 3);
     rb_define_method(rb_aj_cRun, "await_job", run_await, 3);
     rb_define_method(rb_aj_cRun, "set_continuation", run_set_continuation, 3);
     rb_define_method(rb_aj_cRun, "finish", run_finish, 0);
+    rb_define_method(rb_aj_cRun, "release", run_release, 0);
     rb_define_method(rb_aj_cRun, "goto", run_goto, 1);
     rb_define_method(rb_aj_cRun, "error=", run_set_error, 1);
     rb_define_method(rb_aj_cRun, "attributes=", run_set_attributes, 1);
     rb_define_method(rb_aj_cRun, "id", run_id, 0);
     rb_define_method(rb_aj_cRun, "status", run_status, 0);
+    rb_define_method(rb_aj_cRun, "attempts", run_attempts, 0);
     rb_define_method(rb_aj_cRun, "key", run_key, 0);
     rb_define_method(rb_aj_cRun, "recovery_point", run_recovery_point, 0);
     rb_define_method(rb_aj_cRun, "attributes", run_attributes, 0);

@@ -1,5 +1,6 @@
-/* AcidicJob::Native::Store: an owned or borrowed aj_store. */
-#include "rb_aj.h"
+/* AcidicJob::Native::Store: an owned or borrowed aj_store, its enqueue, event and error
+ * document callbacks. */
+#include "rb_aj_gvl.h"
 
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -11,8 +12,11 @@ static void store_mark(void *p)
 {
     rb_aj_store *s = p;
     rb_gc_mark(s->enqueue);
+    rb_gc_mark(s->events);
     rb_gc_mark(s->host);
     rb_gc_mark(s->keep);
+    rb_gc_mark(s->encode_error);
+    rb_gc_mark(s->hook.exc);
     rb_gc_mark(s->last_enqueue_error);
 }
 
@@ -42,80 +46,111 @@ static const rb_data_type_t store_type = {
     {store_mark, store_free, NULL},
     NULL, NULL, 0};
 
-static VALUE store_alloc(VALUE klass)
+static VALUE store_alloc(VALUE klass, rb_aj_store **out)
 {
     rb_aj_store *s = calloc(1, sizeof *s);
     if (!s)
         rb_raise(rb_eNoMemError, "acidic_job: out of memory");
-    s->enqueue = s->host = s->keep = s->last_enqueue_error = Qnil;
+    s->enqueue = s->events = s->host = s->keep = s->encode_error = Qnil;
+    s->last_enqueue_error = s->hook.exc = Qnil;
     s->release_gvl = 1;
+    *out = s;
     return TypedData_Wrap_Struct(klass, &store_type, s);
 }
 
-static rb_aj_store *store_data(VALUE self)
-{
-    return rb_check_typeddata(self, &store_type);
-}
+static rb_aj_store *store_data(VALUE self) { return rb_check_typeddata(self, &store_type); }
 
 rb_aj_store *rb_aj_store_get(VALUE self)
 {
     rb_aj_store *s = store_data(self);
     if (!s->store)
-        rb_raise(rb_const_get(rb_aj_mAcidicJob, rb_intern("Misuse")),
-                 "the acidic_job store is closed");
+        rb_raise(rb_aj_const("Misuse"), "the acidic_job store is closed");
     return s;
 }
 
-static int64_t opt_int(VALUE opts, const char *name, int64_t dflt)
+void rb_aj_store_begin_call(rb_aj_store *s)
 {
-    if (NIL_P(opts))
-        return dflt;
-    VALUE v = rb_hash_aref(opts, ID2SYM(rb_intern(name)));
-    return NIL_P(v) ? dflt : NUM2LL(v);
+    s->hook.state = 0;
+    s->hook.exc = Qnil;
+    s->last_enqueue_error = Qnil;
 }
 
+void rb_aj_store_check(rb_aj_store *s, int rc)
+{
+    if (s->hook.state) {
+        int interrupt = NIL_P(s->hook.exc) || !rb_obj_is_kind_of(s->hook.exc, rb_eStandardError);
+        if (rc || interrupt) {
+            aj_error_clear();
+            rb_aj_reraise(&s->hook);
+        }
+        s->hook.state = 0;
+        s->hook.exc = Qnil;
+    }
+    if (rc)
+        rb_aj_raise(rc);
+}
+
+/* --- options ------------------------------------------------------------------------- */
+
+/* The options the user set (a Hash of Integers); every other one stays AJ_UNSET so that
+ * the core applies its default. */
 static void options_from(VALUE opts, aj_options *o)
 {
-    aj_options_init(o);
-    if (!NIL_P(opts))
-        Check_Type(opts, T_HASH);
-    o->lock_timeout_ms = opt_int(opts, "lock_timeout_ms", o->lock_timeout_ms);
-    o->busy_timeout_ms = (int)opt_int(opts, "busy_timeout_ms", o->busy_timeout_ms);
-    o->synchronous = (int)opt_int(opts, "synchronous", o->synchronous);
-    o->conflict_retries = (int)opt_int(opts, "conflict_retries", o->conflict_retries);
+    aj_options_init(o, AJ_OPTIONS_VERSION);
+    if (NIL_P(opts))
+        return;
+    Check_Type(opts, T_HASH);
+#define OPT(field)                                                              \
+    do {                                                                        \
+        VALUE v = rb_hash_aref(opts, ID2SYM(rb_intern(#field)));                \
+        if (!NIL_P(v))                                                          \
+            o->field = NUM2LL(v);                                               \
+    } while (0)
+    OPT(lock_timeout_ms);
+    OPT(busy_timeout_ms);
+    OPT(synchronous);
+    OPT(conflict_retries);
+    OPT(max_attempts);
+    OPT(retry_base_ms);
+    OPT(match_job_name);
+#undef OPT
 }
 
-/* --- enqueue callback ------------------------------------------------------ */
+/* store.options -> the effective options (the core's defaults applied). */
+static VALUE store_options(VALUE self)
+{
+    aj_options o;
+    aj_options_init(&o, AJ_OPTIONS_VERSION);
+    int rc = aj_store_options(rb_aj_store_get(self)->store, &o);
+    if (rc)
+        rb_aj_raise(rc);
+    VALUE h = rb_hash_new();
+#define PUT(field) rb_hash_aset(h, ID2SYM(rb_intern(#field)), LL2NUM(o.field))
+    PUT(lock_timeout_ms);
+    PUT(busy_timeout_ms);
+    PUT(synchronous);
+    PUT(conflict_retries);
+    PUT(max_attempts);
+    PUT(retry_base_ms);
+    PUT(match_job_name);
+#undef PUT
+    return h;
+}
+
+/* --- callbacks ----------------------------------------------------------------------- */
 
 typedef struct enqueue_call {
     rb_aj_store *s;
     const aj_staged_job *job;
-    int rc;
 } enqueue_call;
 
 static VALUE enqueue_invoke(VALUE arg)
 {
     enqueue_call *c = (enqueue_call *)arg;
     const aj_staged_job *j = c->job;
-    VALUE r = rb_funcall(c->s->enqueue, rb_intern("call"), 4, LL2NUM(j->id),
-                         rb_utf8_str_new_cstr(j->adapter), rb_utf8_str_new_cstr(j->job_name),
-                         rb_utf8_str_new(j->payload, (long)j->payload_len));
-    return RTEST(r) ? Qtrue : Qfalse;
-}
-
-static void *enqueue_with_gvl(void *arg)
-{
-    enqueue_call *c = arg;
-    rb_aj_capture cap = {0, Qnil};
-    VALUE r = rb_aj_protect(&cap, enqueue_invoke, (VALUE)c);
-    if (cap.state) {
-        /* A push that raised leaves the row to aj_store_drain; the Ruby layer reports it. */
-        c->s->last_enqueue_error = NIL_P(cap.exc) ? Qtrue : cap.exc;
-        c->rc = -1;
-    } else {
-        c->rc = r == Qtrue ? 0 : -1;
-    }
-    return NULL;
+    return rb_funcall(c->s->enqueue, rb_intern("call"), 4, LL2NUM(j->id),
+                      rb_utf8_str_new_cstr(j->adapter), rb_utf8_str_new_cstr(j->job_name),
+                      rb_utf8_str_new(j->payload, (long)j->payload_len));
 }
 
 static int enqueue_cb(void *ctx, const aj_staged_job *job)
@@ -123,339 +158,318 @@ static int enqueue_cb(void *ctx, const aj_staged_job *job)
     rb_aj_store *s = ctx;
     if (NIL_P(s->enqueue))
         return -1;
-    enqueue_call c = {s, job, -1};
-    rb_aj_with_gvl(enqueue_with_gvl, &c);
-    return c.rc;
-}
-
-/* --- host connection callbacks ------------------------------------------- */
-
-typedef struct host_exec_call {
-    rb_aj_store *s;
-    const char *sql;
-    const aj_value *params;
-    size_t nparams;
-    aj_host_result *result;
-    char *errbuf;
-    size_t errlen;
-    int rc;
-} host_exec_call;
-
-VALUE rb_aj_value_to_ruby(const aj_value *v)
-{
-    switch (v->type) {
-    case AJ_INT:
-        return LL2NUM(v->integer);
-    case AJ_TEXT:
-        return rb_utf8_str_new(v->text, (long)v->len);
-    default:
-        return Qnil;
-    }
-}
-
-/* Convert a Ruby cell (nil, Integer, String; the host layer normalises the rest). */
-static aj_value value_from_ruby(VALUE v)
-{
-    aj_value out = {AJ_NULL, 0, NULL, 0};
-    if (NIL_P(v))
-        return out;
-    if (RB_INTEGER_TYPE_P(v)) {
-        out.type = AJ_INT;
-        out.integer = NUM2LL(v);
-        return out;
-    }
-    if (v == Qtrue || v == Qfalse) {
-        out.type = AJ_INT;
-        out.integer = v == Qtrue;
-        return out;
-    }
-    if (!RB_TYPE_P(v, T_STRING))
-        rb_raise(rb_eTypeError, "acidic_job host row: unsupported cell %" PRIsVALUE,
-                 rb_obj_class(v));
-    out.type = AJ_TEXT;
-    out.text = RSTRING_PTR(v);
-    out.len = (size_t)RSTRING_LEN(v);
-    return out;
-}
-
-static VALUE host_exec_invoke(VALUE arg)
-{
-    host_exec_call *c = (host_exec_call *)arg;
-    VALUE params = rb_ary_new_capa((long)c->nparams);
-    for (size_t i = 0; i < c->nparams; i++)
-        rb_ary_push(params, rb_aj_value_to_ruby(&c->params[i]));
-    VALUE rows = rb_funcall(c->s->host, rb_intern("exec"), 2, rb_utf8_str_new_cstr(c->sql),
-                            params);
-    if (NIL_P(rows))
-        return Qnil;
-    Check_Type(rows, T_ARRAY);
-    for (long r = 0; r < RARRAY_LEN(rows); r++) {
-        VALUE row = rb_ary_entry(rows, r);
-        Check_Type(row, T_ARRAY);
-        long n = RARRAY_LEN(row);
-        aj_value cells[64];
-        if (n > 64)
-            rb_raise(rb_eArgError, "acidic_job host row: too many columns");
-        for (long i = 0; i < n; i++)
-            cells[i] = value_from_ruby(rb_ary_entry(row, i));
-        if (aj_host_row(c->result, cells, (size_t)n) != 0)
-            rb_raise(rb_eNoMemError, "acidic_job: out of memory");
-    }
-    RB_GC_GUARD(rows);
-    return Qnil;
-}
-
-static void *host_exec_with_gvl(void *arg)
-{
-    host_exec_call *c = arg;
-    rb_aj_capture cap = {0, Qnil};
-    rb_aj_protect(&cap, host_exec_invoke, (VALUE)c);
+    enqueue_call c = {s, job};
+    rb_aj_capture cap = RB_AJ_CAPTURE_INIT;
+    VALUE r = rb_aj_callback(&cap, enqueue_invoke, (VALUE)&c);
     if (cap.state) {
-        VALUE msg = NIL_P(cap.exc)
-                        ? rb_str_new_cstr("non-local exit from the host connection")
-                        : rb_sprintf("%" PRIsVALUE ": %" PRIsVALUE, rb_obj_class(cap.exc),
-                                     rb_funcall(cap.exc, rb_intern("message"), 0));
-        snprintf(c->errbuf, c->errlen, "%s", StringValueCStr(msg));
-        c->rc = 1;
-    } else {
-        c->rc = 0;
+        /* A push that raised leaves the row to a later drain; the Ruby layer logs it. */
+        s->last_enqueue_error = NIL_P(cap.exc) ? Qtrue : cap.exc;
+        return -1;
     }
-    return NULL;
+    return RTEST(r) ? 0 : -1;
 }
 
-static int host_exec(void *ctx, const char *sql, const aj_value *params, size_t nparams,
-                     aj_host_result *result, char *errbuf, size_t errlen)
-{
-    host_exec_call c = {ctx, sql, params, nparams, result, errbuf, errlen, 1};
-    rb_aj_with_gvl(host_exec_with_gvl, &c);
-    return c.rc;
-}
+static const char *const event_names[] = {
+    NULL, "acquired", "skipped", "step_started", "step_committed", "step_failed",
+    "finished", "staged", "enqueued", "drained", "recovered"};
+#define EVENT_TYPES ((int)(sizeof event_names / sizeof event_names[0]))
 
-typedef struct host_tx_call {
+static VALUE opt_cstr(const char *s) { return s ? rb_utf8_str_new_cstr(s) : Qnil; }
+
+typedef struct event_call {
     rb_aj_store *s;
-    int open;
-} host_tx_call;
+    const aj_event *e;
+} event_call;
 
-static VALUE host_tx_invoke(VALUE arg)
+/* events.call(hash): the event's fields that apply to its type (nil-valued ones left out). */
+static VALUE event_invoke(VALUE arg)
 {
-    host_tx_call *c = (host_tx_call *)arg;
-    return rb_funcall(c->s->host, rb_intern("in_transaction?"), 0);
+    event_call *c = (event_call *)arg;
+    const aj_event *e = c->e;
+    VALUE h = rb_hash_new();
+#define SET(name, value)                                         \
+    do {                                                         \
+        VALUE v_ = (value);                                      \
+        if (!NIL_P(v_))                                          \
+            rb_hash_aset(h, ID2SYM(rb_intern(name)), v_);        \
+    } while (0)
+    SET("type", ID2SYM(rb_intern(event_names[e->type])));
+    if (e->run_id)
+        SET("run_id", LL2NUM(e->run_id));
+    SET("key", opt_cstr(e->key));
+    SET("job_name", opt_cstr(e->job_name));
+    SET("step", opt_cstr(e->step));
+    if (e->status)
+        SET("status", INT2NUM(e->status));
+    switch (e->type) {
+    case AJ_EVENT_ACQUIRED:
+        SET("attempt", INT2NUM(e->attempt));
+        SET("resumed", e->resumed ? Qtrue : Qfalse);
+        break;
+    case AJ_EVENT_STEP_COMMITTED:
+        SET("duration_us", LL2NUM(e->duration_us));
+        break;
+    case AJ_EVENT_STEP_FAILED:
+        SET("duration_us", LL2NUM(e->duration_us));
+        SET("code", ID2SYM(rb_intern(aj_code_name(e->code))));
+        SET("message", opt_cstr(e->message));
+        break;
+    case AJ_EVENT_STAGED:
+    case AJ_EVENT_ENQUEUED:
+        SET("staged_id", LL2NUM(e->staged_id));
+        SET("adapter", opt_cstr(e->adapter));
+        SET("staged_job", opt_cstr(e->staged_job));
+        if (e->type == AJ_EVENT_ENQUEUED)
+            SET("accepted", e->accepted ? Qtrue : Qfalse);
+        break;
+    case AJ_EVENT_DRAINED:
+        SET("count", SIZET2NUM(e->count));
+        break;
+    case AJ_EVENT_RECOVERED:
+        SET("adapter", opt_cstr(e->adapter));
+        SET("staged_job", opt_cstr(e->staged_job));
+        SET("attempt", INT2NUM(e->attempt));
+        SET("dead", e->dead ? Qtrue : Qfalse);
+        break;
+    default:
+        break;
+    }
+#undef SET
+    return rb_funcall(c->s->events, rb_intern("call"), 1, h);
 }
 
-static void *host_tx_with_gvl(void *arg)
+/* Events are only converted when Ruby listens to their type (event_mask). What a
+ * subscriber raises is logged by the Ruby layer's handler, never here. */
+static void event_cb(void *ctx, const aj_event *event)
 {
-    host_tx_call *c = arg;
-    rb_aj_capture cap = {0, Qnil};
-    VALUE r = rb_aj_protect(&cap, host_tx_invoke, (VALUE)c);
-    c->open = !cap.state && RTEST(r);
-    return NULL;
+    rb_aj_store *s = ctx;
+    if (NIL_P(s->events) || event->type <= 0 || event->type >= EVENT_TYPES ||
+        !(s->event_mask & (1u << event->type)))
+        return;
+    event_call c = {s, event};
+    rb_aj_capture cap = RB_AJ_CAPTURE_INIT;
+    rb_aj_callback(&cap, event_invoke, (VALUE)&c);
+    if (cap.state && !s->hook.state &&
+        (NIL_P(cap.exc) || !rb_obj_is_kind_of(cap.exc, rb_eStandardError)))
+        s->hook = cap; /* an interrupt: raised once the core returns */
 }
 
-static int host_in_transaction(void *ctx)
+typedef struct encode_call {
+    rb_aj_store *s;
+    int code;
+    const char *message;
+} encode_call;
+
+static VALUE encode_invoke(VALUE arg)
 {
-    host_tx_call c = {ctx, 0};
-    rb_aj_with_gvl(host_tx_with_gvl, &c);
-    return c.open;
+    encode_call *c = (encode_call *)arg;
+    VALUE doc = rb_funcall(c->s->encode_error, rb_intern("call"), 2,
+                           ID2SYM(rb_intern(aj_code_name(c->code))),
+                           rb_utf8_str_new_cstr(c->message ? c->message : ""));
+    return NIL_P(doc) ? Qnil : rb_str_new_frozen(StringValue(doc));
 }
 
-static const aj_host_ops host_ops = {host_exec, host_in_transaction};
-
-/* --- constructors ---------------------------------------------------------- */
-
-typedef struct open_call {
-    aj_store **out;
-    const char *url;
-    aj_options *opts;
-    int rc;
-} open_call;
-
-static void *open_nogvl(void *arg)
+static int encode_error_cb(void *ctx, aj_run *run, int code, const char *message)
 {
-    open_call *c = arg;
-    c->rc = aj_store_open(c->out, c->url, c->opts);
-    return NULL;
+    rb_aj_store *s = ctx;
+    encode_call c = {s, code, message};
+    rb_aj_capture cap = RB_AJ_CAPTURE_INIT;
+    VALUE doc = rb_aj_callback(&cap, encode_invoke, (VALUE)&c);
+    if (cap.state || NIL_P(doc))
+        return 0; /* the core keeps its own document */
+    int rc = aj_run_set_error(run, RSTRING_PTR(doc), (size_t)RSTRING_LEN(doc));
+    RB_GC_GUARD(doc);
+    return rc;
 }
 
-static VALUE store_wrap(VALUE obj, rb_aj_store *s, aj_store *store)
+static void store_attach(rb_aj_store *s, aj_store *store)
 {
     s->store = store;
     aj_store_set_enqueue(store, enqueue_cb, s);
-    return obj;
+    aj_store_set_events(store, event_cb, s);
 }
 
-/* Store.open(url, opts = nil): an owned connection; creates or upgrades the schema. */
+/* --- constructors -------------------------------------------------------------------- */
+
+/* Store.open(url, opts = nil): acidic_job's own connection; its tables are created or
+ * healed on first use. */
 static VALUE store_s_open(int argc, VALUE *argv, VALUE klass)
 {
     VALUE url, opts;
     rb_scan_args(argc, argv, "11", &url, &opts);
     aj_options o;
     options_from(opts, &o);
-    VALUE obj = store_alloc(klass);
-    rb_aj_store *s = store_data(obj);
+    rb_aj_store *s;
+    VALUE obj = store_alloc(klass, &s);
     aj_store *store = NULL;
-    open_call c = {&store, StringValueCStr(url), &o, 0};
-    rb_aj_without_gvl(1, open_nogvl, &c);
+    int rc = rb_aj_nogvl_aj_store_open(1, &store, StringValueCStr(url), &o);
     RB_GC_GUARD(url);
-    if (c.rc)
-        rb_aj_raise(c.rc);
-    return store_wrap(obj, s, store);
+    if (rc)
+        rb_aj_raise(rc);
+    store_attach(s, store);
+    return obj;
 }
 
-/* Store.borrow_sqlite(sqlite3_database, opts = nil): borrow the sqlite3 * of a
- * SQLite3::Database (its data struct starts with the handle). The Ruby layer checks
- * first that the gem links the same libsqlite3 as this extension. */
-static VALUE store_s_borrow_sqlite(int argc, VALUE *argv, VALUE klass)
+/* AcidicJob::Native's view of a Ruby class by path, or Qnil when it is not loaded. */
+static VALUE loaded_class(const char *outer, const char *inner)
 {
-    VALUE db, opts;
-    rb_scan_args(argc, argv, "11", &db, &opts);
-    if (!RB_TYPE_P(db, T_DATA))
-        rb_raise(rb_eTypeError, "expected a SQLite3::Database");
+    if (!rb_const_defined(rb_cObject, rb_intern(outer)))
+        return Qnil;
+    VALUE mod = rb_const_get(rb_cObject, rb_intern(outer));
+    if (!RB_TYPE_P(mod, T_MODULE) && !RB_TYPE_P(mod, T_CLASS))
+        return Qnil;
+    if (!rb_const_defined_at(mod, rb_intern(inner)))
+        return Qnil;
+    return rb_const_get_at(mod, rb_intern(inner));
+}
+
+static void check_class(VALUE obj, const char *outer, const char *inner)
+{
+    VALUE klass = loaded_class(outer, inner);
+    if (NIL_P(klass) || !RTEST(rb_obj_is_kind_of(obj, klass)) || !RB_TYPE_P(obj, T_DATA))
+        rb_raise(rb_eTypeError, "expected a %s::%s, not %" PRIsVALUE, outer, inner,
+                 rb_obj_class(obj));
+}
+
+/* The sqlite3 * of a SQLite3::Database: its data struct starts with the handle (sqlite3
+ * gem 1.3 through 2.x). The Ruby layer checks first that the gem links the same
+ * libsqlite3 as this extension. */
+static struct sqlite3 *sqlite_handle(VALUE db)
+{
+    check_class(db, "SQLite3", "Database");
     void *data = RTYPEDDATA_P(db) ? RTYPEDDATA_DATA(db) : DATA_PTR(db);
     struct sqlite3 *handle = data ? *(struct sqlite3 **)data : NULL;
     if (!handle)
-        rb_raise(rb_const_get(rb_aj_mAcidicJob, rb_intern("Misuse")),
-                 "the SQLite3::Database is closed");
-    aj_options o;
-    options_from(opts, &o);
-    VALUE obj = store_alloc(klass);
-    rb_aj_store *s = store_data(obj);
-    aj_store *store = NULL;
-    int rc = aj_store_borrow_sqlite(&store, handle, &o);
-    if (rc)
-        rb_aj_raise(rc);
-    s->keep = db;
-    return store_wrap(obj, s, store);
+        rb_raise(rb_aj_const("Misuse"), "the SQLite3::Database is closed");
+    return handle;
 }
 
-/* Store.borrow_pg(pg_connection, opts = nil): borrow the PGconn * of a PG::Connection
- * through pg_ext's exported pg_get_pgconn, resolved at call time (no link-time
- * dependency on the pg gem). */
-static VALUE store_s_borrow_pg(int argc, VALUE *argv, VALUE klass)
+/* The PGconn * of a PG::Connection, through pg_ext's exported pg_get_pgconn, resolved at
+ * call time (no link-time dependency on the pg gem). */
+static struct pg_conn *pg_handle(VALUE conn)
 {
-    VALUE conn, opts;
-    rb_scan_args(argc, argv, "11", &conn, &opts);
+    check_class(conn, "PG", "Connection");
     typedef struct pg_conn *(*get_pgconn_fn)(VALUE);
     get_pgconn_fn get = (get_pgconn_fn)dlsym(RTLD_DEFAULT, "pg_get_pgconn");
     if (!get)
-        rb_raise(rb_const_get(rb_aj_mAcidicJob, rb_intern("Misuse")),
-                 "pg_get_pgconn not found: require \"pg\" first");
-    struct pg_conn *pg = get(conn); /* raises for a finished connection */
-    aj_options o;
-    options_from(opts, &o);
-    VALUE obj = store_alloc(klass);
-    rb_aj_store *s = store_data(obj);
-    aj_store *store = NULL;
-    int rc = aj_store_borrow_pg(&store, pg, &o);
-    if (rc)
-        rb_aj_raise(rc);
-    s->keep = conn;
-    return store_wrap(obj, s, store);
+        rb_raise(rb_aj_const("Misuse"), "pg_get_pgconn not found: require \"pg\" first");
+    return get(conn); /* raises PG::ConnectionBad for a finished connection */
 }
 
-/* Store.borrow_host(dialect, host, opts = nil): execute through the host object:
- * host.exec(sql, params) -> [[cell, ...], ...] and host.in_transaction? -> bool.
- * dialect is :sqlite or :postgres. */
+enum borrow_kind { BORROW_SQLITE, BORROW_PG, BORROW_HOST };
+
+/* The one borrow constructor: `conn` is a SQLite3::Database, a PG::Connection, or (host)
+ * the dialect :sqlite / :postgres of a connection reached only through `host`. The host
+ * object runs the core's transactions (see rb_aj_host.c); nil lets the core begin and
+ * commit on a native handle itself. */
+static VALUE store_borrow(VALUE klass, enum borrow_kind kind, VALUE conn, VALUE host, VALUE opts)
+{
+    struct sqlite3 *db = NULL;
+    struct pg_conn *pg = NULL;
+    int dialect = 0;
+    if (kind == BORROW_SQLITE)
+        db = sqlite_handle(conn);
+    else if (kind == BORROW_PG)
+        pg = pg_handle(conn);
+    else if (conn == ID2SYM(rb_intern("sqlite")))
+        dialect = AJ_DIALECT_SQLITE;
+    else if (conn == ID2SYM(rb_intern("postgres")))
+        dialect = AJ_DIALECT_POSTGRES;
+    else
+        rb_raise(rb_eArgError, "the dialect must be :sqlite or :postgres");
+    if (kind == BORROW_HOST && NIL_P(host))
+        rb_raise(rb_eArgError, "a host store needs its host connection object");
+    aj_options o;
+    options_from(opts, &o);
+    rb_aj_store *s;
+    VALUE obj = store_alloc(klass, &s);
+    s->host = host;
+    s->keep = conn;
+    s->release_gvl = kind != BORROW_HOST;
+    const aj_host_tx *tx = NIL_P(host) ? NULL : &rb_aj_host_tx;
+    aj_store *store = NULL;
+    int rc = kind == BORROW_SQLITE ? aj_store_borrow_sqlite(&store, db, tx, s, &o)
+             : kind == BORROW_PG   ? aj_store_borrow_pg(&store, pg, tx, s, &o)
+                                   : aj_store_borrow_host(&store, dialect, &rb_aj_host_ops, tx,
+                                                          s, &o);
+    if (rc)
+        rb_aj_raise(rc);
+    store_attach(s, store);
+    return obj;
+}
+
+/* Store.borrow_sqlite(sqlite3_database, host = nil, opts = nil) */
+static VALUE store_s_borrow_sqlite(int argc, VALUE *argv, VALUE klass)
+{
+    VALUE conn, host, opts;
+    rb_scan_args(argc, argv, "12", &conn, &host, &opts);
+    return store_borrow(klass, BORROW_SQLITE, conn, host, opts);
+}
+
+/* Store.borrow_pg(pg_connection, host = nil, opts = nil) */
+static VALUE store_s_borrow_pg(int argc, VALUE *argv, VALUE klass)
+{
+    VALUE conn, host, opts;
+    rb_scan_args(argc, argv, "12", &conn, &host, &opts);
+    return store_borrow(klass, BORROW_PG, conn, host, opts);
+}
+
+/* Store.borrow_host(dialect, host, opts = nil) */
 static VALUE store_s_borrow_host(int argc, VALUE *argv, VALUE klass)
 {
     VALUE dialect, host, opts;
     rb_scan_args(argc, argv, "21", &dialect, &host, &opts);
-    int d;
-    if (dialect == ID2SYM(rb_intern("sqlite")))
-        d = AJ_DIALECT_SQLITE;
-    else if (dialect == ID2SYM(rb_intern("postgres")))
-        d = AJ_DIALECT_POSTGRES;
-    else
-        rb_raise(rb_eArgError, "dialect must be :sqlite or :postgres");
-    aj_options o;
-    options_from(opts, &o);
-    VALUE obj = store_alloc(klass);
-    rb_aj_store *s = store_data(obj);
-    s->host = host;
-    s->release_gvl = 0;
-    aj_store *store = NULL;
-    int rc = aj_store_borrow_host(&store, d, &host_ops, s, &o);
-    if (rc)
-        rb_aj_raise(rc);
-    return store_wrap(obj, s, store);
+    return store_borrow(klass, BORROW_HOST, dialect, host, opts);
 }
 
-/* --- calls ------------------------------------------------------------------ */
+/* --- calls --------------------------------------------------------------------------- */
 
-typedef struct store_call {
-    rb_aj_store *s;
-    int op;
-    int64_t i;
-    size_t n;
-    int flag;
-    const char *sql;
-    const aj_value *params;
-    aj_rows *rows;
-    int rc;
-} store_call;
-
-enum { OP_MIGRATE, OP_SETTLE, OP_DRAIN, OP_ACK, OP_EXEC };
-
-static void *store_call_nogvl(void *arg)
-{
-    store_call *c = arg;
-    aj_store *st = c->s->store;
-    switch (c->op) {
-    case OP_MIGRATE:
-        c->rc = aj_store_migrate(st);
-        break;
-    case OP_SETTLE:
-        c->rc = aj_store_settle(st, c->flag);
-        break;
-    case OP_DRAIN:
-        c->rc = aj_store_drain(st, c->i, &c->n);
-        break;
-    case OP_ACK:
-        c->rc = aj_staged_ack(st, c->i, &c->flag);
-        break;
-    case OP_EXEC:
-        c->rc = aj_store_exec(st, c->sql, c->params, c->n, &c->rows);
-        break;
-    }
-    return NULL;
-}
-
-static store_call call_store(VALUE self, int op, int64_t i, int flag)
-{
-    rb_aj_store *s = rb_aj_store_get(self);
-    store_call c = {s, op, i, 0, flag, NULL, NULL, NULL, 0};
-    s->last_enqueue_error = Qnil;
-    rb_aj_without_gvl(s->release_gvl, store_call_nogvl, &c);
-    if (c.rc)
-        rb_aj_raise(c.rc);
-    return c;
-}
-
-/* store.migrate: create or upgrade the schema (borrowed: inside a transaction). */
+/* store.migrate: detect, create or heal the tables now (every store also does it by
+ * itself on first use). */
 static VALUE store_migrate(VALUE self)
 {
-    call_store(self, OP_MIGRATE, 0, 0);
-    return self;
-}
-
-/* store.settle(committed): after the application's commit (true) or rollback (false). */
-static VALUE store_settle(VALUE self, VALUE committed)
-{
-    call_store(self, OP_SETTLE, 0, RTEST(committed));
+    rb_aj_store *s = rb_aj_store_get(self);
+    rb_aj_store_begin_call(s);
+    int rc = rb_aj_nogvl_aj_store_migrate(s->release_gvl, s->store);
+    rb_aj_store_check(s, rc);
     return self;
 }
 
 /* store.drain(older_than_ms) -> number of staged jobs handed to the enqueue callback. */
 static VALUE store_drain(VALUE self, VALUE older_than_ms)
 {
-    store_call c = call_store(self, OP_DRAIN, NUM2LL(older_than_ms), 0);
-    return SIZET2NUM(c.n);
+    rb_aj_store *s = rb_aj_store_get(self);
+    int64_t ms = NUM2LL(older_than_ms);
+    size_t n = 0;
+    rb_aj_store_begin_call(s);
+    int rc = rb_aj_nogvl_aj_store_drain(s->release_gvl, s->store, ms, &n);
+    rb_aj_store_check(s, rc);
+    return SIZET2NUM(n);
 }
 
 /* store.ack(staged_id) -> true when this acknowledgement completed a batch. */
 static VALUE store_ack(VALUE self, VALUE id)
 {
-    store_call c = call_store(self, OP_ACK, NUM2LL(id), 0);
-    return c.flag ? Qtrue : Qfalse;
+    rb_aj_store *s = rb_aj_store_get(self);
+    int64_t staged = NUM2LL(id);
+    int completed = 0;
+    rb_aj_store_begin_call(s);
+    int rc = rb_aj_nogvl_aj_staged_ack(s->release_gvl, s->store, staged, &completed);
+    rb_aj_store_check(s, rc);
+    return completed ? Qtrue : Qfalse;
+}
+
+/* store.recover(limit = 0) -> [requeued, dead] */
+static VALUE store_recover(int argc, VALUE *argv, VALUE self)
+{
+    VALUE limit;
+    rb_scan_args(argc, argv, "01", &limit);
+    rb_aj_store *s = rb_aj_store_get(self);
+    size_t n = NIL_P(limit) ? 0 : NUM2SIZET(limit), requeued = 0, dead = 0;
+    rb_aj_store_begin_call(s);
+    int rc = rb_aj_nogvl_aj_store_recover(s->release_gvl, s->store, n, &requeued, &dead);
+    rb_aj_store_check(s, rc);
+    return rb_assoc_new(SIZET2NUM(requeued), SIZET2NUM(dead));
 }
 
 static VALUE rows_to_ruby(aj_rows *rows)
@@ -470,11 +484,6 @@ static VALUE rows_to_ruby(aj_rows *rows)
     }
     return out;
 }
-
-typedef struct exec_state {
-    store_call *c;
-    aj_value *params;
-} exec_state;
 
 /* store.exec(sql, params = []) -> [[cell, ...], ...] (`?` placeholders, Integer, String
  * or nil parameters). */
@@ -498,25 +507,46 @@ static VALUE store_exec(int argc, VALUE *argv, VALUE self)
             v = rb_str_new_frozen(v);
             rb_ary_push(keep, v);
         }
-        vals[i] = value_from_ruby(v);
+        vals[i] = rb_aj_value_from_ruby(v);
     }
-    store_call c = {s, OP_EXEC, 0, (size_t)n, 0, csql, vals, NULL, 0};
-    s->last_enqueue_error = Qnil;
-    rb_aj_without_gvl(s->release_gvl, store_call_nogvl, &c);
+    aj_rows *rows = NULL;
+    rb_aj_store_begin_call(s);
+    int rc = rb_aj_nogvl_aj_store_exec(s->release_gvl, s->store, csql, vals, (size_t)n, &rows);
     RB_GC_GUARD(keep);
     RB_GC_GUARD(sql);
-    if (c.rc)
-        rb_aj_raise(c.rc);
-    VALUE out = c.rows ? rows_to_ruby(c.rows) : rb_ary_new();
-    aj_rows_free(c.rows);
+    rb_aj_store_check(s, rc);
+    VALUE out = rows ? rows_to_ruby(rows) : rb_ary_new();
+    aj_rows_free(rows);
     return out;
 }
 
 /* store.enqueue = callable(id, adapter, job_name, payload) -> truthy when pushed */
 static VALUE store_set_enqueue(VALUE self, VALUE callable)
 {
+    rb_aj_store_get(self)->enqueue = callable;
+    return callable;
+}
+
+/* store.events = callable(hash), store.event_mask = bits (1 << type) of the wanted types */
+static VALUE store_set_events(VALUE self, VALUE callable)
+{
+    rb_aj_store_get(self)->events = callable;
+    return callable;
+}
+
+static VALUE store_set_event_mask(VALUE self, VALUE mask)
+{
+    rb_aj_store_get(self)->event_mask = NUM2UINT(mask);
+    return mask;
+}
+
+/* store.error_encoder = callable(code_name, message) -> the error document the core
+ * records for failures it detects itself */
+static VALUE store_set_error_encoder(VALUE self, VALUE callable)
+{
     rb_aj_store *s = rb_aj_store_get(self);
-    s->enqueue = callable;
+    s->encode_error = callable;
+    aj_store_set_error_encoder(s->store, NIL_P(callable) ? NULL : encode_error_cb, s);
     return callable;
 }
 
@@ -535,19 +565,18 @@ static VALUE store_borrowed_p(VALUE self)
 
 static VALUE store_closed_p(VALUE self) { return store_data(self)->store ? Qfalse : Qtrue; }
 
-/* store.close: close an owned connection (never a borrowed one) and free the store.
- * Runs made from it must be closed first. Closing twice is a no-op. */
+/* store.close: close an owned connection (never a borrowed one) and free the store. Runs
+ * made from it must be closed first. Closing twice is a no-op. */
 static VALUE store_close(VALUE self)
 {
     rb_aj_store *s = store_data(self);
     if (!s->store)
         return Qnil;
     if (s->nruns > 0)
-        rb_raise(rb_const_get(rb_aj_mAcidicJob, rb_intern("Misuse")),
-                 "close the store's runs before the store");
+        rb_raise(rb_aj_const("Misuse"), "close the store's runs before the store");
     aj_store_free(s->store);
     s->store = NULL;
-    s->keep = s->host = s->enqueue = Qnil;
+    s->keep = s->host = s->enqueue = s->events = s->encode_error = Qnil;
     return Qnil;
 }
 
@@ -555,16 +584,25 @@ void rb_aj_init_store(void)
 {
     rb_aj_cStore = rb_define_class_under(rb_aj_mNative, "Store", rb_cObject);
     rb_undef_alloc_func(rb_aj_cStore);
+    VALUE types = rb_hash_new();
+    for (int i = 1; i < EVENT_TYPES; i++)
+        rb_hash_aset(types, ID2SYM(rb_intern(event_names[i])), INT2NUM(i));
+    rb_obj_freeze(types);
+    rb_define_const(rb_aj_cStore, "EVENT_TYPES", types);
     rb_define_singleton_method(rb_aj_cStore, "open", store_s_open, -1);
     rb_define_singleton_method(rb_aj_cStore, "borrow_sqlite", store_s_borrow_sqlite, -1);
     rb_define_singleton_method(rb_aj_cStore, "borrow_pg", store_s_borrow_pg, -1);
     rb_define_singleton_method(rb_aj_cStore, "borrow_host", store_s_borrow_host, -1);
     rb_define_method(rb_aj_cStore, "migrate", store_migrate, 0);
-    rb_define_method(rb_aj_cStore, "settle", store_settle, 1);
     rb_define_method(rb_aj_cStore, "drain", store_drain, 1);
     rb_define_method(rb_aj_cStore, "ack", store_ack, 1);
+    rb_define_method(rb_aj_cStore, "recover", store_recover, -1);
     rb_define_method(rb_aj_cStore, "exec", store_exec, -1);
+    rb_define_method(rb_aj_cStore, "options", store_options, 0);
     rb_define_method(rb_aj_cStore, "enqueue=", store_set_enqueue, 1);
+    rb_define_method(rb_aj_cStore, "events=", store_set_events, 1);
+    rb_define_method(rb_aj_cStore, "event_mask=", store_set_event_mask, 1);
+    rb_define_method(rb_aj_cStore, "error_encoder=", store_set_error_encoder, 1);
     rb_define_method(rb_aj_cStore, "last_enqueue_error", store_last_enqueue_error, 0);
     rb_define_method(rb_aj_cStore, "driver", store_driver, 0);
     rb_define_method(rb_aj_cStore, "borrowed?", store_borrowed_p, 0);

@@ -13,7 +13,7 @@ class ErrorsTest < AcidicTest
   end
 
   def keys_count
-    owned? ? AcidicJob::OwnedSession.store.exec("SELECT count(*) FROM acidic_job_keys")[0][0] : AcidicJob::Key.count
+    owned? ? AcidicJob::Stores.owned.exec("SELECT count(*) FROM acidic_job_keys")[0][0] : AcidicJob::Key.count
   end
 
   def test_no_defined_steps_writes_nothing
@@ -70,7 +70,7 @@ class ErrorsTest < AcidicTest
     assert_raises(RuntimeError) { job.perform_now }
     now = Time.now.utc.strftime("%Y-%m-%d %H:%M:%S.%6N")
     if owned?
-      AcidicJob::OwnedSession.store.exec("UPDATE acidic_job_keys SET locked_at = ?", [now])
+      AcidicJob::Stores.owned.exec("UPDATE acidic_job_keys SET locked_at = ?", [now])
     else
       AcidicJob::Key.update_all(locked_at: Time.now.utc)
     end
@@ -84,7 +84,7 @@ class ErrorsTest < AcidicTest
     AcidicJob.config.lock_timeout = 90
   end
 
-  def test_an_unknown_recovery_point_raises_and_keeps_the_lock
+  def test_an_unknown_recovery_point_raises_is_recorded_and_releases_the_lock
     klass = job_class("RenamedStepJob") do
       def perform
         idempotently do
@@ -99,12 +99,20 @@ class ErrorsTest < AcidicTest
     job = klass.new
     assert_raises(RuntimeError) { job.perform_now }
     if owned?
-      AcidicJob::OwnedSession.store.exec("UPDATE acidic_job_keys SET recovery_point = 'gone'")
+      AcidicJob::Stores.owned.exec("UPDATE acidic_job_keys SET recovery_point = 'gone'")
     else
       AcidicJob::Key.update_all(recovery_point: "gone")
     end
+    e = assert_raises(AcidicJob::UnknownRecoveryPoint) { job.perform_now }
+    assert_match(/recovery point "gone"/, e.message)
+    # 0.7.0 left the run locked; the core records the error and unlocks it, so that a
+    # fix (or an operator) can move it on without waiting for the lock timeout.
+    unless owned?
+      key = AcidicJob::Key.last
+      assert_nil key.locked_at
+      assert_instance_of AcidicJob::UnknownRecoveryPoint, key.error_object
+    end
     assert_raises(AcidicJob::UnknownRecoveryPoint) { job.perform_now }
-    assert_raises(AcidicJob::LockedIdempotencyKey) { job.perform_now }
   end
 
   def test_unknown_job_adapter

@@ -118,10 +118,11 @@ class GeneratorTest < AcidicTest
       assert out.lines.last.to_s.start_with?("["), out
       before, indexes, after, duplicate, down = eval(out.lines.last) # rubocop:disable Security/Eval
       assert_match(/Error/, before, out)
-      assert_equal ["idx_acidic_job_keys_on_key_n_job_name_n_md5_job_args"], indexes
+      assert_equal ["idx_acidic_job_keys_on_key_n_job_name_n_md5_job_args"], indexes.grep(/job_args/),
+                   "the migration's index replaced 0.7.0's (the core adds its own recover_at index)"
       assert_equal true, after
       assert_equal "unique", duplicate
-      assert_equal ["idx_acidic_job_keys_on_idempotency_key_n_job_name_n_job_args"], down
+      assert_equal ["idx_acidic_job_keys_on_idempotency_key_n_job_name_n_job_args"], down.grep(/job_args/)
     end
   end
 

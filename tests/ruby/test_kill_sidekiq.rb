@@ -2,8 +2,9 @@
 
 # The kill test: real Sidekiq processes on a real Redis, SIGKILLed at random while they
 # work through workflow jobs on a SQLite file shaped by acidic_job 0.7.0's generator
-# migrations. Then the jobs that did not finish run again, and AcidicJob.drain delivers
-# what a kill left staged but unpushed. Asserts: every step's application row exists
+# migrations. The workers recover stranded runs themselves (config.recover_interval);
+# after the kills, AcidicJob.recover hands every run whose job a kill lost back to Sidekiq
+# (same jid), and AcidicJob.drain delivers what a kill left staged but unpushed. Asserts: every step's application row exists
 # exactly once, every run finishes, every staged job reaches Redis (and performs).
 require "minitest/autorun"
 require "tmpdir"
@@ -105,8 +106,12 @@ class KillSidekiqTest < Minitest::Test
     @labels ||= Array.new(WORKFLOWS) { |i| "w#{i}" }
   end
 
+  # Through the outbox, as an application enqueues with perform_transactionally, with the
+  # jid fixed: a job a kill lost before its run existed is delivered again by the drain,
+  # under the same idempotency key.
   def push_workflow(label)
-    Sidekiq::Client.push("class" => KillWorkflowWorker, "args" => [label], "jid" => jid_for(label))
+    AcidicJob::Staged.create!(adapter: "sidekiq", job_name: "KillWorkflowWorker",
+                              job_args: { "args" => [label], "jid" => jid_for(label) })
   end
 
   def unfinished_labels
@@ -138,16 +143,11 @@ class KillSidekiqTest < Minitest::Test
   end
 
   # Sidekiq's basic fetch takes a job off the queue before performing it, so a SIGKILL
-  # loses the jobs in flight. Until acidic_job recovers abandoned runs itself, this
-  # harness finds the unfinished runs whose job is nowhere in Redis and pushes each again
-  # with its jid (its idempotency key), after the lock timeout has freed their rows.
-  # To be replaced by AcidicJob.recover.
-  def repush_lost_jobs
+  # loses the jobs in flight: their runs stay locked. Once the lock timeout has passed,
+  # recovery re-enqueues each through the outbox, with its jid.
+  def recover_lost_runs
     sleep LOCK_TIMEOUT + 0.5
-    in_redis = jids_in_redis
-    lost = unfinished_labels.reject { |label| in_redis.include?(jid_for(label)) }
-    lost.each { |label| push_workflow(label) }
-    lost.size
+    AcidicJob.recover
   end
 
   def test_sigkilled_sidekiq_workers_finish_every_run_once_and_deliver_every_staged_job
@@ -165,7 +165,13 @@ class KillSidekiqTest < Minitest::Test
     end
     @pids.dup.each { |pid| stop(pid, "KILL") }
 
-    lost = repush_lost_jobs
+    in_redis = jids_in_redis
+    lost = unfinished_labels.count { |label| !in_redis.include?(jid_for(label)) }
+    recovered = recover_lost_runs
+    assert_equal 0, recovered.dead
+    # jobs lost before their run's first step committed have no run to recover: their
+    # staged rows are still there
+    redelivered = AcidicJob.drain(older_than: 0)
     worker = start_sidekiq
     wait_for("every run to finish") { unfinished_labels.empty? }
     wait_for("the queues to empty") { redis_idle? }
@@ -182,8 +188,11 @@ class KillSidekiqTest < Minitest::Test
     keys = AcidicJob::Key.all.to_a
     receipts = ReceiptRow.distinct.pluck(:label)
     puts format("kill test: %<kills>d kills, %<runs>d runs, %<steps>d step rows, %<dup>d duplicates, " \
-                "%<lost>d lost jobs re-pushed, %<drained>d drained, %<receipts>d receipts (%<rows>d rows)",
+                "%<lost>d runs whose job was lost, %<recovered>d recovered, %<redelivered>d redelivered, " \
+                "%<drained>d drained, " \
+                "%<receipts>d receipts (%<rows>d rows)",
                 kills: @kills, runs: keys.size, steps: rows.values.sum, dup: duplicates, lost: lost,
+                recovered: recovered.requeued, redelivered: redelivered,
                 drained: drained, receipts: receipts.size, rows: ReceiptRow.count)
 
     expected = labels.product(%w[reserve charge confirm]).to_h { |pair| [pair, 1] }
@@ -192,5 +201,6 @@ class KillSidekiqTest < Minitest::Test
     assert keys.all?(&:succeeded?), "every run finishes: #{keys.reject(&:succeeded?).map(&:recovery_point)}"
     assert_equal labels.sort, receipts.sort, "every staged job reached Redis and performed"
     assert_equal 0, AcidicJob::Staged.count
+    assert keys.none?(&:locked_at), "nothing left locked"
   end
 end

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "test_helper"
+require "stringio"
 
 # The extension: loading from the installed gem, the error classes (one per core code),
 # bad input, stores and runs used directly.
@@ -37,22 +38,62 @@ class NativeTest < AcidicTest
     assert_match(/unsupported database URL/, e.message)
     assert_equal :AJ_EINVALID, e.code
     assert_raises(AcidicJob::InvalidArgument) { AcidicJob::Native::Store.open("") }
-    assert_raises(AcidicJob::InvalidArgument) { AcidicJob::Native::Store.open("sqlite:/x", lock_timeout_ms: -1) }
+    e = assert_raises(AcidicJob::InvalidArgument) { AcidicJob::Native::Store.open("sqlite:/x", lock_timeout_ms: -5) }
+    assert_match(/lock_timeout/, e.message, "the core names the option")
     assert_raises(ArgumentError) { AcidicJob::Native::Store.open("sqlite:/x\0y") }
+  end
+
+  def test_options_left_unset_take_the_cores_defaults
+    Dir.mktmpdir do |dir|
+      store = AcidicJob::Native::Store.open("sqlite:#{dir}/o.db", max_attempts: 3)
+      options = store.options
+      assert_equal 3, options[:max_attempts]
+      assert_equal 90_000, options[:lock_timeout_ms]
+      assert_equal 15_000, options[:retry_base_ms]
+      assert_equal 1, options[:match_job_name], "the core's default; the Ruby layer passes 0"
+      store.close
+    end
+  end
+
+  def test_wrong_objects_are_refused_with_type_error
+    [Time.now, Object.new, "db", 1, nil, StringIO.new].each do |thing|
+      e = assert_raises(TypeError) { AcidicJob::Native::Store.borrow_sqlite(thing) }
+      assert_match(/expected a SQLite3::Database/, e.message)
+      assert_raises(TypeError) { AcidicJob::Native::Store.borrow_pg(thing) }
+    end
+    assert_raises(TypeError) { AcidicJob::Native::Store.borrow_sqlite(Time.now, nil, {}) }
+    assert_raises(ArgumentError) { AcidicJob::Native::Store.borrow_host(:mysql, Object.new) }
+    assert_raises(TypeError) { AcidicJob::Native::Run.new(Time.now, workflow(%w[a]), key: "k", job_name: "J") }
+    Dir.mktmpdir do |dir|
+      store = AcidicJob::Native::Store.open("sqlite:#{dir}/t.db")
+      assert_raises(TypeError) { AcidicJob::Native::Run.new(store, [["a", []]], key: "k", job_name: "J") }
+      assert_raises(TypeError) { AcidicJob::Native::Run.new(store, workflow(%w[a]), key: 1, job_name: "J") }
+      assert_raises(TypeError) { AcidicJob::Native::Run.new(store, workflow(%w[a]), key: "k", job_name: "J", args: 5) }
+      assert_raises(TypeError) { AcidicJob::Native::Run.new(store, workflow(%w[a]), { key: "k", job_name: "J", resume: "x" }) }
+      assert_raises(TypeError) { store.exec("SELECT ?", [Time.now]) }
+      store.close
+    end
+  end
+
+  def workflow(names)
+    AcidicJob::Native::Workflow.new(names.map { |n| [n, []] })
+  end
+
+  def new_run(store, names, key, args = nil)
+    AcidicJob::Native::Run.new(store, workflow(names), key: key, job_name: "J", args: args)
   end
 
   def test_bad_workflows_and_documents_change_nothing
     Dir.mktmpdir do |dir|
       store = AcidicJob::Native::Store.open("sqlite:#{dir}/n.db")
-      e = assert_raises(AcidicJob::DuplicateStepName) do
-        AcidicJob::Native::Run.acquire(store, [["a", []], ["a", []]], "k", "J", nil, nil)
-      end
+      e = assert_raises(AcidicJob::DuplicateStepName) { workflow(%w[a a]) }
       assert_equal :AJ_EDUPLICATE_STEP, e.code
-      assert_raises(AcidicJob::NoDefinedSteps) { AcidicJob::Native::Run.acquire(store, [], "k", "J", nil, nil) }
-      assert_raises(AcidicJob::InvalidArgument) { AcidicJob::Native::Run.acquire(store, [["FINISHED", []]], "k", "J", nil, nil) }
-      assert_raises(AcidicJob::InvalidArgument) { AcidicJob::Native::Run.acquire(store, [["a", []]], "", "J", nil, nil) }
-      assert_raises(AcidicJob::InvalidArgument) { AcidicJob::Native::Run.acquire(store, [["a", []]], "k", "J", "x\0y", nil) }
-      assert_raises(TypeError) { AcidicJob::Native::Run.acquire(store, [[:a, []]], "k", "J", nil, nil) }
+      assert_raises(AcidicJob::NoDefinedSteps) { new_run(store, [], "k") }
+      assert_raises(AcidicJob::InvalidArgument) { workflow(%w[FINISHED]) }
+      assert_raises(AcidicJob::InvalidArgument) { workflow(["a\0b"]) }
+      assert_raises(AcidicJob::InvalidArgument) { new_run(store, %w[a], "") }
+      assert_raises(AcidicJob::InvalidArgument) { new_run(store, %w[a], "k", "x\0y") }
+      assert_raises(TypeError) { AcidicJob::Native::Workflow.new([[:a, []]]) }
       assert_equal [[0]], store.exec("SELECT count(*) FROM acidic_job_keys")
       store.close
     end
@@ -64,14 +105,13 @@ class NativeTest < AcidicTest
       store.exec("CREATE TABLE t (v text)")
       refute store.borrowed?
       assert_equal "sqlite", store.driver
-      run = AcidicJob::Native::Run.acquire(store, [["a", []], ["b", []]], "k1", "J", "---\n- 1\n", nil)
-      assert_equal AcidicJob::Native::Run::READY, run.status
-      assert_equal "a", run.recovery_point
+      run = new_run(store, %w[a b], "k1", "---\n- 1\n")
+      assert_equal AcidicJob::Native::Run::NEW, run.status
       e = assert_raises(AcidicJob::Misuse) { store.close }
       assert_match(/runs/, e.message)
       # a raising step: its write rolls back, the error is recorded, the exception is ours
       err = assert_raises(KeyError) do
-        run.step do |name|
+        run.execute do |name|
           store.exec("INSERT INTO t VALUES (?)", [name])
           run.error = "--- boom\n"
           raise KeyError, "from the step"
@@ -82,19 +122,20 @@ class NativeTest < AcidicTest
       assert_equal [[0]], store.exec("SELECT count(*) FROM t")
       assert_equal [["--- boom\n", nil]], store.exec("SELECT error_object, locked_at FROM acidic_job_keys")
       run.close
-      # acquire again: steps commit one by one
-      run = AcidicJob::Native::Run.acquire(store, [["a", []], ["b", []]], "k1", "J", "---\n- 1\n", nil)
-      assert_raises(AcidicJob::MismatchedIdempotencyKeyAndJobArguments) do
-        AcidicJob::Native::Run.acquire(store, [["a", []]], "k1", "J", "---\n- 2\n", nil)
-      end
-      assert_raises(AcidicJob::LockedIdempotencyKey) do
-        AcidicJob::Native::Run.acquire(store, [["a", []], ["b", []]], "k1", "J", "---\n- 1\n", nil)
-      end
+      # again: the first step acquires, steps commit one by one
+      run = new_run(store, %w[a b], "k1", "---\n- 1\n")
       seen = []
-      seen << run.step { |n| store.exec("INSERT INTO t VALUES (?)", [n]) } while run.status == AcidicJob::Native::Run::READY
-      assert_equal [AcidicJob::Native::Run::READY, AcidicJob::Native::Run::SUCCEEDED], seen
+      assert_equal AcidicJob::Native::Run::SUCCEEDED, run.execute { |n|
+        seen << [n, run.status]
+        store.exec("INSERT INTO t VALUES (?)", [n])
+      }
+      other = new_run(store, %w[a b], "k1", "---\n- 2\n")
+      assert_raises(AcidicJob::MismatchedIdempotencyKeyAndJobArguments) { other.execute { nil } }
+      other.close
+      assert_equal [["a", AcidicJob::Native::Run::READY], ["b", AcidicJob::Native::Run::READY]], seen
+      assert_equal 2, run.attempts
       assert_equal [["a"], ["b"]], store.exec("SELECT v FROM t ORDER BY v")
-      assert_raises(AcidicJob::Misuse) { run.step { nil } }
+      assert_equal AcidicJob::Native::Run::SUCCEEDED, run.execute { flunk "a finished run runs nothing" }
       run.close
       assert run.closed?
       assert_raises(AcidicJob::Misuse) { run.status }
@@ -102,6 +143,26 @@ class NativeTest < AcidicTest
       store.close
       assert store.closed?
       assert_raises(AcidicJob::Misuse) { store.exec("SELECT 1") }
+    end
+  end
+
+  def test_a_run_is_refused_while_another_holds_its_lock
+    Dir.mktmpdir do |dir|
+      store = AcidicJob::Native::Store.open("sqlite:#{dir}/l.db")
+      other = AcidicJob::Native::Store.open("sqlite:#{dir}/l.db")
+      run = new_run(store, %w[a b], "k")
+      e = nil
+      run.execute do |name|
+        next unless name == "b"
+
+        second = new_run(other, %w[a b], "k")
+        e = assert_raises(AcidicJob::LockedIdempotencyKey) { second.execute { nil } }
+        second.close
+      end
+      assert_match(/recovery/, e.message, "the locked error says when recovery picks the run up")
+      run.close
+      store.close
+      other.close
     end
   end
 
@@ -113,18 +174,19 @@ class NativeTest < AcidicTest
       assert_match(/no_such_table/, e.message)
       assert_equal :AJ_EDATABASE, e.code
 
-      # another connection holds the write lock: a step cannot begin
-      run = AcidicJob::Native::Run.acquire(store, [["a", []]], "k", "J", nil, nil)
+      # another connection holds the write lock: a step cannot commit
+      run = new_run(store, %w[a], "k")
       other = SQLite3::Database.new(path)
       other.execute("BEGIN IMMEDIATE")
-      e = assert_raises(AcidicJob::SerializedTransactionConflict) { run.step { nil } }
+      e = assert_raises(AcidicJob::SerializedTransactionConflict) { run.execute { nil } }
       assert_equal :AJ_ECONFLICT, e.code
       other.execute("ROLLBACK")
       other.close
+      run.close
 
-      # the run's row was deleted behind its back
-      store.exec("DELETE FROM acidic_job_keys")
-      e = assert_raises(AcidicJob::NotFound) { run.step { nil } }
+      # a run row that does not exist
+      run = AcidicJob::Native::Run.new(store, workflow(%w[a]), key: "k", job_name: "J", run_id: 4242)
+      e = assert_raises(AcidicJob::NotFound) { run.execute { nil } }
       assert_equal :AJ_ENOTFOUND, e.code
       run.close
       store.close
@@ -134,13 +196,13 @@ class NativeTest < AcidicTest
   def test_break_and_throw_out_of_a_step_do_not_unwind_through_the_core
     Dir.mktmpdir do |dir|
       store = AcidicJob::Native::Store.open("sqlite:#{dir}/n.db")
-      run = AcidicJob::Native::Run.acquire(store, [["a", []]], "k", "J", nil, nil)
-      caught = catch(:out) { run.step { throw :out, :thrown } }
+      run = new_run(store, %w[a], "k")
+      caught = catch(:out) { run.execute { throw :out, :thrown } }
       assert_equal :thrown, caught
       assert_equal AcidicJob::Native::Run::FAILED, run.status
       run.close
-      run = AcidicJob::Native::Run.acquire(store, [["a", []]], "k", "J", nil, nil)
-      assert_equal AcidicJob::Native::Run::SUCCEEDED, run.step { 1 }
+      run = new_run(store, %w[a], "k")
+      assert_equal AcidicJob::Native::Run::SUCCEEDED, run.execute { 1 }
       run.close
       store.close
     end
@@ -150,7 +212,8 @@ class NativeTest < AcidicTest
     Dir.mktmpdir do |dir|
       50.times do |i|
         store = AcidicJob::Native::Store.open("sqlite:#{dir}/gc.db")
-        AcidicJob::Native::Run.acquire(store, [["a", []]], "gc#{i}", "J", nil, nil)
+        new_run(store, %w[a], "gc#{i}").execute { nil }
+        new_run(store, %w[a], "gc-open#{i}")
       end
       GC.start
       GC.start

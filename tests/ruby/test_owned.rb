@@ -11,7 +11,7 @@ class OwnedTest < AcidicTest
   end
 
   def count(sql)
-    AcidicJob::OwnedSession.store.exec(sql)[0][0].to_i
+    AcidicJob::Stores.owned.exec(sql)[0][0].to_i
   end
 
   def test_runs_on_the_owned_store_and_steps_commit_their_writes
@@ -50,19 +50,19 @@ class OwnedTest < AcidicTest
   end
 
   def test_each_thread_uses_its_own_store
-    stores = 3.times.map { Thread.new { AcidicJob::OwnedSession.store.object_id } }.map(&:value)
+    stores = 3.times.map { Thread.new { AcidicJob::Stores.owned.object_id } }.map(&:value)
     assert_equal 3, stores.uniq.size
   end
 
   def test_a_forked_child_opens_its_own_store
-    parent_store = AcidicJob::OwnedSession.store
+    parent_store = AcidicJob::Stores.owned
     assert OwnedRideJob.perform_now("parent")
     reader, writer = IO.pipe
     pid = fork do
       reader.close
       result = begin
         ok = OwnedRideJob.perform_now("child")
-        "#{ok} #{AcidicJob::OwnedSession.store.equal?(parent_store)}"
+        "#{ok} #{AcidicJob::Stores.owned.equal?(parent_store)}"
       rescue Exception => e # rubocop:disable Lint/RescueException
         "#{e.class}: #{e.message}"
       end
@@ -73,7 +73,7 @@ class OwnedTest < AcidicTest
     writer.close
     Process.wait(pid)
     assert_equal "true false", reader.read
-    assert_same parent_store, AcidicJob::OwnedSession.store
+    assert_same parent_store, AcidicJob::Stores.owned
     assert OwnedRideJob.perform_now("parent again")
     assert_equal 3, count("SELECT count(*) FROM rides")
   end

@@ -13,18 +13,18 @@ class TransactionsTest < AcidicTest
 
   def test_the_connection_is_shared_the_requested_way
     expected = ENV["AJ_TEST_SHARING"] == "host" ? :host : :native
-    AcidicJob::Sessions.open { |session| assert_equal expected, session.sharing }
-    AcidicJob::Sessions.open do |session|
-      assert_equal(expected == :host ? "host" : (postgres? ? "postgres" : "sqlite"), session.store.driver)
-    end
+    store = AcidicJob::Stores.current
+    assert_equal expected, AcidicJob::Stores.sharing(store)
+    assert_equal(expected == :host ? "host" : (postgres? ? "postgres" : "sqlite"), store.driver)
+    assert_same store, AcidicJob::Stores.current, "one store per ActiveRecord connection"
   end
 
   def test_native_sharing_can_be_demanded_and_host_forced
     previous = AcidicJob.config.connection_sharing
     AcidicJob.config.connection_sharing = :host
-    AcidicJob::Sessions.open { |s| assert_equal :host, s.sharing }
+    assert_equal :host, AcidicJob::Stores.sharing(AcidicJob::Stores.current)
     AcidicJob.config.connection_sharing = :native
-    AcidicJob::Sessions.open { |s| assert_equal :native, s.sharing }
+    assert_equal :native, AcidicJob::Stores.sharing(AcidicJob::Stores.current)
   ensure
     AcidicJob.config.connection_sharing = previous
   end

@@ -32,7 +32,9 @@ require_relative "acidic_job/missing_steps"
 require_relative "acidic_job/staged"
 require_relative "acidic_job/owned_key"
 require_relative "acidic_job/outbox"
-require_relative "acidic_job/session"
+require_relative "acidic_job/events"
+require_relative "acidic_job/stores"
+require_relative "acidic_job/recovery"
 require_relative "acidic_job/response"
 require_relative "acidic_job/perform_wrapper"
 require_relative "acidic_job/perform_transactionally_extension"
@@ -49,7 +51,8 @@ require_relative "acidic_job/key_operations"
 module AcidicJob
   extend ActiveSupport::Concern
 
-  # Seconds after which a held lock is considered abandoned (AcidicJob.config.lock_timeout).
+  # acidic_job 0.7.0's lock timeout in seconds, also the core's default
+  # (AcidicJob.config.lock_timeout sets it).
   IDEMPOTENCY_KEY_LOCK_TIMEOUT = 90
 
   # The GlobalID app name used for staged jobs when the application sets none.
@@ -62,7 +65,7 @@ module AcidicJob
 
     def configure
       yield config
-      OwnedSession.reset!
+      Stores.reset_owned!
       config
     end
 
@@ -70,6 +73,16 @@ module AcidicJob
     # commit and push). Returns how many were pushed. Also: `rake acidic_job:drain`.
     def drain(older_than: config.drain_older_than)
       Outbox.drain(older_than: older_than)
+    end
+
+    # Hand runs whose worker died (locked longer than the lock timeout) and failed runs
+    # whose retry is due back to their queue, under the same idempotency key (an
+    # ActiveJob's job_id, a Sidekiq jid): they resume at their recovery point. A run that
+    # has used config.max_attempts is marked dead instead. Safe from many processes at
+    # once. Workers also run it every config.recover_interval seconds (see Recovery).
+    # Returns AcidicJob::Recovery::Result (requeued, dead).
+    def recover(limit: 0)
+      Recovery.sweep(limit: limit)
     end
 
     # Execute SQL on acidic_job's own connection from inside a step (applications
@@ -94,7 +107,7 @@ module AcidicJob
       previous = current_run
       previous_store = current_store
       Thread.current.thread_variable_set(:acidic_job_current_run, run)
-      Thread.current.thread_variable_set(:acidic_job_current_store, OwnedSession.store) if config.database_url
+      Thread.current.thread_variable_set(:acidic_job_current_store, Stores.owned) if config.database_url
       yield
     ensure
       Thread.current.thread_variable_set(:acidic_job_current_run, previous)
@@ -108,6 +121,18 @@ module AcidicJob
       method = method.super_method while method && [PerformWrapper, SidekiqCallbacks].include?(method.owner)
       arity = method ? method.arity : 0
       arity.negative? ? -arity - 1 : arity
+    end
+
+    # The reader and writer of a persisted attribute, once per class and name, in a module
+    # prepended to the class (so the writer persists even where the class has its own).
+    def define_attribute(klass, accessor)
+      accessors = klass.instance_variable_get(:@acidic_attribute_methods) ||
+                  klass.instance_variable_set(:@acidic_attribute_methods, Module.new.tap { |m| klass.prepend(m) })
+      writer = :"#{accessor}="
+      return if accessors.method_defined?(writer)
+
+      klass.attr_reader accessor unless klass.method_defined?(accessor) || klass.private_method_defined?(accessor)
+      accessors.define_method(writer) { |value| acidic_attribute_set(accessor, value) }
     end
 
     def wire_everything_up(klass)
@@ -221,29 +246,36 @@ module AcidicJob
     end
   end
 
-  def acidic_define_attributes(values, run)
+  # Each attribute gets a reader and a writer (defined once per class); `self.name = value`
+  # inside a step persists with that step.
+  def acidic_define_attributes(values)
     @acidic_attributes = values.dup
     values.each do |accessor, value|
-      self.class.attr_reader accessor unless respond_to?(accessor)
+      AcidicJob.define_attribute(self.class, accessor)
       instance_variable_set("@#{accessor}", value)
-      define_singleton_method("#{accessor}=") do |updated_value|
-        instance_variable_set("@#{accessor}", updated_value)
-        @acidic_attributes[accessor] = updated_value
-        run.attributes = Documents.attributes(@acidic_attributes) unless run.closed?
-        updated_value
-      end
     end
     true
   end
 
-  # The job that resumes this run after its awaited jobs: this job again, same key.
-  def acidic_continuation
+  def acidic_attribute_set(accessor, value)
+    instance_variable_set("@#{accessor}", value)
+    if @acidic_attributes
+      @acidic_attributes[accessor] = value
+      @acidic_attributes_dirty = true
+    end
+    value
+  end
+
+  # How this run is enqueued again (recovery, the continuation after awaited jobs): this
+  # job again with its own id, which is its idempotency key.
+  def acidic_resume_description
     if defined?(::ActiveJob::Base) && is_a?(::ActiveJob::Base)
       data = serialize
       data["arguments"] = Array(data["arguments"]).reject { |a| a.is_a?(Hash) && a.key?("staged_job_gid") }
-      ["activejob", self.class.name, data]
-    else
-      ["sidekiq", self.class.name, { "args" => Array(arguments_for_perform), "jid" => idempotency_key_value }]
+      ["activejob", self.class.name, Documents.serialized_job(data)]
+    elsif defined?(::Sidekiq::Worker) && is_a?(::Sidekiq::Worker)
+      ["sidekiq", self.class.name,
+       Documents.job_args({ "args" => Array(arguments_for_perform), "jid" => idempotency_key_value })]
     end
   end
 

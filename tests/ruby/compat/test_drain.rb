@@ -9,26 +9,39 @@ class DrainTest < ActiveSupport::TestCase
     now = 1.hour.ago
     rows = Array.new(count) do |i|
       job = job_name.constantize.new(first + i)
-      { adapter: "activejob", job_name: job_name, job_args: job.serialize,
-        created_at: now, updated_at: now }
+      row = { adapter: "activejob", job_name: job_name, job_args: job.serialize }
+      staged_timestamps? ? row.merge(created_at: now, updated_at: now) : row
     end
     AcidicJob::Staged.insert_all!(rows)
   end
 
+  # 0.7.0's own test schema has no timestamps on staged_acidic_jobs.
+  def staged_timestamps?
+    AcidicJob::Staged.reset_column_information
+    AcidicJob::Staged.column_names.include?("created_at")
+  end
+
+  # Without timestamps a row made outside a step has no age: the first drain stamps it,
+  # and it is due once older_than has passed since (here: at once).
+  def drain_due
+    return AcidicJob.drain if staged_timestamps?
+
+    assert_equal 0, AcidicJob.drain
+    AcidicJob.drain(older_than: 0)
+  end
+
   test "drain pushes every due job in one call" do
-    needs_core!("drain stops after 100 rows on a borrowed store")
     stage_unpushed(250)
 
-    assert_equal 250, AcidicJob.drain
+    assert_equal 250, drain_due
     assert_enqueued_jobs 250, only: DrainedJob
   end
 
   test "jobs the queue refuses do not hide the ones after them" do
-    needs_core!("a page of refused rows hides every later row")
     stage_unpushed(100, job_name: "RefusedJob")
     stage_unpushed(30, first: 1000)
 
-    AcidicJob.drain
+    drain_due
     assert_enqueued_jobs 30, only: DrainedJob
   end
 
@@ -37,6 +50,13 @@ class DrainTest < ActiveSupport::TestCase
     AcidicJob::Staged.create!(adapter: "activejob", job_name: "DrainedJob",
                               job_args: DrainedJob.new(99).serialize)
     clear_enqueued_jobs
+
+    unless staged_timestamps?
+      # Without timestamps the age of a row created outside a step is unknown: it is due
+      # at once, and delivered again (at least once).
+      assert_equal 4, drain_due
+      return
+    end
 
     assert_equal 3, AcidicJob.drain
     assert_enqueued_jobs 3

@@ -133,7 +133,6 @@ module ActiveSupport
 
     setup do
       if SCHEMA_IN_EVERY_SETUP
-        needs_core!("tables recreated in every test's setup without the core's additions")
         define_schema(staged_timestamps: false, last_run_at_null: true)
       end
       DatabaseCleaner.start
@@ -147,12 +146,6 @@ module ActiveSupport
 
     teardown do
       DatabaseCleaner.clean
-    end
-
-    # A test that fails today only because of a limitation of the C core that its rewrite
-    # removes: `grep -rn needs_core! tests/ruby/compat` lists them.
-    def needs_core!(what)
-      skip "needs the core rewrite: #{what}"
     end
 
     def sqlite?

@@ -49,7 +49,6 @@ class SchemaShapesTest < ActiveSupport::TestCase
   end
 
   test "staged_acidic_jobs without timestamps, as in 0.7.0's own test schema" do
-    needs_core!("staged_acidic_jobs without created_at/updated_at")
     define_schema(staged_timestamps: false, last_run_at_null: true)
     @user = User.create!(email: "schema@example.com", stripe_customer_id: "cus_schema")
 
@@ -58,7 +57,6 @@ class SchemaShapesTest < ActiveSupport::TestCase
   end
 
   test "last_run_at without NOT NULL" do
-    needs_core!("tables recreated after the first job (staging needs the core's columns)")
     define_schema(last_run_at_null: true)
     @user = User.create!(email: "schema@example.com", stripe_customer_id: "cus_schema")
 
@@ -67,7 +65,6 @@ class SchemaShapesTest < ActiveSupport::TestCase
   end
 
   test "tables dropped and recreated between two jobs" do
-    needs_core!("tables recreated between two jobs")
     ride_once
     define_schema
     @user = User.create!(email: "schema@example.com", stripe_customer_id: "cus_schema")
@@ -75,7 +72,6 @@ class SchemaShapesTest < ActiveSupport::TestCase
   end
 
   test "db:schema:load from a schema.rb dumped before the upgrade" do
-    needs_core!("tables loaded from a 0.7.0 schema.rb after the first job")
     Dir.mktmpdir do |dir|
       path = File.join(dir, "schema.rb")
       File.write(path, SCHEMA_BEFORE_THE_UPGRADE)

@@ -13,6 +13,8 @@ ActiveRecord::Base.establish_connection(adapter: "sqlite3", database: ENV.fetch(
 ActiveRecord::Base.logger = nil
 AcidicJob.config.lock_timeout = Float(ENV.fetch("AJ_KILL_LOCK_TIMEOUT"))
 AcidicJob.config.logger = Logger.new($stdout)
+# Workers recover stranded runs themselves too (a Sidekiq startup hook), often here.
+AcidicJob.config.recover_interval = Float(ENV.fetch("AJ_KILL_LOCK_TIMEOUT"))
 
 Sidekiq.configure_server do |config|
   config.redis = { url: ENV.fetch("AJ_KILL_REDIS") }

@@ -30,6 +30,8 @@ module AcidicJob
         config.server_middleware do |chain|
           chain.add AcidicJob::Integrations::SidekiqAcknowledgement
         end
+        config.on(:startup) { AcidicJob::Recovery.start }
+        config.on(:shutdown) { AcidicJob::Recovery.stop }
       end
     end
 

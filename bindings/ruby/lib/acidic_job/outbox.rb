@@ -8,7 +8,7 @@ module AcidicJob
 
     # The core's enqueue callback: the payload is the YAML document of job_args.
     def push_staged(id, adapter, job_name, payload)
-      push(id, adapter, job_name, YAMLCoder.load(payload))
+      push(id, adapter, job_name, Documents.load_job(payload))
     end
 
     # Push staged row `id`: {"staged_job_gid" => gid} is appended to the job's arguments
@@ -44,8 +44,7 @@ module AcidicJob
         GlobalID::Locator.locate(gid)&.delete
         return true
       end
-      id = Integer(parsed.model_id)
-      Sessions.open { |session| session.atomically { |store| store.ack(id) } }
+      Stores.current.ack(Integer(parsed.model_id))
       true
     rescue ActiveRecord::RecordNotFound
       true
@@ -54,8 +53,9 @@ module AcidicJob
     # Hand every staged job committed more than `older_than` seconds ago and never
     # acknowledged to its queue. Returns how many were pushed.
     def drain(older_than: AcidicJob.config.drain_older_than)
-      ms = (older_than.to_f * 1000).round
-      Sessions.open { |session| session.atomically { |store| store.drain(ms) } }
+      store = Stores.current
+      Events.refresh(store)
+      store.drain((older_than.to_f * 1000).round)
     end
 
     # Describe the job that `klass.perform_transactionally(*args)` stages:
@@ -75,7 +75,8 @@ module AcidicJob
     def stage(adapter, job_name, job_args)
       run = AcidicJob.current_run
       if run
-        run.stage(adapter, job_name, Documents.job_args(job_args))
+        doc = adapter == "activejob" ? Documents.serialized_job(job_args) : Documents.job_args(job_args)
+        run.stage(adapter, job_name, doc)
       elsif AcidicJob.config.database_url
         push_unstaged(adapter, job_name, job_args)
       else

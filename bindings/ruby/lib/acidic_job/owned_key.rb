@@ -2,12 +2,14 @@
 
 module AcidicJob
   # A run's row read from acidic_job's own connection (database_url configured), for
-  # applications without ActiveRecord: the same readers as AcidicJob::Key.
+  # applications without ActiveRecord: the same readers as AcidicJob::Key. Its SELECT is
+  # the one statement on acidic_job's tables left in this library, until the core's
+  # operator functions (issue 11) read runs.
   OwnedKey = Struct.new(:id, :idempotency_key, :job_name, :job_args, :last_run_at, :locked_at,
                         :recovery_point, :error_object, :attr_accessors, :workflow, :created_at,
                         :updated_at, keyword_init: true) do
     def self.find_by(idempotency_key:)
-      row = OwnedSession.store.exec(
+      row = Stores.owned.exec(
         "SELECT id, idempotency_key, job_name, job_args, last_run_at, locked_at, recovery_point," \
         " error_object, attr_accessors, workflow, created_at, updated_at FROM acidic_job_keys" \
         " WHERE idempotency_key = ? ORDER BY id LIMIT 1", [idempotency_key.to_s]

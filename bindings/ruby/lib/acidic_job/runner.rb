@@ -1,33 +1,54 @@
 # frozen_string_literal: true
 
 module AcidicJob
-  # Runs one `idempotently` block: acquires the run for the job's idempotency key, then
-  # runs the steps from its recovery point, each in one transaction with the run's
-  # bookkeeping (see Sessions).
+  # Runs one `idempotently` block: describes the run to the core (Native::Run.new) and lets
+  # the core execute it (Native::Run#execute), which acquires it inside the first step's
+  # transaction and runs each step in one transaction with the run's progress. This class
+  # only translates: the steps' Ruby methods, the attributes, staging and awaits.
   class Runner
-    READY = Native::Run::READY
-    AWAITING = Native::Run::AWAITING
     SUCCEEDED = Native::Run::SUCCEEDED
+    AWAITING = Native::Run::AWAITING
+    DEAD = Native::Run::DEAD
+
+    @workflows = {}
+    @workflows_lock = Mutex.new
+    class << self
+      # One core workflow per step list (shared by every run of a job class).
+      def workflow(steps)
+        @workflows[steps] || @workflows_lock.synchronize do
+          @workflows[steps] ||= Native::Workflow.new(steps)
+        end
+      end
+    end
 
     def initialize(job, with, steps)
       @job = job
       @with = (with || {}).to_h.transform_keys(&:to_s)
       @steps = steps.each_with_object({}) { |s, h| h[s["does"].to_s] ||= s }
-      @workflow = steps.map { |s| [s["does"].to_s, Array(s["awaits"]).map { |w| job_name_of(w) }] }
+      @workflow = self.class.workflow(
+        steps.map { |s| [s["does"].to_s.freeze, Array(s["awaits"]).map { |w| job_name_of(w).freeze }.freeze].freeze }.freeze
+      )
     end
 
     def call
-      Sessions.open do |session|
-        @session = session
-        run = acquire
-        begin
-          define_attributes(run)
-          process(run)
-        ensure
-          @job.instance_variable_set(:@key, nil)
-          run.close
-        end
+      store = Stores.current
+      Events.refresh(store)
+      run = Native::Run.new(store, @workflow, describe_run)
+      status = begin
+        run.execute { |name| execute_step(run, name) }
+      rescue ActiveRecord::Rollback
+        return false # the step rolled itself back: recorded and unlocked, a retry runs it
+      ensure
+        @job.instance_variable_set(:@key, nil)
+        report_enqueue_error(store)
+        @run_summary = [run.id, run.key, run.attempts]
+        run.close
       end
+      return push_pro_batch(run) if @pro_awaits
+
+      finished(status)
+    ensure
+      Recovery.after_job(@job)
     end
 
     private
@@ -36,127 +57,107 @@ module AcidicJob
       worker.is_a?(Module) ? worker.name : worker.to_s
     end
 
-    def acquire
-      key = KeyLookup.idempotency_key_for(@job)
-      args = job_args_document(key)
-      attrs = Documents.attributes(@with)
-      @session.atomically do |store|
-        Native::Run.acquire(store, @workflow, key, @job.class.name.to_s, args, attrs)
-      end
-    end
-
-    # The core compares job arguments byte for byte; 0.7.0 compared them with `==`. The two
-    # differ for ActiveRecord records (equal by id, while their YAML holds every
-    # attribute): when the arguments hold one, arguments equal to the stored ones reuse
-    # the stored document, so a retry after the record changed is not a mismatch.
-    def job_args_document(key)
+    def describe_run
+      key, run_id = KeyLookup.run_for(@job)
       args = @job.arguments_for_perform
-      doc = Documents.job_args(args)
-      return doc if @session.owned? || !holds_record?(args)
-
-      stored = @session.connection.select_value(
-        AcidicJob::Key.where(idempotency_key: key).order(:id).limit(1).select(:job_args).to_sql
-      )
-      return doc if stored.nil? || stored == doc
-
-      YAMLCoder.load(stored) == args ? stored : doc
-    rescue StandardError # an unreadable stored document: let the core report the mismatch
-      doc
+      @attributes_doc = Documents.attributes(@with)
+      {
+        key: key,
+        job_name: @job.class.name.to_s,
+        args: Documents.job_args(args),
+        attributes: @attributes_doc,
+        run_id: run_id,
+        # 0.7.0 compared job arguments with ==: ActiveRecord records are equal by id, while
+        # their YAML holds every attribute. Called only when the documents differ.
+        args_equal: ->(stored) { same_arguments?(stored, args) },
+        resume: @job.__send__(:acidic_resume_description)
+      }
     end
 
-    def holds_record?(value)
-      case value
-      when ActiveRecord::Base then true
-      when Hash then value.any? { |k, v| holds_record?(k) || holds_record?(v) }
-      when Array then value.any? { |v| holds_record?(v) }
-      else false
-      end
-    end
-
-    # Each `with:` entry becomes an attribute; values stored by earlier runs win over the
-    # defaults, and the merged set is written with the next step. `self.name = value`
-    # persists with the step it is called in.
-    def define_attributes(run)
-      stored = Documents.load_attributes(run.attributes)
-      current = @with.merge(stored)
-      run.attributes = Documents.attributes(current) if run.status == READY && current != stored
-      @job.__send__(:acidic_define_attributes, current, run)
-    end
-
-    def process(run)
-      @job.instance_variable_set(:@key, nil)
-      return finished_result(run) unless run.status == READY
-
-      while run.status == READY
-        run_step(run)
-        @job.instance_variable_set(:@key, nil)
-        return rolled_back(run) unless @session.last_committed?
-        return pro_batch_pushed(run) if @pro_awaits
-      end
-      run.status == SUCCEEDED || run.status == AWAITING
-    end
-
-    # The step raised ActiveRecord::Rollback: its transaction rolled back silently. The run
-    # stays at this step; release its lock so that a retry can run it, and report false.
-    def rolled_back(run)
-      record_failure(run, ActiveRecord::Rollback.new)
+    def same_arguments?(stored, args)
+      YAMLCoder.load(stored) == args
+    rescue StandardError, ScriptError # an unreadable stored document is a mismatch
       false
     end
 
-    def finished_result(run)
-      run.status == SUCCEEDED
-    end
+    # true when the run has succeeded (now or before), or when this job ran the step that
+    # awaits jobs; false when it found the run awaiting, failed or dead.
+    def finished(status)
+      return true if status == SUCCEEDED || (status == AWAITING && @begun)
 
-    def run_step(run)
-      raised = nil
-      begin
-        # No separate write lock: the core's first statement in a step is the claim (an
-        # UPDATE of the run's row), which takes SQLite's write lock itself.
-        @session.atomically(write_lock: false) do
-          run.step do |name|
-            AcidicJob.with_current_run(run) { execute_step(run, name) }
-          rescue Exception => e # rubocop:disable Lint/RescueException
-            raised = e
-            run.error = Documents.error(e) if e.is_a?(StandardError)
-            raise
-          end
-        end
-      rescue Exception => e # rubocop:disable Lint/RescueException
-        record_failure(run, e) if raised && !@session.owned?
-        raise
+      if status == DEAD
+        id, key, attempts = @run_summary
+        AcidicJob.config.logger.warn(
+          "[acidic_job] run #{id} (#{@job.class.name}, key #{key}) is dead after #{attempts} " \
+          "attempts (config.max_attempts): it does not run again until an operator retries it"
+        )
       end
+      false
     end
 
-    # After the step's transaction rolled back: record the error and release the lock in
-    # a new transaction. A failure here is reported; the step's error still propagates.
-    def record_failure(run, error)
-      @session.atomically { run.fail }
-    rescue StandardError => e
-      AcidicJob.config.logger.error(
-        "[acidic_job] failed to record the error of run #{run.id} (#{error.class}) " \
-        "because of #{e.class}: #{e.message}; its lock expires after the lock timeout"
-      )
+    # Inside the step's transaction, on the run's first step: the run's stored attributes
+    # (those of an earlier attempt win over the `with:` defaults).
+    def begin_run(run)
+      @begun = true
+      doc = run.attributes
+      stored = doc.nil? || doc == @attributes_doc ? @with : decode_attributes(run, doc)
+      current = @with.merge(stored)
+      @job.__send__(:acidic_define_attributes, current)
+      @job.instance_variable_set(:@acidic_attributes_dirty, current != stored)
+    end
+
+    def decode_attributes(run, doc)
+      Documents.load_attributes(doc)
+    rescue Psych::Exception, ArgumentError, NameError => e
+      raise UndecodableAttributes,
+            "run #{run.id} (key #{run.key}) of #{@job.class.name}: its attr_accessors column " \
+            "cannot be decoded (#{e.class}: #{e.message.lines.first.to_s.strip}); fix or clear the " \
+            "column, then retry the run"
     end
 
     def execute_step(run, name)
+      Thread.current[:acidic_job_step_error] = nil
+      begin_run(run) unless @begun
       step = @steps.fetch(name)
-      @job.instance_variable_set(:@key, nil)
-      @job.instance_variable_set(:@acidic_current_step, name)
-      result = begin
-        @job.__send__(:acidic_call_step, name)
-      ensure
-        @job.instance_variable_set(:@acidic_current_step, nil)
-        @job.instance_variable_set(:@key, nil)
-      end
+      result = AcidicJob.with_current_run(run) { call_step_method(name) }
       awaits = Array(step["awaits"])
       if awaits.any?
-        if defined?(::Sidekiq::Batch)
-          @pro_awaits = awaits
-        else
-          stage_awaits(run, awaits)
-        end
+        await(run, awaits)
       elsif result.is_a?(Response)
         run.finish
+      end
+      save_attributes(run)
+    rescue Exception => e # rubocop:disable Lint/RescueException
+      Thread.current[:acidic_job_step_error] = e
+      run.error = Documents.error(e) if e.is_a?(StandardError)
+      raise
+    end
+
+    def call_step_method(name)
+      @job.instance_variable_set(:@key, nil)
+      @job.instance_variable_set(:@acidic_current_step, name)
+      @job.__send__(:acidic_call_step, name)
+    ensure
+      @job.instance_variable_set(:@acidic_current_step, nil)
+      @job.instance_variable_set(:@key, nil)
+    end
+
+    # Attributes set during the step are encoded once, with the step.
+    def save_attributes(run)
+      return unless @job.instance_variable_get(:@acidic_attributes_dirty)
+
+      run.attributes = Documents.attributes(@job.instance_variable_get(:@acidic_attributes))
+      @job.instance_variable_set(:@acidic_attributes_dirty, false)
+    end
+
+    def await(run, awaits)
+      if defined?(::Sidekiq::Batch)
+        # Sidekiq Pro (as 0.7.0): the step commits with the run unlocked at the next step;
+        # the awaited workers are pushed as a batch whose success callback resumes it.
+        @pro_awaits = awaits
+        run.release
+      else
+        stage_awaits(run, awaits)
       end
     end
 
@@ -173,21 +174,24 @@ module AcidicJob
         adapter, job_name, job_args = Outbox.describe(klass, args)
         run.await_job(adapter, job_name, Documents.job_args(job_args))
       end
-      adapter, job_name, payload = @job.__send__(:acidic_continuation)
-      run.set_continuation(adapter, job_name, Documents.job_args(payload))
+      run.set_continuation(*@job.__send__(:acidic_resume_description))
     end
 
-    # Sidekiq Pro (as 0.7.0): after the awaits step committed, release the run's lock and
-    # push the awaited workers as a batch whose success callback resumes it (step_done).
-    def pro_batch_pushed(run)
+    def push_pro_batch(_run)
       awaits = @pro_awaits
       @pro_awaits = nil
-      run_id = run.id
-      @session.atomically do |store|
-        store.exec("UPDATE acidic_job_keys SET locked_at = NULL WHERE id = ?", [run_id])
-      end
-      @job.__send__(:acidic_push_pro_batch, awaits, run_id)
+      @job.__send__(:acidic_push_pro_batch, awaits, @run_summary[0])
       true
+    end
+
+    def report_enqueue_error(store)
+      err = store.last_enqueue_error
+      return unless err.is_a?(Exception)
+
+      AcidicJob.config.logger.warn(
+        "[acidic_job] pushing a staged job failed (#{err.class}: #{err.message}); " \
+        "AcidicJob.drain delivers it later"
+      )
     end
   end
 end
