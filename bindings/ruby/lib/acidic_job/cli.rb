@@ -30,7 +30,7 @@ module AcidicJob
       def run(argv, admin: nil, out: $stdout, err: $stderr)
         previous = Thread.current[:acidic_job_cli]
         Thread.current[:acidic_job_cli] = { admin: admin, out: out, err: err }
-        code = start(argv.dup, debug: true)
+        code = start(help_form(argv), debug: true)
         code.is_a?(Integer) ? code : EXIT_OK
       rescue Thor::Error, InvalidArgument => e
         err.puts "acidic-job: #{one_line(e.message)}"
@@ -47,6 +47,12 @@ module AcidicJob
         EXIT_NOTHING
       ensure
         Thread.current[:acidic_job_cli] = previous
+      end
+
+      # `acidic-job COMMAND --help` is `acidic-job help COMMAND`.
+      def help_form(argv)
+        command = argv.find { |a| !a.start_with?("-") }
+        command && (argv & %w[--help -h]).any? ? ["help", command] : argv.dup
       end
 
       def exit_on_failure?
@@ -116,10 +122,12 @@ module AcidicJob
       act(:retry, key)
     end
 
-    desc "reset [KEY]", "Restart a run at STEP (back or forward); the steps from there run again"
-    method_option :to_step, type: :string, required: true, banner: "STEP", desc: "a step of the run's workflow"
+    desc "reset [KEY] --to-step STEP", "Restart a run at STEP (back or forward); the steps from there run again"
+    method_option :to_step, type: :string, banner: "STEP", desc: "a step of the run's workflow (required)"
     action_options("failed,dead")
     def reset(key = nil)
+      raise Thor::Error, "reset needs --to-step STEP" if options[:to_step].to_s.empty?
+
       act(:reset, key, step: options[:to_step])
     end
 
@@ -151,12 +159,14 @@ module AcidicJob
       EXIT_OK
     end
 
-    desc "prune", "Delete the rows of runs that finished more than AGE ago (7d, 36h, ...)"
-    method_option :finished_before, type: :string, required: true, banner: "AGE", desc: "e.g. 7d"
+    desc "prune --finished-before AGE", "Delete the rows of runs that finished more than AGE ago (7d, 36h, ...)"
+    method_option :finished_before, type: :string, banner: "AGE", desc: "e.g. 7d (required)"
     method_option :state, type: :string, banner: "STATE", desc: "succeeded or discarded (default: both)"
     method_option :job, type: :string, banner: "NAME", desc: "only runs of this job class"
     method_option :batch_size, type: :numeric, banner: "N", desc: "rows per transaction (default 100)"
     def prune
+      raise Thor::Error, "prune needs --finished-before AGE (e.g. 7d)" if options[:finished_before].to_s.empty?
+
       result = with_progress("prune") do |progress|
         admin.prune(finished_before: options[:finished_before], state: options[:state], job: options[:job],
                     batch_size: options[:batch_size], &progress)
