@@ -57,15 +57,15 @@ class AdminCLITest < AcidicTest
     out, err, code = cli("list")
     assert_equal 0, code, err
     lines = out.lines
-    assert_match(/\AID\s+KEY\s+JOB\s+STATE\s+STEP\s+ATTEMPTS\s+LOCKED\s+UPDATED\s+ERROR$/, lines.first)
+    assert_match(/\A\s*ID  KEY\s+JOB\s+STATE\s+STEP\s+ATTEMPTS  LOCKED FOR  ERROR\s+UPDATED$/, lines.first)
     assert_equal 6, lines.size - 1
     row = lines.find { |l| l.include?(@failed[0]) }
-    assert_match(/AdminChargeJob\s+failed\s+charge\s+1\s+-\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+StripeError: card declined for cli-bad-1$/, row)
-    assert_match(/RideCreateJob\s+failed\s+create_stripe_charge\s+0 .*Stripe::CardError: Your card was declined\.$/,
+    assert_match(/AdminChargeJob\s+failed\s+charge\s+1\s+StripeError: card declined for cli-bad-1\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/, row)
+    assert_match(/RideCreateJob\s+failed\s+create_stripe_charge\s+0\s+Stripe::CardError: Your card was declined\.\s+\d{4}-/,
                  lines.find { |l| l.include?("cli-070") })
     assert_match(/awaiting\s+fan_in|awaiting/, lines.find { |l| l.include?(@waiting) })
 
-    json = cli_json("list", "--state", "failed")
+    json = cli_json("list", "--state", "failed", "--state", "dead")
     assert_equal ["cli-070", *@failed.reverse], json["runs"].map { |r| r["key"] }
     assert_nil json["next_cursor"]
     assert_equal AdminTest::RUN_JSON_KEYS.sort, json["runs"][0].keys.sort
@@ -76,7 +76,7 @@ class AdminCLITest < AcidicTest
     assert_equal 2, rest["runs"].size
     assert_nil rest["next_cursor"]
     out, = cli("list", "--limit", "4")
-    assert_equal "next page: --cursor #{page['next_cursor']}", out.lines.last.chomp
+    assert_equal "more: --cursor #{page['next_cursor']}", out.lines.last.chomp
 
     assert_equal @ok, cli_json("list", "--state", "succeeded", "--order", "asc")["runs"].map { |r| r["key"] }
     assert_equal [@failed[1]], cli_json("list", "--key-prefix", @failed[1][0, 10])["runs"].map { |r| r["key"] }
@@ -104,17 +104,15 @@ class AdminCLITest < AcidicTest
     assert_match(/^state\s+failed$/, out)
     assert_match(/^recovery point\s+charge$/, out)
     assert_match(/^  done\s+create_ride\n  current\s+charge\n  pending\s+notify$/, out)
-    assert_match(/^error \(yaml\)\n  class    StripeError\n  message  card declined for cli-bad-1$/, out)
-    assert_match(/^resumes as\s+activejob AdminChargeJob$/, out)
+    assert_match(/^error \(yaml\)\n  StripeError\n    card declined for cli-bad-1\n      \S+admin_helpers\.rb:\d+:in `charge'$/, out)
+    assert_match(/^resume job\n  activejob AdminChargeJob$/, out)
     assert_match(/^attributes \(yaml, not loaded\)\n  ---\n/, out)
 
     out, err, code = cli("show", "cli-070")
     assert_equal 0, code, err
-    assert_match(/class    Stripe::CardError/, out)
-    assert_match(/message  Your card was declined\./, out)
-    assert_match(%r{app/jobs/ride_create_job\.rb:30}, out)
+    assert_match(/^error \(yaml\)\n  Stripe::CardError\n    Your card was declined\.\n      app\/jobs\/ride_create_job\.rb:30/, out)
     assert_match(/!ruby\/object:Stripe::Charge/, out)
-    assert_match(/no resume description/, out)
+    assert_match(/^  none \(a run of acidic_job 0\.7\.0\)/, out)
 
     detail = cli_json("show", @waiting)
     assert_equal %w[attributes attributes_format batch error job_args resume run staged steps], detail.keys.sort
@@ -148,10 +146,13 @@ class AdminCLITest < AcidicTest
     assert_equal [1, ""], [code, out]
     assert_match(/\Aacidic-job: cannot retry run \d+ .*succeeded/, err)
     assert_equal 1, err.lines.size
+    out, _, code = cli("retry", @ok[0], "--json")
+    assert_equal 1, code
+    assert_equal "AJ_ESTATE", JSON.parse(out)["error"]["code"]
 
     out, err, code = cli("retry", @failed[0])
     assert_equal 0, code, err
-    assert_match(/\Aretried run \d+ \(key #{@failed[0]}, AdminChargeJob\): now queued at charge$/, out)
+    assert_match(/\Aretried run \d+ "#{@failed[0]}" \(AdminChargeJob\): it resumes at step "charge"; its resume job \(activejob\) is staged: the application's next drain sends it/, out)
     # this process has no job classes loaded: the resume job waits for a drain
     assert_equal 1, AcidicJob::Staged.where(job_name: "AdminChargeJob").count
     AcidicJob.drain(older_than: 0)
@@ -178,7 +179,10 @@ class AdminCLITest < AcidicTest
 
     _, err, code = cli("retry", "--state", "failed")
     assert_equal 2, code
-    assert_match(/--all/, err)
+    assert_match(/filter options \(--state, --job, ...\) need --all/, err)
+    _, err, code = cli("retry", @ok[0], "--all")
+    assert_equal 2, code
+    assert_match(/--all acts on a filter/, err)
     _, err, code = cli("retry", "--all", "--state", "succeeded")
     assert_equal 2, code, "retry does not apply to succeeded runs"
     assert_match(/succeeded/, err)
@@ -189,14 +193,14 @@ class AdminCLITest < AcidicTest
     3.times { succeeded_run }
     out, err, code = cli("retry", "--all", "--state", "failed", "--job", "AdminOtherJob", "--batch-size", "2")
     assert_equal 0, code, err
-    assert_equal "retried 5 run(s), skipped 0\n", out
+    assert_equal "retry: 5 run(s) changed, 0 skipped\n", out
     assert_equal "", err, "no progress bar off a terminal"
     assert_equal 5, AcidicJob::Key.queued.count
     out, _, code = cli("retry", "--all", "--state", "failed", "--json")
     assert_equal [1, { "changed" => 0, "skipped" => 0 }], [code, JSON.parse(out)]
 
     out, _, code = cli("prune", "--finished-before", "7d")
-    assert_equal [1, "deleted 0 finished run(s)\n"], [code, out]
+    assert_equal [0, "deleted 0 finished run(s)\n"], [code, out], "exit 0 also when none was due (cron)"
 
     # on a pseudo-terminal: a progress bar (ruby-progressbar) on stderr, then the count
     screen = +""
@@ -222,16 +226,18 @@ class AdminCLITest < AcidicTest
       key = stranded_run
       out, err, code = cli("list", "--state", "running", "--lock-timeout", "600")
       assert_equal 0, code, err
-      assert_match(/running\s+hold\s+\d+\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+:\d+/, out.lines[1])
+      assert_match(/running\s+hold\s+1\s+\d+s\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/, out.lines[1])
       wait_for_lock_expiry
       out, err, code = cli("stats", "--lock-timeout", LOCK_TIMEOUT)
       assert_equal 0, code, err
       assert_match(/^runs: 7$/, out)
-      assert_match(/^STATE\s+COUNT\nstranded\s+1\nfailed\s+3\nawaiting\s+1\nsucceeded\s+2$/, out)
-      assert_match(/^AdminChargeJob\s+failed\s+2$/, out)
-      assert_match(/^oldest stranded: run \d+ \(key #{key}, AdminHoldJob\) locked since .* by \S+:\d+$/, out)
-      assert_match(/^staged backlog: 4 \(oldest: \d+ /, out)
-      assert_match(/^open batches: 1 \(oldest: /, out)
+      assert_match(/^STATE\s+RUNS\nstranded\s+1\nfailed\s+3\nawaiting\s+1\nsucceeded\s+2$/, out)
+      assert_match(/^JOB\s+STRANDED\s+FAILED\s+AWAITING\s+SUCCEEDED$/, out)
+      assert_match(/^AdminChargeJob\s+2\s+2$/, out)
+      assert_match(/^AdminHoldJob\s+1$/, out)
+      assert_match(/^oldest stranded: run \d+ "#{key}" \(AdminHoldJob\) at step hold, locked \d+s ago by \S+:\d+$/, out)
+      assert_match(/^staged jobs not acknowledged: 4 \(oldest: #\d+ activejob /, out)
+      assert_match(/^open batches: 1 \(oldest: #\d+ of run \d+, step "fan_out": 2 job\(s\) to go/, out)
       stats = cli_json("stats", "--lock-timeout", LOCK_TIMEOUT)
       assert_equal key, stats["oldest_stranded"]["key"]
       assert_equal 7, stats["total"]
@@ -239,10 +245,10 @@ class AdminCLITest < AcidicTest
 
       _, err, code = cli("unlock", key, "--lock-timeout", "600")
       assert_equal 1, code, "live for a 600 s lock timeout"
-      assert_match(/force/, err)
+      assert_match(/force.*\(--force\)$/, err)
       out, err, code = cli("unlock", key, "--lock-timeout", LOCK_TIMEOUT)
       assert_equal 0, code, err
-      assert_match(/\Aunlocked run \d+ \(key #{key}, AdminHoldJob\)/, out)
+      assert_match(/\Aunlocked run \d+ "#{key}" \(AdminHoldJob\): recovery hands it back/, out)
       out, err, code = cli("recover", "--lock-timeout", LOCK_TIMEOUT)
       assert_equal [0, "requeued 1 run(s), 0 dead\n"], [code, out], err
       out, err, code = cli("drain", "--older-than", "0")
@@ -266,6 +272,10 @@ class AdminCLITest < AcidicTest
     _, err, code = cli("list", database: nil)
     assert_equal 2, code
     assert_match(/no database: pass --database URL/, err)
+    out, _, code = Open3.capture3(cli_env.merge("ACIDIC_JOB_DATABASE_URL" => database_arg.to_s), executable, "stats")
+    assert_equal [0, "runs: 0"], [code, out.lines.first.chomp], "the database from the environment"
+    out, _, code = cli("--version", database: nil)
+    assert_equal [0, "acidic-job, version #{AcidicJob::VERSION}\n"], [code, out]
     _, err, code = cli("list", "--colour", "red")
     assert_equal 2, code
     assert_match(/Unknown switches "--colour"/, err)

@@ -241,6 +241,10 @@ module AcidicJob
       @store || Stores.current
     end
 
+    # What pushing the job of the last retry or reset raised (the job then waits, staged,
+    # for a drain: this process lacks the application's job classes or queue), or nil.
+    attr_reader :last_enqueue_error
+
     # Runs, newest first (order: :asc for oldest first), one page of `limit` (default 50,
     # at most 1000). Filters: state (names, see .states), job (a job class or name),
     # key_prefix, older_than (not updated for that long: seconds or "1h"), since (updated
@@ -288,16 +292,17 @@ module AcidicJob
     # Clear a failed, dead or stranded run's error and enqueue it again through its
     # queue: it resumes at its recovery point. force: also when its lock is live (its
     # worker is known to be dead). Returns the run as it is now.
-    def retry(run, force: false)
-      act(:retry, run, force: force) { |key, id, flags| Native::Admin.retry(store, key, id, flags) }
+    # enqueue: false stages nothing (the caller enqueues the run itself).
+    def retry(run, force: false, enqueue: true)
+      act(:retry, run, force: force, enqueue: enqueue) { |key, id, flags| Native::Admin.retry(store, key, id, flags) }
     end
 
     # Move a run's recovery point to `step` (back or forward) and enqueue it: the steps
     # from there run again, with their writes.
-    def reset(run, step:, force: false)
+    def reset(run, step:, force: false, enqueue: true)
       raise InvalidArgument, "reset needs the step to restart at" if step.nil? || step.to_s.empty?
 
-      act(:reset, run, force: force, step: step.to_s) do |key, id, flags|
+      act(:reset, run, force: force, enqueue: enqueue, step: step.to_s) do |key, id, flags|
         Native::Admin.reset(store, key, id, step.to_s, flags)
       end
     end
@@ -417,23 +422,30 @@ module AcidicJob
     end
 
     # One action on one run, published as <action>.acidic_job (run_id, key, job_name,
-    # force, step for reset, enqueued_by: :core or :ruby). A 0.7.0 row (no resume
+    # force, step for reset, enqueued_by: :core, :ruby or nil). A 0.7.0 row (no resume
     # description) is retried or reset without staging, and its job enqueued here.
-    def act(action, run, force:, step: nil)
+    def act(action, run, force:, enqueue: true, step: nil)
       key, id = target(run)
       flags = flags_for(force)
+      flags |= Native::Admin::NO_ENQUEUE unless enqueue
       payload = { action: action, force: force }
       payload[:step] = step if step
       ActiveSupport::Notifications.instrument("#{action}.acidic_job", payload) do
         begin
           yield key, id, flags
-          payload[:enqueued_by] = :core if %i[retry reset].include?(action)
+          if %i[retry reset].include?(action)
+            payload[:enqueued_by] = enqueue ? :core : nil
+            # the core handed the resume job to the queue after commit; a push that raised
+            # leaves it staged for a drain
+            @last_enqueue_error = enqueue ? store.last_enqueue_error : nil
+            payload[:enqueue_error] = @last_enqueue_error if @last_enqueue_error
+          end
         rescue StateError
-          enqueue = %i[retry reset].include?(action) && legacy_enqueue(key, id, action)
-          raise unless enqueue
+          enqueuer = enqueue && %i[retry reset].include?(action) && legacy_enqueue(key, id, action)
+          raise unless enqueuer
 
           yield key, id, flags | Native::Admin::NO_ENQUEUE
-          enqueue.call
+          enqueuer.call
           payload[:enqueued_by] = :ruby
         end
         current = Run.from_native(Native::Admin.show(store, key, id)[:run])
