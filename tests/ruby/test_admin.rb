@@ -166,7 +166,7 @@ class AdminTest < AcidicTest
     assert_equal 1, Audit.where(event: "charge again").count
     assert_equal ["retry.acidic_job"], @events.map(&:first)
     assert_equal({ action: :retry, force: false, enqueued_by: :core, run_id: record.id, key: key,
-                   job_name: "AdminChargeJob" }, @events.first[1])
+                   job_name: "AdminChargeJob", state: "queued" }, @events.first[1])
 
     error = assert_raises(AcidicJob::StateError) { record.retry! }
     assert_match(/succeeded/, error.message)
@@ -198,6 +198,22 @@ class AdminTest < AcidicTest
 
     error = assert_raises(AcidicJob::UnknownRecoveryPoint) { record.reset_to!(:no_such_step) }
     assert_match(/no_such_step/, error.message)
+  end
+
+  def test_operator_actions_are_logged_at_info
+    log = StringIO.new
+    AcidicJob.config.logger = Logger.new(log, level: Logger::INFO)
+    key = failed_run("logged")
+    admin.retry(key)
+    assert_raises(AcidicJob::StateError) { admin.unlock(key) }
+    admin.bulk(:discard, filter: { state: :queued })
+    lines = log.string.lines.grep(/operator/)
+    assert_match(/\A.*\[acidic_job\] operator retry: run \d+ #{key} \(AdminChargeJob\) is now queued$/, lines[0])
+    assert_match(/operator unlock refused: AcidicJob::StateError: cannot unlock run/, lines[1])
+    assert_match(/operator bulk discard: 1 changed, 0 skipped$/, lines[2])
+    assert_equal 3, lines.size
+  ensure
+    AcidicJob.config.logger = Logger.new(nil)
   end
 
   def test_discard_finishes_a_failed_run_and_keeps_it

@@ -449,7 +449,7 @@ module AcidicJob
           payload[:enqueued_by] = :ruby
         end
         current = Run.from_native(Native::Admin.show(store, key, id)[:run])
-        payload.merge!(run_id: current.id, key: current.key, job_name: current.job_name)
+        payload.merge!(run_id: current.id, key: current.key, job_name: current.job_name, state: current.state)
         current
       end
     end
@@ -515,6 +515,45 @@ module AcidicJob
       native = filter_for(**filter, limit: batch_size)
       changed, skipped = Native::Admin.bulk(store, code, step&.to_s, native, flags_for(force), &progress)
       BulkResult.new(changed: changed, skipped: skipped)
+    end
+  end
+end
+
+module AcidicJob
+  # The operator's actions in the log (info level, config.logger): what changed, or why
+  # it was refused. Published by AcidicJob::Admin as retry/reset/unlock/discard/bulk/
+  # prune.acidic_job (payloads: action, force, step, run_id, key, job_name, enqueued_by,
+  # changed, skipped, deleted; `exception` when refused).
+  class LogSubscriber
+    %i[retry reset unlock discard].each do |action|
+      define_method(action) do |event|
+        info do
+          p = event.payload
+          forced = p[:force] ? " (forced)" : ""
+          step = p[:step] ? " to step #{p[:step]}" : ""
+          if p[:exception]
+            "[acidic_job] operator #{action}#{step}#{forced} refused: #{p[:exception][0]}: #{p[:exception][1]}"
+          else
+            "[acidic_job] operator #{action}#{step}#{forced}: run #{p[:run_id]} #{p[:key]} (#{p[:job_name]}) is now #{Admin::Serializable.json_value(p[:state])}"
+          end
+        end
+      end
+    end
+
+    def bulk(event)
+      info do
+        p = event.payload
+        outcome = p[:exception] ? "stopped: #{p[:exception][0]}: #{p[:exception][1]}" : "#{p[:changed]} changed, #{p[:skipped]} skipped"
+        "[acidic_job] operator bulk #{p[:action]}#{' (forced)' if p[:force]}: #{outcome}"
+      end
+    end
+
+    def prune(event)
+      info do
+        p = event.payload
+        outcome = p[:exception] ? "stopped: #{p[:exception][0]}: #{p[:exception][1]}" : "#{p[:deleted]} run(s) deleted"
+        "[acidic_job] operator prune of runs finished before #{p[:finished_before]}s ago: #{outcome}"
+      end
     end
   end
 end
