@@ -129,7 +129,25 @@ module AdminHelpers
     pid, = start_holding_worker(key, release: false)
     Process.kill("KILL", pid)
     Process.wait(pid)
+    wait_for_dead_transaction(key) if postgres?
     key
+  end
+
+  # PostgreSQL ends a killed client's transaction (and releases its row lock) once its
+  # backend sees the connection closed: a moment after the kill.
+  def wait_for_dead_transaction(key)
+    conn = AcidicJob::Key.connection
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 20
+    begin
+      conn.transaction do
+        conn.execute("SELECT id FROM acidic_job_keys WHERE idempotency_key = #{conn.quote(key)} FOR UPDATE NOWAIT")
+      end
+    rescue ActiveRecord::StatementInvalid
+      raise if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.05
+      retry
+    end
   end
 
   def wait_for_lock_expiry

@@ -552,7 +552,7 @@ module AcidicJob
       info do
         p = event.payload
         outcome = p[:exception] ? "stopped: #{p[:exception][0]}: #{p[:exception][1]}" : "#{p[:deleted]} run(s) deleted"
-        "[acidic_job] operator prune of runs finished before #{p[:finished_before]}s ago: #{outcome}"
+        "[acidic_job] operator prune of runs finished more than #{format('%g', p[:finished_before])}s ago: #{outcome}"
       end
     end
   end

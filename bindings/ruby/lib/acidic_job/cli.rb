@@ -237,6 +237,9 @@ module AcidicJob
         Array(options[:require]).each { |file| require File.expand_path(file) }
         given = io[:admin]
         url = options[:database] || ENV["ACIDIC_JOB_DATABASE_URL"]
+        # the command says what it did; the log (config.logger) keeps only errors, unless
+        # the application's own logger came with --require or the Rails task
+        AcidicJob.config.logger = Logger.new(io[:err], level: Logger::ERROR) unless given || options[:require]
         if given
           given
         elsif url && !url.empty?
