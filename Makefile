@@ -9,7 +9,7 @@ PREFIX ?= /usr/local
 MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build install test demo bench clean
+.PHONY: all deps build install test demo bench reliability soak clean
 
 all: build
 
@@ -38,6 +38,15 @@ demo:
 	@echo
 	@echo "==> Python (examples/python/ride_booking.py)"
 	@bash examples/python/run.sh
+
+# The reliability suites of issue 9 (tests/reliability/run.sh): defect recipes, kill
+# anywhere, PostgreSQL faults, bad input, fuzzing. Not part of `make test` yet: they
+# reproduce defects the core still has. `make soak` is the long form.
+reliability: deps
+	@bash tests/reliability/run.sh
+
+soak: deps
+	@SOAK=1 bash tests/reliability/run.sh
 
 bench: build
 	@if [ -f bench/run.sh ]; then bash bench/run.sh; else echo "bench/run.sh does not exist yet"; fi

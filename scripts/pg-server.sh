@@ -4,10 +4,11 @@
 #   scripts/pg-server.sh start DIR    initialise (first time) and start a cluster in DIR;
 #                                     prints ONE line: the libpq URI of database acidic_test
 #   scripts/pg-server.sh url DIR      print that URI again (the cluster must be running)
-#   scripts/pg-server.sh restart DIR  restart it (tests simulate a server restart);
-#                                     PG_STOP_MODE=immediate|fast|smart picks how it stops
-#                                     (default fast; immediate is a crash: no checkpoint,
-#                                     every connection cut at once)
+#   scripts/pg-server.sh restart DIR [MODE]
+#                                     restart it (tests simulate a server restart); MODE (or
+#                                     PG_STOP_MODE) is pg_ctl's shutdown mode: fast (default),
+#                                     smart, or immediate (a crash: no checkpoint, every
+#                                     connection cut without a word)
 #   scripts/pg-server.sh stop DIR     stop it (fast); safe to call twice or on no cluster
 #
 # The cluster listens on a free 127.0.0.1 port and on a unix socket. Authentication is
@@ -27,7 +28,7 @@ SOCKET_PATH_MAX=107 # sun_path is 108 bytes including the NUL
 
 die() { echo "pg-server.sh: $*" >&2; exit 1; }
 
-usage() { die "usage: $0 start|stop|restart|url DIR"; }
+usage() { die "usage: $0 start|stop|url DIR | restart DIR [fast|immediate]"; }
 
 am_root() { [ "$(id -u)" -eq 0 ]; }
 
@@ -185,12 +186,14 @@ stop() {
 
 restart() {
     is_running || die "no cluster running in $DIR"
-    as_owner "$PG_BIN/pg_ctl" restart -m "${PG_STOP_MODE:-fast}" -w -t 60 -D "$DATA" -l "$LOG" >/dev/null ||
+    case "$MODE" in fast | immediate | smart) ;; *) usage ;; esac
+    as_owner "$PG_BIN/pg_ctl" restart -m "$MODE" -w -t 60 -D "$DATA" -l "$LOG" >/dev/null ||
         die "pg_ctl restart failed, see $LOG"
 }
 
-[ $# -eq 2 ] || usage
+[ $# -eq 2 ] || { [ $# -eq 3 ] && [ "$1" = restart ]; } || usage
 DIR=$2
+MODE=${3:-${PG_STOP_MODE:-fast}}
 [ -n "$DIR" ] || usage
 if [ "$1" = start ]; then mkdir -p "$DIR"; fi
 if [ ! -d "$DIR" ]; then

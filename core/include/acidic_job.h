@@ -323,7 +323,9 @@ typedef enum aj_event_type {
 typedef struct aj_event {
     unsigned int version;   /* AJ_EVENT_VERSION */
     int type;               /* an aj_event_type */
-    int64_t run_id;         /* 0 when the event is not about a run */
+    int64_t run_id;         /* 0 when the event is not about a run, and while a new run's
+                               row is not written yet: on SQLite until the end of its first
+                               step (ACQUIRED, the first STEP_STARTED); `key` names it */
     const char *key;        /* the run's idempotency key, or NULL */
     const char *job_name;   /* the run's job, or NULL */
     const char *step;       /* the step, or NULL */

@@ -21,6 +21,8 @@ int aj_host_row(aj_host_result *result, const aj_value *cells, size_t ncells)
 {
     if (!result || (ncells && !cells))
         return aj_error_set(AJ_EINVALID, "aj_host_row: NULL argument");
+    if (ncells == 0)
+        return aj_error_set(AJ_EINVALID, "aj_host_row: a row has at least one cell");
     for (size_t i = 0; i < ncells; i++)
         if (cells[i].type != AJ_NULL && cells[i].type != AJ_INT && cells[i].type != AJ_TEXT)
             return aj_error_set(AJ_EINVALID, "aj_host_row: cell %zu has unknown type %d", i,
@@ -44,7 +46,9 @@ static const char *infer_state(const char *msg)
         {"duplicate key value violates unique constraint", "23505"},
         {"could not serialize access", "40001"},
         {"deadlock detected", "40P01"},
-        {"index row size", "54000"},
+        {"index row size", "54000"},     /* up to btree's 2704 bytes */
+        {"index row requires", "54000"}, /* past a page (8191 bytes) */
+        {"ProgramLimitExceeded", "54000"},
         {"could not obtain lock on row", "55P03"},
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)

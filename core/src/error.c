@@ -132,12 +132,21 @@ static int space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r
 static const char *value_end(const char *v)
 {
     if (*v == '\'') {
-        for (v++; *v && *v != '\''; v++)
+        /* libpq's \' escape, and '' (not libpq's, but a value someone quoted SQL-style
+         * is echoed whole by libpq's complaint about it) */
+        for (v++; *v; v++) {
             if (*v == '\\' && v[1])
                 v++;
+            else if (*v == '\'' && v[1] == '\'')
+                v++;
+            else if (*v == '\'')
+                break;
+        }
         return *v ? v + 1 : v;
     }
-    while (*v && !space(*v) && *v != '&' && *v != '#')
+    /* Unquoted, a value ends at white space only: '&' and '#' end it in a URI query, but
+     * not in conninfo, and hiding a little more than the password costs nothing. */
+    while (*v && !space(*v))
         v++;
     return v;
 }
@@ -165,10 +174,13 @@ static void find_secrets(const char *s, spans *sp)
     size_t n = strlen(s);
     for (const char *p = strstr(s, "://"); p; p = strstr(p + 3, "://")) {
         const char *auth = p + 3;
-        /* The authority ends at the first '/', '?' or '#' after the LAST '@' that comes
-         * before any space: a password may hold '/' when it is not percent-encoded. */
+        /* The userinfo ends at the LAST '@' before the next URL: a password that is not
+         * percent-encoded may hold '/', '?', '#', '=' and even spaces, and what follows
+         * the '@' up to the next URL is hidden with it only when there is a later '@'
+         * (hiding too much costs nothing, a password shown does). */
+        const char *next = strstr(auth, "://");
         const char *at = NULL;
-        for (const char *q = auth; *q && !space(*q); q++)
+        for (const char *q = auth; *q && (!next || q < next); q++)
             if (*q == '@')
                 at = q;
         if (!at)

@@ -28,6 +28,10 @@ int aj_rows_append(aj_rows *rows, const aj_value *cells, size_t ncols)
     else if (ncols != rows->ncols)
         return aj_error_set(AJ_ERROR, "result row has %zu cells, expected %zu", ncols,
                             rows->ncols);
+    if (ncols == 0) { /* nothing to copy (and no cells array to point into) */
+        rows->nrows++;
+        return AJ_OK;
+    }
     size_t need = (rows->nrows + 1) * ncols;
     if (need > rows->cap) {
         size_t cap = rows->cap ? rows->cap * 2 : 16;

@@ -865,6 +865,7 @@ static int step_body(aj_store *s, void *arg)
     s->in_step = 1;
     run->step_index = (size_t)idx;
     run_event(run, AJ_EVENT_STEP_STARTED, step);
+    aj_error_clear(); /* so that an AJ_ECONFLICT it returns is its own report */
     int cb = sc->fn(run, step, sc->ctx);
     run->in_step = 0;
     s->in_step = 0;

@@ -33,8 +33,8 @@ static int tx_body(void *p)
                                       "transaction: open one (BEGIN) before calling it");
     if (!rc && !(t->flags & AJ_TXF_NO_SCHEMA))
         rc = aj_schema_ensure(s);
-    if (!rc && ((t->flags & AJ_TXF_WRITE) || s->write_lock_first) && !(t->flags & AJ_TXF_NO_SCHEMA) && s->hooks &&
-        s->drv->dialect == AJ_DIALECT_SQLITE)
+    if (!rc && ((t->flags & AJ_TXF_WRITE) || s->write_lock_first) &&
+        !(t->flags & AJ_TXF_NO_SCHEMA) && s->hooks && s->drv->dialect == AJ_DIALECT_SQLITE)
         rc = aj_store_x(s, AJ_Q_WRITE_LOCK, NULL, 0, NULL);
     if (!rc)
         rc = t->body(s, t->arg);

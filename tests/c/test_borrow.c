@@ -162,7 +162,7 @@ static int app_atomically(void *ctx, aj_tx_body body, void *arg, int *committed)
     return 0;
 }
 
-static const aj_host_tx app_hooks = {AJ_HOST_TX_VERSION, app_atomically};
+static const aj_host_tx app_hooks = {AJ_HOST_TX_VERSION, app_atomically, 0};
 
 /* On SQLite a new run is acquired by a read in a transaction of its own (it commits
  * nothing; the step's transaction then starts with the step's first write). */
@@ -201,7 +201,7 @@ void test_borrow_basics(void **state) {
     native n;
     nat_open(&n);
     /* a hook table that is not initialised is refused */
-    aj_host_tx bad = {0, app_atomically};
+    aj_host_tx bad = {0, app_atomically, 0};
     aj_host_tx no_fn = AJ_HOST_TX_INIT;
     app a = {0};
     assert_aj(n.db ? aj_store_borrow_sqlite(&s, n.db, &bad, &a, NULL)
@@ -588,7 +588,7 @@ void test_borrow_host(void **state) {
     nat_open(&h.n);
     h.a.n = &h.n;
     aj_host_ops ops = {AJ_HOST_OPS_VERSION, host_exec, host_in_tx};
-    aj_host_tx tx = {AJ_HOST_TX_VERSION, host_atomically};
+    aj_host_tx tx = {AJ_HOST_TX_VERSION, host_atomically, 0};
     aj_host_ops old = {0, host_exec, host_in_tx};
     int dialect = g_db == DB_SQLITE ? AJ_DIALECT_SQLITE : AJ_DIALECT_POSTGRES;
     aj_store *s = NULL;
@@ -815,11 +815,108 @@ void test_borrow_admin(void **state) {
     h.n = n;
     h.a.n = &h.n;
     aj_host_ops ops = {AJ_HOST_OPS_VERSION, host_exec, host_in_tx};
-    aj_host_tx tx = {AJ_HOST_TX_VERSION, host_atomically};
+    aj_host_tx tx = {AJ_HOST_TX_VERSION, host_atomically, 0};
     assert_aj(aj_store_borrow_host(&s, g_db == DB_SQLITE ? AJ_DIALECT_SQLITE : AJ_DIALECT_POSTGRES,
                                    &ops, &tx, &h, NULL), AJ_OK);
     admin_through(s, &h.a, check);
     aj_store_free(s);
     nat_close(&n);
     aj_store_free(check);
+}
+
+/* A probe from another connection, while a step's callback runs: can it take SQLite's
+ * write lock? */
+typedef struct lock_probe {
+    int could_write; /* 1: yes, 0: busy, -1: not probed */
+} lock_probe;
+
+static int probing_step(aj_run *run, const char *step, void *ctx) {
+    lock_probe *p = ctx;
+    sqlite3 *other = NULL;
+    if (sqlite3_open(test_sqlite_path(), &other) != SQLITE_OK) return 1;
+    sqlite3_busy_timeout(other, 0);
+    int rc = sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    p->could_write = rc == SQLITE_OK;
+    if (rc == SQLITE_OK) sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(other);
+    aj_value v = {.type = AJ_TEXT, .text = step, .len = strlen(step)};
+    return aj_store_exec(aj_run_store(run), "INSERT INTO app_log (step) VALUES (?)", &v, 1, NULL);
+}
+
+/* aj_host_tx version 2, write_lock_first: the step's transaction holds SQLite's write lock
+ * before its callback runs (for hosts whose lock waits block the holder); without it the
+ * callback runs before the first write takes the lock. */
+void test_borrow_write_lock_first(void **state) {
+    (void)state;
+    for (int first = 0; first < 2; first++) {
+        native n;
+        nat_open(&n);
+        app a = {0};
+        a.n = &n;
+        aj_host_tx hooks = AJ_HOST_TX_INIT;
+        hooks.atomically = app_atomically;
+        hooks.write_lock_first = first;
+        aj_store *s = NULL;
+        assert_aj(aj_store_borrow_sqlite(&s, n.db, &hooks, &a, NULL), AJ_OK);
+        if (!first) create_app_table(s);
+        aj_workflow *wf = make_wf("a", "b", NULL);
+        aj_run *run = new_run(s, wf, first ? "locked-first" : "locked-late");
+        lock_probe p = {-1};
+        assert_aj(aj_run_execute(run, probing_step, &p), AJ_OK);
+        assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+        assert_int_equal(p.could_write, first ? 0 : 1);
+        assert_int_equal(app_rows(s, "a"), first + 1);
+        assert_int_equal(app_rows(s, "b"), first + 1);
+        aj_run_free(run);
+        aj_workflow_free(wf);
+        aj_store_free(s);
+        nat_close(&n);
+    }
+}
+
+typedef struct conflicting {
+    int calls;
+    int report; /* set the last error to AJ_ECONFLICT before returning it */
+} conflicting;
+
+static int conflicting_step(aj_run *run, const char *step, void *ctx) {
+    conflicting *c = ctx;
+    aj_value v = {.type = AJ_TEXT, .text = step, .len = strlen(step)};
+    if (aj_store_exec(aj_run_store(run), "INSERT INTO app_log (step) VALUES (?)", &v, 1, NULL))
+        return 1;
+    if (c->calls++ == 0) {
+        if (c->report) return aj_error_report(AJ_ECONFLICT, "the application's write met a "
+                                                            "serialization failure (test)");
+        return AJ_ECONFLICT;
+    }
+    return 0;
+}
+
+/* A step callback whose own write met a conflict says so (AJ_ECONFLICT after
+ * aj_error_report): the step is rolled back and tried again. The bare code without the
+ * report is a failure like any other. */
+void test_step_conflict_retried(void **state) {
+    (void)state;
+    aj_store *s = open_store();
+    create_app_table(s);
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    conflicting c = {0, 1};
+    aj_run *run = acquire_ok(s, wf, "conflict", NULL);
+    assert_aj(aj_run_execute(run, conflicting_step, &c), AJ_OK);
+    assert_int_equal(c.calls, 3); /* a twice, b once */
+    assert_int_equal(app_rows(s, "a"), 1);
+    assert_int_equal(app_rows(s, "b"), 1);
+    aj_run_free(run);
+
+    conflicting bare = {0, 0};
+    run = acquire_ok(s, wf, "bare", NULL);
+    assert_aj(aj_run_execute(run, conflicting_step, &bare), AJ_ESTEP);
+    assert_int_equal(bare.calls, 1);
+    assert_int_equal(key_locked(s, "bare"), 0);
+    char *err = key_error(s, "bare");
+    assert_non_null(err);
+    free(err);
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(s);
 }

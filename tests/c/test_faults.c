@@ -148,7 +148,7 @@ void test_pg_borrowed_statements_discarded(void **state) {
     aj_store *owner = open_store();
     PGconn *pg = PQconnectdb(test_pg_conninfo());
     assert_int_equal(PQstatus(pg), CONNECTION_OK);
-    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, pg_tx};
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, pg_tx, 0};
     aj_store *s = NULL;
     assert_aj(aj_store_borrow_pg(&s, pg, &hooks, pg, NULL), AJ_OK);
     aj_workflow *wf = make_wf("a", "b", NULL);

@@ -164,7 +164,7 @@ void test_pg_borrowed_step_round_trips(void **state)
     assert_int_equal(PQstatus(pg), CONNECTION_OK);
     exec_ok(pg, "CREATE TABLE rt_rides (id bigserial PRIMARY KEY, name text NOT NULL)");
     aj_store *store;
-    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_atomically};
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_atomically, 0};
     assert_int_equal(aj_store_borrow_pg(&store, pg, &hooks, pg, NULL), AJ_OK);
     assert_int_equal(aj_store_migrate(store), AJ_OK);
     aj_workflow *wf = three_steps();

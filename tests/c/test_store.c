@@ -196,6 +196,14 @@ void test_open_redacts_password(void **state) {
         {"host=/x\vpassword=Hunter2://x:Secret9@y", "Hunter2"},
         {"host=/x\vpassword=Hunter2://x:Secret9@y", "Secret9"},
         {"postgres://@:99999/x?password=Topsecret", "Topsecret"},
+        /* found by tests/reliability's redaction fuzzer */
+        {"mysql://user:pa?ss9word@h/db", "ss9word"},
+        {"mysql://user:pa#ss9word@h/db", "ss9word"},
+        {"host=127.0.0.1 port=1 password=abc&secret7 dbname=x", "secret7"},
+        {"host=127.0.0.1 port=1 password = 'it''s-secret9' dbname=x", "s-secret9"},
+        {"host=127.0.0.1 port=1 password='x'password=SECRET9", "SECRET9"},
+        {"postgresql://paardsuer:hpaaost=` prd@", "hpaaost"},
+        {"postgresql://paardsuer:hpaaost=` prd@", "prd"},
     };
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
         aj_store *s = NULL;
@@ -210,6 +218,9 @@ void test_open_redacts_password(void **state) {
     /* an impossible port is the caller's error, not the database's */
     aj_store *s = NULL;
     assert_aj(aj_store_open(&s, "postgres://@:99999/x", NULL), AJ_EINVALID);
+    assert_aj(aj_store_open(&s, "postgres://@:-1/x", NULL), AJ_EINVALID);
+    assert_aj(aj_store_open(&s, "host=127.0.0.1 port=1 sslmode=nonsense", NULL), AJ_EINVALID);
+    assert_null(s);
 }
 
 void test_reopen_idempotent(void **state) {

@@ -20,6 +20,7 @@
     X(test_borrow_host)                  \
     X(test_borrow_awaits)                \
     X(test_borrow_ack_joins_step)        \
+    X(test_step_conflict_retried)        \
     X(test_borrow_admin)                 \
     /* test_workflow.c */                \
     X(test_workflow_definition)          \
@@ -114,10 +115,12 @@
     /* test_util.c (no database: once) */ \
     X(test_format_time_matches_libc)     \
     X(test_lean_statements)              \
+    X(test_rows_without_cells)           \
     X(test_sqlite_options)               \
     X(test_sqlite_busy)                  \
     /* test_faults.c */                  \
     X(test_sqlite_write_lock_held_late)  \
+    X(test_borrow_write_lock_first)      \
     X(test_sqlite_key_created_during_first_step)
 
 /* PostgreSQL only. */

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from celery import Celery
+from celery import Celery, current_task
 
 import acidic_job
 import acidic_job.celery
@@ -15,7 +15,11 @@ DB, BROKER, QUEUE = settings()
 app = Celery("celery_jobs", broker=BROKER)
 app.conf.task_default_queue = QUEUE
 app.conf.worker_hijack_root_logger = False
-acidic_job.celery.install(app, DB)
+#: seconds between a worker's recovery sweeps; off unless a test asks for it
+RECOVER_EVERY = float(os.environ.get("AJ_JOBS_RECOVER_EVERY") or 0) or None
+#: the lock timeout of the workflows the recovery tests strand, which recovery judges by
+LOCK_TIMEOUT = 2
+acidic_job.celery.install(app, DB, recover_every=RECOVER_EVERY, lock_timeout=LOCK_TIMEOUT)
 
 
 @app.task(base=acidic_job.celery.Task, name="celery_jobs.record")
@@ -81,6 +85,47 @@ class Slow:
     def blocking(self, tx: Any) -> None:
         tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "blocking"))
         block_once(self.label)
+
+
+@acidic_job.celery.task(app)
+class Stranded(acidic_job.Workflow, database=DB, name="celery_jobs.Stranded",
+               lock_timeout=LOCK_TIMEOUT):
+    """Its worker is killed in the second step; recovery resumes it there."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @acidic_job.step
+    def first(self, tx: acidic_job.Cursor) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "first"))
+
+    @acidic_job.step
+    def blocking(self, tx: acidic_job.Cursor) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "blocking"))
+        block_once(self.label)
+
+    @acidic_job.step
+    def last(self, tx: acidic_job.Cursor) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "last"))
+        # in the step's transaction: another connection would wait for this one's lock
+        tx.execute("INSERT INTO performed (label, pid) VALUES (?, ?)",
+                   (f"{self.label}:task:{current_task.request.id}", os.getpid()))
+
+
+@acidic_job.celery.task(app)
+class Doomed(acidic_job.Workflow, database=DB, name="celery_jobs.Doomed", max_attempts=3,
+             retry_base=0.5):
+    """Fails every time: dead after three attempts."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @acidic_job.step
+    def charge(self) -> None:
+        # counted outside the database: the step's writes roll back with it
+        with open(os.path.join(os.environ["AJ_JOBS_DIR"], f"{self.label}.attempts"), "a") as f:
+            f.write("attempt\n")
+        raise RuntimeError(f"{self.label}: the card was declined")
 
 
 if os.environ.get("AJ_JOBS_WARM"):

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 PG_URL = os.environ.get("AJ_TEST_PG_URL", "")
 REDIS_URL = os.environ.get("AJ_TEST_REDIS_URL", "")
 
@@ -156,11 +157,53 @@ def url_env(request: Any, tmp_path: Any) -> Any:
     env.close()
 
 
+@pytest.fixture(params=["psycopg"])
+def psycopg_env(request: Any, tmp_path: Any) -> Any:
+    env = DbEnv(request.param, tmp_path)
+    yield env
+    env.close()
+
+
 @pytest.fixture(params=["pg-url"])
 def pg_url_env(request: Any, tmp_path: Any) -> Any:
     env = DbEnv(request.param, tmp_path)
     yield env
     env.close()
+
+
+class OwnPostgres:
+    """A PostgreSQL cluster of one test module, which its tests may restart (the shared
+    server of the suite must stay up for the others)."""
+
+    def __init__(self, directory: str) -> None:
+        self.dir = directory
+        self.url = self._script("start").stdout.strip()
+
+    def _script(self, command: str, **env: str) -> Any:
+        import subprocess
+        # not the sanitizers of the ASan pass: PostgreSQL's binaries hang under them
+        clean = {k: v for k, v in os.environ.items()
+                 if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+        return subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg-server.sh"), command,
+                               self.dir], check=command != "stop", capture_output=True,
+                              text=True, env={**clean, **env})
+
+    def restart(self, mode: str) -> None:
+        """pg_ctl restart -m MODE: "immediate" cuts every connection without a word (a
+        crash), "fast" terminates them."""
+        self._script("restart", PG_STOP_MODE=mode)
+
+    def stop(self) -> None:
+        self._script("stop")
+
+
+@pytest.fixture(scope="module")
+def own_pg(tmp_path_factory: Any) -> Any:
+    server = OwnPostgres(str(tmp_path_factory.mktemp("pg")))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def pytest_configure(config: Any) -> None:
@@ -178,7 +221,8 @@ def _part(item: Any) -> str:
         return marker.args[0]
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
-        for name in ("dbenv", "sqlite_env", "pg_env", "borrowed_env", "url_env", "pg_url_env"):
+        for name in ("dbenv", "sqlite_env", "pg_env", "borrowed_env", "url_env", "pg_url_env",
+                     "psycopg_env"):
             kind = callspec.params.get(name)
             if kind is not None:
                 return "sqlite" if kind in SQLITE_KINDS else "postgres"
@@ -251,15 +295,22 @@ class Workers:
             pass
         proc.wait()
 
+    def stop(self, proc: Any) -> None:
+        """A warm shutdown (SIGTERM): an RQ scheduler releases its lock, which a killed
+        one would hold for a minute."""
+        import signal
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(30)
+            except Exception:
+                self.kill(proc)
+
     def stop_all(self) -> None:
         import signal
         for proc in self.procs:
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(30)
-                except Exception:
-                    self.kill(proc)
+                self.stop(proc)
             else:
                 # reap stragglers of the group (prefork children)
                 try:

@@ -1,7 +1,9 @@
-"""A workflow whose step can be killed half-way (used by test_connections.py).
+"""A workflow whose step can be killed half-way (used by test_connections.py and
+test_recover.py).
 
-``python killable.py KIND URL`` runs it with a connection of KIND on URL: the step
-inserts a row, prints IN_STEP and blocks until killed.
+``python killable.py KIND URL [LOCK_TIMEOUT]`` runs it with a connection of KIND on URL,
+recoverable through the test's recording adapter: the step inserts a row, prints IN_STEP
+and blocks until killed.
 """
 from __future__ import annotations
 
@@ -47,6 +49,10 @@ def make(db: Any, ph: str, block: bool, lock_timeout: Optional[float] = None) ->
 
 
 if __name__ == "__main__":
+    import recording
     kind, url = sys.argv[1], sys.argv[2]
+    lock_timeout = float(sys.argv[3]) if len(sys.argv) > 3 else None
     ph = "?" if kind in ("sqlite3", "sqlite-url", "pg-url") else "%s"
-    make(connect(kind, url), ph, block=True).run(7)
+    acidic_job.adapters.install_adapter(recording.RecordingAdapter())
+    with acidic_job.recoverable(recording.RecordingAdapter.name):
+        make(connect(kind, url), ph, block=True, lock_timeout=lock_timeout).run(7)

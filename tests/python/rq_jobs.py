@@ -5,7 +5,7 @@ import os
 from typing import Any
 
 from redis import Redis
-from rq import Retry
+from rq import Retry, get_current_job
 
 import acidic_job
 import acidic_job.rq
@@ -13,9 +13,13 @@ from jobs_common import block_once, performed, settings
 
 DB, BROKER, QUEUE = settings()
 
+#: the lock timeout of the workflows the recovery tests strand, which recovery judges by
+LOCK_TIMEOUT = 2
 redis = Redis.from_url(BROKER) if BROKER else None
 if redis is not None:
-    acidic_job.rq.install(DB, redis, queue=QUEUE)
+    # the recovery tests schedule sweeps themselves (acidic_job.rq.schedule_recovery)
+    acidic_job.rq.install(DB, redis, queue=QUEUE, recover_every=None,
+                          lock_timeout=LOCK_TIMEOUT)
 
 
 @acidic_job.rq.job
@@ -135,3 +139,43 @@ class Stager(acidic_job.Workflow, database=DB, name="rq_jobs.Stager"):
     @acidic_job.step
     def stage(self) -> None:
         Decorated.job.perform_transactionally(self.label)  # type: ignore[attr-defined]
+
+
+@acidic_job.rq.job(f"{QUEUE}-recover")
+class Stranded(acidic_job.Workflow, database=DB, name="rq_jobs.Stranded",
+               lock_timeout=LOCK_TIMEOUT):
+    """Its work horse is killed in the second step; recovery resumes it there."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @acidic_job.step
+    def first(self, tx: acidic_job.Cursor) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "first"))
+
+    @acidic_job.step
+    def blocking(self, tx: acidic_job.Cursor) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "blocking"))
+        block_once(self.label)
+
+    @acidic_job.step
+    def last(self, tx: acidic_job.Cursor) -> None:
+        tx.execute("INSERT INTO step_rows (label, step) VALUES (?, ?)", (self.label, "last"))
+        job = get_current_job()
+        tx.execute("INSERT INTO performed (label, pid) VALUES (?, ?)",
+                   (f"{self.label}:job:{job.id if job else None}", os.getpid()))
+
+
+@acidic_job.rq.job
+class Doomed(acidic_job.Workflow, database=DB, name="rq_jobs.Doomed", max_attempts=3,
+             retry_base=0.5):
+    """Fails every time: dead after three attempts."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @acidic_job.step
+    def charge(self) -> None:
+        with open(os.path.join(os.environ["AJ_JOBS_DIR"], f"{self.label}.attempts"), "a") as f:
+            f.write("attempt\n")
+        raise RuntimeError(f"{self.label}: the card was declined")

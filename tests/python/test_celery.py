@@ -5,6 +5,7 @@ import importlib
 import os
 import subprocess
 import sys
+import time
 import uuid
 from typing import Any, Iterator
 
@@ -190,3 +191,51 @@ def test_a_borrowed_sqlite3_connection_sends_staged_tasks_after_its_commit(cel: 
     assert BorrowedBooking.run("s") is True
     wait_for(lambda: cel.performed("s:rolled-back") == 1 and cel.staged() == 0, "task s again")
     conn.close()
+
+
+def test_a_worker_killed_mid_step_is_recovered_under_the_same_task_id(cel: CeleryEnv) -> None:
+    """Celery acknowledges a task when it starts: a SIGKILLed worker's task is gone and
+    its run stays locked. The next worker's periodic recovery (every second here) hands
+    it back once the lock timeout (2 s) has passed, as acidic_job.resume with the run's
+    idempotency key as the task id; it resumes at the killed step, every step once."""
+    queue = f"{cel.queue}-recover"
+    workers = Workers(dict(cel.env, AJ_JOBS_RECOVER_EVERY="1"), cel.scratch)
+    try:
+        first = workers.start(cel.worker_args(queue), "recover-1")
+        cel.jobs.Stranded.task.apply_async(("stranded",), queue=queue)
+        wait_for(lambda: os.path.exists(os.path.join(cel.scratch, "stranded.in_step")),
+                 "the worker to be inside the step")
+        workers.kill(first)
+        assert cel.steps("stranded") == ["first"]
+        point, locked_at, _ = cel.key("celery_jobs.Stranded", "stranded")
+        assert point == "blocking" and locked_at is not None
+        second = workers.start(cel.worker_args(queue), "recover-2")
+        wait_for(lambda: cel.key("celery_jobs.Stranded", "stranded")[0] == "FINISHED",
+                 "recovery to resume the run")
+        assert cel.steps("stranded") == ["first", "blocking", "last"]
+        (key,) = cel.sql("SELECT idempotency_key FROM acidic_job_keys WHERE job_name = ?",
+                         ("celery_jobs.Stranded",))[0]
+        assert cel.performed(f"stranded:task:{key}") == 1   # the resumed task's id is the key
+        wait_for(lambda: cel.staged() == 0, "the resume task to be acknowledged")
+        assert "acidic_job.recover" in workers.log(second)
+    finally:
+        workers.stop_all()
+
+
+def test_a_run_failing_every_time_is_dead_after_max_attempts(cel: CeleryEnv) -> None:
+    queue = f"{cel.queue}-doomed"
+    workers = Workers(dict(cel.env, AJ_JOBS_RECOVER_EVERY="1"), cel.scratch)
+    try:
+        workers.start(cel.worker_args(queue), "doomed")
+        cel.jobs.Doomed.task.apply_async(("doomed",), queue=queue)
+        wait_for(lambda: cel.sql("SELECT dead_at FROM acidic_job_keys WHERE job_name = ?",
+                                 ("celery_jobs.Doomed",)) not in ([], [(None,)]),
+                 "the run to be dead")
+        attempts, error = cel.sql("SELECT attempts, error_object FROM acidic_job_keys "
+                                  "WHERE job_name = ?", ("celery_jobs.Doomed",))[0]
+        assert attempts == 3 and "the card was declined" in error
+        time.sleep(2.5)                  # sweeps go on; a dead run is left alone
+        with open(os.path.join(cel.scratch, "doomed.attempts")) as f:
+            assert f.read().count("attempt") == 3
+    finally:
+        workers.stop_all()

@@ -276,7 +276,7 @@ def test_a_step_that_commits_the_borrowed_connection_is_refused(borrowed_env: An
             tx.execute(f"INSERT INTO log (n) VALUES ({env.ph})", (1,))
             conn.commit()
 
-    with pytest.raises(acidic_job.MisuseError, match="committed or rolled back"):
+    with pytest.raises(acidic_job.MisuseError, match="ended its transaction itself"):
         SelfCommit.run()
     # what the premature commit made durable cannot be undone (the step's rows and the
     # run's progress it carried); the misuse is reported where it happened

@@ -195,7 +195,8 @@ def test_run_close_or_step_inside_its_own_step_is_a_misuse_not_a_crash(dbenv: An
 
     def misuse(self: Any) -> None:
         run = acidic_job.current_step().run  # type: ignore[union-attr]
-        for call in (run.close, run.fail, lambda: run.step(lambda name: None)):
+        for call in (run.close, lambda: run.step(lambda name: None),
+                     lambda: run.execute(lambda name: None)):
             with pytest.raises(acidic_job.MisuseError, match="inside a step of the same run"):
                 call()
             seen.append("refused")

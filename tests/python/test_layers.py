@@ -1,6 +1,7 @@
 """The package's modules form layers without cycles.
 
-Bottom up: ``_native`` and ``errors``, ``codec``; ``adapters`` (registry, dispatch,
+Bottom up: ``_native`` and ``errors``, ``codec``, ``events`` (log records and step hooks
+fed by the core's events); ``adapters`` (registry, dispatch,
 describe, payload encoding) and ``databases`` (which receive the enqueue callable);
 ``workflow``; ``queues``; the integrations ``celery`` and ``rq``; the package and its
 command line on top. The graph is read from the source with ``ast`` (every import
@@ -24,7 +25,7 @@ PACKAGE = "acidic_job"
 #: which modules each module may import, by layer (lower layers only)
 LAYERS: List[Set[str]] = [
     {"_native"},
-    {"errors", "codec"},
+    {"errors", "codec", "events"},
     {"adapters", "databases"},
     {"workflow"},
     {"queues"},

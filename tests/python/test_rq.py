@@ -7,8 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
-from typing import Any, Iterator
+from typing import Any, Iterator, List
 
 import pytest
 
@@ -238,7 +239,7 @@ def test_a_workflow_job_is_retried_by_the_scheduler_and_resumes_at_the_failed_st
         wait_for(lambda: (rqe.key("rq_jobs.Flaky", "r") or [None])[0] == "FINISHED",
                  "the retried workflow to finish")
     finally:
-        rqe.workers.kill(worker)
+        rqe.workers.stop(worker)
     # the failed attempt's row rolled back with its step; the retry wrote it once
     assert rqe.steps("r") == ["first", "flaky"]
     assert "the first attempt fails" in rqe.workers.log(worker)
@@ -253,3 +254,65 @@ def test_a_decorated_workflow_job_is_staged_and_run_under_its_workflow_name(rqe:
     rqe.burst()
     assert rqe.steps("s") == ["only"] and rqe.staged() == 0
     assert rqe.key("rq_jobs.Decorated", "s")[0] == "FINISHED"
+
+
+def scheduler_worker(rqe: RQEnv, queues: List[str], name: str) -> Any:
+    return rqe.workers.start(["-m", "rq.cli", "worker", "--with-scheduler", "--url",
+                              rqe.env["AJ_JOBS_BROKER"], "--name",
+                              f"{name}-{uuid.uuid4().hex[:8]}"] + queues, name)
+
+
+def test_a_work_horse_killed_mid_step_is_recovered_under_the_same_job_id(rqe: RQEnv) -> None:
+    """The run of a killed work horse stays locked; the recovery sweep (an RQ job
+    scheduled every second here) hands it back once the lock timeout (2 s) has passed,
+    as acidic_job.rq.resume on its queue with the run's idempotency key as the job id;
+    it resumes at the killed step, every step once."""
+    from rq import Queue
+    queue = f"{rqe.queue}-recover"
+    adapter = adapters.installed("rq")
+    first = rqe.workers.start(["-m", "rq.cli", "worker", "--url", rqe.env["AJ_JOBS_BROKER"],
+                               "--name", f"kill-{uuid.uuid4().hex[:8]}", queue], "rq-kill")
+    rqe.jobs.Stranded.job.enqueue("stranded")
+    wait_for(lambda: os.path.exists(os.path.join(rqe.scratch, "stranded.in_step")),
+             "the work horse to be inside the step")
+    with open(os.path.join(rqe.scratch, "stranded.in_step")) as f:
+        os.kill(int(f.read()), signal.SIGKILL)
+    rqe.workers.kill(first)
+    assert rqe.steps("stranded") == ["first"]
+    point, locked_at, _ = rqe.key("rq_jobs.Stranded", "stranded")
+    assert point == "blocking" and locked_at is not None
+    sweeps = Queue(adapter.queue, connection=rqe.jobs.redis)
+    worker = scheduler_worker(rqe, [queue, adapter.queue], "rq-recover")
+    try:
+        assert acidic_job.rq.schedule_recovery(1.0) is not None
+        wait_for(lambda: rqe.key("rq_jobs.Stranded", "stranded")[0] == "FINISHED",
+                 "recovery to resume the run")
+        wait_for(lambda: rqe.staged() == 0, "the resume job to be acknowledged")
+    finally:
+        rqe.workers.stop(worker)
+    assert rqe.steps("stranded") == ["first", "blocking", "last"]
+    (key,) = rqe.sql("SELECT idempotency_key FROM acidic_job_keys WHERE job_name = ?",
+                     ("rq_jobs.Stranded",))[0]
+    assert rqe.performed(f"stranded:job:{key}") == 1       # the resumed job's id is the key
+    log = rqe.workers.log(worker)
+    assert "acidic_job.rq.sweep" in log and "acidic_job.rq.resume" in log
+    assert sweeps.name in log
+
+
+def test_a_run_failing_every_time_is_dead_after_max_attempts(rqe: RQEnv) -> None:
+    queue = rqe.queue  # the sweeps' queue too
+    worker = scheduler_worker(rqe, [queue], "rq-doomed")
+    try:
+        acidic_job.rq.schedule_recovery(1.0)
+        rqe.jobs.Doomed.job.enqueue("doomed")
+        wait_for(lambda: rqe.sql("SELECT dead_at FROM acidic_job_keys WHERE job_name = ?",
+                                 ("rq_jobs.Doomed",)) not in ([], [(None,)]),
+                 "the run to be dead")
+        attempts, error = rqe.sql("SELECT attempts, error_object FROM acidic_job_keys "
+                                  "WHERE job_name = ?", ("rq_jobs.Doomed",))[0]
+        assert attempts == 3 and "the card was declined" in error
+        time.sleep(2.5)                  # sweeps go on; a dead run is left alone
+    finally:
+        rqe.workers.stop(worker)
+    with open(os.path.join(rqe.scratch, "doomed.attempts")) as f:
+        assert f.read().count("attempt") == 3

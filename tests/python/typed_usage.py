@@ -19,9 +19,12 @@ import acidic_job.rq
 
 db = sqlite3.connect("typed.db")
 app = Celery("typed", broker="memory://")
-celery_adapter: acidic_job.celery.CeleryAdapter = acidic_job.celery.install(app, "sqlite:typed.db")
-rq_adapter: acidic_job.rq.RQAdapter = acidic_job.rq.install("sqlite:typed.db", Redis())
-staged_header: str = acidic_job.celery.HEADER + acidic_job.celery.RESUME_TASK + acidic_job.rq.META
+celery_adapter: acidic_job.celery.CeleryAdapter = acidic_job.celery.install(
+    app, "sqlite:typed.db", recover_every=30.0)
+rq_adapter: acidic_job.rq.RQAdapter = acidic_job.rq.install("sqlite:typed.db", Redis(),
+                                                            recover_every=None)
+staged_header: str = acidic_job.celery.HEADER + acidic_job.celery.RESUME_TASK + \
+    acidic_job.celery.RECOVER_TASK + acidic_job.rq.META
 task_base: type = acidic_job.celery.Task
 rq_job_classes: Tuple[type, type] = (acidic_job.rq.Job, acidic_job.rq.WorkflowJob)
 
@@ -61,7 +64,8 @@ class Audited(acidic_job.Workflow):
 
 @acidic_job.rq.job("typed")
 class Signup(Audited, database=db, name="Signup", codec=codec, lock_timeout=30.0,
-             busy_timeout=5.0, synchronous="normal", conflict_retries=3):
+             busy_timeout=5.0, synchronous="normal", conflict_retries=3, max_attempts=10,
+             retry_base=1.5):
     user_id_seen: Optional[int] = None
     when: Optional[datetime.date] = None
 
@@ -128,6 +132,8 @@ class EchoAdapter(acidic_job.adapters.Adapter):
 
 def operate() -> None:
     succeeded: bool = Signup.run("a@example.com") and Signup.run("b@example.com", key="b")
+    with acidic_job.recoverable("echo", queue="typed"):
+        succeeded = succeeded and Signup.run("d@example.com")
     adapter = acidic_job.adapters.install_adapter(EchoAdapter())
     assert acidic_job.adapters.installed("echo") is adapter
     pushed: bool = acidic_job.adapters.dispatch(1, "echo", "job", '{"args": []}')
@@ -135,8 +141,22 @@ def operate() -> None:
     payload: str = acidic_job.adapters.encode_payload(notify, (1,), {})
     resume: Tuple[str, str] = acidic_job.adapters.continuation("echo", "Signup", "typed", "k",
                                                                 "{}")
+    handed_back: Tuple[str, str, str] = acidic_job.adapters.resume_job(
+        "echo", "Signup", "typed", "k", "{}", {"queue": "typed"})
     completed: bool = acidic_job.ack(1, "sqlite:typed.db")
     delivered: int = acidic_job.drain("sqlite:typed.db", older_than=0.0)
+    recovered: acidic_job.Recovered = acidic_job.recover("sqlite:typed.db", limit=10)
+    requeued: int = recovered.requeued + recovered.dead
+    sweep_id: Optional[str] = acidic_job.rq.schedule_recovery(60.0)
+    swept: List[int] = acidic_job.rq.sweep(None)
+
+    @acidic_job.add_step_hook
+    def trace(step: acidic_job.StepTrace) -> None:
+        print(step.phase, step.workflow, step.key, step.run_id, step.step, step.attempt,
+              step.attributes, step.outcome, step.duration, step.error, step.error_message)
+
+    acidic_job.remove_step_hook(trace)
+    print(handed_back, requeued, sweep_id, swept)
     acidic_job.rq.acknowledge(None, None, None)
     resumed: bool = acidic_job.rq.resume({"workflow": "Signup", "key": "k", "arguments": "{}"})
     ran: bool = acidic_job.rq.run_workflow("Signup", "typed_usage", "c@example.com")
@@ -149,7 +169,8 @@ def operate() -> None:
         acidic_job.SerializedTransactionConflict,
         acidic_job.MismatchedIdempotencyKeyAndJobArguments, acidic_job.LockedIdempotencyKey,
         acidic_job.UnknownRecoveryPoint, acidic_job.NoDefinedSteps, acidic_job.DuplicateStep,
-        acidic_job.StepFailed, acidic_job.NotFound, acidic_job.EncodeError,
+        acidic_job.StepFailed, acidic_job.NotFound, acidic_job.SchemaError,
+        acidic_job.EncodeError, acidic_job.DecodeError, acidic_job.DeadRun,
         acidic_job.UnknownJobAdapter)
     try:
         Signup.run("c@example.com")

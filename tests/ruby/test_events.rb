@@ -33,7 +33,9 @@ class EventsTest < AcidicTest
 
     acquire = payloads(:acquire)
     assert_equal 1, acquire.size
-    assert_equal({ run_id: key.id, key: job.job_id, job_name: "RideCreateJob", step: "create_ride_and_audit_record",
+    # On SQLite a new run's row is written at the end of its first step: no id yet.
+    run_id = AcidicJob::Key.connection.adapter_name =~ /sqlite/i ? nil : key.id
+    assert_equal({ run_id: run_id, key: job.job_id, job_name: "RideCreateJob", step: "create_ride_and_audit_record",
                    attempt: 1, resumed: false }, acquire.first)
 
     steps = payloads(:step)

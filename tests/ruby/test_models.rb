@@ -44,7 +44,7 @@ class ModelsTest < AcidicTest
                   %w[attempts locked_by recover_at dead_at awaiting_batch_id resume_adapter
                      resume_job_name resume_args]).sort,
                  AcidicJob::Key.column_names.sort
-    assert_equal %w[adapter batch_id created_at delivered_at id job_args job_name updated_at],
+    assert_equal %w[adapter batch_id created_at delivered_at id job_args job_name key_id updated_at],
                  AcidicJob::Staged.column_names.sort
     assert_equal "acidic_job_keys", AcidicJob::Key.table_name
     assert_equal "staged_acidic_jobs", AcidicJob::Staged.table_name

@@ -42,26 +42,31 @@ except ImportError:
         f"acidic_job: the compiled extension acidic_job._native is missing from {__path__[0]}: "
         "install the package (pip install --no-build-isolation .) and run Python from "
         "outside the source folder") from None
-from .errors import (DatabaseError, DuplicateStep, EncodeError, Error, InvalidArgument,
-                     LockedIdempotencyKey, MismatchedIdempotencyKeyAndJobArguments,
-                     MisuseError, NoDefinedSteps, NotFound, OutOfMemory, SerializationConflict,
+from .errors import (DatabaseError, DeadRun, DecodeError, DuplicateStep, EncodeError,
+                     Error, InvalidArgument, LockedIdempotencyKey,
+                     MismatchedIdempotencyKeyAndJobArguments, MisuseError, NoDefinedSteps,
+                     NotFound, OutOfMemory, SchemaError, SerializationConflict,
                      SerializedTransactionConflict, StepFailed, UnknownJobAdapter,
                      UnknownRecoveryPoint)
+from .events import StepTrace, add_step_hook, remove_step_hook
 from .codec import Codec, JSONCodec
 from .databases import Cursor, StoreCursor
-from .workflow import (FINISH, FunctionJob, GoTo, Workflow, current_step, goto, job, step,
-                       workflow)
-from .queues import ack, drain, perform_transactionally
+from .workflow import (FINISH, FunctionJob, GoTo, Workflow, current_step, goto, job,
+                       recoverable, step, workflow)
+from .queues import Recovered, ack, drain, perform_transactionally, recover
 
 __version__ = _native.VERSION
 VERSION = _native.VERSION
 
 __all__ = [
     "Workflow", "workflow", "step", "job", "FINISH", "goto", "GoTo", "FunctionJob", "current_step",
-    "perform_transactionally", "ack", "drain", "Codec", "JSONCodec", "Cursor", "StoreCursor",
+    "recoverable",
+    "perform_transactionally", "ack", "drain", "recover", "Recovered", "Codec", "JSONCodec",
+    "Cursor", "StoreCursor", "StepTrace", "add_step_hook", "remove_step_hook",
     "Error", "InvalidArgument", "OutOfMemory", "MisuseError", "DatabaseError",
     "SerializationConflict", "SerializedTransactionConflict",
     "MismatchedIdempotencyKeyAndJobArguments", "LockedIdempotencyKey", "UnknownRecoveryPoint",
-    "NoDefinedSteps", "DuplicateStep", "StepFailed", "NotFound", "EncodeError",
+    "NoDefinedSteps", "DuplicateStep", "StepFailed", "NotFound", "SchemaError", "EncodeError",
+    "DecodeError", "DeadRun",
     "UnknownJobAdapter", "VERSION", "__version__",
 ]

@@ -21,31 +21,39 @@ from .errors import EncodeError, UnknownJobAdapter
 log = logging.getLogger("acidic_job")
 
 __all__ = ["Adapter", "install_adapter", "installed", "dispatch", "describe",
-           "encode_payload", "continuation"]
+           "encode_payload", "continuation", "resume_job"]
 
 
 class Adapter:
     """A queue adapter. Subclasses set :attr:`name` and implement :meth:`send` and
     :meth:`continuation`.
 
-    ``db`` is where the workers of this process acknowledge the jobs it sent (a URL, a
-    connection, a factory, as a workflow's ``database=`` takes), or None when
-    acknowledgements name their database themselves.
+    ``db`` is where the workers of this process acknowledge the jobs it sent and recover
+    runs (a URL, a connection, a factory, as a workflow's ``database=`` takes), or None
+    when acknowledgements name their database themselves. ``lock_timeout`` (seconds) is
+    the one recovery judges locks by there: a run locked for longer is stranded (None:
+    the core's default, 90 s); make it the longest of your workflows'.
     """
 
     #: the adapter column of staged_acidic_jobs
     name = ""
 
-    def __init__(self, db: Any = None) -> None:
-        #: the database acknowledgements in this process go to (resolved on first use)
+    def __init__(self, db: Any = None, lock_timeout: Optional[float] = None) -> None:
+        #: the database acknowledgements and recovery in this process go to
         self.db = db
+        self.lock_timeout = lock_timeout
+        #: ``db`` resolved (on first use, by the layer above)
         self.database: Any = None
 
     def send(self, staged_id: int, job_name: str, payload: Dict[str, Any]) -> None:
+        """Push one job. ``payload`` is ``{"args": [...], "kwargs": {...}}`` with, when
+        given, ``"options"``: the job's own (an RQ queue) and ``"id"``, the id the queue
+        should give the job (recovery passes the run's idempotency key)."""
         raise NotImplementedError
 
     def continuation(self) -> str:
-        """The job name that resumes a workflow after its awaited jobs."""
+        """The job name that resumes a workflow: after its awaited jobs, and when
+        recovery hands a run back."""
         raise NotImplementedError
 
 
@@ -82,6 +90,22 @@ def dispatch(staged_id: int, adapter: str, job_name: str, payload: str) -> bool:
     return True
 
 
+def _celery_task_class() -> Any:
+    """Celery's Task class when Celery is installed (looked up once), else None."""
+    global _celery_task
+    if _celery_task is _UNKNOWN:
+        try:
+            from celery.app.task import Task as CeleryTask
+        except ImportError:  # pragma: no cover - celery not installed
+            CeleryTask = None
+        _celery_task = CeleryTask
+    return _celery_task
+
+
+_UNKNOWN = object()
+_celery_task: Any = _UNKNOWN
+
+
 def describe(job: Any) -> Tuple[str, str]:
     """(adapter, job name) of a Celery task, an RQ job or any object carrying
     ``__acidic_job_adapter__``; UnknownJobAdapter otherwise."""
@@ -89,20 +113,21 @@ def describe(job: Any) -> Tuple[str, str]:
     if described is not None:
         pair = described() if callable(described) else described
         return str(pair[0]), str(pair[1])
-    try:
-        from celery.app.task import Task as CeleryTask
-    except ImportError:  # pragma: no cover - celery not installed
-        CeleryTask = None
-    if CeleryTask is not None and isinstance(job, CeleryTask):
+    celery_task = _celery_task_class()
+    if celery_task is not None and isinstance(job, celery_task):
         return "celery", str(job.name)
     raise UnknownJobAdapter(
         f"{job!r} is neither a Celery task nor an RQ job made with @acidic_job.rq.job: "
         "stage one of those (or an object with __acidic_job_adapter__)")
 
 
+#: one encoder for every payload (json.dumps with options builds one per call)
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+
+
 def _dumps(doc: Any) -> str:
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    text = _ENCODER.encode(doc)
     if not is_utf8(text):
         raise ValueError("it contains a lone surrogate, which UTF-8 cannot encode")
     return text
@@ -135,15 +160,38 @@ def encode_payload(job: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> s
                           f"{first}; {_JSON_ONLY}") from first
 
 
-def continuation(adapter: str, workflow: str, module: str, key: str,
-                 args_doc: str) -> Tuple[str, str]:
-    """(job name, payload) of the job that resumes the run ``key`` of ``workflow`` after
-    its awaited jobs, sent through ``adapter``. The stored arguments document travels as
-    is (not re-encoded), so the continuation re-acquires the same run byte for byte."""
+def _installed_for(adapter: str, what: str) -> Adapter:
     a = _adapters.get(adapter)
     if a is None:
         raise UnknownJobAdapter(f"no {adapter!r} adapter is installed in this process: "
-                                "awaits need it to resume the workflow (call "
+                                f"{what} need it to resume the workflow (call "
                                 "acidic_job.celery.install or acidic_job.rq.install)")
-    resume_doc = {"workflow": workflow, "module": module, "key": key, "arguments": args_doc}
-    return a.continuation(), _dumps({"args": [resume_doc], "kwargs": {}})
+    return a
+
+
+def _resume_doc(workflow: str, module: str, key: str, args_doc: str) -> Dict[str, Any]:
+    # The stored arguments document travels as is (not re-encoded), so the job that
+    # resumes the run re-acquires the same run byte for byte.
+    return {"args": [{"workflow": workflow, "module": module, "key": key,
+                      "arguments": args_doc}], "kwargs": {}}
+
+
+def continuation(adapter: str, workflow: str, module: str, key: str,
+                 args_doc: str) -> Tuple[str, str]:
+    """(job name, payload) of the job that resumes the run ``key`` of ``workflow`` after
+    its awaited jobs, sent through ``adapter``."""
+    a = _installed_for(adapter, "awaits")
+    return a.continuation(), _dumps(_resume_doc(workflow, module, key, args_doc))
+
+
+def resume_job(adapter: str, workflow: str, module: str, key: str, args_doc: str,
+               options: Dict[str, Any]) -> Tuple[str, str, str]:
+    """(adapter, job name, payload) of the job recovery enqueues to hand the run ``key``
+    back to its queue: the adapter's continuation, with the idempotency key as the job's
+    id (a Celery task id, an RQ job id) and ``options`` (an RQ queue)."""
+    a = _installed_for(adapter, "recoverable runs")
+    doc = _resume_doc(workflow, module, key, args_doc)
+    doc["id"] = key
+    if options:
+        doc["options"] = dict(options)
+    return adapter, a.continuation(), _dumps(doc)

@@ -1,4 +1,4 @@
-"""Databases: what ``database=`` of a workflow accepts, and the transaction around a step.
+"""Databases: what ``database=`` of a workflow accepts, and the host transaction.
 
 ``db`` may be
 
@@ -10,13 +10,14 @@
 * a ``sqlite3.Connection``, a psycopg 3 ``Connection`` or a psycopg2 ``connection``: a
   *borrowed* store. The core shares the application's connection: the step's own writes
   (through ``tx``, a cursor of that connection, in the driver's placeholder style) and
-  the workflow's bookkeeping commit together. This layer opens the transaction with the
-  driver's API (it checks that the native connection really is in a transaction, since
-  sqlite3 and psycopg2 open theirs lazily), commits or rolls it back with the driver's API,
-  and reports the outcome to the core (``aj_store_settle``). The connection must not be in
-  a transaction when a workflow starts (:class:`MisuseError` otherwise: commit first);
+  the workflow's bookkeeping commit together. Whenever the core needs a transaction it
+  calls the database's :meth:`BorrowedDatabase.atomically` (the ``aj_host_tx`` hook),
+  which opens it with the driver, lets the core do its work, and commits or rolls back
+  with the driver. The connection must not be in a transaction when a workflow starts
+  (:class:`MisuseError` otherwise: commit first);
 * a zero-argument callable returning any of the above: a *factory*, called once per
-  thread and per process. Use it for borrowed connections in forking workers.
+  thread and per process, and again when the connection it returned is broken (a
+  database restart). Use it for borrowed connections in forking workers.
 
 Threads: a URL database gives each thread its own connection. A borrowed connection is
 shared; this layer serialises the workflows that use it with a lock, but the application
@@ -30,6 +31,7 @@ child.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -38,12 +40,19 @@ from typing import (Any, Callable, Dict, Iterator, List, Optional, Protocol, Seq
                     Union)
 
 from . import _native
-from .errors import DatabaseError, InvalidArgument, MisuseError
+from .errors import DatabaseError, Error, InvalidArgument, MisuseError, SerializationConflict
 
 DatabaseLike = Union[str, Any, Callable[[], Any]]
 
 #: the store's enqueue callback: (staged_id, adapter, job_name, payload) -> pushed?
 Enqueue = Callable[[int, str, str, str], bool]
+
+#: the core's transaction body handed to ``atomically``: True when it succeeded
+Body = Callable[[], bool]
+
+_OPEN_TRANSACTION = ("the connection already has an open transaction: commit or roll it "
+                     "back before running a workflow (every step commits its own "
+                     "transaction)")
 
 
 class Cursor(Protocol):
@@ -120,8 +129,7 @@ class StoreCursor:
 
 
 class Database:
-    """Resolves to the native store of the current thread and process, and wraps each
-    core call that writes in the right transaction."""
+    """Resolves to the native store of the current thread and process."""
 
     borrowed = False
 
@@ -140,17 +148,23 @@ class Database:
         """The database serving this thread (itself, except for factories)."""
         return self
 
+    def broken(self) -> bool:
+        """True when the connection cannot be used again (a borrowed connection the
+        server closed); a factory then asks for a new one."""
+        return False
+
+    def step_error(self, exc: BaseException) -> Optional[Error]:
+        """The acidic_job error standing for ``exc``, an exception a step raised, when it
+        is the database refusing (busy, a serialization failure, a lost connection);
+        None when it is the step's own."""
+        return None
+
     # -- to be provided by subclasses -------------------------------------------
     def store(self) -> _native.Store:
         raise NotImplementedError
 
     def cursor(self, store: _native.Store) -> Any:
         raise NotImplementedError
-
-    @contextlib.contextmanager
-    def transaction(self, store: _native.Store) -> Iterator[None]:
-        """Owned stores: nothing (the core does its own transactions)."""
-        yield
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -208,7 +222,8 @@ def _lock_for(conn: Any) -> threading.RLock:
 
 
 class BorrowedDatabase(Database):
-    """Common part of the borrowed connections."""
+    """Common part of the borrowed connections: the store, and the host transaction
+    (:meth:`atomically`) built from three driver calls each subclass provides."""
 
     borrowed = True
 
@@ -232,15 +247,42 @@ class BorrowedDatabase(Database):
                 f"in process {self._pid} and cannot be used after fork (process {pid}): pass a "
                 "URL or a connection factory (a callable) as the workflow's database instead")
         if self._store is None or self._store.closed:
-            store = self._configure(self._borrow())
-            with self.transaction(store):
-                store.migrate()
-            self._store = store
+            self._store = self._configure(self._borrow())
         return self._store
 
-    # The host transaction, through the driver's own API.
-    def _in_host_transaction(self) -> bool:
+    def cursor(self, store: _native.Store) -> Any:
+        """``tx`` for a step: a cursor of the borrowed connection."""
+        return self.conn.cursor()
+
+    # -- the host transaction ---------------------------------------------------
+    def atomically(self, body: Body) -> bool:
+        """The ``aj_host_tx`` hook: one transaction of the driver around the core's
+        ``body``; True when it committed. What the driver raises becomes the acidic_job
+        error for it (raised from the driver's exception): the core receives its code."""
+        self._begin()
+        try:
+            ok = body()
+            if ok:
+                self._commit()
+            else:
+                self._rollback()
+        except BaseException as exc:
+            self._rollback_quietly()
+            error = self.host_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+        return ok
+
+    def host_error(self, exc: BaseException) -> Optional[Error]:
+        """The acidic_job error for an exception of the driver: SerializationConflict for
+        a busy database or a serialization failure (the core retries), DatabaseError for
+        the rest; None for what is not the driver's."""
         raise NotImplementedError
+
+    def step_error(self, exc: BaseException) -> Optional[Error]:
+        error = self.host_error(exc)
+        return error if isinstance(error, SerializationConflict) or self.broken() else None
 
     def _begin(self) -> None:
         raise NotImplementedError
@@ -251,44 +293,11 @@ class BorrowedDatabase(Database):
     def _rollback(self) -> None:
         self.conn.rollback()
 
-    def cursor(self, store: _native.Store) -> Any:
-        """``tx`` for a step: a cursor of the borrowed connection."""
-        return self.conn.cursor()
-
-    def begin(self, store: _native.Store) -> None:
-        if self._in_host_transaction() or store.in_transaction():
-            raise MisuseError(
-                "the connection already has an open transaction: commit or roll it back "
-                "before running a workflow (every step commits its own transaction)")
-        self._begin()
-        if not store.in_transaction():
-            self._rollback()
-            raise MisuseError("could not open a transaction on the borrowed connection")
-
-    def commit(self, store: _native.Store) -> None:
-        try:
-            self._commit()
-        except BaseException:
-            self.rollback(store)
-            raise
-        store.settle(True)
-
-    def rollback(self, store: _native.Store) -> None:
+    def _rollback_quietly(self) -> None:
         try:
             self._rollback()
-        finally:
-            store.settle(False)
-
-    @contextlib.contextmanager
-    def transaction(self, store: _native.Store) -> Iterator[None]:
-        """One host transaction: begin, body, commit (rollback on any exception)."""
-        self.begin(store)
-        try:
-            yield
-        except BaseException:
-            self.rollback(store)
-            raise
-        self.commit(store)
+        except Exception:  # the connection is gone: nothing is open on it any more
+            pass
 
     def close(self) -> None:
         store, self._store = self._store, None
@@ -296,75 +305,161 @@ class BorrowedDatabase(Database):
             store.close()
 
 
+def _sqlite_busy(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+    text = str(exc)
+    return "database is locked" in text or "database table is locked" in text or \
+        "database is busy" in text
+
+
 class SqliteDatabase(BorrowedDatabase):
     """A borrowed ``sqlite3.Connection``. ``tx`` is ``conn.cursor()`` (``?`` placeholders).
 
-    The transaction is opened with an explicit ``BEGIN IMMEDIATE`` (Python's sqlite3 would
-    open it lazily, at the first write, and a deferred transaction can fail to upgrade to a
-    write lock under concurrency); ``conn.commit()`` / ``conn.rollback()`` close it.
+    The transaction is a plain (deferred) ``BEGIN``: SQLite takes its database-wide write
+    lock at the first write, and the core writes the run's progress last, so a step that
+    calls a payment provider before writing does not block other writers meanwhile.
+    ``conn.commit()`` / ``conn.rollback()`` close it.
     """
 
     def _borrow(self) -> _native.Store:
-        return _native.borrow_sqlite(self.conn, **self.options)
-
-    def _in_host_transaction(self) -> bool:
-        return bool(self.conn.in_transaction)
+        return _native.borrow_sqlite(self.conn, atomically=self.atomically, **self.options)
 
     def _begin(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        conn = self.conn
+        try:
+            if conn.in_transaction:
+                raise MisuseError(_OPEN_TRANSACTION)
+            conn.execute("BEGIN")
+        except Exception as exc:
+            error = self.host_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    def host_error(self, exc: BaseException) -> Optional[Error]:
+        import sqlite3
+        if not isinstance(exc, sqlite3.Error):
+            return None
+        if _sqlite_busy(exc):
+            return SerializationConflict(
+                f"SQLite: {exc}: another connection held the write lock longer than this "
+                "connection's busy timeout (SQLite allows one writer at a time); run the "
+                "job again, or give the connection a longer timeout "
+                "(sqlite3.connect(..., timeout=SECONDS))")
+        return DatabaseError(f"SQLite: {exc}")
 
     def describe(self) -> str:
         return "sqlite3"
 
 
-class Psycopg3Database(BorrowedDatabase):
+class _PostgresDatabase(BorrowedDatabase):
+    """What psycopg 3 and psycopg2 share: SQLSTATEs and the broken-connection test."""
+
+    #: SQLSTATEs the core retries: serialization failure, deadlock
+    _CONFLICTS = ("40001", "40P01")
+
+    def _borrow(self) -> _native.Store:
+        # the extension checks the class, the libpq copy and that it is open
+        return _native.borrow_pg(self.conn, atomically=self.atomically, **self.options)
+
+    def _sqlstate(self, exc: BaseException) -> str:
+        return str(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None) or "")
+
+    def host_error(self, exc: BaseException) -> Optional[Error]:
+        if not self._is_driver_error(exc):
+            return None
+        state = self._sqlstate(exc)
+        text = str(exc).strip()
+        suffix = f" (SQLSTATE {state})" if state and state not in text else ""
+        if state in self._CONFLICTS:
+            return SerializationConflict(f"PostgreSQL: {text}{suffix}")
+        if self.broken():
+            return DatabaseError(f"connection lost: {text}{suffix}")
+        return DatabaseError(f"PostgreSQL: {text}{suffix}")
+
+    def _is_driver_error(self, exc: BaseException) -> bool:
+        raise NotImplementedError
+
+
+class Psycopg3Database(_PostgresDatabase):
     """A borrowed psycopg 3 ``Connection``. ``tx`` is ``conn.cursor()`` (``%s`` placeholders).
 
     The transaction is opened with one ``BEGIN`` sent on the connection's libpq handle
     (psycopg reads the transaction status from libpq, so it then neither sends a BEGIN of
-    its own nor forgets to commit: one round trip, as ``conn.transaction()`` costs) and
-    closed with ``conn.commit()`` / ``conn.rollback()``.
+    its own nor forgets to commit: one round trip, as ``conn.transaction()`` costs),
+    committed the same way and rolled back with ``conn.rollback()`` (which also tells
+    psycopg its prepared statements went with the transaction). The core sends its own statements
+    unnamed, so psycopg's ``DEALLOCATE ALL`` after a rollback, and a pooler's
+    ``DISCARD ALL``, leave it nothing to lose.
     """
 
-    def _borrow(self) -> _native.Store:
-        # the extension checks the class, the libpq copy and that it is open
-        return _native.borrow_pg(self.conn, **self.options)
-
-    def _in_host_transaction(self) -> bool:
-        from psycopg import pq
-        return bool(self.conn.pgconn.transaction_status != pq.TransactionStatus.IDLE)
-
     def _begin(self) -> None:
+        import psycopg
         from psycopg import pq
-        result = self.conn.pgconn.exec_(b"BEGIN")
+        pgconn = self.conn.pgconn
+        if self.broken():  # its transaction status is "unknown": say what it is
+            raise DatabaseError("connection lost: the server closed the psycopg connection "
+                                f"({pgconn.error_message.decode('utf-8', 'replace').strip()})")
+        if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+            raise MisuseError(_OPEN_TRANSACTION)
+        try:
+            result = pgconn.exec_(b"BEGIN")
+        except psycopg.Error as exc:  # closed: psycopg refuses before libpq
+            raise DatabaseError(f"connection lost: BEGIN failed: {exc}") from exc
         if result.status != pq.ExecStatus.COMMAND_OK:
-            message = (result.error_message or b"").decode("utf-8", "replace").strip()
-            raise DatabaseError(f"BEGIN failed on the psycopg connection: {message}")
+            message = (result.error_message or pgconn.error_message or b"")
+            text = message.decode("utf-8", "replace").strip() or "no answer from the server"
+            if self.broken():
+                raise DatabaseError(f"connection lost: BEGIN failed: {text}")
+            raise DatabaseError(f"PostgreSQL: BEGIN failed: {text}")
+
+    def _commit(self) -> None:
+        # Raw too: psycopg's commit() is a generator round of its own for one statement,
+        # and it keeps nothing about a commit (its prepared statements survive one).
+        import psycopg
+        from psycopg import pq
+        pgconn = self.conn.pgconn
+        result = pgconn.exec_(b"COMMIT")
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            raise psycopg.errors.error_from_result(
+                result, encoding=self.conn.info.encoding)
+
+    def _is_driver_error(self, exc: BaseException) -> bool:
+        import psycopg
+        return isinstance(exc, psycopg.Error)
+
+    def broken(self) -> bool:
+        return bool(self.conn.closed or self.conn.broken)
 
     def describe(self) -> str:
         return "psycopg"
 
 
-class Psycopg2Database(BorrowedDatabase):
+class Psycopg2Database(_PostgresDatabase):
     """A borrowed psycopg2 ``connection``. ``tx`` is ``conn.cursor()`` (``%s`` placeholders).
 
     In autocommit mode psycopg2's ``commit()`` does nothing, so the transaction is then
-    driven with explicit BEGIN / COMMIT / ROLLBACK statements.
+    driven with explicit BEGIN / COMMIT / ROLLBACK statements; otherwise psycopg2 opens
+    it (a first statement) and ``commit()`` / ``rollback()`` close it.
     """
-
-    def _borrow(self) -> _native.Store:
-        return _native.borrow_pg(self.conn, **self.options)
-
-    def _in_host_transaction(self) -> bool:
-        import psycopg2.extensions as ext
-        return bool(self.conn.info.transaction_status != ext.TRANSACTION_STATUS_IDLE)
 
     def _exec(self, sql: str) -> None:
         with self.conn.cursor() as cur:
             cur.execute(sql)
 
     def _begin(self) -> None:
-        self._exec("BEGIN" if self.conn.autocommit else "SELECT 1")
+        import psycopg2
+        import psycopg2.extensions as ext
+        if self.broken():
+            raise DatabaseError("connection lost: the server closed the psycopg2 connection")
+        if self.conn.info.transaction_status != ext.TRANSACTION_STATUS_IDLE:
+            raise MisuseError(_OPEN_TRANSACTION)
+        try:
+            self._exec("BEGIN" if self.conn.autocommit else "SELECT 1")
+        except psycopg2.Error as exc:
+            raise (self.host_error(exc) or DatabaseError(str(exc))) from exc
 
     def _commit(self) -> None:
         if self.conn.autocommit:
@@ -378,12 +473,22 @@ class Psycopg2Database(BorrowedDatabase):
         else:
             self.conn.rollback()
 
+    def _is_driver_error(self, exc: BaseException) -> bool:
+        import psycopg2
+        return isinstance(exc, psycopg2.Error)
+
+    def broken(self) -> bool:
+        # psycopg2 learns of a lost connection only through its own calls; libpq's status
+        # also covers the core's (ConnectionInfo.status is PQstatus: 0 is CONNECTION_OK)
+        return bool(self.conn.closed) or self.conn.info.status != 0
+
     def describe(self) -> str:
         return "psycopg2"
 
 
 class FactoryDatabase(Database):
-    """A callable returning a connection or a URL, called once per thread and process."""
+    """A callable returning a connection or a URL, called once per thread and process,
+    and again when the connection it returned broke."""
 
     def __init__(self, factory: Callable[[], Any], options: Dict[str, int],
                  enqueue: Enqueue) -> None:
@@ -393,7 +498,12 @@ class FactoryDatabase(Database):
 
     def current(self) -> Database:
         local = self._local
-        db = getattr(local, "db", None)
+        db: Optional[Database] = getattr(local, "db", None)
+        if db is not None and getattr(local, "pid", None) == os.getpid() and db.broken():
+            close = getattr(db, "close", None)
+            if close is not None:
+                close()
+            db = None
         if db is None or getattr(local, "pid", None) != os.getpid():
             target = self.factory()
             if callable(target) and not isinstance(target, str) \
@@ -413,9 +523,6 @@ class FactoryDatabase(Database):
         return "factory"
 
 
-_OPTION_NAMES = ("lock_timeout_ms", "busy_timeout_ms", "synchronous", "conflict_retries")
-
-
 def _resolve_plain(db: Any, options: Dict[str, int], enqueue: Enqueue) -> Database:
     if isinstance(db, str):
         return UrlDatabase(db, options, enqueue)
@@ -433,34 +540,52 @@ def _resolve_plain(db: Any, options: Dict[str, int], enqueue: Enqueue) -> Databa
         f"connection, or a callable returning one; got {type(db).__module__}.{type(db).__name__}")
 
 
+#: the largest number of milliseconds the core takes (int64); it clamps further itself
+_MAX_MS = 2 ** 63 - 1
+
+
+def milliseconds(name: str, seconds: Any) -> int:
+    """``seconds`` as the core's milliseconds. Types only: the core validates and clamps
+    (an infinite timeout is the longest one)."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or \
+            (isinstance(seconds, float) and math.isnan(seconds)) or seconds < 0:
+        raise TypeError(f"{name} must be a non-negative number of seconds, got {seconds!r}")
+    if seconds * 1000 >= _MAX_MS:
+        return _MAX_MS
+    return int(seconds * 1000)
+
+
+def _count(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError(f"{name} must be a non-negative int, got {value!r}")
+    return value
+
+
 def resolve(db: DatabaseLike, *, enqueue: Enqueue, lock_timeout: Optional[float] = None,
             busy_timeout: Optional[float] = None, synchronous: Optional[str] = None,
-            conflict_retries: Optional[int] = None) -> Database:
+            conflict_retries: Optional[int] = None, max_attempts: Optional[int] = None,
+            retry_base: Optional[float] = None) -> Database:
     """Turn what the user passed into a :class:`Database` whose stores send committed
-    staged jobs with ``enqueue``. Timeouts are in seconds."""
+    staged jobs with ``enqueue``. Timeouts are in seconds; an option left None takes the
+    core's default."""
     if isinstance(db, Database):
         return db
     options: Dict[str, int] = {}
     if lock_timeout is not None:
-        if not isinstance(lock_timeout, (int, float)) or isinstance(lock_timeout, bool) \
-                or lock_timeout < 0:
-            raise TypeError("lock_timeout must be a non-negative number of seconds")
-        options["lock_timeout_ms"] = int(lock_timeout * 1000)
+        options["lock_timeout_ms"] = milliseconds("lock_timeout", lock_timeout)
     if busy_timeout is not None:
-        if not isinstance(busy_timeout, (int, float)) or isinstance(busy_timeout, bool) \
-                or busy_timeout < 0:
-            raise TypeError("busy_timeout must be a non-negative number of seconds")
-        options["busy_timeout_ms"] = int(busy_timeout * 1000)
+        options["busy_timeout_ms"] = milliseconds("busy_timeout", busy_timeout)
+    if retry_base is not None:
+        options["retry_base_ms"] = milliseconds("retry_base", retry_base)
     if synchronous is not None:
         levels = {"full": _native.SYNC_FULL, "normal": _native.SYNC_NORMAL, "off": _native.SYNC_OFF}
         if not isinstance(synchronous, str) or synchronous.lower() not in levels:
             raise TypeError("synchronous must be 'full', 'normal' or 'off'")
         options["synchronous"] = levels[synchronous.lower()]
     if conflict_retries is not None:
-        if not isinstance(conflict_retries, int) or isinstance(conflict_retries, bool) \
-                or conflict_retries < 0:
-            raise TypeError("conflict_retries must be a non-negative int")
-        options["conflict_retries"] = conflict_retries
+        options["conflict_retries"] = _count("conflict_retries", conflict_retries)
+    if max_attempts is not None:
+        options["max_attempts"] = _count("max_attempts", max_attempts)
     if callable(db) and not isinstance(db, str) and not _looks_like_connection(db):
         return FactoryDatabase(db, options, enqueue)
     return _resolve_plain(db, options, enqueue)

@@ -12,10 +12,14 @@ busy SQLite file, a connection that went away), it appends one hint in parenthes
 only a hint that matches what the message reports.
 
 A step's own exception is never wrapped: it is recorded on the run (as a JSON document
-``{"class": ..., "message": ...}``) and re-raised unchanged.
+``{"class": ..., "message": ...}``, see :func:`document`) and re-raised unchanged. The
+one exception is the database's own refusal met by a step on a borrowed connection (a
+busy SQLite file, a serialization failure, a lost connection): it becomes the
+acidic_job error for it, raised from the driver's exception.
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Dict, Optional, Type
 
@@ -25,7 +29,8 @@ __all__ = [
     "Error", "InvalidArgument", "OutOfMemory", "MisuseError", "DatabaseError",
     "SerializationConflict", "MismatchedIdempotencyKeyAndJobArguments", "LockedIdempotencyKey",
     "UnknownRecoveryPoint", "NoDefinedSteps", "DuplicateStep", "StepFailed", "NotFound",
-    "EncodeError", "UnknownJobAdapter", "SerializedTransactionConflict",
+    "SchemaError", "EncodeError", "DecodeError", "DeadRun", "UnknownJobAdapter",
+    "SerializedTransactionConflict", "document",
 ]
 
 #: core code -> exception class; the extension looks codes up here ("default": Error)
@@ -71,8 +76,36 @@ class Error(Exception):
         return ""
 
 
+def _utf8_json(doc: Dict[str, str]) -> str:
+    text = json.dumps(doc, sort_keys=True, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a message holding a lone surrogate: JSON escapes instead
+        text = json.dumps(doc, sort_keys=True)
+    return text
+
+
+def document(exc: BaseException) -> str:
+    """The error recorded on a run whose step raised ``exc``:
+    ``{"class": "module.QualName", "message": str(exc)}`` (``builtins.ValueError`` for
+    built-in classes)."""
+    cls = type(exc)
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not hide the original exception
+        message = repr(exc)
+    return _utf8_json({"class": f"{cls.__module__}.{cls.__qualname__}", "message": message})
+
+
+def _core_document(code: int, message: str) -> str:
+    """The document of a failure the core detected (its error encoder): the class that
+    the core's code is raised as."""
+    cls = _BY_CODE.get(code, Error)
+    return _utf8_json({"class": f"{cls.__module__}.{cls.__qualname__}", "message": message})
+
+
 _BY_CODE["default"] = Error
-_native._register_errors(_BY_CODE)
+_native._register_errors(_BY_CODE, _core_document)
 
 
 def _sqlstate(message: str) -> str:
@@ -120,6 +153,8 @@ class SerializationConflict(DatabaseError, code=_native.ECONFLICT):
 
     @classmethod
     def hint_for(cls, message: str) -> str:
+        if "one writer" in message:
+            return ""  # the message says it all
         if message.startswith("SQLite"):
             return ("SQLite allows one writer at a time and another connection held the "
                     "write lock longer than the busy timeout; run the job again, or raise "
@@ -137,7 +172,8 @@ SerializedTransactionConflict = SerializationConflict
 
 
 class MismatchedIdempotencyKeyAndJobArguments(Error, code=_native.EMISMATCH):
-    """The idempotency key exists with different job arguments."""
+    """The idempotency key exists with different job arguments, or belongs to a run of
+    another job (the message names both)."""
 
 
 class LockedIdempotencyKey(Error, code=_native.ELOCKED):
@@ -171,8 +207,24 @@ class NotFound(Error, code=_native.ENOTFOUND):
     """No such run or staged job."""
 
 
+class SchemaError(Error, code=_native.ESCHEMA):
+    """The tables cannot serve the call: written by a newer acidic_job, or an index that
+    cannot hold the value (the message names it and the migration that replaces it)."""
+
+
 class EncodeError(Error, TypeError):
     """An argument or attribute the codec cannot encode. Nothing was written for it."""
+
+
+class DecodeError(Error, ValueError):
+    """A document stored on a run cannot be decoded (garbage in ``attr_accessors``, say).
+    The run is unlocked and the error recorded on it; the message names the run and the
+    column."""
+
+
+class DeadRun(Error):
+    """The run failed ``max_attempts`` times: it is not run again (nor recovered) until an
+    operator retries it. Its attempts and last error are on its row."""
 
 
 class UnknownJobAdapter(Error):

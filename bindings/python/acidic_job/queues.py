@@ -11,30 +11,38 @@ with the adapter installed in this process (``acidic_job.celery.install`` /
 If the process dies between the commit and the send, the row stays: :func:`drain`
 (``python -m acidic_job drain``) delivers every row older than ``older_than`` seconds.
 Delivery is therefore at least once; a job that must not run twice is itself a workflow.
+
+If a worker dies in the middle of a run (its queue lost the job), or a run failed and its
+queue does not retry it, :func:`recover` hands the run back to its queue under the same
+idempotency key (``python -m acidic_job recover``); the Celery and RQ integrations run it
+periodically in their workers.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 from . import _native
 from .adapters import describe, dispatch, encode_payload, installed
-from .databases import Database, DatabaseLike, resolve
+from .databases import Database, DatabaseLike, milliseconds, resolve
 from .errors import MisuseError, UnknownJobAdapter
 from .workflow import WorkflowSpec, current_step, registry
 
-__all__ = ["perform_transactionally", "ack", "drain", "resume", "database", "workflow_named"]
+__all__ = ["perform_transactionally", "ack", "drain", "recover", "Recovered", "resume",
+           "database", "workflow_named"]
 
 
-def database(db: DatabaseLike) -> Database:
+def database(db: DatabaseLike, lock_timeout: Optional[float] = None) -> Database:
     """``db`` as a :class:`~acidic_job.databases.Database` whose stores send committed
     staged jobs through the installed adapters."""
-    return resolve(db, enqueue=dispatch)
+    return resolve(db, enqueue=dispatch, lock_timeout=lock_timeout)
 
 
-def perform_transactionally(job: Any, *args: Any, **kwargs: Any) -> int:
+def perform_transactionally(job: Any, *args: Any, **kwargs: Any) -> None:
     """Stage ``job(*args, **kwargs)`` in the current step's transaction; it is sent to the
-    queue after the step commits (and never if it rolls back). Returns the staged id.
+    queue after the step commits (and never if it rolls back). The row is written with
+    the step's last statement (no round trip of its own); its id travels with the job to
+    the queue (``acidic_job_staged_id``), which acknowledges it.
 
     Arguments are JSON-encoded (the queues serialise them as JSON too).
     """
@@ -44,7 +52,7 @@ def perform_transactionally(job: Any, *args: Any, **kwargs: Any) -> int:
                           "workflow (it stages the job in the step's transaction)")
     adapter, name = describe(job)
     payload = encode_payload(job, args, kwargs)
-    return ctx.run.stage(adapter, name, payload)
+    ctx.run.stage(adapter, name, payload)
 
 
 def _database_for(adapter: Optional[str], db: Optional[DatabaseLike]) -> Database:
@@ -52,10 +60,10 @@ def _database_for(adapter: Optional[str], db: Optional[DatabaseLike]) -> Databas
         return database(db)
     a = installed(adapter or "")
     if a is None or a.db is None:
-        raise MisuseError(f"no database to acknowledge {adapter or 'staged'} jobs: pass db= or "
+        raise MisuseError(f"no database for the {adapter or 'queue'} adapter: pass db= or "
                           f"install the adapter with a database")
     if a.database is None:  # resolved once per adapter: one store per thread, not per ack
-        a.database = database(a.db)
+        a.database = database(a.db, a.lock_timeout)
     result: Database = a.database
     return result
 
@@ -69,21 +77,55 @@ def ack(staged_id: int, db: Optional[DatabaseLike] = None, *, adapter: Optional[
         raise TypeError("staged_id must be an int")
     target = _database_for(adapter, db).current()
     with target.lock:
-        store = target.store()
-        with target.transaction(store):
-            return store.ack(staged_id)
+        completed: bool = target.store().ack(staged_id)
+        return completed
 
 
 def drain(db: DatabaseLike, older_than: float = 60.0) -> int:
     """Send every staged job committed (or last handed out) more than ``older_than``
     seconds ago and never acknowledged. Returns how many were sent."""
-    if not isinstance(older_than, (int, float)) or isinstance(older_than, bool) or older_than < 0:
-        raise TypeError("older_than must be a non-negative number of seconds")
+    older_than_ms = milliseconds("older_than", older_than)
     target = database(db).current()
     with target.lock:
-        store = target.store()
-        with target.transaction(store):
-            return store.drain(int(older_than * 1000))
+        delivered: int = target.store().drain(older_than_ms)
+        return delivered
+
+
+class Recovered(NamedTuple):
+    """What :func:`recover` did."""
+
+    #: runs handed back to their queue (as staged jobs, sent after the sweep commits)
+    requeued: int
+    #: runs marked dead: they failed max_attempts times
+    dead: int
+
+
+def recover(db: Optional[DatabaseLike] = None, limit: int = 0, *,
+            adapter: Optional[str] = None, lock_timeout: Optional[float] = None) -> Recovered:
+    """Hand back to their queue the runs whose worker died (locked for longer than the
+    lock timeout) and the failed runs whose retry is due, each under its idempotency key
+    (its Celery task id or RQ job id), so it resumes at its recovery point; mark dead the
+    runs that have failed ``max_attempts`` times. Safe from many processes at once: the
+    database decides, and a run is handed out once per lock timeout. Only runs started
+    by a queue's job (``acidic_job.celery.task``, ``acidic_job.rq.job``, awaits) know how
+    to be enqueued again; the others are left alone. ``limit`` bounds the runs looked at
+    (0: all). Without ``db``, the database the adapter named ``adapter`` was installed
+    with (what the workers' periodic recovery uses).
+
+    A run is stranded once its lock is older than the lock timeout of the database the
+    sweep runs on: ``lock_timeout`` (seconds) for a ``db`` given as a URL or connection,
+    the workflow's for a workflow's own database, the core's default (90 s) otherwise.
+    A sweep judging by a shorter timeout than a run's own would hand out a run whose
+    worker is still in a long step: give it the longest of your workflows'."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise TypeError("limit must be a non-negative int (0: no limit)")
+    if db is not None:
+        target = database(db, lock_timeout).current()
+    else:
+        target = _database_for(adapter, db).current()
+    with target.lock:
+        requeued, dead = target.store().recover(limit)
+        return Recovered(requeued, dead)
 
 
 def workflow_named(name: str, module: Optional[str]) -> WorkflowSpec:

@@ -26,20 +26,40 @@ Setup, in the module that defines the jobs (workers import it)::
   give it ``retry=rq.Retry(...)``. RQ re-enqueues a failed job after its interval only
   from a worker started with ``rq worker --with-scheduler``.
 * Awaits use the core's batches; the continuation is the job ``acidic_job.rq.resume``.
+* Recovery: a run started by a workflow job (or resumed by ``acidic_job.rq.resume``)
+  records how to resume it. When its worker died in the middle of it (a SIGKILLed work
+  horse), or it failed and RQ no longer retries it, recovery enqueues
+  ``acidic_job.rq.resume`` for it on its queue, with the run's idempotency key as the
+  job id, and the run resumes at its recovery point; a run that has failed
+  ``max_attempts`` times is dead instead. The sweep is the RQ job
+  ``acidic_job.rq.sweep``, scheduled every ``recover_every`` seconds (60 by default) on
+  the install queue: :func:`install` schedules the next one, and each sweep schedules
+  the one after it, at most one per interval whoever schedules. A sweep imports the
+  module that called :func:`install` (so call it in the module that defines the jobs, as
+  above). Scheduled jobs run only with ``rq worker --with-scheduler``. A scheduler killed
+  with its worker holds RQ's scheduler lock for a minute, so another worker's scheduler
+  may start only later. ``recover_every=None`` turns it off (then run
+  ``python -m acidic_job recover`` from cron).
 """
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
+import sys
+import time
+from datetime import datetime, timezone
 from typing import (Any, Callable, Dict, List, Optional, Protocol, Tuple, TypeVar, Union,
                     overload)
 
 from redis import Redis
-from rq import Queue, Retry
+from rq import Queue, Retry, get_current_job
+from rq.job import Job as RQJob
 
 from . import adapters, queues
 from .databases import DatabaseLike
 from .errors import UnknownJobAdapter
+from .workflow import recoverable
 
 log = logging.getLogger("acidic_job")
 
@@ -48,7 +68,7 @@ META = "acidic_job_staged_id"
 T = TypeVar("T", bound=type)
 
 __all__ = ["install", "job", "Job", "WorkflowJob", "RQAdapter", "acknowledge", "resume",
-           "run_workflow", "META"]
+           "run_workflow", "sweep", "schedule_recovery", "META"]
 
 
 class RQAdapter(adapters.Adapter):
@@ -57,15 +77,21 @@ class RQAdapter(adapters.Adapter):
     name = "rq"
 
     def __init__(self, db: Optional[DatabaseLike], connection: Redis,
-                 queue: str = "default") -> None:
-        super().__init__(db)
+                 queue: str = "default", recover_every: Optional[float] = 60.0,
+                 module: Optional[str] = None, lock_timeout: Optional[float] = None) -> None:
+        super().__init__(db, lock_timeout)
         self.connection = connection
         self.queue = queue
+        self.recover_every = recover_every
+        #: the module that installed this adapter: a sweep imports it to install it again
+        self.module = module
 
     def send(self, staged_id: int, job_name: str, payload: Dict[str, Any]) -> None:
+        extra: Dict[str, Any] = {"meta": {META: staged_id}, "on_success": acknowledge}
+        if payload.get("id"):
+            extra["job_id"] = payload["id"]
         self.enqueue(job_name, payload.get("args", []), payload.get("kwargs", {}),
-                     payload.get("options") or {}, meta={META: staged_id},
-                     on_success=acknowledge)
+                     payload.get("options") or {}, **extra)
 
     def enqueue(self, job_name: str, args: List[Any], kwargs: Dict[str, Any],
                 options: Dict[str, Any], **extra: Any) -> Any:
@@ -85,16 +111,69 @@ class RQAdapter(adapters.Adapter):
         return f"{__name__}.resume"
 
 
-def install(db: Optional[DatabaseLike], connection: Redis, queue: str = "default") -> RQAdapter:
-    """Send staged ``"rq"`` jobs to ``queue`` on ``connection`` and acknowledge them in
-    ``db`` once they have succeeded."""
+def install(db: Optional[DatabaseLike], connection: Redis, queue: str = "default",
+            recover_every: Optional[float] = 60.0,
+            lock_timeout: Optional[float] = None) -> RQAdapter:
+    """Send staged ``"rq"`` jobs to ``queue`` on ``connection``, acknowledge them in ``db``
+    once they have succeeded, and schedule the recovery sweep every ``recover_every``
+    seconds (None: never; see the module's documentation), which judges locks by
+    ``lock_timeout`` (seconds, default 90: the longest of your workflows')."""
     if not isinstance(connection, Redis):
         raise TypeError(f"connection must be a redis.Redis, got {type(connection).__name__}")
     if not isinstance(queue, str) or not queue:
         raise TypeError("queue must be a non-empty str")
-    adapter = RQAdapter(db, connection, queue)
+    if recover_every is not None and (not isinstance(recover_every, (int, float)) or
+                                      isinstance(recover_every, bool) or recover_every <= 0):
+        raise TypeError("recover_every must be a positive number of seconds or None")
+    caller = sys._getframe(1).f_globals.get("__name__")
+    adapter = RQAdapter(db, connection, queue, recover_every,
+                        caller if caller not in (None, "__main__") else None, lock_timeout)
     adapters.install_adapter(adapter)
+    if recover_every and db is not None:
+        schedule_recovery(recover_every)
     return adapter
+
+
+_SWEEP_ID = "acidic_job.rq.sweep"
+
+
+def schedule_recovery(every: float) -> Optional[str]:
+    """Schedule the next recovery sweep on the installed connection and queue, at the
+    next multiple of ``every`` seconds, unless that one is scheduled already (its job id
+    names the slot, so processes racing here schedule it once). Returns its job id, or
+    None when Redis could not be reached (logged; the next install or sweep tries
+    again)."""
+    adapter = adapters.installed("rq")
+    if not isinstance(adapter, RQAdapter):
+        raise UnknownJobAdapter("acidic_job.rq.install(...) has not been called")
+    slot = int(time.time() // every) + 1
+    job_id = f"{_SWEEP_ID}.{slot}"
+    try:
+        if RQJob.exists(job_id, connection=adapter.connection):
+            return job_id
+        queue = Queue(adapter.queue, connection=adapter.connection)
+        queue.enqueue_at(datetime.fromtimestamp(slot * every, timezone.utc), sweep, every,
+                         adapter.module, job_id=job_id, result_ttl=max(60, int(every) * 2),
+                         description="acidic_job recovery sweep")
+    except Exception:
+        log.exception("acidic_job: could not schedule the recovery sweep %s", job_id)
+        return None
+    return job_id
+
+
+def sweep(every: Optional[float] = None, module: Optional[str] = None) -> List[int]:
+    """The recovery job: hand stranded and due runs back to their queues (see
+    :func:`acidic_job.recover`), then schedule the next sweep. ``module`` is the one that
+    called :func:`install`: a work horse imports it first when nothing installed the
+    adapter in this process yet."""
+    if adapters.installed("rq") is None and module:
+        importlib.import_module(module)
+    try:
+        done = queues.recover(adapter="rq")
+        return [done.requeued, done.dead]
+    finally:
+        if every:
+            schedule_recovery(every)
 
 
 def acknowledge(job: Any, connection: Any, result: Any, *args: Any, **kwargs: Any) -> None:
@@ -109,16 +188,26 @@ def acknowledge(job: Any, connection: Any, result: Any, *args: Any, **kwargs: An
                       "send it again", staged, job.func_name)
 
 
+def _recoverable_here() -> Any:
+    """Runs started by this RQ job are resumed on this job's queue."""
+    current = get_current_job()
+    origin = getattr(current, "origin", None)
+    return recoverable("rq", **({"queue": origin} if origin else {}))
+
+
 def resume(doc: Dict[str, Any]) -> bool:
-    """The continuation job of a workflow whose awaited RQ jobs have all succeeded."""
-    return queues.resume(doc)
+    """The job that continues a workflow run: after its awaited RQ jobs have all
+    succeeded, or when recovery hands the run back."""
+    with _recoverable_here():
+        return queues.resume(doc)
 
 
 def run_workflow(workflow: str, module: str, *args: Any, **kwargs: Any) -> bool:
     """The job a worker runs for a workflow job: ``Cls.run(*args, **kwargs)``. A run that
     fails raises, so RQ's retry runs it again; it then resumes at the failed step."""
     key = kwargs.pop("key", None)
-    return queues.workflow_named(workflow, module).run(args, kwargs, key)
+    with _recoverable_here():
+        return queues.workflow_named(workflow, module).run(args, kwargs, key)
 
 
 def _retry_options(retry: Optional[Retry]) -> Optional[Dict[str, Any]]:
@@ -154,9 +243,9 @@ class Job:
             options["retry"] = self.retry
         return options or None
 
-    def perform_transactionally(self, *args: Any, **kwargs: Any) -> int:
+    def perform_transactionally(self, *args: Any, **kwargs: Any) -> None:
         """Stage this job in the current step's transaction; enqueued after commit."""
-        return queues.perform_transactionally(self, *args, **kwargs)
+        queues.perform_transactionally(self, *args, **kwargs)
 
     def enqueue(self, *args: Any, **kwargs: Any) -> Any:
         """Enqueue now (not transactionally) on the installed connection."""

@@ -22,29 +22,28 @@ Anything else a step returns is ignored.
 from __future__ import annotations
 
 import ast
+import contextlib
 import contextvars
 import hashlib
 import inspect
-import json
 import logging
 import textwrap
-import warnings
-from typing import (Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional,
-                    Sequence, Tuple, Type, TypeVar, Union, cast, overload)
+from typing import (Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Mapping,
+                    Optional, Sequence, Tuple, Type, TypeVar, Union, cast, overload)
 
-from . import _native, adapters
+from . import _native, adapters, events
 from .codec import DEFAULT_CODEC, Codec, is_utf8
 from .databases import Database, DatabaseLike, resolve
-from .errors import (DuplicateStep, EncodeError, Error, InvalidArgument, MisuseError,
-                     NoDefinedSteps)
+from .errors import (DeadRun, DecodeError, DuplicateStep, EncodeError, Error, InvalidArgument,
+                     NoDefinedSteps, document)
 
 log = logging.getLogger("acidic_job")
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["Workflow", "workflow", "step", "job", "FINISH", "goto", "GoTo", "current_step", "StepContext",
-           "WorkflowSpec", "registry"]
+__all__ = ["Workflow", "workflow", "step", "job", "FINISH", "goto", "GoTo", "current_step",
+           "StepContext", "WorkflowSpec", "registry", "recoverable"]
 
 
 class _Finish:
@@ -175,19 +174,37 @@ def _check_text(value: str, what: str) -> None:
                               f"surrogates, got {value!r}")
 
 
-def _error_document(exc: BaseException) -> str:
-    """The error recorded on the run: ``{"class": "module.QualName", "message": ...}``
-    (``builtins.ValueError`` for built-in classes)."""
-    cls = type(exc)
-    name = f"{cls.__module__}.{cls.__qualname__}"
+#: How the run being started here can be enqueued again: (adapter, options) of the queue
+#: job running it, set by the queue integrations (:func:`recoverable`).
+_resume_via: contextvars.ContextVar[Optional[Tuple[str, Dict[str, Any]]]] = \
+    contextvars.ContextVar("acidic_job_resume_via", default=None)
+
+
+@contextlib.contextmanager
+def recoverable(adapter: str, **options: Any) -> Iterator[None]:
+    """Runs started inside this block are recoverable through ``adapter``: each records
+    the job that resumes it (the adapter's continuation, under the run's idempotency key
+    as its task or job id), which :func:`acidic_job.recover` enqueues when its worker
+    died or its retry is due. The Celery task and RQ job of a workflow do this;
+    ``options`` travel with the job (an RQ queue, say)."""
+    token = _resume_via.set((adapter, options))
     try:
-        message = str(exc)
-    except Exception:  # a broken __str__ must not hide the original exception
-        message = repr(exc)
-    doc = json.dumps({"class": name, "message": message}, sort_keys=True, ensure_ascii=False)
-    # a message holding a lone surrogate is recorded with JSON escapes instead
-    return doc if is_utf8(doc) else json.dumps({"class": name, "message": message},
-                                                 sort_keys=True)
+        yield
+    finally:
+        _resume_via.reset(token)
+
+
+_SCALARS = (int, float, bool, type(None))
+
+
+def _is_scalar(value: Any) -> bool:
+    """A value every codec of JSON shape encodes, and that cannot change in place."""
+    if type(value) in _SCALARS:
+        return type(value) is not float or value == value and value not in (_INF, -_INF)
+    return type(value) is str and is_utf8(value)
+
+
+_INF = float("inf")
 
 
 def _is_classvar(hint: Any) -> bool:
@@ -216,6 +233,16 @@ class WorkflowSpec:
             native_steps.append((s.name, names))
         self.native = _native.Workflow(native_steps)
         self._no_attributes = codec.encode({})  # a workflow without attributes, every step
+        self.attribute_names = tuple(attributes)
+        # Defaults are decoded from their document for each new instance (a mutable
+        # default must not be shared), unless all of them are immutable scalars.
+        self._defaults_doc = self._encode_named("attribute", attributes) if attributes else ""
+        self._scalar_defaults = all(_is_scalar(v) for v in attributes.values())
+        params = list(signature.parameters.values())
+        # run(*args) binds positionally without inspect when every parameter is a plain
+        # positional one and all of them are given (the common case)
+        self._positional = tuple(p.name for p in params) if all(
+            p.kind == p.POSITIONAL_OR_KEYWORD for p in params) else None
 
     # -- encoding -------------------------------------------------------------
     def _encode_named(self, what: str, values: Mapping[str, Any]) -> str:
@@ -238,28 +265,43 @@ class WorkflowSpec:
                               f"{_CODEC_ADVICE}") from first
 
     def check_attribute(self, name: str, value: Any) -> None:
-        self._encode_named("attribute", {name: value})
+        if not _is_scalar(value):  # a scalar always encodes
+            self._encode_named("attribute", {name: value})
 
     def encode_attributes(self, instance: Any) -> str:
         if not self.attributes:
             return self._no_attributes
-        values = {name: getattr(instance, name) for name in self.attributes}
+        values = {name: getattr(instance, name) for name in self.attribute_names}
+        if self._scalar_defaults and all(values[name] is default
+                                         for name, default in self.attributes.items()):
+            return self._defaults_doc  # a new run's, mostly: no encoding
         return self._encode_named("attribute", values)
 
     def apply_attributes(self, instance: Any, doc: Optional[str]) -> None:
+        """Set the instance's attributes from a stored document (None: the defaults).
+        A document that does not decode to an object raises ValueError (or the codec's
+        error)."""
         stored: Dict[str, Any] = {}
         if doc:
             decoded = self.codec.decode(doc)
-            if isinstance(decoded, dict):
-                stored = decoded
-        defaults = self.codec.decode(self._encode_named("attribute", self.attributes)) \
-            if self.attributes else {}
-        for name in self.attributes:
-            value = stored[name] if name in stored else defaults[name]
-            object.__setattr__(instance, name, value)
+            if not isinstance(decoded, dict):
+                raise ValueError(f"it decodes to a {type(decoded).__name__}, not an object")
+            stored = decoded
+        if not self.attributes:
+            return
+        defaults = self.attributes
+        if not self._scalar_defaults and any(name not in stored for name in defaults):
+            defaults = self.codec.decode(self._defaults_doc)
+        for name in self.attribute_names:
+            object.__setattr__(instance, name, stored[name] if name in stored else defaults[name])
 
     def encode_arguments(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]
                          ) -> Tuple[str, inspect.BoundArguments]:
+        names = self._positional
+        if names is not None and not kwargs and len(args) == len(names):
+            arguments: Mapping[str, Any] = dict(zip(names, args))
+            bound = inspect.BoundArguments(self.signature, arguments)  # type: ignore[arg-type]
+            return self._encode_named("argument", arguments), bound
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -292,89 +334,83 @@ class WorkflowSpec:
         return self.perform(instance, key, args_doc)
 
     def resume(self, key: str, args_doc: str) -> bool:
-        """Continue the run ``key`` (a continuation after awaited jobs)."""
+        """Continue the run ``key`` (a continuation after awaited jobs, or a recovery)."""
         instance = self.new_instance(self.decode_arguments(args_doc))
         return self.perform(instance, key, args_doc)
 
     def perform(self, instance: Any, key: str, args_doc: str) -> bool:
+        """Run (or resume) the run ``key``: the core acquires it in its first step's
+        transaction and executes every step; this layer only runs each step's code."""
+        via = _resume_via.get()
+        resume = None
+        if via is not None:
+            resume = adapters.resume_job(via[0], self.name, self.cls.__module__, key,
+                                         args_doc, via[1])
         database = self.database.current()
         with database.lock:
             store = database.store()
+            store.set_events(events.handle, events.wanted())
             attrs_doc = self.encode_attributes(instance)
-            if database.borrowed:
-                with database.transaction(store):
-                    run = _native.acquire(store, self.native, key, self.name, args_doc, attrs_doc)
-            else:
-                run = _native.acquire(store, self.native, key, self.name, args_doc, attrs_doc)
+            run = _native.Run(store, self.native, key, self.name, args_doc, attrs_doc,
+                              resume=resume)
+            call = _StepCall(self, instance, run, database, store, args_doc, attrs_doc)
+            token = events.running.set(call)
             try:
-                status = run.status
-                if status == _native.RUN_READY:
-                    self.apply_attributes(instance, run.attributes)
-                while run.status == _native.RUN_READY:
-                    self._step(database, store, run, instance, args_doc)
-                return run.status == _native.RUN_SUCCEEDED
+                status = run.execute(call)
+                if status == _native.RUN_DEAD:
+                    raise DeadRun(f"run {key!r} of {self.name} failed {run.attempts} times, "
+                                  "the most its max_attempts allows: it is dead and runs "
+                                  "again only when an operator retries it (its last error "
+                                  "is in error_object)")
             finally:
+                events.running.reset(token)
                 run.close()
-
-    def _step(self, database: Database, store: _native.Store, run: _native.Run,
-              instance: Any, args_doc: str) -> None:
-        call = _StepCall(self, instance, run, database, store, args_doc)
-        if not database.borrowed:
-            run.step(call)
-            return
-        database.begin(store)  # type: ignore[attr-defined]
-        try:
-            run.step(call)
-        except BaseException as exc:
-            database.rollback(store)  # type: ignore[attr-defined]
-            if call.failed:
-                self._record_failure(database, store, run, exc)
-            raise
-        try:
-            database.commit(store)  # type: ignore[attr-defined]
-        except BaseException as exc:  # the commit itself failed: rolled back
-            try:
-                run.set_error(_error_document(exc))
-            except Exception:
-                pass
-            self._record_failure(database, store, run, exc)
-            raise
-
-    def _record_failure(self, database: Database, store: _native.Store, run: _native.Run,
-                        exc: BaseException) -> None:
-        """Borrowed stores: the step was rolled back; record its error and release the
-        lock in a transaction of its own. A failure here is reported, not raised, so the
-        step's exception stays the one the caller sees (as in acidic_job 0.7.0)."""
-        try:
-            with database.transaction(store):
-                run.fail()
-        except Exception as record_exc:
-            warnings.warn(f"acidic_job: could not record the failure of {self.name} "
-                          f"({exc!r}): {record_exc}", RuntimeWarning, stacklevel=3)
+            return status == _native.RUN_SUCCEEDED
 
 
 class _StepCall:
-    """The callable handed to the core for one step."""
+    """The callable the core calls for each step of one run; its state is what the
+    instance's attributes were last set from."""
 
     def __init__(self, spec: WorkflowSpec, instance: Any, run: _native.Run,
-                 database: Database, store: _native.Store, args_doc: str) -> None:
+                 database: Database, store: _native.Store, args_doc: str,
+                 attrs_doc: str) -> None:
         self.spec = spec
         self.instance = instance
         self.run = run
         self.database = database
-        self.store = store
-        self.args_doc = args_doc
-        self.failed = False
+        #: the attribute document the instance holds (a new run's own)
+        self.synced: Optional[str] = attrs_doc
+        #: the exception the failing step raised (events report it)
+        self.error: Optional[BaseException] = None
+        self.context = StepContext(spec, instance, run, database, store, "", args_doc)
+
+    def _sync(self, doc: Optional[str]) -> None:
+        """Give the instance the run's attributes: those stored on a resumed run (the
+        first step), or those before a step the core runs again (a retried conflict)."""
+        spec = self.spec
+        try:
+            spec.apply_attributes(self.instance, doc)
+        except Exception as exc:
+            raise DecodeError(
+                f"the attr_accessors column of run {self.run.key!r} (id {self.run.id}) of "
+                f"{spec.name} cannot be decoded: {exc}; fix or clear the column (the run "
+                "is unlocked and keeps this error until then)") from exc
+        self.synced = doc
 
     def __call__(self, step_name: str) -> None:
         spec = self.spec
-        step_spec = spec.steps_by_name[step_name]
-        snapshot = spec.encode_attributes(self.instance)
-        token = _current.set(StepContext(spec, self.instance, self.run, self.database,
-                                         self.store, step_name, self.args_doc))
+        run = self.run
+        context = self.context
+        context.step = step_name
+        token = _current.set(context)
         try:
+            doc = run.attributes
+            if doc != self.synced:
+                self._sync(doc)
+            step_spec = spec.steps_by_name[step_name]
             if step_spec.takes_tx:
-                tx = self.database.cursor(self.store)
+                tx = self.database.cursor(context.store)
                 try:
                     result = step_spec.fn(self.instance, tx)
                 finally:
@@ -386,25 +422,21 @@ class _StepCall:
                             pass
             else:
                 result = step_spec.fn(self.instance)
-            if self.database.borrowed and not self.store.in_transaction():
-                raise MisuseError(
-                    f"step {step_name} of {spec.name} committed or rolled back the connection: "
-                    "a step's writes must stay in the step's transaction (acidic_job commits "
-                    "it together with the run's progress)")
-            self._apply(step_spec, result)
+            if result is not None or step_spec.awaits:
+                self._apply(step_spec, result)
             attributes = spec.encode_attributes(self.instance)
-            if attributes != snapshot:  # unchanged attributes cost no write
-                self.run.set_attributes(attributes)
+            if attributes != doc:  # unchanged attributes cost no write
+                run.set_attributes(attributes)
+                self.synced = attributes
         except BaseException as exc:
-            self.failed = True
+            error = self.database.step_error(exc)
+            self.error = error or exc
             try:
-                spec.apply_attributes(self.instance, snapshot)
+                run.set_error(document(self.error))
             except Exception:
                 pass
-            try:
-                self.run.set_error(_error_document(exc))
-            except Exception:
-                pass
+            if error is not None:
+                raise error from exc
             raise
         finally:
             _current.reset(token)
@@ -431,7 +463,7 @@ class _StepCall:
         assert first_adapter is not None
         spec = self.spec
         cont_name, cont_payload = adapters.continuation(
-            first_adapter, spec.name, spec.cls.__module__, self.run.key, self.args_doc)
+            first_adapter, spec.name, spec.cls.__module__, self.run.key, self.context.args_doc)
         self.run.set_continuation(first_adapter, cont_name, cont_payload)
 
 
@@ -595,8 +627,12 @@ class Workflow(metaclass=_WorkflowType):
     attributes are encoded, default canonical JSON), ``lock_timeout`` (seconds, default
     90: how long a run stays locked by a worker that died), ``busy_timeout`` and
     ``synchronous`` (SQLite URL stores), ``conflict_retries`` (serialization failures
-    the core retries). A class without ``database`` is an abstract base for workflows
-    that name theirs; a subclass of a workflow is a workflow on the same database.
+    the core retries), ``max_attempts`` (default 25: a run that has failed this many
+    times is dead, and recovery no longer retries it; 0 for no limit) and ``retry_base``
+    (seconds, default 15: recovery retries a failed run after this, doubling with each
+    attempt up to an hour). An option left out takes the core's default. A class
+    without ``database`` is an abstract base for workflows that name theirs; a subclass
+    of a workflow is a workflow on the same database.
 
     ``run(*args, key=None, **kwargs)`` takes the arguments of ``__init__``; they
     identify the run unless ``key`` is given. Annotated class attributes with a default
@@ -610,12 +646,16 @@ class Workflow(metaclass=_WorkflowType):
                           lock_timeout: Optional[float] = None,
                           busy_timeout: Optional[float] = None,
                           synchronous: Optional[str] = None,
-                          conflict_retries: Optional[int] = None, **kwargs: Any) -> None:
+                          conflict_retries: Optional[int] = None,
+                          max_attempts: Optional[int] = None,
+                          retry_base: Optional[float] = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         options = {k: v for k, v in (("lock_timeout", lock_timeout),
                                      ("busy_timeout", busy_timeout),
                                      ("synchronous", synchronous),
-                                     ("conflict_retries", conflict_retries)) if v is not None}
+                                     ("conflict_retries", conflict_retries),
+                                     ("max_attempts", max_attempts),
+                                     ("retry_base", retry_base)) if v is not None}
         parent: Optional[WorkflowSpec] = getattr(cls, "__acidic_workflow__", None)
         if database is None:
             if options:
@@ -649,8 +689,9 @@ class Workflow(metaclass=_WorkflowType):
 
 def workflow(db: DatabaseLike, *, name: Optional[str] = None, codec: Optional[Codec] = None,
              lock_timeout: Optional[float] = None, busy_timeout: Optional[float] = None,
-             synchronous: Optional[str] = None,
-             conflict_retries: Optional[int] = None) -> Callable[[Type[T]], Type[T]]:
+             synchronous: Optional[str] = None, conflict_retries: Optional[int] = None,
+             max_attempts: Optional[int] = None,
+             retry_base: Optional[float] = None) -> Callable[[Type[T]], Type[T]]:
     """The decorator form of :class:`Workflow`, kept for compatibility:
     ``@acidic_job.workflow(db)`` on a plain class takes the same settings and gives the
     class the same ``run`` classmethod. Type checkers do not see what a class decorator
@@ -659,7 +700,8 @@ def workflow(db: DatabaseLike, *, name: Optional[str] = None, codec: Optional[Co
     """
     database, the_name, the_codec = _settings(
         db, name, codec, lock_timeout=lock_timeout, busy_timeout=busy_timeout,
-        synchronous=synchronous, conflict_retries=conflict_retries)
+        synchronous=synchronous, conflict_retries=conflict_retries, max_attempts=max_attempts,
+        retry_base=retry_base)
 
     def decorate(cls: Type[T]) -> Type[T]:
         if not isinstance(cls, type):

@@ -2,24 +2,32 @@
  * acidic_job._native: the CPython extension over the C core.
  *
  * Deliberately small: three types (Store, Workflow, Run) that own one core handle
- * each, the calls of the header one to one, and the mapping of core error codes to
- * the exception classes of acidic_job.errors (registered at import by the Python
- * layer). Everything a Python developer sees (decorators, attributes, codecs, host
- * transactions, queues) is written in Python on top of this. One file per type:
+ * each, the calls of the header one to one, the hooks a store gives the core (the host
+ * transaction, events, error documents), and the mapping of core error codes to the
+ * exception classes of acidic_job.errors (registered at import by the Python layer).
+ * Everything a Python developer sees (decorators, attributes, codecs, drivers, queues,
+ * logging) is written in Python on top of this. One file per type:
  *
  *   py_aj_module.c    the module: its functions, constants and PyInit__native
  *   py_aj_store.c     Store, and open / borrow_sqlite / borrow_pg
+ *   py_aj_host.c      the hooks: aj_host_tx calling the Python host, events, error
+ *                     documents, and the host's exception kept across the core
  *   py_aj_workflow.c  Workflow
  *   py_aj_run.c       Run, and acquire
  *   py_aj_convert.c   conversions: core error codes to exceptions, Python values to
  *                     core values and back
  *
  * Threads: every core call that may touch the database runs with the GIL released.
- * The step and enqueue callbacks re-take it with PyGILState_Ensure. A Store, and the
- * Runs on it, may be used by one thread at a time (the core's rule); a second thread
- * entering a store that is busy in another thread gets MisuseError instead of
- * undefined behaviour. Nested use from the same thread (a step callback staging a
- * job or executing SQL on its own run) is the normal case and allowed.
+ * The callbacks (step, host transaction, enqueue, events, error documents) re-take it
+ * with PyGILState_Ensure. A Store, and the Runs on it, may be used by one thread at a
+ * time (the core's rule); a second thread entering a store that is busy in another
+ * thread gets MisuseError instead of undefined behaviour. Nested use from the same
+ * thread (a step callback staging a job or executing SQL on its own run) is the normal
+ * case and allowed.
+ *
+ * Exceptions never cross the core: each callback catches what Python raised, turns it
+ * into a return code (and the core's last error), and keeps the exception; the call
+ * that entered the core raises after the core has returned.
  *
  * Every name here is internal to the extension: it is compiled with
  * -fvisibility=hidden and exports PyInit__native alone.
@@ -38,14 +46,20 @@
  * reference), acidic_job.Error for a code without its own class, RuntimeError before
  * registration; NULL with an exception set on failure. */
 PyObject *py_aj_error_class(int code);
+/* acidic_job.Error (borrowed), or NULL before registration. */
+PyObject *py_aj_error_base(void);
+/* The Python function making the error document of a core failure (borrowed), or NULL
+ * before registration. */
+PyObject *py_aj_error_document(void);
 /* Raise the exception for `code` with `message`; returns NULL. */
 PyObject *py_aj_raise(int code, const char *message);
 /* The same with a printf-style message. */
 PyObject *py_aj_raisef(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Raise the core's last error for this thread (after a call returned `rc`); NULL. */
 PyObject *py_aj_raise_last(int rc);
-/* _native._register_errors(mapping): the {code: class} dict of acidic_job.errors. */
-PyObject *py_aj_register_errors(PyObject *mod, PyObject *mapping);
+/* _native._register_errors(mapping, document): the {code: class} dict of
+ * acidic_job.errors and its error_document(code, message) -> str. */
+PyObject *py_aj_register_errors(PyObject *mod, PyObject *args);
 
 /* The UTF-8 of a str argument, refusing what the core cannot take: a lone surrogate
  * and (unless `nul_ok`) a NUL byte raise InvalidArgument naming `what`; not a str is
@@ -64,11 +78,19 @@ PyObject *py_aj_opt_text(const char *s, size_t len);
 
 /* --- Store (py_aj_store.c) -------------------------------------------------------- */
 
+struct RunObject;
+
 typedef struct {
     PyObject_HEAD
     aj_store *store;
-    PyObject *host;          /* borrowed connection kept alive, or NULL */
+    PyObject *conn;          /* borrowed connection kept alive, or NULL */
+    PyObject *atomically;    /* the host transaction: callable(body) -> committed, or NULL */
+    PyObject *body;          /* the TxBody handed to it, reused while nobody else holds it */
+    PyObject *host_exc;      /* what a hook raised during the current core call, or NULL */
     PyObject *enqueue;       /* Python callable or NULL */
+    PyObject *events;        /* Python callable(Event) or NULL */
+    unsigned long event_mask;/* bit 1 << type for each event type delivered to `events` */
+    struct RunObject *current; /* the run executing on this store (events read it), or NULL */
     Py_ssize_t runs;         /* live Run objects on this store */
     unsigned long owner;     /* thread inside a core call on this store, 0 if none */
     int depth;               /* nesting depth of that thread */
@@ -82,22 +104,50 @@ extern PyTypeObject py_aj_StoreType;
 int py_aj_store_enter(StoreObject *self);
 void py_aj_store_leave(StoreObject *self);
 
+/* After a core call on the store returned `rc`: clear what a hook kept on success;
+ * on failure raise the core's error (the hook's exception as its cause), or the hook's
+ * exception itself when it was not an Exception (KeyboardInterrupt, SystemExit).
+ * Returns NULL when it raised, else Py_None (borrowed: not to be decref'd). */
+PyObject *py_aj_store_result(StoreObject *self, int rc);
+
 PyObject *py_aj_open(PyObject *mod, PyObject *args, PyObject *kwargs);
 PyObject *py_aj_borrow_sqlite(PyObject *mod, PyObject *args, PyObject *kwargs);
 PyObject *py_aj_borrow_pg(PyObject *mod, PyObject *args, PyObject *kwargs);
+
+/* --- hooks (py_aj_host.c) --------------------------------------------------------- */
+
+extern PyTypeObject py_aj_TxBodyType;
+extern PyTypeObject *py_aj_EventType;
+
+/* The aj_host_tx table of every borrowed store (ctx: the StoreObject). */
+extern const aj_host_tx py_aj_host_tx;
+/* aj_event_fn and aj_error_doc_fn of every store (ctx: the StoreObject). */
+void py_aj_event_hook(void *ctx, const aj_event *event);
+int py_aj_error_hook(void *ctx, aj_run *run, int code, const char *message);
+/* Keep the exception being raised (a callback's) on the store; the core's last error
+ * gets `code`, or the code of an acidic_job.Error, and the exception's text. Returns
+ * that code (negative). Call with the GIL held and an exception set. */
+int py_aj_keep_exception(StoreObject *store, int code);
+/* Create the Event type (at module init). */
+int py_aj_host_init(PyObject *module);
 
 /* --- Workflow (py_aj_workflow.c) -------------------------------------------------- */
 
 typedef struct {
     PyObject_HEAD
     aj_workflow *wf;
+    PyObject *names;         /* tuple of the step names as str, in order */
 } WorkflowObject;
 
 extern PyTypeObject py_aj_WorkflowType;
 
+/* The str of the step `name` (a pointer the core got from this workflow), borrowed;
+ * NULL with an exception when it is not one of its steps. */
+PyObject *py_aj_workflow_name(WorkflowObject *wf, const char *name);
+
 /* --- Run (py_aj_run.c) ------------------------------------------------------------ */
 
-typedef struct {
+typedef struct RunObject {
     PyObject_HEAD
     aj_run *run;
     StoreObject *store;

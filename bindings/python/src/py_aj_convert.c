@@ -6,8 +6,22 @@
 #include <stdio.h>
 #include <string.h>
 
-/* code (int) -> exception class, filled by acidic_job.errors via _register_errors. */
+/* code (int) -> exception class, and the function making error documents, both given
+ * by acidic_job.errors via _register_errors. */
 static PyObject *error_classes = NULL;
+static PyObject *error_document = NULL;
+
+PyObject *
+py_aj_error_base(void)
+{
+    return error_classes ? PyDict_GetItemString(error_classes, "default") : NULL;
+}
+
+PyObject *
+py_aj_error_document(void)
+{
+    return error_document;
+}
 
 PyObject *
 py_aj_error_class(int code)
@@ -66,14 +80,19 @@ py_aj_raise_last(int rc)
 }
 
 PyObject *
-py_aj_register_errors(PyObject *mod, PyObject *mapping)
+py_aj_register_errors(PyObject *mod, PyObject *args)
 {
-    if (!PyDict_Check(mapping)) {
-        PyErr_SetString(PyExc_TypeError, "expected a dict {code: exception class}");
+    PyObject *mapping, *document;
+    if (!PyArg_ParseTuple(args, "O!O:_register_errors", &PyDict_Type, &mapping, &document))
+        return NULL;
+    if (!PyCallable_Check(document)) {
+        PyErr_SetString(PyExc_TypeError, "expected error_document(code, message) -> str");
         return NULL;
     }
     Py_INCREF(mapping);
     Py_XSETREF(error_classes, mapping);
+    Py_INCREF(document);
+    Py_XSETREF(error_document, document);
     Py_RETURN_NONE;
 }
 

@@ -26,16 +26,21 @@ native_code_name(PyObject *mod, PyObject *arg)
 
 static PyMethodDef module_methods[] = {
     {"open", (PyCFunction)(void (*)(void))py_aj_open, METH_VARARGS | METH_KEYWORDS,
-     "open(url, *, lock_timeout_ms, busy_timeout_ms, synchronous, conflict_retries) -> Store"},
+     "open(url, **options) -> Store. Options (AJ_UNSET, -1, when not given): "
+     "lock_timeout_ms, busy_timeout_ms, synchronous, conflict_retries, max_attempts, "
+     "retry_base_ms, match_job_name"},
     {"borrow_sqlite", (PyCFunction)(void (*)(void))py_aj_borrow_sqlite,
-     METH_VARARGS | METH_KEYWORDS, "borrow_sqlite(connection, **options) -> Store"},
+     METH_VARARGS | METH_KEYWORDS, "borrow_sqlite(connection, *, atomically=None, **options) -> "
+     "Store: atomically(body) -> committed is the host transaction (None: the core's own "
+     "BEGIN/COMMIT on the handle)"},
     {"borrow_pg", (PyCFunction)(void (*)(void))py_aj_borrow_pg, METH_VARARGS | METH_KEYWORDS,
-     "borrow_pg(connection, **options) -> Store: a psycopg 3 Connection or a psycopg2 "
-     "connection on the libpq the extension links"},
+     "borrow_pg(connection, *, atomically=None, **options) -> Store: a psycopg 3 Connection "
+     "or a psycopg2 connection on the libpq the extension links"},
     {"acquire", (PyCFunction)(void (*)(void))py_aj_acquire, METH_VARARGS | METH_KEYWORDS,
-     "acquire(store, workflow, key, job_name, args=None, attributes=None) -> Run"},
-    {"_register_errors", py_aj_register_errors, METH_O,
-     "Register {code: exception class} (done by acidic_job.errors)."},
+     "acquire(store, workflow, key, job_name, args=None, attributes=None, *, run_id=0, "
+     "resume=None) -> Run, acquired in a transaction of its own"},
+    {"_register_errors", py_aj_register_errors, METH_VARARGS,
+     "_register_errors({code: exception class}, error_document) (done by acidic_job.errors)."},
     {"sqlite_libversion", native_sqlite_libversion, METH_NOARGS,
      "The SQLite version the extension runs with."},
     {"pq_libversion", native_pq_libversion, METH_NOARGS,
@@ -59,6 +64,8 @@ PyInit__native(void)
     PyObject *m = PyModule_Create(&native_module);
     if (m == NULL)
         return NULL;
+    if (py_aj_host_init(m) < 0)
+        goto fail;
     Py_INCREF(&py_aj_StoreType);
     Py_INCREF(&py_aj_WorkflowType);
     Py_INCREF(&py_aj_RunType);
@@ -71,13 +78,20 @@ PyInit__native(void)
     struct { const char *name; long value; } consts[] = {
         {"RUN_READY", AJ_RUN_READY}, {"RUN_AWAITING", AJ_RUN_AWAITING},
         {"RUN_SUCCEEDED", AJ_RUN_SUCCEEDED}, {"RUN_FAILED", AJ_RUN_FAILED},
-        {"RUN_FINISHED_FAILED", AJ_RUN_FINISHED_FAILED},
+        {"RUN_FINISHED_FAILED", AJ_RUN_FINISHED_FAILED}, {"RUN_DEAD", AJ_RUN_DEAD},
+        {"RUN_NEW", AJ_RUN_NEW}, {"UNSET", AJ_UNSET},
         {"OK", AJ_OK}, {"ERROR", AJ_ERROR}, {"EINVALID", AJ_EINVALID}, {"ENOMEM", AJ_ENOMEM},
         {"EMISUSE", AJ_EMISUSE}, {"EDATABASE", AJ_EDATABASE}, {"ECONFLICT", AJ_ECONFLICT},
         {"EMISMATCH", AJ_EMISMATCH}, {"ELOCKED", AJ_ELOCKED},
         {"EUNKNOWN_RECOVERY_POINT", AJ_EUNKNOWN_RECOVERY_POINT},
         {"ENO_STEPS", AJ_ENO_STEPS}, {"EDUPLICATE_STEP", AJ_EDUPLICATE_STEP},
-        {"ESTEP", AJ_ESTEP}, {"ENOTFOUND", AJ_ENOTFOUND},
+        {"ESTEP", AJ_ESTEP}, {"ENOTFOUND", AJ_ENOTFOUND}, {"ESCHEMA", AJ_ESCHEMA},
+        {"EVENT_ACQUIRED", AJ_EVENT_ACQUIRED}, {"EVENT_SKIPPED", AJ_EVENT_SKIPPED},
+        {"EVENT_STEP_STARTED", AJ_EVENT_STEP_STARTED},
+        {"EVENT_STEP_COMMITTED", AJ_EVENT_STEP_COMMITTED},
+        {"EVENT_STEP_FAILED", AJ_EVENT_STEP_FAILED}, {"EVENT_FINISHED", AJ_EVENT_FINISHED},
+        {"EVENT_STAGED", AJ_EVENT_STAGED}, {"EVENT_ENQUEUED", AJ_EVENT_ENQUEUED},
+        {"EVENT_DRAINED", AJ_EVENT_DRAINED}, {"EVENT_RECOVERED", AJ_EVENT_RECOVERED},
         {"SYNC_FULL", AJ_SYNC_FULL}, {"SYNC_NORMAL", AJ_SYNC_NORMAL}, {"SYNC_OFF", AJ_SYNC_OFF},
     };
     for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)

@@ -1,4 +1,4 @@
-/* The Run type (aj_run), and acquire, the module function that makes one. */
+/* The Run type (aj_run): Run(...) is aj_run_new, acquire(...) aj_run_acquire. */
 #include "py_aj.h"
 #include <stdio.h>
 #include <string.h>
@@ -22,64 +22,115 @@ run_dealloc(RunObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static char *acquire_kwlist[] = {"store", "workflow", "key", "job_name", "args", "attributes",
-                                 NULL};
-
-PyObject *
-py_aj_acquire(PyObject *mod, PyObject *args, PyObject *kwargs)
+/* Parameters of a new run, from the arguments of Run() and acquire(). The pointers
+ * point into the argument objects, which the caller's frame keeps alive. */
+static int
+run_params(PyObject *args, PyObject *kwargs, const char *fname, StoreObject **store,
+           WorkflowObject **wf, aj_run_params *p)
 {
-    PyObject *store_obj, *wf_obj, *key_obj, *name_obj, *args_obj = Py_None, *attrs_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!OO|OO", acquire_kwlist,
-                                     &py_aj_StoreType, &store_obj, &py_aj_WorkflowType, &wf_obj,
-                                     &key_obj, &name_obj, &args_obj, &attrs_obj))
-        return NULL;
-    const char *key = py_aj_text(key_obj, "the idempotency key", NULL, 0);
-    const char *job_name = key ? py_aj_text(name_obj, "the job name", NULL, 0) : NULL;
-    if (job_name == NULL)
-        return NULL;
-    StoreObject *store = (StoreObject *)store_obj;
-    WorkflowObject *wf = (WorkflowObject *)wf_obj;
-    if (wf->wf == NULL) {
+    static char *kwlist[] = {"store", "workflow", "key", "job_name", "args", "attributes",
+                             "run_id", "resume", NULL};
+    PyObject *key_obj, *name_obj, *args_obj = Py_None, *attrs_obj = Py_None, *resume = Py_None;
+    long long run_id = 0;
+    char fmt[40];
+    snprintf(fmt, sizeof fmt, "O!O!OO|OO$LO:%s", fname);
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, fmt, kwlist, &py_aj_StoreType, store,
+                                     &py_aj_WorkflowType, wf, &key_obj, &name_obj, &args_obj,
+                                     &attrs_obj, &run_id, &resume))
+        return -1;
+    aj_run_params init = AJ_RUN_PARAMS_INIT;
+    *p = init;
+    p->key = py_aj_text(key_obj, "the idempotency key", NULL, 0);
+    p->job_name = p->key ? py_aj_text(name_obj, "the job name", NULL, 0) : NULL;
+    if (p->job_name == NULL)
+        return -1;
+    if ((*wf)->wf == NULL) {
         PyErr_SetString(PyExc_TypeError, "the Workflow is not initialised");
+        return -1;
+    }
+    Py_ssize_t alen = 0, tlen = 0, rlen = 0;
+    if (py_aj_doc_arg(args_obj, "the arguments document", &p->args, &alen) < 0 ||
+        py_aj_doc_arg(attrs_obj, "the attributes document", &p->attributes, &tlen) < 0)
+        return -1;
+    p->args_len = (size_t)alen;
+    p->attributes_len = (size_t)tlen;
+    p->run_id = run_id;
+    if (resume != Py_None) {
+        if (!PyTuple_Check(resume) || PyTuple_GET_SIZE(resume) != 3) {
+            PyErr_SetString(PyExc_TypeError, "resume must be None or a tuple "
+                            "(adapter, job_name, payload)");
+            return -1;
+        }
+        p->resume_adapter = py_aj_text(PyTuple_GET_ITEM(resume, 0), "the resume adapter",
+                                       NULL, 0);
+        p->resume_job_name = p->resume_adapter
+            ? py_aj_text(PyTuple_GET_ITEM(resume, 1), "the resume job name", NULL, 0) : NULL;
+        p->resume_payload = p->resume_job_name
+            ? py_aj_text(PyTuple_GET_ITEM(resume, 2), "the resume payload", &rlen, 0) : NULL;
+        if (p->resume_payload == NULL)
+            return -1;
+        p->resume_payload_len = (size_t)rlen;
+    }
+    return 0;
+}
+
+static RunObject *
+run_object(StoreObject *store, WorkflowObject *wf, aj_run *run)
+{
+    RunObject *self = PyObject_New(RunObject, &py_aj_RunType);
+    if (self == NULL) {
+        aj_run_free(run);
         return NULL;
     }
-    aj_run_params p;
-    memset(&p, 0, sizeof p);
-    Py_ssize_t alen = 0, tlen = 0;
-    if (py_aj_doc_arg(args_obj, "the arguments document", &p.args, &alen) < 0 ||
-        py_aj_doc_arg(attrs_obj, "the attributes document", &p.attributes, &tlen) < 0)
-        return NULL;
-    p.args_len = (size_t)alen;
-    p.attributes_len = (size_t)tlen;
-    p.key = key;
-    p.job_name = job_name;
-    RunObject *self = PyObject_New(RunObject, &py_aj_RunType);
-    if (self == NULL)
-        return NULL;
-    self->run = NULL;
+    self->run = run;
     self->stepping = 0;
     Py_INCREF(store);
     self->store = store;
     Py_INCREF(wf);
     self->workflow = wf;
-    if (py_aj_store_enter(store) < 0) {
-        Py_DECREF(self);
+    store->runs++;
+    return self;
+}
+
+/* Run(store, workflow, key, job_name, args=None, attributes=None, *, run_id=0,
+ * resume=None): aj_run_new, no I/O. */
+static PyObject *
+run_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    StoreObject *store;
+    WorkflowObject *wf;
+    aj_run_params p;
+    if (run_params(args, kwargs, "Run", &store, &wf, &p) < 0)
         return NULL;
-    }
+    if (store->store == NULL)
+        return py_aj_raise(AJ_EMISUSE, "the store is closed");
+    aj_run *run = NULL;
+    int rc = aj_run_new(&run, store->store, wf->wf, &p);
+    if (rc != AJ_OK)
+        return py_aj_raise_last(rc);
+    return (PyObject *)run_object(store, wf, run);
+}
+
+/* acquire(...): the same, then the acquisition in a transaction of its own. */
+PyObject *
+py_aj_acquire(PyObject *mod, PyObject *args, PyObject *kwargs)
+{
+    StoreObject *store;
+    WorkflowObject *wf;
+    aj_run_params p;
+    if (run_params(args, kwargs, "acquire", &store, &wf, &p) < 0)
+        return NULL;
+    if (py_aj_store_enter(store) < 0)
+        return NULL;
     aj_run *run = NULL;
     int rc;
-    /* args_obj / attrs_obj stay alive (borrowed from the caller's frame). */
     Py_BEGIN_ALLOW_THREADS
     rc = aj_run_acquire(&run, store->store, wf->wf, &p);
     Py_END_ALLOW_THREADS
     py_aj_store_leave(store);
-    if (rc != AJ_OK) {
-        Py_DECREF(self);
-        return py_aj_raise_last(rc);
-    }
-    self->run = run;
-    store->runs++;
-    return (PyObject *)self;
+    if (py_aj_store_result(store, rc) == NULL)
+        return NULL;
+    return (PyObject *)run_object(store, wf, run);
 }
 
 static int
@@ -107,9 +158,11 @@ run_check_idle(RunObject *self, const char *what)
     return 0;
 }
 
-/* Context of one aj_run_step call: the Python step callable and the exception it
- * raised (kept to be re-raised unchanged after the core has rolled back). */
+/* Context of one aj_run_step / aj_run_execute call: the Python step callable and the
+ * exception it raised (kept to be re-raised unchanged after the core has rolled back
+ * and recorded it). */
 typedef struct {
+    RunObject *run;
     PyObject *callable;
     PyObject *exc_type, *exc_value, *exc_tb;
 } step_ctx;
@@ -121,7 +174,8 @@ step_trampoline(aj_run *run, const char *step, void *vctx)
     step_ctx *ctx = vctx;
     int rc = 0;
     PyGILState_STATE g = PyGILState_Ensure();
-    PyObject *res = PyObject_CallFunction(ctx->callable, "s", step);
+    PyObject *name = py_aj_workflow_name(ctx->run->workflow, step);
+    PyObject *res = name ? PyObject_CallOneArg(ctx->callable, name) : NULL;
     if (res == NULL) {
         Py_CLEAR(ctx->exc_type);
         Py_CLEAR(ctx->exc_value);
@@ -144,33 +198,54 @@ run_step_common(RunObject *self, PyObject *callable, int execute)
         PyErr_SetString(PyExc_TypeError, "step() expects a callable(step_name)");
         return NULL;
     }
-    if (py_aj_store_enter(self->store) < 0)
+    StoreObject *store = self->store;
+    if (py_aj_store_enter(store) < 0)
         return NULL;
-    step_ctx ctx = {callable, NULL, NULL, NULL};
+    step_ctx ctx = {self, callable, NULL, NULL, NULL};
     int rc;
     Py_INCREF(self);
+    /* For the whole call, hooks included: a Run.close() from any callback is refused. */
     self->stepping = 1;
+    RunObject *outer = store->current;
+    store->current = self;
     Py_BEGIN_ALLOW_THREADS
     rc = execute ? aj_run_execute(self->run, step_trampoline, &ctx)
                  : aj_run_step(self->run, step_trampoline, &ctx);
     Py_END_ALLOW_THREADS
+    store->current = outer;
     self->stepping = 0;
-    py_aj_store_leave(self->store);
-    Py_DECREF(self);
-    if (ctx.exc_type != NULL) {
-        if (rc == AJ_OK) {
-            /* The core ignored the failure: should not happen; do not lose it. */
-            Py_XDECREF(ctx.exc_type);
-            Py_XDECREF(ctx.exc_value);
-            Py_XDECREF(ctx.exc_tb);
-        } else {
-            PyErr_Restore(ctx.exc_type, ctx.exc_value, ctx.exc_tb);
-            return NULL;
+    py_aj_store_leave(store);
+    if (ctx.exc_type != NULL && rc != AJ_OK) {
+        /* The step's own exception, unchanged; the core's account of what it did with
+         * the run (recorded, dead, not recorded) goes with it as a note. */
+        Py_CLEAR(store->host_exc);
+        PyErr_NormalizeException(&ctx.exc_type, &ctx.exc_value, &ctx.exc_tb);
+        if (ctx.exc_value != NULL) {
+            if (ctx.exc_tb != NULL)
+                PyException_SetTraceback(ctx.exc_value, ctx.exc_tb);
+            PyObject *res = PyObject_CallMethod(ctx.exc_value, "add_note", "s",
+                                                aj_error_last()->message);
+            /* e.g. 'step "charge" failed; the error is recorded and a retry resumes at
+             * this step' */
+            if (res == NULL)
+                PyErr_Clear(); /* before 3.11 exceptions have no notes */
+            Py_XDECREF(res);
         }
+        PyErr_Restore(ctx.exc_type, ctx.exc_value, ctx.exc_tb);
+        Py_DECREF(self);
+        return NULL;
     }
-    if (rc != AJ_OK)
-        return py_aj_raise_last(rc);
-    return PyLong_FromLong(aj_run_status(self->run));
+    Py_XDECREF(ctx.exc_type);
+    Py_XDECREF(ctx.exc_value);
+    Py_XDECREF(ctx.exc_tb);
+    PyObject *res = py_aj_store_result(store, rc);
+    if (res == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    PyObject *status = PyLong_FromLong(aj_run_status(self->run));
+    Py_DECREF(self);
+    return status;
 }
 
 static PyObject *
@@ -183,21 +258,6 @@ static PyObject *
 run_execute(RunObject *self, PyObject *callable)
 {
     return run_step_common(self, callable, 1);
-}
-
-static PyObject *
-run_fail(RunObject *self, PyObject *unused)
-{
-    if (run_check_idle(self, "fail") < 0 || py_aj_store_enter(self->store) < 0)
-        return NULL;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = aj_run_fail(self->run);
-    Py_END_ALLOW_THREADS
-    py_aj_store_leave(self->store);
-    if (rc != AJ_OK)
-        return py_aj_raise_last(rc);
-    Py_RETURN_NONE;
 }
 
 /* (adapter, job_name, payload) of a staged job, each a str without NUL bytes. */
@@ -216,38 +276,55 @@ staged_job_args(PyObject *args, const char *fname, const char **adapter, const c
     return *payload ? 0 : -1;
 }
 
-typedef int (*stage_fn)(aj_run *, const char *, const char *, const char *, size_t, int64_t *);
-
+/* stage(adapter, job_name, payload, with_id=False) / await_job(...): the id when
+ * asked for (the row is then inserted at once), else None (inserted with the step's
+ * last round trip). */
 static PyObject *
-run_stage_common(RunObject *self, PyObject *args, stage_fn fn, const char *fname)
+run_stage_common(RunObject *self, PyObject *args, PyObject *kwargs, int await)
 {
-    const char *adapter, *job_name, *payload;
-    Py_ssize_t plen;
-    if (staged_job_args(args, fname, &adapter, &job_name, &payload, &plen) < 0)
+    static char *kwlist[] = {"adapter", "job_name", "payload", "with_id", NULL};
+    PyObject *a, *j, *p;
+    int with_id = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, await ? "OOO|p:await_job" : "OOO|p:stage",
+                                     kwlist, &a, &j, &p, &with_id))
         return NULL;
-    if (run_check(self) < 0 || py_aj_store_enter(self->store) < 0)
+    Py_ssize_t plen;
+    const char *adapter = py_aj_text(a, "the adapter", NULL, 0);
+    const char *job_name = adapter ? py_aj_text(j, "the job name", NULL, 0) : NULL;
+    const char *payload = job_name ? py_aj_text(p, "the payload", &plen, 0) : NULL;
+    if (payload == NULL || run_check(self) < 0)
         return NULL;
     int64_t id = 0;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = fn(self->run, adapter, job_name, payload, (size_t)plen, &id);
-    Py_END_ALLOW_THREADS
-    py_aj_store_leave(self->store);
+    int64_t *want = with_id ? &id : NULL;
+    if (with_id || await) { /* an insert now (an await's first job inserts its batch) */
+        if (py_aj_store_enter(self->store) < 0)
+            return NULL;
+        Py_BEGIN_ALLOW_THREADS
+        rc = await ? aj_run_await(self->run, adapter, job_name, payload, (size_t)plen, want)
+                   : aj_run_stage(self->run, adapter, job_name, payload, (size_t)plen, want);
+        Py_END_ALLOW_THREADS
+        py_aj_store_leave(self->store);
+    } else { /* no I/O: the GIL stays */
+        rc = aj_run_stage(self->run, adapter, job_name, payload, (size_t)plen, NULL);
+    }
     if (rc != AJ_OK)
         return py_aj_raise_last(rc);
+    if (!with_id)
+        Py_RETURN_NONE;
     return PyLong_FromLongLong(id);
 }
 
 static PyObject *
-run_stage(RunObject *self, PyObject *args)
+run_stage(RunObject *self, PyObject *args, PyObject *kwargs)
 {
-    return run_stage_common(self, args, aj_run_stage, "stage");
+    return run_stage_common(self, args, kwargs, 0);
 }
 
 static PyObject *
-run_await_job(RunObject *self, PyObject *args)
+run_await_job(RunObject *self, PyObject *args, PyObject *kwargs)
 {
-    return run_stage_common(self, args, aj_run_await, "await_job");
+    return run_stage_common(self, args, kwargs, 1);
 }
 
 static PyObject *
@@ -385,6 +462,14 @@ run_get_error(RunObject *self, void *c)
 }
 
 static PyObject *
+run_get_attempts(RunObject *self, void *c)
+{
+    if (run_check(self) < 0)
+        return NULL;
+    return PyLong_FromLong(aj_run_attempts(self->run));
+}
+
+static PyObject *
 run_get_store(RunObject *self, void *c)
 {
     Py_INCREF(self->store);
@@ -393,15 +478,13 @@ run_get_store(RunObject *self, void *c)
 
 static PyMethodDef run_methods[] = {
     {"step", (PyCFunction)run_step, METH_O,
-     "Run the step at the recovery point in one transaction; returns the new status."},
+     "Run one step in one transaction (acquiring a new run first); returns the status."},
     {"execute", (PyCFunction)run_execute, METH_O,
-     "Owned stores: step until the run is no longer READY; returns the status."},
-    {"fail", (PyCFunction)run_fail, METH_NOARGS,
-     "Borrowed stores: record the error and release the lock (inside a transaction)."},
-    {"stage", (PyCFunction)run_stage, METH_VARARGS,
-     "stage(adapter, job_name, payload) -> staged id, inside a step."},
-    {"await_job", (PyCFunction)run_await_job, METH_VARARGS,
-     "await_job(adapter, job_name, payload) -> staged id of an awaited job."},
+     "Run the run: acquire it, then step until it is no longer READY; returns the status."},
+    {"stage", (PyCFunction)(void (*)(void))run_stage, METH_VARARGS | METH_KEYWORDS,
+     "stage(adapter, job_name, payload, with_id=False) -> staged id or None, inside a step."},
+    {"await_job", (PyCFunction)(void (*)(void))run_await_job, METH_VARARGS | METH_KEYWORDS,
+     "await_job(adapter, job_name, payload, with_id=False): an awaited job of this step."},
     {"set_continuation", (PyCFunction)run_set_continuation, METH_VARARGS,
      "set_continuation(adapter, job_name, payload): the job that resumes this run."},
     {"finish", (PyCFunction)run_finish, METH_NOARGS, "Finish the run when this step commits."},
@@ -420,6 +503,7 @@ static PyGetSetDef run_getset[] = {
     {"recovery_point", (getter)run_get_recovery_point, NULL, "the step to run next", NULL},
     {"attributes", (getter)run_get_attributes, NULL, "the attribute document or None", NULL},
     {"error", (getter)run_get_error, NULL, "the recorded error document or None", NULL},
+    {"attempts", (getter)run_get_attempts, NULL, "attempts so far, this one included", NULL},
     {"store", (getter)run_get_store, NULL, "the Store", NULL},
     {NULL}
 };
@@ -429,7 +513,10 @@ PyTypeObject py_aj_RunType = {
     .tp_name = "acidic_job._native.Run",
     .tp_basicsize = sizeof(RunObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "One execution of a workflow under an idempotency key (aj_run).",
+    .tp_doc = "Run(store, workflow, key, job_name, args=None, attributes=None, *, run_id=0, "
+              "resume=None): one execution of a workflow under an idempotency key (aj_run); "
+              "resume is (adapter, job_name, payload), the job recovery enqueues.",
+    .tp_new = run_new,
     .tp_dealloc = (destructor)run_dealloc,
     .tp_methods = run_methods,
     .tp_getset = run_getset,

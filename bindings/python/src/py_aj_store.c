@@ -35,39 +35,55 @@ py_aj_store_leave(StoreObject *self)
         self->owner = 0;
 }
 
-static int
-parse_options(aj_options *opts, long long lock_timeout_ms, int busy_timeout_ms, int synchronous,
-              int conflict_retries)
+/* The options every store constructor takes: what the user set, AJ_UNSET for the rest
+ * (the core fills the defaults and validates). */
+#define OPTION_KWLIST "lock_timeout_ms", "busy_timeout_ms", "synchronous", "conflict_retries", \
+                      "max_attempts", "retry_base_ms", "match_job_name"
+#define OPTION_FORMAT "LLiiiLi"
+#define OPTION_ARGS(o) &(o).lock_timeout_ms, &(o).busy_timeout_ms, &(o).synchronous, \
+                       &(o).conflict_retries, &(o).max_attempts, &(o).retry_base_ms, \
+                       &(o).match_job_name
+
+/* Options parsed into int64_t / int fields through long long / int. */
+typedef struct {
+    long long lock_timeout_ms, busy_timeout_ms;
+    int synchronous, conflict_retries, max_attempts;
+    long long retry_base_ms;
+    int match_job_name;
+} option_args;
+
+#define OPTION_ARGS_INIT {AJ_UNSET, AJ_UNSET, AJ_UNSET, AJ_UNSET, AJ_UNSET, AJ_UNSET, AJ_UNSET}
+
+static void
+to_options(const option_args *a, aj_options *o)
 {
-    aj_options_init(opts);
-    if (lock_timeout_ms >= 0)
-        opts->lock_timeout_ms = lock_timeout_ms;
-    if (busy_timeout_ms >= 0)
-        opts->busy_timeout_ms = busy_timeout_ms;
-    if (synchronous >= 0) {
-        if (synchronous > AJ_SYNC_OFF) {
-            PyErr_SetString(PyExc_ValueError, "synchronous must be 0 (FULL), 1 (NORMAL) or 2 (OFF)");
-            return -1;
-        }
-        opts->synchronous = synchronous;
-    }
-    if (conflict_retries >= 0)
-        opts->conflict_retries = conflict_retries;
-    return 0;
+    aj_options_init(o, AJ_OPTIONS_VERSION);
+    o->lock_timeout_ms = a->lock_timeout_ms;
+    o->busy_timeout_ms = a->busy_timeout_ms;
+    o->synchronous = a->synchronous;
+    o->conflict_retries = a->conflict_retries;
+    o->max_attempts = a->max_attempts;
+    o->retry_base_ms = a->retry_base_ms;
+    o->match_job_name = a->match_job_name;
 }
 
+/* A new Store object without a core store yet (the hooks need its address first). */
 static StoreObject *
-store_new_object(aj_store *store, PyObject *host)
+store_object(PyObject *conn)
 {
     StoreObject *self = PyObject_GC_New(StoreObject, &py_aj_StoreType);
-    if (self == NULL) {
-        aj_store_free(store);
+    if (self == NULL)
         return NULL;
-    }
-    self->store = store;
-    Py_XINCREF(host);
-    self->host = host;
+    self->store = NULL;
+    Py_XINCREF(conn);
+    self->conn = conn;
+    self->atomically = NULL;
+    self->body = NULL;
+    self->host_exc = NULL;
     self->enqueue = NULL;
+    self->events = NULL;
+    self->event_mask = 0;
+    self->current = NULL;
     self->runs = 0;
     self->owner = 0;
     self->depth = 0;
@@ -76,20 +92,48 @@ store_new_object(aj_store *store, PyObject *host)
     return self;
 }
 
+/* Give the new object its core store (rc: the constructor's result). */
+static PyObject *
+store_adopt(StoreObject *self, aj_store *store, int rc)
+{
+    if (rc != AJ_OK) {
+        py_aj_store_result(self, rc);
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        Py_DECREF(self);
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    self->store = store;
+    aj_store_set_events(store, py_aj_event_hook, self);
+    aj_store_set_error_encoder(store, py_aj_error_hook, self);
+    return (PyObject *)self;
+}
+
 static int
 store_traverse(StoreObject *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->host);
+    Py_VISIT(self->conn);
+    Py_VISIT(self->atomically);
+    Py_VISIT(self->body);
+    Py_VISIT(self->host_exc);
     Py_VISIT(self->enqueue);
+    Py_VISIT(self->events);
     return 0;
 }
 
 static int
 store_clear(StoreObject *self)
 {
-    if (self->store != NULL)
+    if (self->store != NULL) {
         aj_store_set_enqueue(self->store, NULL, NULL);
+        self->event_mask = 0;
+    }
     Py_CLEAR(self->enqueue);
+    Py_CLEAR(self->events);
+    Py_CLEAR(self->atomically);
+    Py_CLEAR(self->body);
+    Py_CLEAR(self->host_exc);
     return 0;
 }
 
@@ -102,36 +146,80 @@ store_dealloc(StoreObject *self)
         aj_store_free(self->store);
         self->store = NULL;
     }
-    Py_CLEAR(self->host);
+    Py_CLEAR(self->conn);
     PyObject_GC_Del(self);
 }
 
-static char *open_kwlist[] = {"url", "lock_timeout_ms", "busy_timeout_ms", "synchronous",
-                              "conflict_retries", NULL};
+static char *open_kwlist[] = {"url", OPTION_KWLIST, NULL};
 
 PyObject *
 py_aj_open(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
     PyObject *url_obj;
-    long long lock_timeout_ms = -1;
-    int busy = -1, sync = -1, retries = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Liii", open_kwlist, &url_obj,
-                                     &lock_timeout_ms, &busy, &sync, &retries))
+    option_args a = OPTION_ARGS_INIT;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$" OPTION_FORMAT, open_kwlist, &url_obj,
+                                     OPTION_ARGS(a)))
         return NULL;
     const char *url = py_aj_text(url_obj, "the database URL", NULL, 0);
     if (url == NULL)
         return NULL;
     aj_options opts;
-    if (parse_options(&opts, lock_timeout_ms, busy, sync, retries) < 0)
+    to_options(&a, &opts);
+    StoreObject *self = store_object(NULL);
+    if (self == NULL)
         return NULL;
     aj_store *store = NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = aj_store_open(&store, url, &opts);
     Py_END_ALLOW_THREADS
-    if (rc != AJ_OK)
-        return py_aj_raise_last(rc);
-    return (PyObject *)store_new_object(store, NULL);
+    return store_adopt(self, store, rc);
+}
+
+/* The host transaction argument: a callable, or None for the core's own BEGIN/COMMIT. */
+static int
+check_atomically(PyObject *atomically)
+{
+    if (atomically == Py_None || PyCallable_Check(atomically))
+        return 0;
+    PyErr_Format(PyExc_TypeError, "atomically must be a callable(body) -> committed or None, "
+                 "got %.200s", Py_TYPE(atomically)->tp_name);
+    return -1;
+}
+
+/* A borrowed store: the object, its host transaction, then the core's borrow. */
+static PyObject *
+borrow(PyObject *conn, void *handle, PyObject *atomically, const option_args *a,
+       int (*fn)(aj_store **, void *, const aj_host_tx *, void *, const aj_options *))
+{
+    aj_options opts;
+    to_options(a, &opts);
+    StoreObject *self = store_object(conn);
+    if (self == NULL)
+        return NULL;
+    const aj_host_tx *hooks = NULL;
+    if (atomically != Py_None) {
+        Py_INCREF(atomically);
+        self->atomically = atomically;
+        hooks = &py_aj_host_tx;
+    }
+    aj_store *store = NULL;
+    int rc = fn(&store, handle, hooks, self, &opts);
+    return store_adopt(self, store, rc);
+}
+
+static int
+borrow_sqlite_handle(aj_store **out, void *db, const aj_host_tx *tx, void *ctx,
+                     const aj_options *opts)
+{
+    return aj_store_borrow_sqlite(out, db, tx, ctx, opts);
+}
+
+static int
+borrow_pg_handle(aj_store **out, void *conn, const aj_host_tx *tx, void *ctx,
+                 const aj_options *opts)
+{
+    return aj_store_borrow_pg(out, conn, tx, ctx, opts);
 }
 
 /* CPython's sqlite3.Connection begins with PyObject_HEAD followed by `sqlite3 *db`
@@ -141,17 +229,16 @@ typedef struct {
     sqlite3 *db;
 } PySqliteConnectionHead;
 
-static char *borrow_sqlite_kwlist[] = {"connection", "lock_timeout_ms", "busy_timeout_ms",
-                                       "synchronous", "conflict_retries", NULL};
+static char *borrow_kwlist[] = {"connection", "atomically", OPTION_KWLIST, NULL};
 
 PyObject *
 py_aj_borrow_sqlite(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
-    PyObject *conn;
-    long long lock_timeout_ms = -1;
-    int busy = -1, sync = -1, retries = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Liii", borrow_sqlite_kwlist, &conn,
-                                     &lock_timeout_ms, &busy, &sync, &retries))
+    PyObject *conn, *atomically = Py_None;
+    option_args a = OPTION_ARGS_INIT;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$O" OPTION_FORMAT, borrow_kwlist, &conn,
+                                     &atomically, OPTION_ARGS(a)) ||
+        check_atomically(atomically) < 0)
         return NULL;
     PyObject *sqlite3_mod = PyImport_ImportModule("sqlite3");
     if (sqlite3_mod == NULL)
@@ -190,14 +277,7 @@ py_aj_borrow_sqlite(PyObject *mod, PyObject *args, PyObject *kwargs)
     sqlite3 *db = ((PySqliteConnectionHead *)conn)->db;
     if (db == NULL)
         return py_aj_raise(AJ_EMISUSE, "the sqlite3.Connection is closed");
-    aj_options opts;
-    if (parse_options(&opts, lock_timeout_ms, busy, sync, retries) < 0)
-        return NULL;
-    aj_store *store = NULL;
-    int rc = aj_store_borrow_sqlite(&store, (struct sqlite3 *)db, &opts);
-    if (rc != AJ_OK)
-        return py_aj_raise_last(rc);
-    return (PyObject *)store_new_object(store, conn);
+    return borrow(conn, db, atomically, &a, borrow_sqlite_handle);
 }
 
 /* Attribute `name` of `obj` as a Python int, or NULL with an exception. */
@@ -322,17 +402,14 @@ pgconn_of(PyObject *conn)
     return rc < 0 ? NULL : (PGconn *)(intptr_t)address;
 }
 
-static char *borrow_pg_kwlist[] = {"connection", "lock_timeout_ms", "busy_timeout_ms",
-                                   "synchronous", "conflict_retries", NULL};
-
 PyObject *
 py_aj_borrow_pg(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
-    PyObject *conn;
-    long long lock_timeout_ms = -1;
-    int busy = -1, sync = -1, retries = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Liii", borrow_pg_kwlist, &conn,
-                                     &lock_timeout_ms, &busy, &sync, &retries))
+    PyObject *conn, *atomically = Py_None;
+    option_args a = OPTION_ARGS_INIT;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$O" OPTION_FORMAT, borrow_kwlist, &conn,
+                                     &atomically, OPTION_ARGS(a)) ||
+        check_atomically(atomically) < 0)
         return NULL;
     PGconn *pg = pgconn_of(conn);
     if (pg == NULL) {
@@ -342,14 +419,7 @@ py_aj_borrow_pg(PyObject *mod, PyObject *args, PyObject *kwargs)
     }
     if (PQstatus(pg) != CONNECTION_OK)
         return py_aj_raise(AJ_EDATABASE, "the PostgreSQL connection is not open");
-    aj_options opts;
-    if (parse_options(&opts, lock_timeout_ms, busy, sync, retries) < 0)
-        return NULL;
-    aj_store *store = NULL;
-    int rc = aj_store_borrow_pg(&store, (struct pg_conn *)pg, &opts);
-    if (rc != AJ_OK)
-        return py_aj_raise_last(rc);
-    return (PyObject *)store_new_object(store, conn);
+    return borrow(conn, pg, atomically, &a, borrow_pg_handle);
 }
 
 static PyObject *
@@ -362,26 +432,8 @@ store_migrate(StoreObject *self, PyObject *unused)
     rc = aj_store_migrate(self->store);
     Py_END_ALLOW_THREADS
     py_aj_store_leave(self);
-    if (rc != AJ_OK)
-        return py_aj_raise_last(rc);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-store_settle(StoreObject *self, PyObject *arg)
-{
-    int committed = PyObject_IsTrue(arg);
-    if (committed < 0)
+    if (py_aj_store_result(self, rc) == NULL)
         return NULL;
-    if (py_aj_store_enter(self) < 0)
-        return NULL;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = aj_store_settle(self->store, committed);
-    Py_END_ALLOW_THREADS
-    py_aj_store_leave(self);
-    if (rc != AJ_OK)
-        return py_aj_raise_last(rc);
     Py_RETURN_NONE;
 }
 
@@ -416,11 +468,26 @@ enqueue_trampoline(void *ctx, const aj_staged_job *job)
     return ok;
 }
 
+/* Refuse to reconfigure a store another thread is inside. */
+static int
+store_check_owner(StoreObject *self)
+{
+    if (self->store == NULL) {
+        py_aj_raise(AJ_EMISUSE, "the store is closed");
+        return -1;
+    }
+    if (self->depth > 0 && self->owner != PyThread_get_thread_ident()) {
+        py_aj_raise(AJ_EMISUSE, "the store is in use by another thread");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 store_set_enqueue(StoreObject *self, PyObject *fn)
 {
-    if (self->store == NULL)
-        return py_aj_raise(AJ_EMISUSE, "the store is closed");
+    if (store_check_owner(self) < 0)
+        return NULL;
     if (fn != Py_None && !PyCallable_Check(fn)) {
         PyErr_SetString(PyExc_TypeError, "set_enqueue expects a callable or None");
         return NULL;
@@ -432,6 +499,28 @@ store_set_enqueue(StoreObject *self, PyObject *fn)
         Py_INCREF(fn);
         Py_XSETREF(self->enqueue, fn);
         aj_store_set_enqueue(self->store, enqueue_trampoline, self);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+store_set_events(StoreObject *self, PyObject *args)
+{
+    PyObject *fn;
+    unsigned long mask = 0;
+    if (!PyArg_ParseTuple(args, "O|k:set_events", &fn, &mask) || store_check_owner(self) < 0)
+        return NULL;
+    if (fn != Py_None && !PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "set_events expects a callable(Event) or None");
+        return NULL;
+    }
+    if (fn == Py_None) {
+        self->event_mask = 0;
+        Py_CLEAR(self->events);
+    } else {
+        Py_INCREF(fn);
+        Py_XSETREF(self->events, fn);
+        self->event_mask = mask;
     }
     Py_RETURN_NONE;
 }
@@ -454,8 +543,8 @@ store_drain(StoreObject *self, PyObject *arg)
     rc = aj_store_drain(self->store, (int64_t)older, &delivered);
     Py_END_ALLOW_THREADS
     py_aj_store_leave(self);
-    if (rc != AJ_OK)
-        return py_aj_raise_last(rc);
+    if (py_aj_store_result(self, rc) == NULL)
+        return NULL;
     return PyLong_FromSize_t(delivered);
 }
 
@@ -472,9 +561,33 @@ store_ack(StoreObject *self, PyObject *arg)
     rc = aj_staged_ack(self->store, (int64_t)id, &completed);
     Py_END_ALLOW_THREADS
     py_aj_store_leave(self);
-    if (rc != AJ_OK)
-        return py_aj_raise_last(rc);
+    if (py_aj_store_result(self, rc) == NULL)
+        return NULL;
     return PyBool_FromLong(completed);
+}
+
+static PyObject *
+store_recover(StoreObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"limit", NULL};
+    Py_ssize_t limit = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n:recover", kwlist, &limit))
+        return NULL;
+    if (limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "limit must be >= 0 (0: no limit)");
+        return NULL;
+    }
+    if (py_aj_store_enter(self) < 0)
+        return NULL;
+    size_t requeued = 0, dead = 0;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = aj_store_recover(self->store, (size_t)limit, &requeued, &dead);
+    Py_END_ALLOW_THREADS
+    py_aj_store_leave(self);
+    if (py_aj_store_result(self, rc) == NULL)
+        return NULL;
+    return Py_BuildValue("(nn)", (Py_ssize_t)requeued, (Py_ssize_t)dead);
 }
 
 static PyObject *
@@ -498,23 +611,26 @@ store_exec(StoreObject *self, PyObject *args)
             return NULL;
         n = PySequence_Fast_GET_SIZE(seq);
     }
-    aj_value *values = NULL;
-    if (n > 0) {
+    aj_value stack[8];
+    aj_value *values = stack;
+    if (n > 8) {
         values = PyMem_Calloc((size_t)n, sizeof *values);
         if (values == NULL) {
             Py_XDECREF(seq);
             return PyErr_NoMemory();
         }
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (py_aj_to_value(PySequence_Fast_GET_ITEM(seq, i), &values[i], i) < 0) {
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (py_aj_to_value(PySequence_Fast_GET_ITEM(seq, i), &values[i], i) < 0) {
+            if (values != stack)
                 PyMem_Free(values);
-                Py_XDECREF(seq);
-                return NULL;
-            }
+            Py_XDECREF(seq);
+            return NULL;
         }
     }
     if (py_aj_store_enter(self) < 0) {
-        PyMem_Free(values);
+        if (values != stack)
+            PyMem_Free(values);
         Py_XDECREF(seq);
         return NULL;
     }
@@ -524,7 +640,8 @@ store_exec(StoreObject *self, PyObject *args)
     rc = aj_store_exec(self->store, sql, values, (size_t)n, &rows);
     Py_END_ALLOW_THREADS
     py_aj_store_leave(self);
-    PyMem_Free(values);
+    if (values != stack)
+        PyMem_Free(values);
     Py_XDECREF(seq);
     if (rc != AJ_OK) {
         aj_rows_free(rows);
@@ -597,13 +714,13 @@ store_close(StoreObject *self, PyObject *unused)
         return py_aj_raise(AJ_EMISUSE, "the store still has runs: close them first");
     if (self->depth > 0)
         return py_aj_raise(AJ_EMISUSE, "the store is in use");
-    aj_store_set_enqueue(self->store, NULL, NULL);
     aj_store *s = self->store;
     self->store = NULL;
     Py_BEGIN_ALLOW_THREADS
     aj_store_free(s);
     Py_END_ALLOW_THREADS
-    Py_CLEAR(self->host);
+    store_clear(self);
+    Py_CLEAR(self->conn);
     Py_RETURN_NONE;
 }
 
@@ -635,14 +752,35 @@ store_get_pid(StoreObject *self, void *c)
     return PyLong_FromLong(self->pid);
 }
 
+/* The effective options (defaults applied, huge values clamped) as a dict. */
+static PyObject *
+store_get_options(StoreObject *self, void *c)
+{
+    if (self->store == NULL)
+        return py_aj_raise(AJ_EMISUSE, "the store is closed");
+    aj_options o;
+    aj_options_init(&o, AJ_OPTIONS_VERSION);
+    if (aj_store_options(self->store, &o) != AJ_OK)
+        return py_aj_raise_last(AJ_ERROR);
+    return Py_BuildValue("{sLsLsisisisLsi}", "lock_timeout_ms", (long long)o.lock_timeout_ms,
+                         "busy_timeout_ms", (long long)o.busy_timeout_ms,
+                         "synchronous", o.synchronous, "conflict_retries", o.conflict_retries,
+                         "max_attempts", o.max_attempts, "retry_base_ms",
+                         (long long)o.retry_base_ms, "match_job_name", o.match_job_name);
+}
+
 static PyMethodDef store_methods[] = {
     {"migrate", (PyCFunction)store_migrate, METH_NOARGS,
-     "Create or upgrade the schema (borrowed stores: inside an open transaction)."},
-    {"settle", (PyCFunction)store_settle, METH_O,
-     "Borrowed stores: report that the host committed (True) or rolled back (False)."},
+     "Detect, create or heal the tables now (every store also does it on first use)."},
     {"set_enqueue", (PyCFunction)store_set_enqueue, METH_O,
      "Set the callable(staged_id, adapter, job_name, payload) -> bool that pushes "
      "committed staged jobs; None removes it."},
+    {"set_events", (PyCFunction)store_set_events, METH_VARARGS,
+     "set_events(handler, mask): call handler(Event) for the event types whose bit "
+     "(1 << EVENT_*) is in mask; None removes it."},
+    {"recover", (PyCFunction)(void (*)(void))store_recover, METH_VARARGS | METH_KEYWORDS,
+     "recover(limit=0) -> (requeued, dead): hand stranded and due failed runs back to "
+     "their queue (aj_store_recover)."},
     {"drain", (PyCFunction)store_drain, METH_O,
      "Deliver staged jobs older than older_than_ms; returns how many were delivered."},
     {"ack", (PyCFunction)store_ack, METH_O,
@@ -662,6 +800,7 @@ static PyGetSetDef store_getset[] = {
     {"borrowed", (getter)store_get_borrowed, NULL, "True for a borrowed connection", NULL},
     {"closed", (getter)store_get_closed, NULL, "True after close()", NULL},
     {"pid", (getter)store_get_pid, NULL, "the process that opened the store", NULL},
+    {"options", (getter)store_get_options, NULL, "the effective options (a dict)", NULL},
     {NULL}
 };
 

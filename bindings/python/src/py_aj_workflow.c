@@ -1,11 +1,29 @@
 /* The Workflow type (aj_workflow): an ordered list of uniquely named steps. */
 #include "py_aj.h"
+#include <string.h>
 
 static void
 workflow_dealloc(WorkflowObject *self)
 {
     aj_workflow_free(self->wf);
+    Py_CLEAR(self->names);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+PyObject *
+py_aj_workflow_name(WorkflowObject *wf, const char *name)
+{
+    /* The core passes its own copy of the name: find it by address, then by text. */
+    Py_ssize_t n = wf->names ? PyTuple_GET_SIZE(wf->names) : 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (aj_workflow_step(wf->wf, (size_t)i) == name)
+            return PyTuple_GET_ITEM(wf->names, i);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (strcmp(aj_workflow_step(wf->wf, (size_t)i), name) == 0)
+            return PyTuple_GET_ITEM(wf->names, i);
+    PyErr_Format(PyExc_RuntimeError, "the core ran step \"%s\", which this workflow lacks",
+                 name);
+    return NULL;
 }
 
 static int
@@ -80,8 +98,24 @@ workflow_init(WorkflowObject *self, PyObject *args, PyObject *kwargs)
         }
     }
     Py_DECREF(seq);
+    PyObject *names = PyTuple_New((Py_ssize_t)aj_workflow_count(wf));
+    if (names == NULL)
+        goto fail_wf;
+    for (size_t i = 0; i < aj_workflow_count(wf); i++) {
+        PyObject *s = PyUnicode_FromString(aj_workflow_step(wf, i));
+        if (s == NULL) {
+            Py_DECREF(names);
+            goto fail_wf;
+        }
+        PyUnicode_InternInPlace(&s);
+        PyTuple_SET_ITEM(names, (Py_ssize_t)i, s);
+    }
     self->wf = wf;
+    self->names = names;
     return 0;
+fail_wf:
+    aj_workflow_free(wf);
+    return -1;
 fail:
     Py_DECREF(seq);
     aj_workflow_free(wf);
