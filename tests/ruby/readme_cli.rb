@@ -118,10 +118,31 @@ ActiveRecord::Base.connection.exec_insert(<<~SQL, "seed", [])
 SQL
 sleep 2.2 # the killed worker's lock expires: its run is stranded
 
+# the Ruby API, in a console that defines neither Stripe:: nor Billing::
+Object.send(:remove_const, :Stripe)
+console = {
+  "AcidicJob::Key.failed.pluck(:idempotency_key)" => -> { AcidicJob::Key.failed.pluck(:idempotency_key) },
+  "AcidicJob::Key.stranded.or(AcidicJob::Key.awaiting).count" => -> { AcidicJob::Key.stranded.or(AcidicJob::Key.awaiting).count },
+  "key = AcidicJob::Key.failed.find_by(idempotency_key: \"ride-3\")" => -> { AcidicJob::Key.failed.find_by(idempotency_key: "ride-3") },
+  "key.error_summary.summary" => -> { AcidicJob::Key.find_by(idempotency_key: "ride-3").error_summary.summary },
+  "key.error_summary.backtrace.first" => -> { AcidicJob::Key.find_by(idempotency_key: "ride-3").error_summary.backtrace.first },
+  "key.error_object" => lambda do
+    AcidicJob::Key.find_by(idempotency_key: "ride-3").error_object
+  rescue StandardError => e
+    "#{e.class}: #{e.message} (what a console without the class meets)"
+  end,
+  "AcidicJob::Admin.stats.count_of(:failed)" => -> { AcidicJob::Admin.stats.count_of(:failed) }
+}
+console.each do |code, value|
+  puts ">> #{code}"
+  puts "=> #{value.call.inspect}"
+end
+puts
+
 exe = File.join(File.expand_path(ENV.fetch("GEM_HOME")), "bin", "acidic-job")
 env = { "ACIDIC_JOB_DATABASE_URL" => db, "ACIDIC_JOB_LOCK_TIMEOUT" => "2" }
 Dir.chdir(dir) do
-  [%w[list], %w[show ride-3], %w[show ride-request-0.7.0], %w[stats], %w[retry ride-3],
+  [%w[list], %w[show ride-3], %w[show ride-request-0.7.0], %w[stats], %w[retry ride-2], %w[retry ride-3],
    %w[reset ride-1 --to-step charge], %w[unlock hold-5], %w[retry hold-5], %w[list --state failed --json],
    %w[prune --finished-before 7d], %w[show no-such-run]].each do |args|
     out, err, status = Open3.capture3(env, exe, *args)
@@ -132,10 +153,3 @@ Dir.chdir(dir) do
   end
 end
 
-puts "# the Ruby API, in a console that defines neither Stripe:: nor Billing::"
-Object.send(:remove_const, :Stripe)
-puts AcidicJob::Key.failed.pluck(:idempotency_key).inspect
-key = AcidicJob::Key.failed.find_by(idempotency_key: "ride-request-0.7.0")
-puts key.error_summary.summary
-puts key.inspect[0, 200]
-puts AcidicJob::Admin.stats.as_json.slice("total", "states").inspect
