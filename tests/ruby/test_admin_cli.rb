@@ -38,8 +38,8 @@ class AdminCLITest < AcidicTest
     [out, err, status.exitstatus]
   end
 
-  def cli_json(*args)
-    out, err, code = cli(*args, "--json")
+  def cli_json(*args, database: database_arg)
+    out, err, code = cli(*args, "--json", database: database)
     assert_equal 0, code, "acidic-job #{args.join(' ')} --json: #{err}"
     JSON.parse(out)
   end
@@ -292,6 +292,57 @@ class AdminCLITest < AcidicTest
     assert_equal 1, code
     assert_equal 1, err.lines.size, err
     refute_includes err, "s3cret-pw"
+  end
+
+  # A database exactly as an acidic_job 0.7.0 application left it (its two tables, its
+  # rows): the command reads it (the core adds its columns on first use), never loading
+  # the error's class, and refuses to retry a run whose job class it does not have.
+  def test_a_database_of_acidic_job_0_7_0
+    skip "SQLite" if postgres?
+    path = File.join(TestDatabase::DIR, "seven-#{Process.pid}.db")
+    Dir["#{path}*"].each { |f| File.delete(f) }
+    db = SQLite3::Database.new(path)
+    db.execute_batch(<<~SQL)
+      CREATE TABLE acidic_job_keys (id integer PRIMARY KEY AUTOINCREMENT NOT NULL, idempotency_key varchar NOT NULL,
+        job_name varchar NOT NULL, job_args text, last_run_at datetime, locked_at datetime, recovery_point varchar NOT NULL,
+        error_object text, attr_accessors text, workflow text, created_at datetime(6) NOT NULL, updated_at datetime(6) NOT NULL);
+      CREATE UNIQUE INDEX idx_acidic_job_keys_on_idempotency_key_n_job_name_n_job_args
+        ON acidic_job_keys (idempotency_key, job_name, job_args);
+      CREATE TABLE staged_acidic_jobs (id integer PRIMARY KEY AUTOINCREMENT NOT NULL, adapter varchar NOT NULL,
+        job_name varchar NOT NULL, job_args text, created_at datetime(6) NOT NULL, updated_at datetime(6) NOT NULL);
+    SQL
+    insert = "INSERT INTO acidic_job_keys (idempotency_key, job_name, job_args, last_run_at, recovery_point, " \
+             "error_object, attr_accessors, workflow, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    at = "2021-10-29 12:00:00.000000"
+    db.execute(insert, ["seven-failed", "RideCreateJob", "---\n- ada\n- 2000\n", at, "create_stripe_charge", SEVEN_ERROR,
+                        SEVEN_ATTRIBUTES, SEVEN_WORKFLOW, at, at])
+    db.execute(insert, ["seven-done", "RideCreateJob", "---\n- bob\n- 100\n", at, "FINISHED", nil, "--- {}\n",
+                        SEVEN_WORKFLOW, at, at])
+    db.close
+
+    out, err, code = cli("list", database: path)
+    assert_equal 0, code, err
+    assert_match(/seven-failed\s+RideCreateJob\s+failed\s+create_stripe_charge\s+0\s+Stripe::CardError: Your card was declined\./, out)
+    assert_match(/seven-done\s+RideCreateJob\s+succeeded\s+FINISHED/, out)
+    out, err, code = cli("show", "seven-failed", database: path)
+    assert_equal 0, code, err
+    assert_match(/^  done     create_ride_and_audit_record\n  current  create_stripe_charge\n  pending  send_receipt$/, out)
+    assert_match(/^  Stripe::CardError\n    Your card was declined\./, out)
+    out, _, code = cli("stats", "--json", database: path)
+    assert_equal 0, code
+    assert_equal [{ "state" => "failed", "count" => 1 }, { "state" => "succeeded", "count" => 1 }], JSON.parse(out)["states"]
+
+    _, err, code = cli("retry", "seven-failed", database: path)
+    assert_equal 1, code
+    assert_match(/cannot enqueue RideCreateJob: the class is not loaded here/, err)
+    assert_equal 1, err.lines.size
+    assert_equal "failed", cli_json("show", "seven-failed", database: path)["run"]["state"], "nothing changed"
+    out, err, code = cli("retry", "seven-failed", "--no-enqueue", database: path)
+    assert_equal 0, code, err
+    assert_match(/nothing enqueued \(--no-enqueue\)/, out)
+    assert_equal "queued", cli_json("show", "seven-failed", database: path)["run"]["state"]
+  ensure
+    Dir["#{path}*"].each { |f| File.delete(f) } if path
   end
 
   # bin/rails acidic_job:* on the application's connection, options from the environment.
