@@ -56,7 +56,7 @@ module AcidicJob
 
       # `acidic-job COMMAND --help` is `acidic-job help COMMAND`.
       def help_form(argv)
-        command = argv.find { |a| !a.start_with?("-") }
+        command = argv.find { |a| all_commands.key?(a.tr("-", "_")) }
         command && (argv & %w[--help -h]).any? ? ["help", command] : argv.dup
       end
 
