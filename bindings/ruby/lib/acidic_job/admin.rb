@@ -251,6 +251,10 @@ module AcidicJob
       @store || Stores.current
     end
 
+    # What pushing the job of the last retry or reset raised (the job then waits, staged,
+    # for a drain: this process lacks the application's job classes or queue), or nil.
+    attr_reader :last_enqueue_error
+
     # Runs, newest first (order: :asc for oldest first), one page of `limit` (default 50,
     # at most 1000). Filters: state (names, see .states), job (a job class or name),
     # key_prefix, older_than (not updated for that long: seconds or "1h"), since (updated
@@ -298,16 +302,17 @@ module AcidicJob
     # Clear a failed, dead or stranded run's error and enqueue it again through its
     # queue: it resumes at its recovery point. force: also when its lock is live (its
     # worker is known to be dead). Returns the run as it is now.
-    def retry(run, force: false)
-      act(:retry, run, force: force) { |key, id, flags| Native::Admin.retry(store, key, id, flags) }
+    # enqueue: false stages nothing (the caller enqueues the run itself).
+    def retry(run, force: false, enqueue: true)
+      act(:retry, run, force: force, enqueue: enqueue) { |key, id, flags| Native::Admin.retry(store, key, id, flags) }
     end
 
     # Move a run's recovery point to `step` (back or forward) and enqueue it: the steps
     # from there run again, with their writes.
-    def reset(run, step:, force: false)
+    def reset(run, step:, force: false, enqueue: true)
       raise InvalidArgument, "reset needs the step to restart at" if step.nil? || step.to_s.empty?
 
-      act(:reset, run, force: force, step: step.to_s) do |key, id, flags|
+      act(:reset, run, force: force, enqueue: enqueue, step: step.to_s) do |key, id, flags|
         Native::Admin.reset(store, key, id, step.to_s, flags)
       end
     end
@@ -333,11 +338,11 @@ module AcidicJob
       raise InvalidArgument, "bulk needs ids: or filter:, not both" if ids.nil? == filter.nil?
 
       payload = { action: action.to_sym, force: force, step: step }
-      result = ActiveSupport::Notifications.instrument("bulk.acidic_job", payload) do
-        ids ? bulk_by_ids(action.to_sym, ids, step, force, &progress) : bulk_by_filter(code, filter, step, force, batch_size, &progress)
+      ActiveSupport::Notifications.instrument("bulk.acidic_job", payload) do
+        result = ids ? bulk_by_ids(action.to_sym, ids, step, force, &progress) : bulk_by_filter(code, filter, step, force, batch_size, &progress)
+        payload.merge!(changed: result.changed, skipped: result.skipped)
+        result
       end
-      payload.merge!(changed: result.changed, skipped: result.skipped)
-      result
     end
 
     # Delete the rows of runs finished before `finished_before` ago (seconds, "7d", an
@@ -349,11 +354,10 @@ module AcidicJob
 
       filter = filter_for(state: state, job: job, key_prefix: key_prefix, older_than: age, limit: batch_size)
       payload = { finished_before: age }
-      deleted = ActiveSupport::Notifications.instrument("prune.acidic_job", payload) do
-        Native::Admin.prune(store, filter, &progress)
+      ActiveSupport::Notifications.instrument("prune.acidic_job", payload) do
+        payload[:deleted] = Native::Admin.prune(store, filter, &progress)
+        PruneResult.new(deleted: payload[:deleted])
       end
-      payload[:deleted] = deleted
-      PruneResult.new(deleted: deleted)
     end
 
     # Counts by state and job, the oldest stranded run, the staged backlog and open batches.
@@ -437,27 +441,34 @@ module AcidicJob
     end
 
     # One action on one run, published as <action>.acidic_job (run_id, key, job_name,
-    # force, step for reset, enqueued_by: :core or :ruby). A 0.7.0 row (no resume
+    # force, step for reset, enqueued_by: :core, :ruby or nil). A 0.7.0 row (no resume
     # description) is retried or reset without staging, and its job enqueued here.
-    def act(action, run, force:, step: nil)
+    def act(action, run, force:, enqueue: true, step: nil)
       key, id = target(run)
       flags = flags_for(force)
+      flags |= Native::Admin::NO_ENQUEUE unless enqueue
       payload = { action: action, force: force }
       payload[:step] = step if step
       ActiveSupport::Notifications.instrument("#{action}.acidic_job", payload) do
         begin
           yield key, id, flags
-          payload[:enqueued_by] = :core if %i[retry reset].include?(action)
+          if %i[retry reset].include?(action)
+            payload[:enqueued_by] = enqueue ? :core : nil
+            # the core handed the resume job to the queue after commit; a push that raised
+            # leaves it staged for a drain
+            @last_enqueue_error = enqueue ? store.last_enqueue_error : nil
+            payload[:enqueue_error] = @last_enqueue_error if @last_enqueue_error
+          end
         rescue StateError
-          enqueue = %i[retry reset].include?(action) && legacy_enqueue(key, id, action)
-          raise unless enqueue
+          enqueuer = enqueue && %i[retry reset].include?(action) && legacy_enqueue(key, id, action)
+          raise unless enqueuer
 
           yield key, id, flags | Native::Admin::NO_ENQUEUE
-          enqueue.call
+          enqueuer.call
           payload[:enqueued_by] = :ruby
         end
         current = Run.from_native(Native::Admin.show(store, key, id)[:run])
-        payload.merge!(run_id: current.id, key: current.key, job_name: current.job_name)
+        payload.merge!(run_id: current.id, key: current.key, job_name: current.job_name, state: current.state)
         current
       end
     end
@@ -523,6 +534,45 @@ module AcidicJob
       native = filter_for(**filter, limit: batch_size)
       changed, skipped = Native::Admin.bulk(store, code, step&.to_s, native, flags_for(force), &progress)
       BulkResult.new(changed: changed, skipped: skipped)
+    end
+  end
+end
+
+module AcidicJob
+  # The operator's actions in the log (info level, config.logger): what changed, or why
+  # it was refused. Published by AcidicJob::Admin as retry/reset/unlock/discard/bulk/
+  # prune.acidic_job (payloads: action, force, step, run_id, key, job_name, enqueued_by,
+  # changed, skipped, deleted; `exception` when refused).
+  class LogSubscriber
+    %i[retry reset unlock discard].each do |action|
+      define_method(action) do |event|
+        info do
+          p = event.payload
+          forced = p[:force] ? " (forced)" : ""
+          step = p[:step] ? " to step #{p[:step]}" : ""
+          if p[:exception]
+            "[acidic_job] operator #{action}#{step}#{forced} refused: #{p[:exception][0]}: #{p[:exception][1]}"
+          else
+            "[acidic_job] operator #{action}#{step}#{forced}: run #{p[:run_id]} #{p[:key]} (#{p[:job_name]}) is now #{Admin::Serializable.json_value(p[:state])}"
+          end
+        end
+      end
+    end
+
+    def bulk(event)
+      info do
+        p = event.payload
+        outcome = p[:exception] ? "stopped: #{p[:exception][0]}: #{p[:exception][1]}" : "#{p[:changed]} changed, #{p[:skipped]} skipped"
+        "[acidic_job] operator bulk #{p[:action]}#{' (forced)' if p[:force]}: #{outcome}"
+      end
+    end
+
+    def prune(event)
+      info do
+        p = event.payload
+        outcome = p[:exception] ? "stopped: #{p[:exception][0]}: #{p[:exception][1]}" : "#{p[:deleted]} run(s) deleted"
+        "[acidic_job] operator prune of runs finished more than #{format('%g', p[:finished_before])}s ago: #{outcome}"
+      end
     end
   end
 end
