@@ -533,8 +533,10 @@ admin_staged_list(PyObject *mod, PyObject *args)
     rc = aj_admin_staged_list(store->store, (int64_t)after_id, (size_t)limit, &page);
     Py_END_ALLOW_THREADS
     py_aj_store_leave(store);
-    if (rc != AJ_OK)
-        return admin_fail(store, rc);
+    if (admin_result(store, rc) < 0) {
+        aj_admin_staged_page_free(page); /* NULL unless a hook raised after the call */
+        return NULL;
+    }
     PyObject *list = LIST_OF(page->staged, page->count, staged_dict);
     PyObject *result = list ? Py_BuildValue("(NN)", list, opt_int(page->next_cursor)) : NULL;
     aj_admin_staged_page_free(page);
