@@ -156,6 +156,16 @@ class App:
 
         self.RideCreate, self.SplitFare, self.Payout = RideCreate, SplitFare, Payout
 
+    def close(self) -> None:
+        """Close every connection of this application (its workflows' stores, its queue's,
+        its own), in this thread."""
+        for cls in (self.RideCreate, self.SplitFare, self.Payout):
+            cls.__acidic_workflow__.database.close()
+        if self.queue.database is not None:
+            self.queue.database.close()
+        for where in [w for w in _connections if w[0] == self.url]:
+            _connections.pop(where).close()
+
     # -- running the application's jobs -------------------------------------------
     def ride(self, rider: int, origin: str = "Alexanderplatz", key: Optional[str] = None
              ) -> bool:

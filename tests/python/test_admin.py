@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -22,9 +22,26 @@ from acidic_job.admin import Admin, BulkResult, Run, parse_error, parse_states
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+#: what a test opened, closed after it (PostgreSQL has a connection limit)
+_opened: List[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def close_what_was_opened() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
+def make_app(url: str) -> shop_app.App:
+    app = shop_app.make(url)
+    _opened.append(app)
+    return app
+
+
 @pytest.fixture
 def shop(dbenv: Any) -> shop_app.App:
-    app = shop_app.make(dbenv.url)
+    app = make_app(dbenv.url)
     app.seed()
     return app
 
@@ -32,7 +49,13 @@ def shop(dbenv: Any) -> shop_app.App:
 def admin_for(env: Any, lock_timeout: float = 60) -> Admin:
     """The operator's Admin on the test's kind of connection (a fresh one: the
     application's own store is a URL store)."""
-    return Admin(env.make_db(), lock_timeout=lock_timeout)
+    return url_admin(env.make_db(), lock_timeout)
+
+
+def url_admin(db: Any, lock_timeout: Optional[float] = None) -> Admin:
+    admin = Admin(db, lock_timeout=lock_timeout)
+    _opened.append(admin)
+    return admin
 
 
 def keys(runs: Any) -> List[str]:
@@ -44,7 +67,7 @@ def rides_of(env: Any, rider: int) -> int:
 
 
 def receipts_of(env: Any, app: shop_app.App, key: str) -> int:
-    ride_id = json.loads(Admin(env.url).show(key).attributes or "{}")["ride_id"]
+    ride_id = json.loads(url_admin(env.url).show(key).attributes or "{}")["ride_id"]
     return env.sql("SELECT count(*) FROM receipts WHERE ride_id = ?", (ride_id,))[0][0]
 
 
@@ -417,13 +440,13 @@ def test_bulk_actions_by_filter_and_by_ids(dbenv: Any, shop: shop_app.App) -> No
 @pytest.mark.parametrize("batch", [100])
 def test_bulk_retry_of_1000_failed_runs(url_env: Any, batch: int) -> None:
     env = url_env
-    app = shop_app.make(env.url)
+    app = make_app(env.url)
     app.switch("card_declined")
     for rider in range(1000):
         with pytest.raises(shop_app.CardDeclined):
             app.ride(rider)
     app.switch("card_declined", False)
-    admin = Admin(env.url, lock_timeout=60)
+    admin = url_admin(env.url, lock_timeout=60)
     assert admin.stats().count("failed") == 1000
     calls: List[Tuple[int, int]] = []
     result = admin.bulk("retry", job="RideCreate", states="failed", batch_size=batch,
@@ -441,12 +464,12 @@ def test_bulk_retry_of_1000_failed_runs(url_env: Any, batch: int) -> None:
 def test_an_exception_in_progress_stops_a_bulk_action_after_its_transaction(
         url_env: Any) -> None:
     env = url_env
-    app = shop_app.make(env.url)
+    app = make_app(env.url)
     app.switch("card_declined")
     for rider in range(30):
         with pytest.raises(shop_app.CardDeclined):
             app.ride(rider)
-    admin = Admin(env.url)
+    admin = url_admin(env.url)
 
     def stop(done: int, total: int) -> None:
         raise KeyboardInterrupt

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -54,9 +54,32 @@ def run(*args: str, url: Optional[str] = None, env: Optional[Dict[str, str]] = N
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+#: what a test opened, closed after it (PostgreSQL has a connection limit)
+_opened: List[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def close_what_was_opened() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
+def make_app(url: str) -> shop_app.App:
+    app = shop_app.make(url)
+    _opened.append(app)
+    return app
+
+
+def admin(url: str, lock_timeout: Optional[float] = None) -> Admin:
+    opened = Admin(url, lock_timeout=lock_timeout)
+    _opened.append(opened)
+    return opened
+
+
 @pytest.fixture
 def shop(url_env: Any) -> shop_app.App:
-    app = shop_app.make(url_env.url)
+    app = make_app(url_env.url)
     app.seed()
     return app
 
@@ -164,7 +187,7 @@ def test_retry_stages_the_resume_job_for_the_applications_drain(url_env: Any,
     assert (r.code, r.out.strip()) == (0, "delivered 2 staged job(s)"), r
     assert url_env.sql(queued) == [(1,)]
     assert True in shop.work()
-    assert Admin(url).get("ride-3").state == "succeeded"
+    assert admin(url).get("ride-3").state == "succeeded"
 
     r = run("retry", "ride-3", url=url)  # finished now
     assert r.code == 1 and "succeeded" in r.err and len(r.err.strip().splitlines()) == 1, r
@@ -215,7 +238,7 @@ def test_a_run_held_by_a_live_worker_is_refused_in_one_line(url_env: Any,
             assert "--force" in r.err
         else:
             assert "held by a transaction" in r.err
-        assert Admin(url_env.url, lock_timeout=60).get("ride-5").state == "running"
+        assert admin(url_env.url, lock_timeout=60).get("ride-5").state == "running"
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
@@ -318,7 +341,7 @@ def on_a_terminal(argv: List[str], env: Dict[str, str]) -> Tuple[int, str]:
 def test_bulk_actions_show_a_progress_bar_on_a_terminal_and_a_count_otherwise(
         url_env: Any) -> None:
     url = url_env.url
-    app = shop_app.make(url)
+    app = make_app(url)
     app.switch("card_declined")
     for rider in range(120):
         with pytest.raises(shop_app.CardDeclined):
