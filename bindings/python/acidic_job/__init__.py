@@ -32,6 +32,7 @@ See the README for databases, queues (Celery, RQ), threads and fork.
 from __future__ import annotations
 
 import importlib.util
+import logging
 
 try:
     from . import _native
@@ -54,6 +55,10 @@ from .databases import Cursor, StoreCursor
 from .workflow import (FINISH, FunctionJob, GoTo, Workflow, current_step, goto, job,
                        recoverable, step, workflow)
 from .queues import Recovered, ack, drain, perform_transactionally, recover
+
+# A library's logger has a NullHandler and no other (the logging HOWTO): the application
+# decides where records go; without its configuration none reach stderr.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __version__ = _native.VERSION
 VERSION = _native.VERSION
