@@ -43,8 +43,8 @@ except ImportError:
         f"acidic_job: the compiled extension acidic_job._native is missing from {__path__[0]}: "
         "install the package (pip install --no-build-isolation .) and run Python from "
         "outside the source folder") from None
-from .errors import (DatabaseError, DeadRun, DecodeError, DuplicateStep, EncodeError,
-                     Error, InvalidArgument, LockedIdempotencyKey,
+from .errors import (ActionNotApplicable, DatabaseError, DeadRun, DecodeError, DuplicateStep,
+                     EncodeError, Error, InvalidArgument, LockedIdempotencyKey,
                      MismatchedIdempotencyKeyAndJobArguments, MisuseError, NoDefinedSteps,
                      NotFound, OutOfMemory, SchemaError, SerializationConflict,
                      SerializedTransactionConflict, StepFailed, UnknownJobAdapter,
@@ -73,5 +73,5 @@ __all__ = [
     "MismatchedIdempotencyKeyAndJobArguments", "LockedIdempotencyKey", "UnknownRecoveryPoint",
     "NoDefinedSteps", "DuplicateStep", "StepFailed", "NotFound", "SchemaError", "EncodeError",
     "DecodeError", "DeadRun",
-    "UnknownJobAdapter", "VERSION", "__version__",
+    "UnknownJobAdapter", "ActionNotApplicable", "VERSION", "__version__",
 ]
