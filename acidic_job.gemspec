@@ -28,13 +28,19 @@ Gem::Specification.new do |spec|
     "core/include/*.h", "core/warning-flags.txt",
     "core/src/*.{c,h}",
     "ext/acidic_job/*.{c,h,rb}",
-    "bindings/ruby/lib/**/*.{rb,rake,erb}",
+    "bindings/ruby/lib/**/*.{rb,rake,erb}", "bindings/ruby/exe/*",
+    "web/index.html", "web/assets/*", # the dashboard's front end, shared with Python
     "bindings/ruby/README.md", "README.md", "UPGRADING.md", "CHANGELOG.md", "LICENSE"
   ]
   spec.require_paths = ["bindings/ruby/lib"]
   spec.extensions = ["ext/acidic_job/extconf.rb"]
+  spec.bindir = "bindings/ruby/exe"
+  spec.executables = ["acidic-job"]
 
   spec.add_dependency "activerecord", ">= 6.1", "< 8"
   spec.add_dependency "activesupport", ">= 6.1", "< 8"
   spec.add_dependency "globalid", ">= 0.4", "< 2"
+  # the acidic-job command
+  spec.add_dependency "ruby-progressbar", ">= 1.10", "< 2"
+  spec.add_dependency "thor", ">= 1.0", "< 2"
 end

@@ -15,6 +15,7 @@ import subprocess
 
 from setuptools import Extension, setup
 from setuptools.command.build_clib import build_clib
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -83,6 +84,24 @@ class build_core(build_clib):
         super().build_libraries(libraries)
 
 
+# The dashboard's front end: web/ at the top of the repository (the one copy, the gem
+# ships the same files), copied into the package as acidic_job/web_assets.
+web_files = sorted(os.path.relpath(p, os.path.join(HERE, "web")) for p in
+                   [os.path.join(HERE, "web", "index.html")] +
+                   glob.glob(os.path.join(HERE, "web", "assets", "*")))
+
+
+class build_py_with_web(build_py):
+    """build_py that also copies web/ into the package (acidic_job.web serves it)."""
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "acidic_job", "web_assets")
+        for name in web_files:
+            self.mkpath(os.path.dirname(os.path.join(target, name)))
+            self.copy_file(os.path.join(HERE, "web", name), os.path.join(target, name))
+
+
 native = Extension(
     "acidic_job._native",
     sources=binding_sources,
@@ -116,7 +135,11 @@ setup(
     package_data={"acidic_job": ["py.typed", "_native.pyi"]},
     libraries=[core_library],
     ext_modules=[native],
-    cmdclass={"build_clib": build_core},
+    cmdclass={"build_clib": build_core, "build_py": build_py_with_web},
+    # the operator command (acidic_job.cli); click and rich are Debian's python3-click and
+    # python3-rich
+    install_requires=["click>=8", "rich>=12"],
+    entry_points={"console_scripts": ["acidic-job = acidic_job.cli:main"]},
     extras_require={
         "celery": ["celery>=5.2"],
         "rq": ["rq>=1.13"],

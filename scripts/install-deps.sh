@@ -15,6 +15,7 @@ PACKAGES=(
   # Ruby gem
   ruby ruby-dev rake ruby-minitest ruby-activerecord ruby-activejob ruby-actionmailer
   ruby-railties ruby-globalid ruby-sidekiq ruby-redis ruby-sqlite3 ruby-pg
+  ruby-thor ruby-progressbar # the acidic-job command
   # Ruby: rake compile, the Bundler test, the 0.7.0-style compat suite
   rake-compiler ruby-bundler ruby-database-cleaner git
   ruby-stackprof # BENCH_PROFILE=1 make bench
@@ -22,6 +23,10 @@ PACKAGES=(
   python3-dev python3-venv python3-setuptools python3-wheel python3-pip python3-pytest
   python3-hypothesis python3-celery python3-rq python3-redis python3-psycopg python3-psycopg2
   python3-mypy
+  # the dashboard (web/): its Rack server, and its tests in a real headless Chromium
+  ruby-rack ruby-webrick chromium chromium-driver python3-selenium python3-pil
+  # the acidic-job command (Python): its arguments and its tables and progress bars
+  python3-click python3-rich
 )
 
 missing=()

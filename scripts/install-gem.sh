@@ -9,7 +9,7 @@ cd "$root"
 gem_home="${1:?usage: install-gem.sh GEM_HOME}"
 
 paths=()
-for p in acidic_job.gemspec core bindings/ruby ext; do [ -e "$p" ] && paths+=("$p"); done
+for p in acidic_job.gemspec core bindings/ruby ext web; do [ -e "$p" ] && paths+=("$p"); done
 sources="$(find "${paths[@]}" -type f -print0 | sort -z | xargs -0 sha1sum | sha1sum)"
 [ "$(cat "$gem_home/.sources" 2>/dev/null)" = "$sources" ] && exit 0
 

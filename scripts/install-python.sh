@@ -8,7 +8,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 venv="${1:?usage: install-python.sh VENV}"
 
-sources="$(find setup.py MANIFEST.in core bindings/python \( -name '*.egg-info' -o -name __pycache__ \) \
+sources="$(find setup.py MANIFEST.in core bindings/python web \( -name '*.egg-info' -o -name __pycache__ \) \
            -prune -o -type f -print0 | sort -z | xargs -0 sha1sum | sha1sum)"
 [ "$(cat "$venv/.sources" 2>/dev/null)" = "$sources" ] && exit 0
 

@@ -9,8 +9,8 @@
 # Then runs, in order: the C tests, the C tests under ASan+UBSan, the Debug and Release
 # builds, a bounded libFuzzer run of the public API (tests/fuzz/run.sh), the warning flags
 # of every build of the core (tests/build_flags), the installed library (tests/install),
-# tests/python/run.sh and tests/ruby/run.sh, the READMEs' quick starts (tests/readme) and
-# `make demo` (tests/demo).
+# tests/python/run.sh and tests/ruby/run.sh, the dashboard in a headless Chromium
+# (tests/web), the READMEs' quick starts (tests/readme) and `make demo` (tests/demo).
 #
 # Summary convention: every suite prints, for each part it runs, one line
 #   SUMMARY <suite> <database-or-queue> <passed> <failed>
@@ -161,6 +161,10 @@ for lang in python ruby; do
     run_suite "$lang" bash "tests/$lang/run.sh"
   fi
 done
+
+# ---- the dashboard ---------------------------------------------------------------
+section "the dashboard in a headless Chromium (Rails and WSGI, SQLite and PostgreSQL)"
+run_suite web bash tests/web/run.sh
 
 # ---- first contact -------------------------------------------------------------
 section "the READMEs' quick starts, run as written"

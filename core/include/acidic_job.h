@@ -967,6 +967,24 @@ typedef struct aj_admin_stats {
 AJ_EXTERN int aj_admin_stats_read(aj_store *store, aj_admin_stats **out);
 AJ_EXTERN void aj_admin_stats_free(aj_admin_stats *stats);
 
+/* A page of the staged backlog, oldest (lowest id) first. */
+#define AJ_ADMIN_STAGED_PAGE_VERSION 1
+typedef struct aj_admin_staged_page {
+    unsigned int version;
+    size_t count;
+    const aj_admin_staged *const *staged;
+    int64_t next_cursor; /* pass as after_id for the next page; 0: this is the last page */
+} aj_admin_staged_page;
+
+/* The staged jobs not acknowledged yet (every run's, and those staged outside a run),
+ * in id order past `after_id` (0: from the first), `limit` per page (0: 50; at most
+ * 1000): keyset paging, as aj_admin_list. For a dashboard's backlog page; what one
+ * run staged is in aj_admin_show. On success *out is owned by the caller:
+ * aj_admin_staged_page_free. AJ_EINVALID for a negative cursor or a limit over 1000. */
+AJ_EXTERN int aj_admin_staged_list(aj_store *store, int64_t after_id, size_t limit,
+                                   aj_admin_staged_page **out);
+AJ_EXTERN void aj_admin_staged_page_free(aj_admin_staged_page *page);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,6 @@
 /*
  * Operator operations (acidic_job.h, decision 013): list, show, stats, and the actions
- * retry, reset, unlock, discard (one run or in bulk) and prune.
+ * retry, reset, unlock, discard (one run or in bulk) and prune; the staged backlog.
  *
  * A run's operator state is computed in SQL (sql.c ADMIN_STATE), so that filters select
  * in the database and every caller classifies a row the same way. Actions read the row
@@ -1062,6 +1062,79 @@ int aj_admin_stats_read(aj_store *store, aj_admin_stats **out)
         return aj_error_set(AJ_ENOMEM, "out of memory");
     if ((rc = aj_tx(store, AJ_TXF_RETRY, stats_body, NULL, box))) {
         aj_admin_stats_free(&box->pub);
+        return rc;
+    }
+    *out = &box->pub;
+    return AJ_OK;
+}
+
+/* --- the staged backlog ------------------------------------------------------------------------ */
+
+typedef struct staged_page_box {
+    aj_admin_staged_page pub;
+    aj_arena mem;
+} staged_page_box;
+
+void aj_admin_staged_page_free(aj_admin_staged_page *page)
+{
+    if (!page)
+        return;
+    staged_page_box *box = (staged_page_box *)page;
+    aj_arena_free(&box->mem);
+    free(box);
+}
+
+typedef struct staged_list_call {
+    int64_t after_id;
+    size_t limit;
+    staged_page_box *box;
+} staged_list_call;
+
+static int staged_list_body(aj_store *s, void *arg)
+{
+    staged_list_call *lc = arg;
+    staged_page_box *box = lc->box;
+    aj_arena_free(&box->mem); /* a retried transaction starts over */
+    memset(&box->pub, 0, sizeof box->pub);
+    box->pub.version = AJ_ADMIN_STAGED_PAGE_VERSION;
+    aj_value p[2] = {aj_int(lc->after_id), aj_int((int64_t)lc->limit + 1)}; /* one more:
+                                                                           a next page? */
+    aj_rows rows = {0};
+    int rc = aj_store_x(s, AJ_Q_ADMIN_STAGED_PAGE, p, 2, &rows);
+    if (rc)
+        return rc;
+    size_t n = rows.nrows > lc->limit ? lc->limit : rows.nrows;
+    const aj_admin_staged **list = aj_arena_alloc(&box->mem, (n ? n : 1) * sizeof *list);
+    for (size_t r = 0; list && r < n; r++)
+        if (!(list[r] = read_staged(&box->mem, &rows, r)))
+            break;
+    box->pub.staged = list;
+    box->pub.count = n;
+    box->pub.next_cursor = rows.nrows > lc->limit && !box->mem.oom ? list[n - 1]->id : 0;
+    aj_rows_clear(&rows);
+    return box->mem.oom ? aj_error_set(AJ_ENOMEM, "out of memory") : AJ_OK;
+}
+
+int aj_admin_staged_list(aj_store *store, int64_t after_id, size_t limit,
+                         aj_admin_staged_page **out)
+{
+    int rc = admin_usable(store, "aj_admin_staged_list");
+    if (rc)
+        return rc;
+    if (!out)
+        return aj_error_set(AJ_EINVALID, "aj_admin_staged_list: out is NULL");
+    if (after_id < 0)
+        return aj_error_set(AJ_EINVALID, "aj_admin_staged_list: the cursor must not be "
+                            "negative");
+    if (limit > LIMIT_MAX)
+        return aj_error_set(AJ_EINVALID, "aj_admin_staged_list: the limit is at most %d "
+                            "(got %zu)", LIMIT_MAX, limit);
+    staged_page_box *box = calloc(1, sizeof *box);
+    if (!box)
+        return aj_error_set(AJ_ENOMEM, "out of memory");
+    staged_list_call lc = {after_id, limit ? limit : PAGE_DEFAULT, box};
+    if ((rc = aj_tx(store, AJ_TXF_RETRY, staged_list_body, NULL, &lc))) {
+        aj_admin_staged_page_free(&box->pub);
         return rc;
     }
     *out = &box->pub;

@@ -39,6 +39,14 @@ static int sq_error(sqlite3 *db, int rc, const char *what, int64_t waited_us)
         else if (primary == SQLITE_LOCKED)
             code = aj_error_set(AJ_ECONFLICT, "SQLite %s: a table is locked by another connection "
                                 "of the same shared cache (%s)", what, msg);
+        else if (waited_us < 1000)
+            /* SQLite does not wait when a transaction that has read wants to write while
+             * another connection writes: waiting could deadlock. */
+            code = aj_error_set(AJ_ECONFLICT, "SQLite %s: the database is busy: another connection "
+                                "held the write lock (SQLite allows one writer at a time) and "
+                                "SQLite refused at once, without waiting, since this transaction "
+                                "had read before it wrote; retrying the transaction helps",
+                                what);
         else
             code = aj_error_set(AJ_ECONFLICT, "SQLite %s: the database is busy: another connection "
                                 "held the write lock (SQLite allows one writer at a time) and this "

@@ -110,7 +110,7 @@ int aj_run_check_in_step(aj_run *run, const char *fn)
 
 /* --- events ------------------------------------------------------------------ */
 
-static void run_event(aj_run *run, int type, const char *step)
+static void run_event_resumed(aj_run *run, int type, const char *step, int resumed)
 {
     aj_event ev = {0};
     ev.type = type;
@@ -120,7 +120,13 @@ static void run_event(aj_run *run, int type, const char *step)
     ev.step = step;
     ev.status = run->cur.status;
     ev.attempt = run->cur.attempts;
+    ev.resumed = resumed;
     aj_store_event(run->store, &ev);
+}
+
+static void run_event(aj_run *run, int type, const char *step)
+{
+    run_event_resumed(run, type, step, 0);
 }
 
 /* --- new runs ------------------------------------------------------------------ */
@@ -578,7 +584,7 @@ static int acquire_in_tx(aj_run *run, int for_step)
         run->tx_locked = keeps;
         snprintf(run->tx_lock, sizeof run->tx_lock, "%s", token);
     }
-    run_event(run, AJ_EVENT_ACQUIRED, run->cur.recovery_point);
+    run_event_resumed(run, AJ_EVENT_ACQUIRED, run->cur.recovery_point, 1); /* its row existed */
     return AJ_OK;
 }
 
@@ -1154,7 +1160,7 @@ int aj_run_acquire(aj_run **out, aj_store *store, const aj_workflow *wf,
         return rc;
     }
     step_call sc = {run, NULL, NULL, 0, 0, NULL, aj_now_us(), 0, "", "", 0};
-    rc = aj_tx(store, AJ_TXF_RETRY, acquire_body, step_settle, &sc);
+    rc = aj_tx(store, AJ_TXF_WRITE | AJ_TXF_RETRY, acquire_body, step_settle, &sc);
     if (rc && sc.record)
         rc = record_failure(run, rc, NULL);
     if (rc) {

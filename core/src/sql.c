@@ -285,6 +285,11 @@ static const char *const templates[AJ_Q_COUNT] = {
 
     [AJ_Q_ADMIN_OLDEST_BATCH] =
         "SELECT " BATCH_COLUMNS " FROM acidic_job_batches ORDER BY id LIMIT 1",
+
+    /* Keyset pages of the backlog: the cursor, the limit. */
+    [AJ_Q_ADMIN_STAGED_PAGE] =
+        "SELECT " STAGED_COLUMNS " FROM staged_acidic_jobs WHERE id > @int(?)"
+        " ORDER BY id LIMIT @int(?)",
 };
 
 const char *aj_sql_template(aj_stmt stmt)

@@ -84,6 +84,7 @@ typedef enum aj_stmt {
     AJ_Q_ADMIN_BACKLOG,   /* staged jobs and open batches */
     AJ_Q_ADMIN_OLDEST_STAGED,
     AJ_Q_ADMIN_OLDEST_BATCH,
+    AJ_Q_ADMIN_STAGED_PAGE, /* a page of the staged backlog */
     AJ_Q_COUNT
 } aj_stmt;
 

@@ -32,6 +32,7 @@ ActiveRecord::Base.logger = nil
 ActiveJob::Base.logger = Logger.new(nil)
 ActiveJob::Base.queue_adapter = :inline # the queue performs a job as soon as it gets it
 ActionMailer::Base.logger = nil
+AcidicJob.configure { |c| c.logger = Logger.new(nil) } # this demo tells its own story
 ActionMailer::Base.delivery_method = :test
 ActionMailer::Base.delivery_job = ActionMailer::MailDeliveryJob # Rails' default since 6.0
 ActiveRecord::Schema.verbose = false

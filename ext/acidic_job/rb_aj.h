@@ -87,6 +87,7 @@ extern const aj_host_ops rb_aj_host_ops;
 void rb_aj_init_store(void);
 void rb_aj_init_workflow(void);
 void rb_aj_init_run(void);
+void rb_aj_init_admin(void); /* rb_aj_admin.c: AcidicJob::Native::Admin */
 
 /* The core workflow of a Native::Workflow (raises TypeError for anything else). */
 const aj_workflow *rb_aj_workflow_get(VALUE obj);

@@ -26,6 +26,7 @@ static const struct {
     {AJ_ESTEP, "StepFailed"},
     {AJ_ENOTFOUND, "NotFound"},
     {AJ_ESCHEMA, "SchemaError"},
+    {AJ_ESTATE, "StateError"},
 };
 
 VALUE rb_aj_const(const char *name) { return rb_const_get(rb_aj_mAcidicJob, rb_intern(name)); }
@@ -214,4 +215,5 @@ __attribute__((visibility("default"))) void Init_acidic_job_ext(void)
     rb_aj_init_store();
     rb_aj_init_workflow();
     rb_aj_init_run();
+    rb_aj_init_admin();
 }

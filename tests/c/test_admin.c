@@ -1323,6 +1323,58 @@ void test_admin_stats(void **state) {
     aj_store_free(s);
 }
 
+void test_admin_staged_list(void **state) {
+    (void)state;
+    aj_store *s = open_store();
+    aj_workflow *wf = zoo_wf();
+    aj_admin_staged_page *page = NULL;
+    assert_aj(aj_admin_staged_list(s, 0, 0, &page), AJ_OK); /* an empty outbox */
+    assert_int_equal(page->version, AJ_ADMIN_STAGED_PAGE_VERSION);
+    assert_int_equal(page->count, 0);
+    assert_int_equal(page->next_cursor, 0);
+    aj_admin_staged_page_free(page);
+
+    /* the two awaited jobs of await-1, then fail-1's resume job (no callback: it waits) */
+    make_zoo(s, wf);
+    assert_aj(aj_admin_retry(s, "fail-1", 0, 0), AJ_OK);
+    assert_int_equal(count_rows(s, "staged_acidic_jobs"), 3);
+    assert_aj(aj_admin_staged_list(s, 0, 2, &page), AJ_OK);
+    assert_int_equal(page->count, 2);
+    assert_int_equal(page->staged[0]->id,
+                     q_int(s, "SELECT MIN(id) FROM staged_acidic_jobs", NULL, NULL));
+    assert_true(page->staged[0]->id < page->staged[1]->id);
+    for (size_t i = 0; i < 2; i++) {
+        assert_string_equal(page->staged[i]->job_name, "ChildJob");
+        assert_int_equal(page->staged[i]->run_id, key_id(s, "await-1"));
+        assert_true(page->staged[i]->batch_id > 0);
+    }
+    assert_int_equal(page->next_cursor, page->staged[1]->id);
+    int64_t cursor = page->next_cursor;
+    aj_admin_staged_page_free(page);
+    assert_aj(aj_admin_staged_list(s, cursor, 2, &page), AJ_OK);
+    assert_int_equal(page->count, 1);
+    assert_string_equal(page->staged[0]->adapter, "activejob");
+    assert_string_equal(page->staged[0]->job_name, "ResumeJob");
+    assert_int_equal(page->staged[0]->payload_len, strlen("fail-1"));
+    assert_memory_equal(page->staged[0]->payload, "fail-1", strlen("fail-1"));
+    assert_int_equal(page->staged[0]->run_id, key_id(s, "fail-1"));
+    assert_int_equal(page->staged[0]->batch_id, 0);
+    assert_int_equal(page->next_cursor, 0);
+    aj_admin_staged_page_free(page);
+    /* a page that ends exactly at the last row has no next page */
+    assert_aj(aj_admin_staged_list(s, 0, 3, &page), AJ_OK);
+    assert_int_equal(page->count, 3);
+    assert_int_equal(page->next_cursor, 0);
+    aj_admin_staged_page_free(page);
+
+    assert_aj(aj_admin_staged_list(s, -1, 0, &page), AJ_EINVALID);
+    assert_aj(aj_admin_staged_list(s, 0, 1001, &page), AJ_EINVALID);
+    assert_aj(aj_admin_staged_list(s, 0, 0, NULL), AJ_EINVALID);
+    aj_admin_staged_page_free(NULL);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+}
+
 /* ---- error documents ------------------------------------------------------------------------ */
 
 static aj_admin_error *parse(const char *doc) {

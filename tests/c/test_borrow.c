@@ -789,6 +789,14 @@ static void admin_through(aj_store *s, app *a, aj_store *check) {
     assert_int_equal(st->states[0]->state, AJ_ADMIN_QUEUED);
     assert_int_equal(st->staged_backlog, 1);
     aj_admin_stats_free(st);
+    aj_admin_staged_page *backlog = NULL; /* the retry's resume job, read through the host */
+    assert_aj(aj_admin_staged_list(s, 0, 0, &backlog), AJ_OK);
+    assert_int_equal(backlog->count, 1);
+    assert_string_equal(backlog->staged[0]->adapter, "sidekiq");
+    assert_string_equal(backlog->staged[0]->job_name, "AdminJob");
+    assert_true(backlog->staged[0]->run_id > 0);
+    assert_true(backlog->staged[0]->created_at_us > now - 3600000000);
+    aj_admin_staged_page_free(backlog);
     assert_aj(aj_admin_discard(s, "adm", 0, 0), AJ_OK);
     f.states = 0;
     f.updated_before_us = now + 3600000000;

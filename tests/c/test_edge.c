@@ -148,6 +148,9 @@ void test_sqlite_busy(void **state) {
     aj_error_clear();
     assert_aj(acquire(&run, s, wf, "k", NULL), AJ_ECONFLICT);
     assert_last_error(AJ_ECONFLICT);
+    /* it waited out its busy timeout, and says so */
+    if (!strstr(aj_error_last()->message, "gave up after waiting"))
+        fail_msg("no wait reported: %s", aj_error_last()->message);
     assert_ptr_equal(run, (aj_run *)(uintptr_t)0x1);
     assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
 

@@ -209,6 +209,7 @@ typedef struct events {
     int64_t duration[64];
     int accepted[64];
     int code[64];
+    int resumed[64];
 } events;
 
 static void on_event(void *ctx, const aj_event *e) {
@@ -220,6 +221,7 @@ static void on_event(void *ctx, const aj_event *e) {
     ev->duration[ev->n] = e->duration_us;
     ev->accepted[ev->n] = e->accepted;
     ev->code[ev->n] = e->code;
+    ev->resumed[ev->n] = e->resumed;
     ev->n++;
 }
 
@@ -270,11 +272,20 @@ void test_events(void **state) {
     assert_aj(aj_run_execute(run, script_step, &bad), AJ_ESTEP);
     assert_string_equal(event_names(&ev), "acquired:a,started:a,failed:a");
     assert_int_equal(ev.code[2], AJ_ESTEP);
+    assert_int_equal(ev.resumed[0], 0); /* a new run */
+    aj_run_free(run);
+    /* the failed run's next attempt resumes it */
+    ev.n = 0;
+    assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
+    assert_string_equal(event_names(&ev), "acquired:a,started:a,staged,committed:a,enqueued,"
+                                          "started:b,committed:b,finished");
+    assert_int_equal(ev.resumed[0], 1);
     aj_run_free(run);
     /* drains report their count */
     ev.n = 0;
     assert_aj(aj_store_drain(s, 0, NULL), AJ_OK);
-    assert_string_equal(event_names(&ev), "enqueued,drained");
+    assert_string_equal(event_names(&ev), "enqueued,enqueued,drained"); /* both runs' jobs */
     aj_workflow_free(wf);
     aj_store_free(s);
 }

@@ -102,6 +102,7 @@
     X(test_admin_bulk_forms)             \
     X(test_admin_prune)                  \
     X(test_admin_stats)                  \
+    X(test_admin_staged_list)            \
     X(test_admin_error_documents)        \
     X(test_admin_tables_without_timestamps) \
     /* test_input.c */                   \

@@ -143,8 +143,8 @@ def test_the_sdist_carries_the_core(tmp_path: object) -> None:
 def test_the_command_line_reports_bad_input() -> None:
     out = subprocess.run([sys.executable, "-m", "acidic_job", "drain", "--url", "bogus://x",
                           "--older-than", "0"], capture_output=True, text=True)
-    assert out.returncode == 1
-    assert "acidic_job drain:" in out.stderr
+    assert out.returncode == 2  # the core refuses the scheme: a usage error
+    assert out.stderr.startswith("acidic-job drain: ") and "bogus" in out.stderr
     out = subprocess.run([sys.executable, "-m", "acidic_job", "drain", "--url", "sqlite::memory:",
                           "--older-than", "-1"], capture_output=True, text=True)
     assert out.returncode == 2
@@ -162,7 +162,7 @@ def test_drain_on_a_missing_sqlite_file_fails_in_one_line_and_creates_nothing(
                              capture_output=True, text=True, cwd=str(tmp_path))
         assert out.returncode == 1
         assert out.stdout == ""
-        assert out.stderr.count("\n") == 1 and out.stderr.startswith("acidic_job drain: ")
+        assert out.stderr.count("\n") == 1 and out.stderr.startswith("acidic-job drain: ")
         assert repr(path) in out.stderr and "never creates" in out.stderr
         assert os.listdir(str(tmp_path)) == []
 

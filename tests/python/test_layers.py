@@ -3,8 +3,9 @@
 Bottom up: ``_native`` and ``errors``, ``codec``, ``events`` (log records and step hooks
 fed by the core's events); ``adapters`` (registry, dispatch,
 describe, payload encoding) and ``databases`` (which receive the enqueue callable);
-``workflow``; ``queues``; the integrations ``celery`` and ``rq``; the package and its
-command line on top. The graph is read from the source with ``ast`` (every import
+``workflow``; ``queues``; the integrations ``celery`` and ``rq``, and the operator API
+``admin``; the dashboard (``web``) over it; the package, the ``acidic-job`` command
+(``cli``) and ``__main__`` on top. The graph is read from the source with ``ast`` (every import
 statement, at module level or inside a function, is an edge), so a cycle hidden by a
 late import inside a function fails here too. An acyclic graph imports in any order;
 the second test shows it with real interpreters, each importing another module first.
@@ -29,8 +30,10 @@ LAYERS: List[Set[str]] = [
     {"adapters", "databases"},
     {"workflow"},
     {"queues"},
-    {"celery", "rq"},
+    {"celery", "rq", "admin"},
+    {"web"},
     {"__init__"},
+    {"cli"},
     {"__main__"},
 ]
 

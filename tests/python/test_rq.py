@@ -316,3 +316,28 @@ def test_a_run_failing_every_time_is_dead_after_max_attempts(rqe: RQEnv) -> None
         rqe.workers.stop(worker)
     with open(os.path.join(rqe.scratch, "doomed.attempts")) as f:
         assert f.read().count("attempt") == 3
+
+
+def test_the_acidic_job_command_retries_a_failed_run_through_rq(rqe: RQEnv) -> None:
+    """``acidic-job retry --rq-redis``: the resume job goes to RQ at once (the command
+    installs the RQ adapter) and a worker runs the run again at its failed step."""
+    rqe.jobs.Doomed.job.enqueue("cli-retry")
+    rqe.burst()
+    (key, attempts), = rqe.sql("SELECT idempotency_key, attempts FROM acidic_job_keys "
+                               "WHERE job_name = ? AND job_args LIKE ?",
+                               ("rq_jobs.Doomed", '%"cli-retry"%'))
+    assert attempts == 1
+    command = os.path.join(os.path.dirname(sys.executable), "acidic-job")
+    out = subprocess.run([command, "retry", key, "--database", rqe.db, "--rq-redis",
+                          rqe.env["AJ_JOBS_BROKER"], "--rq-queue", rqe.queue], cwd=HERE,
+                         env=rqe.env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "its resume job was handed to the rq adapter" in out.stdout
+    assert rqe.sql("SELECT attempts, error_object FROM acidic_job_keys WHERE "
+                   "idempotency_key = ?", (key,)) == [(0, None)]
+    rqe.burst()  # the resume job: the run fails at its step once more
+    with open(os.path.join(rqe.scratch, "cli-retry.attempts")) as f:
+        assert f.read().count("attempt") == 2
+    (attempts, error), = rqe.sql("SELECT attempts, error_object FROM acidic_job_keys WHERE "
+                                 "idempotency_key = ?", (key,))
+    assert attempts == 1 and "the card was declined" in error

@@ -21,6 +21,7 @@ import pytest
 
 import acidic_job
 import acidic_job.adapters
+import acidic_job.admin
 import acidic_job.celery
 import acidic_job.rq
 
@@ -132,6 +133,7 @@ def test_the_typed_program_names_every_public_name() -> None:
             if isinstance(value, ast.Name):
                 used.add(".".join([value.id] + parts))
     modules = {"acidic_job": acidic_job, "acidic_job.adapters": acidic_job.adapters,
+               "acidic_job.admin": acidic_job.admin,
                "acidic_job.celery": acidic_job.celery, "acidic_job.rq": acidic_job.rq}
     missing = [f"{name}.{entry}" for name, module in modules.items()
                for entry in module.__all__ if f"{name}.{entry}" not in used]

@@ -181,3 +181,44 @@ def operate() -> None:
     wrapped: acidic_job.celery.CeleryAdapter = celery_adapter
     print(wrapped, rq_adapter, task_base, rq_job_classes, staged_header, function_job,
           notify_job, Welcome)
+
+
+def operator_tools(url: str) -> None:
+    """The operator API (acidic_job.admin), typed."""
+    from datetime import datetime, timedelta, timezone
+
+    import acidic_job.admin
+    with acidic_job.admin.Admin(url, lock_timeout=90) as admin:
+        page: acidic_job.admin.Page = admin.list(states=["failed"], older_than=timedelta(hours=1),
+                                                 since=datetime(2026, 12, 1, tzinfo=timezone.utc))
+        first: acidic_job.admin.Run = page.runs[0]
+        detail: acidic_job.admin.RunDetail = admin.show(first.id)
+        steps: Tuple[acidic_job.admin.Step, ...] = detail.steps
+        error: Optional[acidic_job.admin.ErrorInfo] = detail.error
+        staged: Tuple[acidic_job.admin.Staged, ...] = detail.staged
+        batch: Optional[acidic_job.admin.Batch] = detail.batch
+        resume: Optional[acidic_job.admin.Resume] = detail.resume
+        stats: acidic_job.admin.Stats = admin.stats()
+        backlog: acidic_job.admin.StagedPage = admin.staged(limit=10)
+        later: Tuple[acidic_job.admin.Staged, ...] = admin.staged(cursor=backlog.next_cursor).staged
+        counts: Tuple[acidic_job.admin.StateCount, ...] = stats.states
+        jobs: Tuple[acidic_job.admin.JobCount, ...] = stats.jobs
+        try:
+            admin.retry("ride-3")
+        except acidic_job.ActionNotApplicable as exc:
+            print(exc.code_name)
+        admin.reset(first.id, "charge", force=True)
+        admin.unlock("ride-4")
+        admin.discard("ride-5")
+        result: acidic_job.admin.BulkResult = admin.bulk(
+            "retry", job="RideCreate", states="failed", progress=lambda done, total: None)
+        deleted: int = admin.prune(timedelta(days=7))
+        recovered: acidic_job.admin.Recovered = admin.recover()
+        delivered: int = admin.drain()
+        every: List[acidic_job.admin.Run] = list(admin.runs(states="dead"))
+        bits: int = acidic_job.admin.parse_states("failed,dead")
+        parsed: acidic_job.admin.ErrorInfo = acidic_job.admin.parse_error("--- x")
+        doc: Any = acidic_job.admin.to_json_value(stats)
+        print(steps, error, staged, batch, resume, counts, jobs, result, deleted, recovered,
+              delivered, every, bits, parsed, doc, page.to_json(), acidic_job.admin.STATES,
+              acidic_job.admin.ACTIONS)

@@ -10,6 +10,7 @@ broker), so that calls can be counted across both runs.
 """
 import sqlite3
 import sys
+import types
 
 from celery import Celery, signals
 
@@ -32,8 +33,10 @@ class Charge:
         calls.write(f"stripe.Charge.create {amount} {idempotency_key}\n")
 
 
-class stripe:  # noqa: N801 - the module name the quick start uses
-    Charge = Charge
+# The quick start imports stripe; this process's stand-in is that module.
+stripe = types.ModuleType("stripe")
+stripe.Charge = Charge
+sys.modules["stripe"] = stripe
 
 
 # A real Celery app on kombu's in-memory broker: staged tasks are sent to it after commit.
@@ -51,6 +54,12 @@ def published(sender=None, body=None, **_):
     calls.write(f"celery {sender} {list(body[0]) if body else ''}\n")
 
 
+# ... and imports its Celery task from the application's shop.tasks.
+shop = types.ModuleType("shop")
+shop.tasks = types.ModuleType("shop.tasks")
+shop.tasks.send_receipt_task = send_receipt_task
+sys.modules.update({"shop": shop, "shop.tasks": shop.tasks})
+
 with open(quickstart, encoding="utf-8") as f:
     code = compile(f.read(), quickstart, "exec")
-exec(code, {"__name__": "__main__", "stripe": stripe, "send_receipt_task": send_receipt_task})
+exec(code, {"__name__": "__main__"})

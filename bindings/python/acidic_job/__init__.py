@@ -32,6 +32,7 @@ See the README for databases, queues (Celery, RQ), threads and fork.
 from __future__ import annotations
 
 import importlib.util
+import logging
 
 try:
     from . import _native
@@ -42,8 +43,8 @@ except ImportError:
         f"acidic_job: the compiled extension acidic_job._native is missing from {__path__[0]}: "
         "install the package (pip install --no-build-isolation .) and run Python from "
         "outside the source folder") from None
-from .errors import (DatabaseError, DeadRun, DecodeError, DuplicateStep, EncodeError,
-                     Error, InvalidArgument, LockedIdempotencyKey,
+from .errors import (ActionNotApplicable, DatabaseError, DeadRun, DecodeError, DuplicateStep,
+                     EncodeError, Error, InvalidArgument, LockedIdempotencyKey,
                      MismatchedIdempotencyKeyAndJobArguments, MisuseError, NoDefinedSteps,
                      NotFound, OutOfMemory, SchemaError, SerializationConflict,
                      SerializedTransactionConflict, StepFailed, UnknownJobAdapter,
@@ -54,6 +55,10 @@ from .databases import Cursor, StoreCursor
 from .workflow import (FINISH, FunctionJob, GoTo, Workflow, current_step, goto, job,
                        recoverable, step, workflow)
 from .queues import Recovered, ack, drain, perform_transactionally, recover
+
+# A library's logger has a NullHandler and no other (the logging HOWTO): the application
+# decides where records go; without its configuration none reach stderr.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __version__ = _native.VERSION
 VERSION = _native.VERSION
@@ -68,5 +73,5 @@ __all__ = [
     "MismatchedIdempotencyKeyAndJobArguments", "LockedIdempotencyKey", "UnknownRecoveryPoint",
     "NoDefinedSteps", "DuplicateStep", "StepFailed", "NotFound", "SchemaError", "EncodeError",
     "DecodeError", "DeadRun",
-    "UnknownJobAdapter", "VERSION", "__version__",
+    "UnknownJobAdapter", "ActionNotApplicable", "VERSION", "__version__",
 ]

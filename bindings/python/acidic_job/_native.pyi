@@ -177,3 +177,53 @@ def sqlite_libversion() -> str: ...
 def pq_libversion() -> int: ...
 def code_name(code: int) -> str: ...
 def _register_errors(mapping: Dict[Any, Any], document: Callable[[int, str], str]) -> None: ...
+
+
+# --- operator operations (py_aj_admin.c): plain dicts for acidic_job.admin ----------
+ESTATE: int
+ADMIN_RUNNING: int
+ADMIN_STRANDED: int
+ADMIN_FAILED: int
+ADMIN_DEAD: int
+ADMIN_AWAITING: int
+ADMIN_QUEUED: int
+ADMIN_SUCCEEDED: int
+ADMIN_DISCARDED: int
+ADMIN_FINISHED: int
+ADMIN_ALL_STATES: int
+ADMIN_FORCE: int
+ADMIN_NO_ENQUEUE: int
+ADMIN_RETRY: int
+ADMIN_RESET: int
+ADMIN_UNLOCK: int
+ADMIN_DISCARD: int
+
+Progress = Callable[[int, int], Any]
+
+def admin_list(store: Store, *, states: int = ..., job_name: Optional[str] = ...,
+               key_prefix: Optional[str] = ..., updated_before_us: int = ...,
+               updated_since_us: int = ..., after_id: int = ..., descending: bool = ...,
+               limit: int = ...) -> Tuple[List[Dict[str, Any]], Optional[int]]: ...
+def admin_show(store: Store, key: Optional[str] = ..., run_id: int = ...) -> Dict[str, Any]: ...
+def admin_retry(store: Store, key: Optional[str] = ..., run_id: int = ...,
+                flags: int = ...) -> None: ...
+def admin_reset(store: Store, key: Optional[str], run_id: int, step: str,
+                flags: int = ...) -> None: ...
+def admin_unlock(store: Store, key: Optional[str] = ..., run_id: int = ...,
+                 flags: int = ...) -> None: ...
+def admin_discard(store: Store, key: Optional[str] = ..., run_id: int = ...,
+                  flags: int = ...) -> None: ...
+def admin_bulk(store: Store, action: int, step: Optional[str] = ..., flags: int = ...,
+               progress: Optional[Progress] = ..., *, states: int = ...,
+               job_name: Optional[str] = ..., key_prefix: Optional[str] = ...,
+               updated_before_us: int = ..., updated_since_us: int = ..., after_id: int = ...,
+               descending: bool = ..., limit: int = ...) -> Tuple[int, int]: ...
+def admin_prune(store: Store, progress: Optional[Progress] = ..., *, states: int = ...,
+                job_name: Optional[str] = ..., key_prefix: Optional[str] = ...,
+                updated_before_us: int = ..., updated_since_us: int = ..., after_id: int = ...,
+                descending: bool = ..., limit: int = ...) -> int: ...
+def admin_stats(store: Store) -> Dict[str, Any]: ...
+def admin_staged_list(store: Store, after_id: int,
+                      limit: int) -> Tuple[List[Dict[str, Any]], Optional[int]]: ...
+def admin_state_parse(name: str) -> int: ...
+def admin_error_parse(document: Union[str, bytes]) -> Dict[str, Any]: ...

@@ -30,7 +30,7 @@ __all__ = [
     "SerializationConflict", "MismatchedIdempotencyKeyAndJobArguments", "LockedIdempotencyKey",
     "UnknownRecoveryPoint", "NoDefinedSteps", "DuplicateStep", "StepFailed", "NotFound",
     "SchemaError", "EncodeError", "DecodeError", "DeadRun", "UnknownJobAdapter",
-    "SerializedTransactionConflict", "document",
+    "SerializedTransactionConflict", "document", "ActionNotApplicable",
 ]
 
 #: core code -> exception class; the extension looks codes up here ("default": Error)
@@ -230,3 +230,11 @@ class DeadRun(Error):
 class UnknownJobAdapter(Error):
     """perform_transactionally on something that is neither a Celery task nor an RQ job,
     or a staged job whose adapter is not installed in this process."""
+
+
+class ActionNotApplicable(Error, code=_native.ESTATE):
+    """An operator action (:mod:`acidic_job.admin`, ``acidic-job``) that does not apply to
+    the run as it is: retrying a finished or awaiting run, unlocking an unlocked one,
+    discarding a finished one, or retrying a run that has no resume job (started without
+    a queue: retry it with ``enqueue=False`` and run it again yourself). Nothing was
+    changed; the message says why."""

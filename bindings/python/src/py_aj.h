@@ -14,6 +14,7 @@
  *                     documents, and the host's exception kept across the core
  *   py_aj_workflow.c  Workflow
  *   py_aj_run.c       Run, and acquire
+ *   py_aj_admin.c     the operator operations (aj_admin_*) as admin_* functions
  *   py_aj_convert.c   conversions: core error codes to exceptions, Python values to
  *                     core values and back
  *
@@ -158,5 +159,10 @@ typedef struct RunObject {
 extern PyTypeObject py_aj_RunType;
 
 PyObject *py_aj_acquire(PyObject *mod, PyObject *args, PyObject *kwargs);
+
+/* --- operator operations (py_aj_admin.c) ------------------------------------------ */
+
+/* Add the admin_* functions and the ADMIN_* constants to the module. */
+int py_aj_admin_init(PyObject *module);
 
 #endif

@@ -97,6 +97,8 @@ PyInit__native(void)
     for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
         if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0)
             goto fail;
+    if (py_aj_admin_init(m) < 0)
+        goto fail;
     return m;
 fail:
     Py_DECREF(m);

@@ -42,12 +42,18 @@ require_relative "acidic_job/deliver_transactionally_extension"
 require_relative "acidic_job/sidekiq_callbacks"
 require_relative "acidic_job/runner"
 require_relative "acidic_job/integrations"
+require_relative "acidic_job/admin"
+require_relative "acidic_job/key_operations"
 
 # Idempotent, resumable multi-step jobs for ActiveJob and Sidekiq: a drop-in for
 # acidic_job 0.7.0 on the acidic_job C core. `include AcidicJob` in a job and describe
 # its work with `idempotently(with: {...}) { step :a; step :b }`.
 module AcidicJob
   extend ActiveSupport::Concern
+
+  # The dashboard (a Rack application): loaded when first named, as in
+  # `mount AcidicJob::Web => "/acidic_job"`.
+  autoload :Web, "acidic_job/web"
 
   # acidic_job 0.7.0's lock timeout in seconds, also the core's default
   # (AcidicJob.config.lock_timeout sets it).

@@ -25,6 +25,7 @@ module AcidicJob
   class StepFailed < Error; end                              # AJ_ESTEP
   class NotFound < Error; end                                # AJ_ENOTFOUND
   class SchemaError < Error; end                             # AJ_ESCHEMA
+  class StateError < Error; end                              # AJ_ESTATE: the action does not apply to the run
   class MissingStepMethod < Error; end                       # config.strict_steps: a step without a method
   # A run's attr_accessors cannot be decoded (YAML syntax, a class that is not loaded):
   # the run is unlocked with this error recorded, and nothing of it runs.
