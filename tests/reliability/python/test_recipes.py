@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 import acidic_job
-from acidic_job import _native, queues
+from acidic_job import _native, adapters
 
 from conftest import restart_pg
 
@@ -38,7 +38,7 @@ SECRET_CASES = [
 
 # --- a queue adapter of the test: records what it is sent, refuses on request -----------
 
-class RecordingAdapter(queues.Adapter):
+class RecordingAdapter(adapters.Adapter):
     name = "recorder"
 
     def __init__(self) -> None:
@@ -59,11 +59,11 @@ class RecordedJob:
 
 @pytest.fixture
 def recorder() -> Any:
-    previous = queues.installed("recorder")
-    adapter = queues.install_adapter(RecordingAdapter())
+    previous = adapters.installed("recorder")
+    adapter = adapters.install_adapter(RecordingAdapter())
     yield adapter
     if previous is not None:
-        queues.install_adapter(previous)
+        adapters.install_adapter(previous)
 
 
 def three_steps(db: Any, name: str, **options: Any) -> Any:
