@@ -166,8 +166,35 @@ static void add_span(spans *sp, size_t a, size_t b)
     }
 }
 
-/* Find the secret spans of a string: URI userinfo passwords (every "://" in it) and
- * values of password-like keys ("key = value" in conninfo, "key=value" in a query). */
+/* Sort the spans by their start and merge those that overlap or touch: the replacement
+ * goes right to left, so each span must lie wholly after the one before it. */
+static void order_spans(spans *sp)
+{
+    for (size_t i = 1; i < sp->n; i++)
+        for (size_t j = i; j > 0 && sp->at[j][0] < sp->at[j - 1][0]; j--) {
+            size_t a = sp->at[j][0], b = sp->at[j][1];
+            sp->at[j][0] = sp->at[j - 1][0];
+            sp->at[j][1] = sp->at[j - 1][1];
+            sp->at[j - 1][0] = a;
+            sp->at[j - 1][1] = b;
+        }
+    size_t n = 0;
+    for (size_t i = 0; i < sp->n; i++) {
+        if (n && sp->at[i][0] <= sp->at[n - 1][1]) {
+            if (sp->at[i][1] > sp->at[n - 1][1])
+                sp->at[n - 1][1] = sp->at[i][1];
+            continue;
+        }
+        sp->at[n][0] = sp->at[i][0];
+        sp->at[n][1] = sp->at[i][1];
+        n++;
+    }
+    sp->n = n;
+}
+
+/* Find the secret spans of a string, in order and apart: URI userinfo passwords (every
+ * "://" in it) and values of password-like keys ("key = value" in conninfo, "key=value"
+ * in a query). */
 static void find_secrets(const char *s, spans *sp)
 {
     sp->n = 0;
@@ -209,6 +236,7 @@ static void find_secrets(const char *s, spans *sp)
         add_span(sp, e, (size_t)(end - s));
         i = (size_t)(end - s) - (end > s + e ? 1 : 0);
     }
+    order_spans(sp);
 }
 
 /* Replace [a, b) of msg by "***" (in place, bounded by cap). */
