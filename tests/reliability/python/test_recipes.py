@@ -487,12 +487,14 @@ def test_ack_inside_a_step_keeps_the_step_transaction(url_db: Any, recorder: Any
 
         @acidic_job.step
         def a(self) -> None:
-            self.staged = acidic_job.perform_transactionally(RecordedJob)
+            acidic_job.perform_transactionally(RecordedJob)
 
         @acidic_job.step
         def b(self, tx: Any) -> None:
             attempts[0] += 1
             tx.execute("INSERT INTO app_log (tag) VALUES (?)", ("before",))
+            # the staged job of step a, sent once a committed
+            self.staged = recorder.sent[-1][0]
             if attempts[0] == 1:  # on the workflow's own store, as a worker would
                 acidic_job.ack(self.staged, Acking.__acidic_workflow__.database)
             tx.execute("INSERT INTO app_log (tag) VALUES (?)", ("after",))
@@ -579,11 +581,9 @@ def test_a_huge_lock_timeout_keeps_the_lock(db: Any, seconds: float) -> None:
     store = database.store()
     spec = wf.__acidic_workflow__
     args_doc, _ = spec.encode_arguments((1,), {})
-    if database.borrowed:
-        with database.transaction(store):
-            holder = _native.acquire(store, spec.native, "huge", spec.name, args_doc, "{}")
-    else:
-        holder = _native.acquire(store, spec.native, "huge", spec.name, args_doc, "{}")
+    # the acquisition commits in a transaction of its own (on a borrowed connection, the
+    # host's, through its atomically hook)
+    holder = _native.acquire(store, spec.native, "huge", spec.name, args_doc, "{}")
     try:
         other = three_steps(db.connect(), "Huge", **options)
         with pytest.raises(acidic_job.LockedIdempotencyKey):
