@@ -19,18 +19,20 @@ module AcidicJob
     end
 
     # Seconds (a number, or a numeric string) as the core's milliseconds; nil stays nil.
-    # Refused: what is not a number, infinity, NaN, and what does not fit in 64 bits.
-    # The core judges the range (e.g. a negative lock timeout).
+    # A time past what 64 bits of milliseconds hold (Float::INFINITY too) is the longest
+    # one, as in the Python package (the core saturates); NaN and what is not a number
+    # are refused. The core judges the range (e.g. a negative lock timeout).
     def milliseconds(seconds, what)
       return nil if seconds.nil?
 
       value = Float(seconds)
-      raise InvalidArgument, "#{what} must be a finite number of seconds, not #{seconds.inspect}" unless value.finite?
+      raise InvalidArgument, "#{what} must be a number of seconds, not #{seconds.inspect}" if value.nan?
 
-      ms = (value * 1000).round
-      raise InvalidArgument, "#{what} is too large: #{seconds.inspect} seconds" if ms.abs > INT64_MAX
+      ms = value * 1000
+      return INT64_MAX if ms >= INT64_MAX
+      return -INT64_MAX if ms <= -INT64_MAX
 
-      ms
+      ms.round
     rescue ArgumentError, TypeError
       raise InvalidArgument, "#{what} must be a number of seconds, not #{seconds.inspect}"
     end
