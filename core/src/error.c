@@ -239,7 +239,7 @@ static void find_secrets(const char *s, spans *sp)
     order_spans(sp);
 }
 
-/* Replace [a, b) of msg by "***" (in place, bounded by cap). */
+/* Replace [a, b) of msg by "***" (in place, bounded by cap: what does not fit is cut). */
 static void replace_span(char *msg, size_t cap, size_t a, size_t b)
 {
     size_t len = strlen(msg);
@@ -247,6 +247,13 @@ static void replace_span(char *msg, size_t cap, size_t a, size_t b)
         return;
     if (b > len)
         b = len;
+    if (a + 4 > cap) { /* no room for the whole mark (a short secret grew the text) */
+        size_t i = a;
+        for (; i + 1 < cap && i < a + 3; i++)
+            msg[i] = '*';
+        msg[i] = '\0';
+        return;
+    }
     size_t tail = len - b;
     if (a + 3 + tail + 1 > cap)
         tail = cap - a - 4;

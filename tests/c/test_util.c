@@ -1,6 +1,7 @@
 /* Internal helpers whose output the databases read back. */
 #include "harness.h"
 #include "tests.h"
+#include "error.h"
 #include "rows.h"
 #include "sql.h"
 #include "util.h"
@@ -112,4 +113,25 @@ void test_rows_without_cells(void **state)
     aj_value one = {AJ_INT, 1, NULL, 0};
     assert_int_not_equal(aj_rows_append(&r, &one, 1), AJ_OK); /* rows of one width */
     aj_rows_clear(&r);
+}
+
+/* A short secret is replaced by the longer "***": a message that fills its buffer grows
+ * past it, and the last replacements have no room for the whole mark. 0.9.0 computed a
+ * negative length there (found by tests/reliability's redaction fuzzer: memmove of
+ * SIZE_MAX bytes). Every occurrence is gone, the text stays within the buffer. */
+void test_scrub_in_a_full_buffer(void **state)
+{
+    (void)state;
+    for (size_t cap = 1; cap <= 24; cap++) {
+        char msg[32];
+        memset(msg, 'x', sizeof msg);
+        const char *text = "h h h h h h h h h h h h h";
+        memcpy(msg, text, cap - 1 < strlen(text) ? cap - 1 : strlen(text));
+        msg[cap - 1 < strlen(text) ? cap - 1 : strlen(text)] = '\0';
+        aj_scrub_conninfo(msg, cap, "host=/tmp password=h");
+        assert_true(memchr(msg, '\0', cap) != NULL);
+        assert_null(strchr(msg, 'h'));
+        for (size_t i = cap; i < sizeof msg; i++)
+            assert_int_equal(msg[i], 'x');
+    }
 }
