@@ -120,6 +120,7 @@
     X(test_lean_statements)              \
     X(test_rows_without_cells)           \
     X(test_scrub_in_a_full_buffer)       \
+    X(test_redact_keys_inside_values)    \
     X(test_sqlite_options)               \
     X(test_sqlite_busy)                  \
     /* test_faults.c */                  \
