@@ -988,8 +988,12 @@ static void test_arguments_of_50_mb(void **state)
  * bad input: every entry point, the exact code
  * ------------------------------------------------------------------------------------- */
 
+/* Bad inputs tried (each EXPECT is one), for the figures of a run. */
+static int bad_inputs_tried;
+
 #define EXPECT(call, code)                                                                  \
     do {                                                                                    \
+        bad_inputs_tried++;                                                                 \
         int rc_ = (call);                                                                   \
         if (rc_ != (code)) {                                                                \
             printf("# line %d: %s = %s (%s), expected %s\n", __LINE__, #call,                 \
@@ -1255,6 +1259,7 @@ int main(int argc, char **argv)
                                          harness_group_teardown);
     if (failed < 0 || (size_t)failed > total)
         failed = (int)total;
+    printf("BAD-INPUTS c-%s %d\n", argv[1], bad_inputs_tried);
     printf("SUMMARY reliability c-recipes-%s %zu %d\n", argv[1], total - (size_t)failed, failed);
     return failed ? 1 : 0;
 }

@@ -42,13 +42,15 @@ def main() -> int:
         print("SUMMARY reliability faults-postgres 0 1  # AJ_TEST_PG_URL / AJ_TEST_PG_DIR unset")
         return 1
     soak = a.soak == "1"
-    restarts = 20 if soak else 4
+    restarts = 20 if soak else 4  # alternately -m immediate and -m fast
     keys = 200 if soak else 60
     kinds = [k for k in FAULT_KINDS if not a.only or k in a.only.split(",")]
     tmp = os.path.join(ROOT, "build", "reliability", "faults")  # logs, kept when a kind fails
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     passed = failed = 0
+    total = {"restarts": 0, "immediate": 0, "fast": 0, "runs": 0, "steps": 0,
+             "duplicates": 0, "lost": 0, "stranded": 0, "handed_back": 0}
     rng = random.Random(9)
     for kind in kinds:
         db = Database("postgres", tmp)
@@ -100,6 +102,17 @@ def main() -> int:
         else:
             db.drop()
         passed, failed = passed + ok, failed + (not ok)
+        for name, value in (("restarts", len(modes)), ("immediate", modes.count("immediate")),
+                            ("fast", modes.count("fast")), ("runs", keys),
+                            ("steps", 3 * keys), ("duplicates", broken["duplicates"]),
+                            ("lost", broken["lost"]), ("stranded", stranded),
+                            ("handed_back", handed_back)):
+            total[name] += value
+    print(f"ROW | PostgreSQL faults | {total['restarts']} restarts ({total['immediate']} "
+          f"`-m immediate`, {total['fast']} `-m fast`) under {len(kinds)} worker kinds, "
+          f"{total['runs']:,} runs, {total['steps']:,} steps, duplicates "
+          f"{total['duplicates']}, lost {total['lost']}, stranded {total['stranded']}; "
+          f"recovery handed back {total['handed_back']} runs |", flush=True)
     print(f"SUMMARY reliability faults-postgres {passed} {failed}", flush=True)
     if failed:
         print(f"the worker logs are kept in {tmp}", flush=True)

@@ -90,8 +90,15 @@ end
 
 module Minitest
   class RelSummaryReporter < StatisticsReporter
+    def record(result)
+      super
+      # the bad inputs tried, for the figures of a run
+      @bad_inputs = (@bad_inputs || 0) + 1 if result.klass == "BadInputTest" && result.passed?
+    end
+
     def report
       super
+      io.puts "BAD-INPUTS ruby-#{RelDb.kind} #{@bad_inputs}" if @bad_inputs
       io.puts "SUMMARY reliability ruby-#{RelDb.kind} #{count - failures - errors - skips} #{failures + errors}"
     end
   end
