@@ -43,7 +43,7 @@ def main() -> int:
         return 1
     soak = a.soak == "1"
     restarts = 20 if soak else 4  # alternately -m immediate and -m fast
-    keys = 200 if soak else 60
+    keys = 400 if soak else 60
     kinds = [k for k in FAULT_KINDS if not a.only or k in a.only.split(",")]
     tmp = os.path.join(ROOT, "build", "reliability", "faults")  # logs, kept when a kind fails
     shutil.rmtree(tmp, ignore_errors=True)
@@ -54,7 +54,9 @@ def main() -> int:
     rng = random.Random(9)
     for kind in kinds:
         db = Database("postgres", tmp)
-        pace = 80 if soak else 60  # ms between runs: a pass outlasts the restarts
+        # ms between runs: a pass outlasts the restarts (a restart takes up to a second or
+        # two on the loaded machine)
+        pace = 120 if soak else 60
         log_path = os.path.join(tmp, f"{kind}.log")
         started = time.time()
         with open(log_path, "w") as log:
