@@ -42,7 +42,7 @@ demo:
 # The reliability suites of issue 9 (tests/reliability/run.sh): defect recipes, kill
 # anywhere, PostgreSQL faults, bad input, fuzzing. `make test` runs their short form too
 # (about 6 minutes); `make soak` is the long form (>= 5,000 kills per database, minutes of
-# fuzzing per target: about 30 minutes), whose figures the README's Reliability section shows.
+# fuzzing per target: about 27 minutes), whose figures the README's Reliability section shows.
 reliability: deps
 	@bash tests/reliability/run.sh
 

@@ -14,7 +14,7 @@
 #   fuzz    libFuzzer targets for the core's parsers (fuzz/), with the password oracle
 # Sizes (short / soak): kill 200 / 5,000 kills per database; faults 4 / 20 restarts per
 # worker kind, alternately -m immediate and -m fast; fuzz 10 s / 120 s per target. The short
-# form takes about 6 minutes on the 2-core machine, the soak about 30.
+# form takes about 6 minutes on the 2-core machine, the soak about 27.
 #
 # Uses AJ_TEST_PG_URL / AJ_TEST_PG_DIR when set (scripts/test.sh; the faults part and the
 # Python recipes restart that server and leave it running), else starts its own
