@@ -128,18 +128,36 @@ static int api_recover(aj_store *store, size_t limit, size_t *requeued)
 }
 static const char *const api_recover_missing = "n/a (needs aj_store_recover)";
 
-/* Retention: delete finished runs older than `older_than_ms`, at most `batch` of them.
- * Neither header has it yet; aj_store_prune(store, older_than_ms, batch, &deleted) is the
- * call this expects. */
+/* Retention: delete finished runs older than `older_than_ms`, at most `batch` of them
+ * (aj_admin_prune, stopped by its progress callback after its first transaction). */
+#ifdef AJ_VERSION_NUMBER
+static int stop_after_one_batch(void *ctx, size_t done, size_t total)
+{
+    (void)ctx;
+    (void)done;
+    (void)total;
+    return 1;
+}
+#endif
 static int api_prune(aj_store *store, int64_t older_than_ms, size_t batch, size_t *deleted)
 {
+#ifdef AJ_VERSION_NUMBER
+    aj_admin_filter f = AJ_ADMIN_FILTER_INIT;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    f.updated_before_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - older_than_ms * 1000;
+    f.limit = batch;
+    *deleted = 0;
+    return aj_admin_prune(store, &f, stop_after_one_batch, NULL, deleted);
+#else
     (void)store;
     (void)older_than_ms;
     (void)batch;
     (void)deleted;
     return API_MISSING;
+#endif
 }
-static const char *const api_prune_missing = "n/a (needs aj_store_prune)";
+static const char *const api_prune_missing = "n/a (needs aj_admin_prune)";
 
 /* ====================================================================================== */
 
@@ -1588,8 +1606,10 @@ static void sqlite_plans(app *a, plans *seen, FILE *out, int *scans)
             while (sqlite3_step(st) == SQLITE_ROW) {
                 const char *detail = (const char *)sqlite3_column_text(st, 3);
                 fprintf(out, "   %s\n", detail ? detail : "");
-                /* SCAN reads a whole table or index; SEARCH looks rows up */
+                /* SCAN reads a whole table or index; SEARCH looks rows up. The write-lock
+                 * statement's WHERE 0 = 1 is false before any row is read: no scan. */
                 if (detail && strncmp(detail, "SCAN ", 5) == 0 &&
+                    !strstr(seen->texts[i], "WHERE 0 = 1") &&
                     (strstr(detail, "acidic_job") || strstr(detail, "staged_acidic_jobs")))
                     (*scans)++;
             }

@@ -27,7 +27,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 import acidic_job
-from acidic_job.queues import Adapter, install_adapter
+from acidic_job.adapters import Adapter, install_adapter
 
 DB = ""
 SQLITE_PATH: Optional[str] = None

@@ -336,13 +336,22 @@ static int drain_body(aj_store *store, void *arg)
             continue;
         }
         /* Never stamped: made outside the core (acidic_job 0.7.0's Staged model, SQL).
-         * Due by its created_at; without one, stamped now and due next time. */
+         * Due by its created_at; without one, stamped now and due next time. A row not
+         * due yet is stamped with its created_at: from then on the (delivered_at, id)
+         * index finds it when it is due, and no drain reads it again before (an
+         * unstamped backlog would otherwise be read whole by every drain). */
         const char *created = aj_rows_text(&rows, r, 5, NULL);
         int64_t created_us;
-        if (!created || aj_parse_time(created, &created_us) != 0)
+        if (!created || aj_parse_time(created, &created_us) != 0) {
             rc = stamp(store, id, now);
-        else if (created_us < pg->cutoff_us && (rc = stamp(store, id, now)) == AJ_OK)
-            rc = take_row(pg, &rows, r);
+        } else if (created_us < pg->cutoff_us) {
+            if ((rc = stamp(store, id, now)) == AJ_OK)
+                rc = take_row(pg, &rows, r);
+        } else {
+            char created_ts[32];
+            aj_format_time(created_us, created_ts);
+            rc = stamp(store, id, created_ts);
+        }
     }
     aj_rows_clear(&rows);
     return rc;

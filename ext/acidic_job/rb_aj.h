@@ -62,6 +62,7 @@ typedef struct rb_aj_store {
     int nruns;       /* live runs that point here */
     int collected;   /* the Store object was finalised */
     int release_gvl; /* 0 for host stores: their I/O is Ruby code anyway */
+    int borrowed_sqlite; /* keep is the sqlite3 gem's Database (see rb_aj_store_nogvl) */
     VALUE enqueue;   /* callable(id, adapter, job_name, payload) -> truthy when pushed */
     VALUE events;    /* callable(type, hash) or nil */
     unsigned event_mask; /* bit (1 << type) set: the event is handed to `events` */
@@ -73,6 +74,10 @@ typedef struct rb_aj_store {
 } rb_aj_store;
 
 rb_aj_store *rb_aj_store_get(VALUE self); /* raises when closed */
+/* Whether the core's calls on `s` may run without the GVL: not for host stores, nor
+ * while a borrowed SQLite connection has Ruby callbacks SQLite calls from inside any
+ * statement (the sqlite3 gem's busy_handler, trace, authorizer): they need the GVL. */
+int rb_aj_store_nogvl(const rb_aj_store *s);
 void rb_aj_store_release(rb_aj_store *s);  /* one run fewer */
 /* Before a core call on `s`: forget what the hooks captured during the previous one. */
 void rb_aj_store_begin_call(rb_aj_store *s);

@@ -312,7 +312,7 @@ static void admin_run(VALUE store_obj, admin_call *c)
     rb_aj_store *s = rb_aj_store_get(store_obj);
     c->store = s->store;
     rb_aj_store_begin_call(s);
-    rb_aj_without_gvl(s->release_gvl, admin_call_nogvl, c);
+    rb_aj_without_gvl(rb_aj_store_nogvl(s), admin_call_nogvl, c);
     int interrupted = s->hook.state && (NIL_P(s->hook.exc) ||
                                         !rb_obj_is_kind_of(s->hook.exc, rb_eStandardError));
     if (c->rc || interrupted || (c->progress && c->progress->cap.state))

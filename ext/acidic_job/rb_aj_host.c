@@ -73,7 +73,7 @@ static void *body_nogvl(void *p)
 static VALUE body_block(RB_BLOCK_CALL_FUNC_ARGLIST(yielded, data))
 {
     tx_call *t = (tx_call *)data;
-    rb_aj_without_gvl(t->s->release_gvl, body_nogvl, t);
+    rb_aj_without_gvl(rb_aj_store_nogvl(t->s), body_nogvl, t);
     return t->rc == 0 ? Qtrue : Qfalse;
 }
 

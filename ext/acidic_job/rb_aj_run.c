@@ -231,7 +231,7 @@ static VALUE run_execute(VALUE self)
     r->cap.exc = Qnil;
     r->in_step = 1;
     rb_aj_store_begin_call(s);
-    int rc = rb_aj_nogvl_aj_run_execute(s->release_gvl, r->run, step_cb, r);
+    int rc = rb_aj_nogvl_aj_run_execute(rb_aj_store_nogvl(s), r->run, step_cb, r);
     r->in_step = 0;
     r->block = Qnil;
     if (r->cap.state) {

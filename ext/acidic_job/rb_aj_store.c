@@ -68,6 +68,21 @@ rb_aj_store *rb_aj_store_get(VALUE self)
     return s;
 }
 
+int rb_aj_store_nogvl(const rb_aj_store *s)
+{
+    if (!s->release_gvl)
+        return 0;
+    if (s->borrowed_sqlite) {
+        /* the sqlite3 gem keeps the blocks it hands SQLite in these (nil when unset);
+         * checked at every call, as the application may set one at any time */
+        static const char *const callbacks[] = {"@busy_handler", "@tracefunc", "@authorizer"};
+        for (size_t i = 0; i < sizeof callbacks / sizeof *callbacks; i++)
+            if (!NIL_P(rb_attr_get(s->keep, rb_intern(callbacks[i]))))
+                return 0;
+    }
+    return 1;
+}
+
 void rb_aj_store_begin_call(rb_aj_store *s)
 {
     s->hook.state = 0;
@@ -386,6 +401,7 @@ static VALUE store_borrow(VALUE klass, enum borrow_kind kind, VALUE conn, VALUE 
     s->host = host;
     s->keep = conn;
     s->release_gvl = kind != BORROW_HOST;
+    s->borrowed_sqlite = kind == BORROW_SQLITE;
     const aj_host_tx *tx = NIL_P(host) ? NULL : &rb_aj_host_tx;
     aj_store *store = NULL;
     int rc = kind == BORROW_SQLITE ? aj_store_borrow_sqlite(&store, db, tx, s, &o)
@@ -430,7 +446,7 @@ static VALUE store_migrate(VALUE self)
 {
     rb_aj_store *s = rb_aj_store_get(self);
     rb_aj_store_begin_call(s);
-    int rc = rb_aj_nogvl_aj_store_migrate(s->release_gvl, s->store);
+    int rc = rb_aj_nogvl_aj_store_migrate(rb_aj_store_nogvl(s), s->store);
     rb_aj_store_check(s, rc);
     return self;
 }
@@ -442,7 +458,7 @@ static VALUE store_drain(VALUE self, VALUE older_than_ms)
     int64_t ms = NUM2LL(older_than_ms);
     size_t n = 0;
     rb_aj_store_begin_call(s);
-    int rc = rb_aj_nogvl_aj_store_drain(s->release_gvl, s->store, ms, &n);
+    int rc = rb_aj_nogvl_aj_store_drain(rb_aj_store_nogvl(s), s->store, ms, &n);
     rb_aj_store_check(s, rc);
     return SIZET2NUM(n);
 }
@@ -454,7 +470,7 @@ static VALUE store_ack(VALUE self, VALUE id)
     int64_t staged = NUM2LL(id);
     int completed = 0;
     rb_aj_store_begin_call(s);
-    int rc = rb_aj_nogvl_aj_staged_ack(s->release_gvl, s->store, staged, &completed);
+    int rc = rb_aj_nogvl_aj_staged_ack(rb_aj_store_nogvl(s), s->store, staged, &completed);
     rb_aj_store_check(s, rc);
     return completed ? Qtrue : Qfalse;
 }
@@ -467,7 +483,7 @@ static VALUE store_recover(int argc, VALUE *argv, VALUE self)
     rb_aj_store *s = rb_aj_store_get(self);
     size_t n = NIL_P(limit) ? 0 : NUM2SIZET(limit), requeued = 0, dead = 0;
     rb_aj_store_begin_call(s);
-    int rc = rb_aj_nogvl_aj_store_recover(s->release_gvl, s->store, n, &requeued, &dead);
+    int rc = rb_aj_nogvl_aj_store_recover(rb_aj_store_nogvl(s), s->store, n, &requeued, &dead);
     rb_aj_store_check(s, rc);
     return rb_assoc_new(SIZET2NUM(requeued), SIZET2NUM(dead));
 }
@@ -511,7 +527,7 @@ static VALUE store_exec(int argc, VALUE *argv, VALUE self)
     }
     aj_rows *rows = NULL;
     rb_aj_store_begin_call(s);
-    int rc = rb_aj_nogvl_aj_store_exec(s->release_gvl, s->store, csql, vals, (size_t)n, &rows);
+    int rc = rb_aj_nogvl_aj_store_exec(rb_aj_store_nogvl(s), s->store, csql, vals, (size_t)n, &rows);
     RB_GC_GUARD(keep);
     RB_GC_GUARD(sql);
     rb_aj_store_check(s, rc);

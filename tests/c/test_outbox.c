@@ -296,6 +296,36 @@ void test_drain_pages(void **state) {
     aj_store_free(s);
 }
 
+/* Rows made outside the core and not due yet are read by one drain only: it stamps them
+ * with their created_at, and a later drain delivers them once that is old enough. */
+void test_drain_unstamped_not_due(void **state) {
+    (void)state;
+    aj_store *s = open_store();
+    for (int i = 0; i < 150; i++)
+        q_exec(s, "INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, created_at, "
+                  "updated_at) VALUES ('sidekiq', 'Recent', '[]', '2999-01-01 00:00:00', "
+                  "'2999-01-01 00:00:00')", NULL, NULL);
+    recorder rec = {0};
+    aj_store_set_enqueue(s, recorder_enqueue, &rec);
+    size_t n = 9;
+    assert_aj(aj_store_drain(s, 60000, &n), AJ_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(q_int(s, "SELECT count(*) FROM staged_acidic_jobs WHERE delivered_at IS NULL",
+                           NULL, NULL), 0);
+    /* stamped with their created_at, not with the drain's time */
+    assert_int_equal(q_int(s, "SELECT count(*) FROM staged_acidic_jobs WHERE delivered_at "
+                              "BETWEEN '2998-12-31 23:59:59' AND '2999-01-01 00:00:01'",
+                           NULL, NULL), 150);
+    /* once their created_at is older than the age, a drain delivers each of them once */
+    q_exec(s, "UPDATE staged_acidic_jobs SET created_at = '2000-01-01 00:00:00', "
+              "delivered_at = '2000-01-01 00:00:00'", NULL, NULL);
+    assert_aj(aj_store_drain(s, 60000, &n), AJ_OK);
+    assert_int_equal(n, 150);
+    assert_aj(aj_store_drain(s, 60000, &n), AJ_OK);
+    assert_int_equal(n, 0);
+    aj_store_free(s);
+}
+
 /* A step that stages several jobs without asking for their ids: the inserts ride with
  * the transaction's last round trip, several calls of one statement in one libpq
  * pipeline on a connection that has not prepared it yet (it must be prepared once). */

@@ -44,6 +44,7 @@
     X(test_drain)                        \
     X(test_enqueue_rejected_left_for_drain) \
     X(test_drain_pages)                  \
+    X(test_drain_unstamped_not_due)      \
     X(test_store_exec)                   \
     X(test_stage_deferred_many)          \
     /* test_await.c */                   \

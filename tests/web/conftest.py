@@ -231,3 +231,18 @@ def pytest_runtest_logreport(report):
 def pytest_terminal_summary(terminalreporter):
     for target_id, (passed, failed) in sorted(_outcomes.items()):
         terminalreporter.write_line(f"SUMMARY web {target_id} {passed} {failed}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report carries the tail of its target's server logs (the worker
+    inside the Rails server writes its errors there)."""
+    outcome = yield
+    report = outcome.get_result()
+    target = item.funcargs.get("target") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(target, Target):
+        for server in target.servers:
+            server.log_file.flush()
+            lines = [line for line in server.log.read_text(errors="replace").splitlines()
+                     if not line.startswith(("/usr/", "\t/usr/"))]  # library frames
+            report.sections.append((f"server log: {server.name}", "\n".join(lines[-80:])))

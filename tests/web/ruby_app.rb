@@ -30,6 +30,25 @@ else
   require "sqlite3"
   ActiveRecord::Base.establish_connection(adapter: "sqlite3", database: database, pool: 20,
                                           timeout: 10_000)
+  # The server's worker thread and its request threads write to one file. The sqlite3
+  # gem's busy_timeout waits for the write lock holding the GVL, so the thread holding the
+  # lock cannot run to release it; the timeout as Rails 7.1 applies it (a busy handler
+  # that sleeps, releasing the GVL) is what a threaded application on SQLite needs.
+  require "active_record/connection_adapters/sqlite3_adapter"
+  ActiveRecord::ConnectionAdapters::SQLite3Adapter.prepend(Module.new do
+    private def configure_connection
+      super
+      timeout_s = @config.fetch(:timeout, 10_000) / 1000.0
+      started = nil
+      @connection.busy_handler do |count|
+        started = Process.clock_gettime(Process::CLOCK_MONOTONIC) if count.zero?
+        next false if Process.clock_gettime(Process::CLOCK_MONOTONIC) - started > timeout_s
+
+        sleep 0.001
+        true
+      end
+    end
+  end)
 end
 ActiveRecord::Base.logger = nil
 ActiveJob::Base.logger = Logger.new(nil)
