@@ -9,8 +9,11 @@
 # Then runs, in order: the C tests, the C tests under ASan+UBSan, the Debug and Release
 # builds, a bounded libFuzzer run of the public API (tests/fuzz/run.sh), the warning flags
 # of every build of the core (tests/build_flags), the installed library (tests/install),
-# tests/python/run.sh and tests/ruby/run.sh, the dashboard in a headless Chromium
-# (tests/web), the READMEs' quick starts (tests/readme) and `make demo` (tests/demo).
+# tests/python/run.sh and tests/ruby/run.sh, the reliability suites of issue 9 in their
+# short form (tests/reliability/run.sh: recipes, kill anywhere, PostgreSQL faults, bad
+# input, fuzzing; the faults restart the PostgreSQL server and leave it running), the
+# dashboard in a headless Chromium (tests/web), the READMEs' quick starts (tests/readme)
+# and `make demo` (tests/demo).
 #
 # Summary convention: every suite prints, for each part it runs, one line
 #   SUMMARY <suite> <database-or-queue> <passed> <failed>
@@ -161,6 +164,10 @@ for lang in python ruby; do
     run_suite "$lang" bash "tests/$lang/run.sh"
   fi
 done
+
+# ---- reliability ----------------------------------------------------------------
+section "reliability (issue 9, short form): recipes, kill anywhere, PostgreSQL faults, bad input, fuzzing"
+run_suite reliability bash tests/reliability/run.sh
 
 # ---- the dashboard ---------------------------------------------------------------
 section "the dashboard in a headless Chromium (Rails and WSGI, SQLite and PostgreSQL)"

@@ -23,10 +23,14 @@ int aj_host_row(aj_host_result *result, const aj_value *cells, size_t ncells)
         return aj_error_set(AJ_EINVALID, "aj_host_row: NULL argument");
     if (ncells == 0)
         return aj_error_set(AJ_EINVALID, "aj_host_row: a row has at least one cell");
-    for (size_t i = 0; i < ncells; i++)
+    for (size_t i = 0; i < ncells; i++) {
         if (cells[i].type != AJ_NULL && cells[i].type != AJ_INT && cells[i].type != AJ_TEXT)
             return aj_error_set(AJ_EINVALID, "aj_host_row: cell %zu has unknown type %d", i,
                                 cells[i].type);
+        if (cells[i].type == AJ_TEXT && !cells[i].text && cells[i].len)
+            return aj_error_set(AJ_EINVALID, "aj_host_row: cell %zu is text of %zu bytes at "
+                                "NULL", i, cells[i].len);
+    }
     return aj_rows_append((aj_rows *)result, cells, ncells);
 }
 

@@ -159,15 +159,53 @@ typedef struct spans {
 
 static void add_span(spans *sp, size_t a, size_t b)
 {
-    if (b > a && sp->n < 32) {
-        sp->at[sp->n][0] = a;
-        sp->at[sp->n][1] = b;
-        sp->n++;
+    if (b <= a)
+        return;
+    if (sp->n == 32) { /* full: the last span grows to cover this one too (hiding more
+                          than the secrets costs nothing, dropping one shows it) */
+        size_t *last = sp->at[31];
+        if (a < last[0])
+            last[0] = a;
+        if (b > last[1])
+            last[1] = b;
+        return;
     }
+    sp->at[sp->n][0] = a;
+    sp->at[sp->n][1] = b;
+    sp->n++;
 }
 
-/* Find the secret spans of a string: URI userinfo passwords (every "://" in it) and
- * values of password-like keys ("key = value" in conninfo, "key=value" in a query). */
+/* Sort the spans by their start and merge those that overlap or touch: the replacement
+ * goes right to left, so each span must lie wholly after the one before it. */
+static void order_spans(spans *sp)
+{
+    for (size_t i = 1; i < sp->n; i++)
+        for (size_t j = i; j > 0 && sp->at[j][0] < sp->at[j - 1][0]; j--) {
+            size_t a = sp->at[j][0], b = sp->at[j][1];
+            sp->at[j][0] = sp->at[j - 1][0];
+            sp->at[j][1] = sp->at[j - 1][1];
+            sp->at[j - 1][0] = a;
+            sp->at[j - 1][1] = b;
+        }
+    size_t n = 0;
+    for (size_t i = 0; i < sp->n; i++) {
+        if (n && sp->at[i][0] <= sp->at[n - 1][1]) {
+            if (sp->at[i][1] > sp->at[n - 1][1])
+                sp->at[n - 1][1] = sp->at[i][1];
+            continue;
+        }
+        sp->at[n][0] = sp->at[i][0];
+        sp->at[n][1] = sp->at[i][1];
+        n++;
+    }
+    sp->n = n;
+}
+
+/* Find the secret spans of a string (in no order, they may overlap): URI userinfo
+ * passwords (every "://" in it) and values of password-like keys ("key = value" in
+ * conninfo, "key=value" in a query). The keys are looked for inside values too: where a
+ * value ends is libpq's to decide (host=0pwd='x password='secret' is a host "0pwd='x"
+ * then a password), and a span too many only hides more. */
 static void find_secrets(const char *s, spans *sp)
 {
     sp->n = 0;
@@ -205,13 +243,11 @@ static void find_secrets(const char *s, spans *sp)
         e++;
         while (e < n && space(s[e]))
             e++;
-        const char *end = value_end(s + e);
-        add_span(sp, e, (size_t)(end - s));
-        i = (size_t)(end - s) - (end > s + e ? 1 : 0);
+        add_span(sp, e, (size_t)(value_end(s + e) - s));
     }
 }
 
-/* Replace [a, b) of msg by "***" (in place, bounded by cap). */
+/* Replace [a, b) of msg by "***" (in place, bounded by cap: what does not fit is cut). */
 static void replace_span(char *msg, size_t cap, size_t a, size_t b)
 {
     size_t len = strlen(msg);
@@ -219,6 +255,13 @@ static void replace_span(char *msg, size_t cap, size_t a, size_t b)
         return;
     if (b > len)
         b = len;
+    if (a + 4 > cap) { /* no room for the whole mark (a short secret grew the text) */
+        size_t i = a;
+        for (; i + 1 < cap && i < a + 3; i++)
+            msg[i] = '*';
+        msg[i] = '\0';
+        return;
+    }
     size_t tail = len - b;
     if (a + 3 + tail + 1 > cap)
         tail = cap - a - 4;
@@ -231,11 +274,13 @@ void aj_scrub_secrets(char *msg, size_t cap)
 {
     spans sp;
     find_secrets(msg, &sp);
+    order_spans(&sp);
     /* Right to left, so that earlier spans keep their offsets. */
     for (size_t i = sp.n; i-- > 0;) {
         size_t a = sp.at[i][0], b = sp.at[i][1];
-        if (b - a >= 3 && strncmp(msg + a, "***", 3) == 0)
-            continue; /* redacted already (a redacted URL quoted in a message) */
+        if (b - a == 3 && strncmp(msg + a, "***", 3) == 0)
+            continue; /* redacted already (a redacted URL quoted in a message); a password
+                         that merely starts with "***" is not */
         replace_span(msg, cap, a, b);
     }
 }
@@ -253,8 +298,13 @@ static void scrub_value(char *msg, size_t cap, const char *secret, size_t len)
 {
     if (!len)
         return;
-    for (char *p = strstr(msg, secret); p; p = strstr(p + 3, secret))
-        replace_span(msg, cap, (size_t)(p - msg), (size_t)(p - msg) + len);
+    for (char *p = strstr(msg, secret); p;) {
+        size_t at = (size_t)(p - msg);
+        replace_span(msg, cap, at, at + len);
+        if (at + 3 >= strlen(msg))
+            break; /* the mark ends the text (it may have been cut) */
+        p = strstr(msg + at + 3, secret);
+    }
 }
 
 void aj_scrub_conninfo(char *msg, size_t cap, const char *conninfo)
@@ -305,6 +355,8 @@ void aj_scrub_conninfo(char *msg, size_t cap, const char *conninfo)
         if (secret) {
             size_t at = (size_t)(q - msg);
             replace_span(msg, cap, at + 1, at + 1 + qlen);
+            if (at + 4 >= strlen(msg))
+                break; /* the mark ends the text (it may have been cut) */
             end = msg + at + 4;
         }
         q = strchr(end + 1, '"');

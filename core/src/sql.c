@@ -197,10 +197,11 @@ static const char *const templates[AJ_Q_COUNT] = {
         " WHERE id = ?",
 
     [AJ_Q_SHAPE] =
-        "{sqlite:SELECT 'k', name FROM pragma_table_info('acidic_job_keys')"
-        " UNION ALL SELECT 's', name FROM pragma_table_info('staged_acidic_jobs')"
-        " UNION ALL SELECT 'b', name FROM pragma_table_info('acidic_job_batches')"
-        " UNION ALL SELECT 'v', name FROM pragma_table_info('acidic_job_schema')}"
+        /* SQLite's column names are case-insensitive: CREATED_AT is created_at */
+        "{sqlite:SELECT 'k', lower(name) FROM pragma_table_info('acidic_job_keys')"
+        " UNION ALL SELECT 's', lower(name) FROM pragma_table_info('staged_acidic_jobs')"
+        " UNION ALL SELECT 'b', lower(name) FROM pragma_table_info('acidic_job_batches')"
+        " UNION ALL SELECT 'v', lower(name) FROM pragma_table_info('acidic_job_schema')}"
         "{pg:SELECT CASE c.relname WHEN 'acidic_job_keys' THEN 'k' WHEN 'staged_acidic_jobs'"
         " THEN 's' WHEN 'acidic_job_batches' THEN 'b' ELSE 'v' END, a.attname::text"
         " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
@@ -554,11 +555,9 @@ size_t aj_sql_count_params(const char *sql) { return aj_sql_dollar(sql, NULL); }
 int aj_sql_is_transaction_control(const char *sql)
 {
     size_t n = strlen(sql), i = 0;
-    char word[16];
-    size_t wlen = 0;
-    int words = 0;
-    char first[16] = "";
-    while (i < n && words < 2) {
+    char words[3][16] = {"", "", ""}; /* the first three keywords, upper case */
+    int nwords = 0;
+    while (i < n && nwords < 3) {
         size_t end = skip_quoted(sql, n, i);
         if (end != i && (sql[i] == '-' || sql[i] == '/')) {
             i = end; /* comments */
@@ -570,25 +569,26 @@ int aj_sql_is_transaction_control(const char *sql)
         }
         if (!isalpha((unsigned char)sql[i]))
             break;
-        wlen = 0;
+        size_t wlen = 0;
+        char *word = words[nwords++];
         while (i < n && isalpha((unsigned char)sql[i])) {
-            if (wlen < sizeof word - 1)
+            if (wlen < sizeof words[0] - 1)
                 word[wlen++] = (char)toupper((unsigned char)sql[i]);
             i++;
         }
         word[wlen] = '\0';
-        if (words++ == 0)
-            strcpy(first, word);
-        else
-            break;
     }
+    const char *first = words[0];
     if (!strcmp(first, "BEGIN") || !strcmp(first, "START") || !strcmp(first, "COMMIT") ||
         !strcmp(first, "END") || !strcmp(first, "ABORT"))
         return 1;
-    if (!strcmp(first, "ROLLBACK"))
-        return words < 2 || strcmp(word, "TO") != 0;
+    if (!strcmp(first, "ROLLBACK")) {
+        /* ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name only undoes a savepoint */
+        int at = !strcmp(words[1], "WORK") || !strcmp(words[1], "TRANSACTION") ? 2 : 1;
+        return strcmp(words[at], "TO") != 0;
+    }
     if (!strcmp(first, "PREPARE"))
-        return words >= 2 && strcmp(word, "TRANSACTION") == 0;
+        return strcmp(words[1], "TRANSACTION") == 0;
     return 0;
 }
 

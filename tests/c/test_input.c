@@ -277,3 +277,59 @@ void test_error_last(void **state) {
     aj_workflow_free(wf);
     aj_store_free(s);
 }
+
+/* Rows a host connection reports are checked cell by cell: a text cell of some bytes at
+ * NULL is refused instead of copied (found by tests/reliability's host_row fuzzer: the
+ * row store read from NULL). */
+typedef struct bad_rows {
+    int rc[4];
+} bad_rows;
+
+static int bad_rows_exec(void *ctx, const char *sql, const aj_value *params, size_t nparams,
+                         aj_host_result *result) {
+    (void)sql, (void)params, (void)nparams;
+    bad_rows *b = ctx;
+    aj_value null_text = {.type = AJ_TEXT, .text = NULL, .len = 5};
+    aj_value empty_null = {.type = AJ_TEXT, .text = NULL, .len = 0};
+    aj_value unknown = {.type = 9};
+    aj_value fine = {.type = AJ_INT, .integer = 7};
+    b->rc[0] = aj_host_row(result, &null_text, 1);
+    b->rc[1] = aj_host_row(result, &unknown, 1);
+    b->rc[2] = aj_host_row(result, &empty_null, 1); /* no bytes: an empty text */
+    b->rc[3] = aj_host_row(result, &fine, 1);
+    return 0;
+}
+
+static int bad_rows_in_tx(void *ctx) {
+    (void)ctx;
+    return 1;
+}
+
+static int bad_rows_atomically(void *ctx, aj_tx_body body, void *arg, int *committed) {
+    (void)ctx;
+    *committed = body(arg) == 0;
+    return 0;
+}
+
+void test_host_row_cells(void **state) {
+    (void)state;
+    bad_rows b = {{0}};
+    aj_host_ops ops = AJ_HOST_OPS_INIT;
+    ops.exec = bad_rows_exec;
+    ops.in_transaction = bad_rows_in_tx;
+    aj_host_tx tx = AJ_HOST_TX_INIT;
+    tx.atomically = bad_rows_atomically;
+    aj_store *s = NULL;
+    assert_aj(aj_store_borrow_host(&s, AJ_DIALECT_SQLITE, &ops, &tx, &b, NULL), AJ_OK);
+    aj_rows *rows = NULL;
+    assert_aj(aj_store_exec(s, "SELECT 1", NULL, 0, &rows), AJ_OK);
+    assert_aj(b.rc[0], AJ_EINVALID);
+    assert_aj(b.rc[1], AJ_EINVALID);
+    assert_aj(b.rc[2], AJ_OK);
+    assert_aj(b.rc[3], AJ_OK);
+    assert_int_equal(aj_rows_count(rows), 2);
+    assert_int_equal(aj_rows_cell(rows, 0, 0)->len, 0);
+    assert_int_equal(aj_rows_cell(rows, 1, 0)->integer, 7);
+    aj_rows_free(rows);
+    aj_store_free(s);
+}

@@ -204,6 +204,13 @@ void test_open_redacts_password(void **state) {
         {"host=127.0.0.1 port=1 password='x'password=SECRET9", "SECRET9"},
         {"postgresql://paardsuer:hpaaost=` prd@", "hpaaost"},
         {"postgresql://paardsuer:hpaaost=` prd@", "prd"},
+        /* a password that starts with the redaction mark is still a password */
+        {"mysql://user:***Secret9x@h/db", "Secret9x"},
+        {"sqlite3://u:***@***Pw8x@h/db", "Pw8x"},
+        /* a password-like key before a URI's password: the spans were replaced out of
+         * order, so the second landed beside the password */
+        {"passwd='abcdefgh' postgresql://x:Secret9x@127.0.0.1:1/db", "Secret9"},
+        {"postgresql://passwd='abcdefgh'x:Secret9x@127.0.0.1:1/x", "Secret9"},
     };
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
         aj_store *s = NULL;

@@ -89,6 +89,34 @@ void test_tables_070_shapes(void **state) {
     }
 }
 
+/* SQLite's column names are case-insensitive: tables written by hand with CREATED_AT or
+ * Workflow are the same shape (found by tests/reliability's tables fuzzer: the core did
+ * not see them and added "workflow" again, "duplicate column name"). PostgreSQL's quoted
+ * mixed-case names are other columns, so this is SQLite's only. */
+void test_tables_column_case(void **state) {
+    (void)state;
+    if (g_db != DB_SQLITE) return;
+    raw_exec("CREATE TABLE acidic_job_keys (id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,"
+             " idempotency_key varchar NOT NULL, job_name varchar NOT NULL, job_args text,"
+             " last_run_at datetime(6), locked_at datetime(6), recovery_point varchar NOT NULL,"
+             " error_object text, attr_accessors text, WORKFLOW text,"
+             " Created_At datetime(6) NOT NULL, UPDATED_AT datetime(6) NOT NULL,"
+             " Attempts integer, RECOVER_AT datetime(6))");
+    raw_exec("CREATE TABLE staged_acidic_jobs (id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,"
+             " adapter varchar NOT NULL, job_name varchar NOT NULL, job_args text,"
+             " CREATED_AT datetime(6) NOT NULL, Updated_At datetime(6) NOT NULL, Key_Id integer)");
+    aj_store *s = open_store();
+    recorder rec = {0};
+    aj_store_set_enqueue(s, recorder_enqueue, &rec);
+    assert_aj(run_once(s, "cased", &rec), AJ_OK);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM acidic_job_keys WHERE created_at IS NOT NULL"
+                              " AND attempts = 1", NULL, NULL), 1);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM staged_acidic_jobs WHERE created_at IS NOT"
+                              " NULL AND key_id IS NOT NULL", NULL, NULL), 1);
+    assert_aj(aj_store_migrate(s), AJ_OK);
+    aj_store_free(s);
+}
+
 /* The application drops and recreates the tables between two jobs of a store that knew
  * them (a test's `create_table ..., force: true`): healed, no error reaches the job. */
 void test_tables_recreated(void **state) {

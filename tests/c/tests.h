@@ -74,6 +74,7 @@
     X(test_recover_concurrent)           \
     /* test_tables.c */                  \
     X(test_tables_070_shapes)            \
+    X(test_tables_column_case)           \
     X(test_tables_recreated)             \
     X(test_tables_cleaned)               \
     X(test_tables_newer_refused)         \
@@ -109,6 +110,7 @@
     X(test_null_arguments)               \
     X(test_nul_bytes_in_documents)       \
     X(test_use_after_fork)               \
+    X(test_host_row_cells)               \
     X(test_code_names)                   \
     X(test_error_last)
 
@@ -118,6 +120,8 @@
     X(test_format_time_matches_libc)     \
     X(test_lean_statements)              \
     X(test_rows_without_cells)           \
+    X(test_scrub_in_a_full_buffer)       \
+    X(test_redact_keys_inside_values)    \
     X(test_sqlite_options)               \
     X(test_sqlite_busy)                  \
     /* test_faults.c */                  \

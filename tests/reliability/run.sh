@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The reliability suites of issue 9: `make reliability` (short) and `make soak` (long).
+# The reliability suites of issue 9: the short form runs in `make test` (scripts/test.sh,
+# its own section) and as `make reliability`; `make soak` is the long form.
 #
 #   tests/reliability/run.sh [PART...]      PART: c python ruby kill faults fuzz (default all)
-#   SOAK=1 tests/reliability/run.sh         the soak form: >= 5,000 kills per database and
-#                                           minutes of fuzzing per target
+#   SOAK=1 tests/reliability/run.sh         the soak form
 #
 # Parts:
 #   c       the defect recipes in C (c/recipes.c), on SQLite and PostgreSQL
@@ -12,12 +12,17 @@
 #   kill    kill anywhere: C, Python and Ruby workers SIGKILLed at random (kill/driver.py)
 #   faults  PostgreSQL stopped with -m immediate / -m fast under streams of runs
 #   fuzz    libFuzzer targets for the core's parsers (fuzz/), with the password oracle
+# Sizes (short / soak): kill 200 / 5,000 kills per database; faults 4 / 20 restarts per
+# worker kind, alternately -m immediate and -m fast; fuzz 10 s / 120 s per target. The short
+# form takes about 6 minutes on the 2-core machine, the soak about 27.
 #
-# Uses AJ_TEST_PG_URL / AJ_TEST_PG_DIR when set (scripts/test.sh), else starts its own
-# PostgreSQL with scripts/pg-server.sh (several parts restart it) and stops it on exit.
-# Prints "SUMMARY reliability <part> <passed> <failed>" lines and exits non-zero when
-# anything failed. These suites reproduce the defects of issue 9: until the core is fixed
-# most of them fail, which is why `make test` does not run them yet.
+# Uses AJ_TEST_PG_URL / AJ_TEST_PG_DIR when set (scripts/test.sh; the faults part and the
+# Python recipes restart that server and leave it running), else starts its own
+# PostgreSQL with scripts/pg-server.sh and stops it on exit. Temporary files go under
+# $TMPDIR (default /tmp).
+# Prints "SUMMARY reliability <part> <passed> <failed>" lines, then the figures of the run
+# as a Markdown table (the README's "Reliability" section is one), and exits non-zero when
+# anything failed.
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -25,7 +30,7 @@ here="$root/tests/reliability"
 cd "$root"
 export AJ_TEST_ROOT="$root"
 soak="${SOAK:-0}"
-tmp="$(mktemp -d /tmp/aj-reliability.XXXXXX)"
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/aj-reliability.XXXXXX")"
 chmod 755 "$tmp"
 : >"$tmp/summary"
 started_pg=""
@@ -108,14 +113,18 @@ export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 
 # run_part NAME CMD...: run a part whose program prints its own SUMMARY lines; a part that
-# exits non-zero without reporting a failure counts as one failure.
+# exits non-zero without reporting a failure counts as one failure. Its ROW and BAD-INPUTS
+# lines are kept for the figures.
+: >"$tmp/figures"
 run_part() {
   local name="$1"; shift
   echo
   echo "==== reliability: $name ===="
-  local log="$tmp/$name.log"
+  local log="$tmp/$name.log" started=$SECONDS
   "$@" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
+  echo "($name: $((SECONDS - started)) s)"
+  grep -E '^(ROW \||BAD-INPUTS )' "$log" >>"$tmp/figures"
   local lines
   lines="$(grep -E '^SUMMARY reliability [^ ]+ [0-9]+ [0-9]+$' "$log" || true)"
   [ -n "$lines" ] && echo "$lines" >>"$tmp/summary"
@@ -157,6 +166,18 @@ fi
 if want fuzz; then
   run_part fuzz bash "$here/fuzz/run.sh"
 fi
+
+echo
+echo "==== reliability: figures ($(if [ "$soak" = 1 ]; then echo soak; else echo short form; fi), $(date -u +%Y-%m-%d), $((SECONDS / 60)) min) ===="
+echo
+echo "| suite | figures |"
+echo "|---|---|"
+grep '^ROW | kill' "$tmp/figures" | sed 's/^ROW //'
+grep '^ROW | PostgreSQL faults' "$tmp/figures" | sed 's/^ROW //'
+awk '$1 == "BAD-INPUTS" { n += $3; split($2, p, "-"); by[p[1]] += $3 }
+     END { if (n) printf "| bad input | %d cases on SQLite and PostgreSQL, each with its exact error asserted (C %d, Python %d, Ruby %d) |\n",
+                         n, by["c"], by["python"], by["ruby"] }' "$tmp/figures"
+grep '^ROW | fuzz' "$tmp/figures" | sed 's/^ROW //'
 
 echo
 echo "==== reliability: summary ===="

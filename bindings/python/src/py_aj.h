@@ -69,6 +69,9 @@ const char *py_aj_text(PyObject *o, const char *what, Py_ssize_t *len, int nul_o
 /* A document argument (str, bytes, or None for none: *s NULL); a lone surrogate or a
  * NUL byte is InvalidArgument. */
 int py_aj_doc_arg(PyObject *o, const char *what, const char **s, Py_ssize_t *len);
+/* An int argument as a 64-bit integer; one that does not fit is InvalidArgument naming
+ * `what` (not a bare OverflowError), not an int is TypeError. */
+int py_aj_int64(PyObject *o, const char *what, long long *out);
 /* A statement parameter as a core value; text points into `o`, which the caller keeps
  * alive. */
 int py_aj_to_value(PyObject *o, aj_value *v, Py_ssize_t index);

@@ -139,23 +139,36 @@ py_aj_text(PyObject *o, const char *what, Py_ssize_t *len, int nul_ok)
     return s;
 }
 
+int
+py_aj_int64(PyObject *o, const char *what, long long *out)
+{
+    *out = PyLong_AsLongLong(o);
+    if (*out != -1 || !PyErr_Occurred())
+        return 0;
+    if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        PyErr_Clear();
+        py_aj_raisef(AJ_EINVALID, "%s does not fit in 64 bits", what);
+    }
+    return -1;
+}
+
 /* Convert a Python parameter to an aj_value. Text points into the object (kept alive
  * by the caller's params sequence). */
 int
 py_aj_to_value(PyObject *o, aj_value *v, Py_ssize_t index)
 {
     memset(v, 0, sizeof *v);
+    char what[48];
+    snprintf(what, sizeof what, "parameter %zd", index);
     if (o == Py_None) {
         v->type = AJ_NULL;
     } else if (PyBool_Check(o) || PyLong_Check(o)) {
-        long long i = PyLong_AsLongLong(o);
-        if (i == -1 && PyErr_Occurred())
+        long long i;
+        if (py_aj_int64(o, what, &i) < 0)
             return -1;
         v->type = AJ_INT;
         v->integer = i;
     } else if (PyUnicode_Check(o)) {
-        char what[48];
-        snprintf(what, sizeof what, "parameter %zd", index);
         Py_ssize_t len;
         const char *s = utf8_of(o, what, &len);
         if (s == NULL)

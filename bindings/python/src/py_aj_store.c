@@ -551,8 +551,8 @@ store_drain(StoreObject *self, PyObject *arg)
 static PyObject *
 store_ack(StoreObject *self, PyObject *arg)
 {
-    long long id = PyLong_AsLongLong(arg);
-    if (id == -1 && PyErr_Occurred())
+    long long id;
+    if (py_aj_int64(arg, "the staged id", &id) < 0)
         return NULL;
     if (py_aj_store_enter(self) < 0)
         return NULL;

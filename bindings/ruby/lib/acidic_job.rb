@@ -9,6 +9,7 @@ require "digest/sha1"
 
 require_relative "acidic_job/version"
 require_relative "acidic_job/errors"
+require_relative "acidic_job/inputs"
 begin
   # Installed gems (RubyGems, Bundler `git:`) and `rake compile` put the extension next to
   # this file; RubyGems may also keep it only in the gem's extension dir on the load path.
@@ -186,6 +187,8 @@ module AcidicJob
     steps = yield
     steps = @_steps unless steps.is_a?(Array)
     raise NoDefinedSteps, "idempotently: the block defines no steps" if steps.nil? || steps.empty?
+
+    steps.each { |s| Inputs.text(s["does"], "the step name") }
 
     MissingSteps.check(self, steps.map { |s| s["does"] })
 

@@ -4,34 +4,47 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-int api_open(aj_store **out, const char *url, int64_t lock_timeout_ms, int64_t busy_timeout_ms)
+aj_options api_options(int64_t lock_timeout_ms, int64_t busy_timeout_ms)
 {
-    aj_options o;
-    aj_options_init(&o);
+    aj_options o = AJ_OPTIONS_INIT;
     if (lock_timeout_ms > 0)
         o.lock_timeout_ms = lock_timeout_ms;
     if (busy_timeout_ms > 0)
-        o.busy_timeout_ms = busy_timeout_ms > 2000000000 ? 2000000000 : (int)busy_timeout_ms;
+        o.busy_timeout_ms = busy_timeout_ms;
+    return o;
+}
+
+int api_open(aj_store **out, const char *url, int64_t lock_timeout_ms, int64_t busy_timeout_ms)
+{
+    aj_options o = api_options(lock_timeout_ms, busy_timeout_ms);
     return aj_store_open(out, url, &o);
 }
 
-static aj_run_params params_for(const char *key, const char *job_name, const char *args,
-                                size_t args_len)
+aj_run_params api_params(const char *key, const char *job_name, const char *args,
+                         size_t args_len, char *payload_buf, size_t payload_cap)
 {
-    aj_run_params p;
-    memset(&p, 0, sizeof p);
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
     p.key = key;
     p.job_name = job_name;
     p.args = args;
     p.args_len = args ? args_len : 0;
+    int n = snprintf(payload_buf, payload_cap, "resume %s", key ? key : "");
+    if (key && n > 0 && (size_t)n < payload_cap) {
+        p.resume_adapter = "harness";
+        p.resume_job_name = "resume";
+        p.resume_payload = payload_buf;
+        p.resume_payload_len = (size_t)n;
+    }
     return p;
 }
 
 int api_acquire(aj_run **out, aj_store *store, const aj_workflow *wf, const char *key,
                 const char *job_name, const char *args, size_t args_len)
 {
-    aj_run_params p = params_for(key, job_name, args, args_len);
+    char payload[320];
+    aj_run_params p = api_params(key, job_name, args, args_len, payload, sizeof payload);
     return aj_run_acquire(out, store, wf, &p);
 }
 
@@ -40,10 +53,11 @@ int api_run_to_end(aj_store *store, const aj_workflow *wf, const char *key,
                    void *ctx, int attempts, int *status)
 {
     int rc = AJ_OK, st = 0;
+    char payload[320];
+    aj_run_params p = api_params(key, job_name, args, args_len, payload, sizeof payload);
     for (int i = 0; i < attempts; i++) {
         aj_run *run = NULL;
-        rc = api_acquire(&run, store, wf, key, job_name, args, args_len);
-        if (rc != AJ_OK)
+        if ((rc = aj_run_new(&run, store, wf, &p)) != AJ_OK)
             break;
         rc = aj_run_execute(run, fn, ctx);
         st = aj_run_status(run);
@@ -56,28 +70,98 @@ int api_run_to_end(aj_store *store, const aj_workflow *wf, const char *key,
     return rc;
 }
 
-/* --- borrowed --------------------------------------------------------------------- */
+/* --- borrowed ----------------------------------------------------------------------- */
 
-int api_borrow_pg(api_borrowed *b, PGconn *pg, int64_t lock_timeout_ms)
+/* One statement on the native handle: 0, or a negative aj_code after aj_error_report
+ * (AJ_ECONFLICT for what a retry can fix: busy SQLite, serialization failure, deadlock). */
+static int native_exec(api_borrowed *b, const char *sql)
 {
-    memset(b, 0, sizeof *b);
-    b->pg = pg;
-    aj_options o;
-    aj_options_init(&o);
-    if (lock_timeout_ms > 0)
-        o.lock_timeout_ms = lock_timeout_ms;
-    return aj_store_borrow_pg(&b->store, pg, &o);
+    char msg[600];
+    if (b->sqlite) {
+        int rc = sqlite3_exec(b->sqlite, sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            return 0;
+        snprintf(msg, sizeof msg, "host %s: %s", sql, sqlite3_errmsg(b->sqlite));
+        return aj_error_report((rc & 0xff) == SQLITE_BUSY ? AJ_ECONFLICT : AJ_EDATABASE, msg);
+    }
+    PGresult *r = PQexec(b->pg, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    int conflict = state && (!strcmp(state, "40001") || !strcmp(state, "40P01"));
+    if (!ok)
+        snprintf(msg, sizeof msg, "host %s: %s", sql, PQerrorMessage(b->pg));
+    PQclear(r);
+    if (ok)
+        return 0;
+    return aj_error_report(conflict ? AJ_ECONFLICT : AJ_EDATABASE, msg);
 }
 
-int api_borrow_sqlite(api_borrowed *b, sqlite3 *db, int64_t lock_timeout_ms)
+static int in_transaction(api_borrowed *b)
+{
+    if (b->sqlite)
+        return !sqlite3_get_autocommit(b->sqlite);
+    return PQtransactionStatus(b->pg) != PQTRANS_IDLE && PQtransactionStatus(b->pg) != PQTRANS_UNKNOWN;
+}
+
+/* The application's side of aj_host_tx (see acidic_job.h): begin, body, commit or roll
+ * back. */
+static int host_atomically(void *ctx, aj_tx_body body, void *arg, int *committed)
+{
+    api_borrowed *b = ctx;
+    *committed = 0;
+    b->transactions++;
+    if (b->pg && PQstatus(b->pg) == CONNECTION_BAD) {
+        b->resets++;
+        PQreset(b->pg);
+        if (PQstatus(b->pg) == CONNECTION_OK)
+            PQclear(PQexec(b->pg, "SET client_min_messages = warning"));
+    }
+    int rc = native_exec(b, "BEGIN");
+    if (rc)
+        return rc;
+    if (body(arg) != 0) {
+        if (in_transaction(b))
+            native_exec(b, "ROLLBACK");
+        if (b->after_rollback)
+            native_exec(b, b->after_rollback);
+        return 0;
+    }
+    if (b->hold_commit) {
+        b->hold_commit = 0;
+        b->holding = 1;
+        while (!b->released)
+            usleep(1000);
+        b->holding = 0;
+    }
+    if ((rc = native_exec(b, "COMMIT")) != 0) {
+        if (in_transaction(b))
+            native_exec(b, "ROLLBACK");
+        return rc;
+    }
+    *committed = 1;
+    return 0;
+}
+
+static void borrowed_init(api_borrowed *b)
 {
     memset(b, 0, sizeof *b);
+    aj_host_tx hooks = AJ_HOST_TX_INIT;
+    hooks.atomically = host_atomically;
+    b->hooks = hooks;
+}
+
+int api_borrow_pg(api_borrowed *b, PGconn *pg, const aj_options *opts)
+{
+    borrowed_init(b);
+    b->pg = pg;
+    return aj_store_borrow_pg(&b->store, pg, &b->hooks, b, opts);
+}
+
+int api_borrow_sqlite(api_borrowed *b, sqlite3 *db, const aj_options *opts)
+{
+    borrowed_init(b);
     b->sqlite = db;
-    aj_options o;
-    aj_options_init(&o);
-    if (lock_timeout_ms > 0)
-        o.lock_timeout_ms = lock_timeout_ms;
-    return aj_store_borrow_sqlite(&b->store, db, &o);
+    return aj_store_borrow_sqlite(&b->store, db, &b->hooks, b, opts);
 }
 
 void api_borrowed_free(api_borrowed *b)
@@ -86,86 +170,7 @@ void api_borrowed_free(api_borrowed *b)
     b->store = NULL;
 }
 
-static int host_exec(api_borrowed *b, const char *sql)
-{
-    if (b->sqlite)
-        return sqlite3_exec(b->sqlite, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
-    PGresult *r = PQexec(b->pg, sql);
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    return ok ? 0 : -1;
-}
-
-int api_host_begin(api_borrowed *b)
-{
-    if (b->pg && PQstatus(b->pg) == CONNECTION_BAD)
-        PQreset(b->pg);
-    return host_exec(b, b->sqlite ? "BEGIN IMMEDIATE" : "BEGIN");
-}
-int api_host_commit(api_borrowed *b) { return host_exec(b, "COMMIT"); }
-int api_host_rollback(api_borrowed *b) { return host_exec(b, "ROLLBACK"); }
-
-/* Settle after the host transaction ended. NEXT: gone (the core drives the transaction). */
-static void settle(api_borrowed *b, int committed) { aj_store_settle(b->store, committed); }
-
-/* begin; rc = body; commit or roll back; settle. */
-#define IN_HOST_TX(b, call)                                                                 \
-    do {                                                                                    \
-        if (api_host_begin(b))                                                              \
-            return aj_error_set_for_tests("host BEGIN failed");                             \
-        int rc_ = (call);                                                                   \
-        if (rc_ == AJ_OK && api_host_commit(b) == 0) {                                      \
-            settle(b, 1);                                                                   \
-            return AJ_OK;                                                                   \
-        }                                                                                   \
-        api_host_rollback(b);                                                               \
-        settle(b, 0);                                                                       \
-        return rc_ ? rc_ : AJ_EDATABASE;                                                    \
-    } while (0)
-
-/* A host failure has no aj_code today. NEXT: aj_error_report(AJ_EDATABASE, message). */
-static int aj_error_set_for_tests(const char *message)
-{
-    fprintf(stderr, "api: %s\n", message);
-    return AJ_EDATABASE;
-}
-
-int api_borrowed_migrate(api_borrowed *b) { IN_HOST_TX(b, aj_store_migrate(b->store)); }
-
-int api_borrowed_acquire(api_borrowed *b, aj_run **out, const aj_workflow *wf, const char *key,
-                         const char *job_name, const char *args, size_t args_len)
-{
-    aj_run_params p = params_for(key, job_name, args, args_len);
-    IN_HOST_TX(b, aj_run_acquire(out, b->store, wf, &p));
-}
-
-int api_borrowed_drain(api_borrowed *b, int64_t older_than_ms, size_t *delivered)
-{
-    IN_HOST_TX(b, aj_store_drain(b->store, older_than_ms, delivered));
-}
-
-int api_borrowed_record_failure(api_borrowed *b, aj_run *run) { IN_HOST_TX(b, aj_run_fail(run)); }
-
-int api_borrowed_ack(api_borrowed *b, int64_t staged_id)
-{
-    IN_HOST_TX(b, aj_staged_ack(b->store, staged_id, NULL));
-}
-
-int api_borrowed_step(api_borrowed *b, aj_run *run, aj_step_fn fn, void *ctx)
-{
-    if (api_host_begin(b))
-        return aj_error_set_for_tests("host BEGIN failed");
-    int rc = aj_run_step(run, fn, ctx);
-    if (rc == AJ_OK && api_host_commit(b) == 0) {
-        settle(b, 1);
-        return AJ_OK;
-    }
-    api_host_rollback(b);
-    settle(b, 0);
-    if (rc == AJ_ESTEP)
-        api_borrowed_record_failure(b, run);
-    return rc ? rc : AJ_EDATABASE;
-}
+void api_release_commit(api_borrowed *b) { b->released = 1; }
 
 /* --- the server -------------------------------------------------------------------- */
 

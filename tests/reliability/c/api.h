@@ -1,12 +1,12 @@
-/* The reliability suites' one door to the core's public API.
- *
- * The API is being rewritten (the next header is /work/wt/NEXT_acidic_job.h): every call
- * whose shape changes goes through a helper here, so that porting the suites is a change
- * of this file and api.c only. Each helper says what the next header changes.
+/* The reliability suites' C helpers over the core's public API (0.9): owned stores with
+ * options, runs with a resume description (so that recovery can hand them back), and
+ * borrowed connections whose transactions an "application" drives through the aj_host_tx
+ * hook table, as the language bindings do.
  */
 #ifndef AJ_RELIABILITY_API_H
 #define AJ_RELIABILITY_API_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,56 +15,56 @@
 
 #include "acidic_job.h"
 
-/* Open an owned store. lock_timeout_ms / busy_timeout_ms <= 0: the defaults.
- * NEXT: aj_options_init(&o, AJ_OPTIONS_VERSION) and AJ_UNSET for the defaults. */
+/* Options with lock_timeout_ms / busy_timeout_ms set when > 0 (else the core's defaults). */
+aj_options api_options(int64_t lock_timeout_ms, int64_t busy_timeout_ms);
+
+/* Open an owned store. lock_timeout_ms / busy_timeout_ms <= 0: the defaults. */
 int api_open(aj_store **out, const char *url, int64_t lock_timeout_ms, int64_t busy_timeout_ms);
 
-/* Acquire `key` for `job_name` with `args` (may be NULL) of `args_len` bytes.
- * NEXT: AJ_RUN_PARAMS_INIT, plus resume_* so that recovery can re-enqueue the run. */
+/* The run's parameters: `key` for `job_name` with `args` (may be NULL) of `args_len`
+ * bytes, and a resume description (adapter "harness", job "resume", payload
+ * "resume KEY") so that aj_store_recover can hand the run back. The strings are borrowed;
+ * the payload lives in `payload_buf` (at least 64 bytes). */
+aj_run_params api_params(const char *key, const char *job_name, const char *args,
+                         size_t args_len, char *payload_buf, size_t payload_cap);
+
+/* aj_run_acquire with api_params. */
 int api_acquire(aj_run **out, aj_store *store, const aj_workflow *wf, const char *key,
                 const char *job_name, const char *args, size_t args_len);
 
-/* Acquire and execute until the run is no longer ready, reacquiring after a failed step
- * (at most `attempts` acquisitions). Returns the last code; *status the last status. */
+/* aj_run_new then aj_run_execute, again after a failed step (at most `attempts` runs).
+ * Returns the last code; *status the last status. */
 int api_run_to_end(aj_store *store, const aj_workflow *wf, const char *key,
                    const char *job_name, const char *args, size_t args_len, aj_step_fn fn,
                    void *ctx, int attempts, int *status);
 
-/* --- borrowed connections ------------------------------------------------------------
- * Today the application opens and ends every transaction and tells the core with
- * aj_store_settle; a failed step is recorded with aj_run_fail in a transaction of its own.
- * NEXT: aj_store_borrow_* take an aj_host_tx hook table (NULL: the core begins and commits
- * on the handle itself), aj_store_settle and aj_run_fail disappear, and aj_run_execute
- * drives a whole run on a borrowed store too. */
+/* --- borrowed connections --------------------------------------------------------------
+ * The application's connection lent to the core with a hook table whose `atomically`
+ * begins (SQLite: BEGIN IMMEDIATE), runs the core's body, and commits or rolls back on the
+ * native handle, as an application's ORM would. Like a connection pool, it resets a lost
+ * PostgreSQL connection before it begins. `after_rollback` (may be NULL) is SQL the host
+ * sends after each rollback, as psycopg 3 sends DEALLOCATE ALL. `hold_commit` (tests of races) makes the next
+ * transaction wait, after its body succeeded and before COMMIT, until api_release_commit. */
 typedef struct api_borrowed {
     aj_store *store;
     PGconn *pg;       /* one of the two */
     sqlite3 *sqlite;
+    aj_host_tx hooks;
+    int transactions; /* `atomically` calls */
+    int resets;       /* PQreset calls */
+    const char *after_rollback;
+    atomic_int hold_commit; /* set by the test, cleared by the hook when it starts to wait */
+    atomic_int holding;     /* the body succeeded, COMMIT waits */
+    atomic_int released;
 } api_borrowed;
 
-int api_borrow_pg(api_borrowed *b, PGconn *pg, int64_t lock_timeout_ms);
-int api_borrow_sqlite(api_borrowed *b, sqlite3 *db, int64_t lock_timeout_ms);
+/* `opts` may be NULL (the defaults). */
+int api_borrow_pg(api_borrowed *b, PGconn *pg, const aj_options *opts);
+int api_borrow_sqlite(api_borrowed *b, sqlite3 *db, const aj_options *opts);
 void api_borrowed_free(api_borrowed *b);
-/* BEGIN (SQLite: BEGIN IMMEDIATE) on the borrowed handle, COMMIT, ROLLBACK: 0 or -1.
- * Like an application's connection pool, BEGIN first resets a PostgreSQL connection that
- * was lost (the server restarted). */
-int api_host_begin(api_borrowed *b);
-int api_host_commit(api_borrowed *b);
-int api_host_rollback(api_borrowed *b);
-/* One call of the core inside a host transaction of its own: migrate, acquire, drain. */
-int api_borrowed_migrate(api_borrowed *b);
-int api_borrowed_acquire(api_borrowed *b, aj_run **out, const aj_workflow *wf, const char *key,
-                         const char *job_name, const char *args, size_t args_len);
-int api_borrowed_drain(api_borrowed *b, int64_t older_than_ms, size_t *delivered);
-/* One step: begin, aj_run_step, commit (rollback on failure, then the failure recorded in
- * a transaction of its own, as the bindings do). Returns the step's code. */
-int api_borrowed_step(api_borrowed *b, aj_run *run, aj_step_fn fn, void *ctx);
-/* Record a failed step (today aj_run_fail) in a host transaction of its own. */
-int api_borrowed_record_failure(api_borrowed *b, aj_run *run);
-/* Acknowledge a staged job in a host transaction of its own. */
-int api_borrowed_ack(api_borrowed *b, int64_t staged_id);
+void api_release_commit(api_borrowed *b);
 
-/* --- the test server ----------------------------------------------------------------- */
+/* --- the test server ------------------------------------------------------------------- */
 
 /* Restart the test PostgreSQL server (scripts/pg-server.sh restart DIR MODE, MODE fast or
  * immediate). 0 on success; needs AJ_TEST_PG_DIR and AJ_TEST_ROOT. */

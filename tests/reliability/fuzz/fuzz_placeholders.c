@@ -1,30 +1,31 @@
 /*
- * libFuzzer target: `?` to `$n` placeholder rewriting. The core has two copies:
- * aj_sql_dollar_params (sql.c, used by the host driver) and rewrite_placeholders
- * (driver_pg.c, static: this file includes driver_pg.c to reach it). AJ_FUZZ_REWRITER picks
- * the check:
- *   sql, pg  structured SQL built from the input (words, bare `?`, '...' and E'...' strings,
- *            "identifiers", line and nested block comments, $$ and $tag$ bodies, each non-bare
- *            token holding a `?`): the rewriter must number exactly the bare `?` tokens and
- *            leave every other byte alone (the expected text is built with the tokens)
- *   agree    arbitrary bytes: both copies must produce the same text
+ * libFuzzer target: the core's SQL lexer (sql.c): the `?` -> `$n` placeholder rewriter
+ * (aj_sql_dollar, aj_sql_dollar_size, aj_sql_dollar_params, aj_sql_count_params: one
+ * implementation since 0.9, used by the PostgreSQL and host drivers) and the detection of
+ * transaction control in a step's SQL (aj_sql_is_transaction_control, which refuses
+ * COMMIT / ROLLBACK / BEGIN inside a step). AJ_FUZZ_MODE picks the check:
+ *   sql      structured SQL built from the input (words, bare `?`, '...' and E'...' strings,
+ *            "identifiers", line and nested block comments, $$ and $tag$ bodies, each
+ *            non-bare token holding a `?`): the rewriter numbers exactly the bare `?`
+ *            tokens and leaves every other byte alone (the expected text is built with the
+ *            tokens)
+ *   size     arbitrary bytes: aj_sql_dollar writes no more than aj_sql_dollar_size says
+ *            (the buffer is exactly that big, so ASan sees one byte past it), returns the
+ *            count aj_sql_count_params returns, and writes what aj_sql_dollar_params does
+ *   control  structured statements: white space, comments and semicolons, then a
+ *            keyword in any case (BEGIN, START, COMMIT, END, ABORT, ROLLBACK, ROLLBACK
+ *            [WORK|TRANSACTION] TO, PREPARE TRANSACTION, and statements that are not
+ *            transaction control); the detection answers as SQLite and PostgreSQL would
+ *            run them
+ * No crash, no undefined behaviour (ASan+UBSan).
  */
-#include "../../../core/src/driver_pg.c"
 #include "sql.h"
 
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static char *pg_rewrite(const char *sql)
-{
-    size_t count = rewrite_placeholders(sql, NULL);
-    char *out = malloc(strlen(sql) + 20 * count + 1);
-    if (out)
-        rewrite_placeholders(sql, out);
-    return out;
-}
 
 typedef struct text {
     char buf[8192];
@@ -41,6 +42,8 @@ static void put(text *t, const char *s)
     }
 }
 
+/* --- sql ------------------------------------------------------------------------------ */
+
 static const char *const tokens[] = {
     " col ",                /* 0 a word */
     "?",                    /* 1 a placeholder */
@@ -55,7 +58,7 @@ static const char *const tokens[] = {
 };
 #define NTOKENS (sizeof tokens / sizeof tokens[0])
 
-static int structured(const uint8_t *data, size_t size, int pg)
+static int structured(const uint8_t *data, size_t size)
 {
     text sql = {.len = 0}, expected = {.len = 0};
     sql.buf[0] = expected.buf[0] = 0;
@@ -71,40 +74,130 @@ static int structured(const uint8_t *data, size_t size, int pg)
             put(&expected, tokens[t]);
         }
     }
-    char *out = pg ? pg_rewrite(sql.buf) : aj_sql_dollar_params(sql.buf);
+    char *out = aj_sql_dollar_params(sql.buf);
     if (!out)
         return 0;
     if (strcmp(out, expected.buf) != 0) {
-        fprintf(stderr, "%s rewrote\n  %s\nas\n  %s\nexpected\n  %s\n",
-                pg ? "rewrite_placeholders (driver_pg.c)" : "aj_sql_dollar_params (sql.c)",
+        fprintf(stderr, "aj_sql_dollar_params rewrote\n  %s\nas\n  %s\nexpected\n  %s\n",
                 sql.buf, out, expected.buf);
+        abort();
+    }
+    if (aj_sql_count_params(sql.buf) != (size_t)n) {
+        fprintf(stderr, "aj_sql_count_params counted %zu placeholders in\n  %s\nexpected %d\n",
+                aj_sql_count_params(sql.buf), sql.buf, n);
         abort();
     }
     free(out);
     return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* --- size ----------------------------------------------------------------------------- */
+
+static int sizes(const uint8_t *data, size_t size)
 {
-    const char *mode = getenv("AJ_FUZZ_REWRITER");
-    if (!mode || strcmp(mode, "agree") == 0) {
-        if (size > 4096 || memchr(data, 0, size))
-            return 0;
-        char *sql = malloc(size + 1);
-        if (!sql)
-            return 0;
-        memcpy(sql, data, size);
-        sql[size] = 0;
-        char *a = aj_sql_dollar_params(sql), *b = pg_rewrite(sql);
-        if (a && b && strcmp(a, b) != 0) {
-            fprintf(stderr, "the two rewriters disagree on\n  %s\nsql.c:       %s\ndriver_pg.c: %s\n",
-                    sql, a, b);
+    if (size > 4096 || memchr(data, 0, size))
+        return 0;
+    char *sql = malloc(size + 1);
+    if (!sql)
+        return 0;
+    memcpy(sql, data, size);
+    sql[size] = 0;
+    size_t need = aj_sql_dollar_size(sql);
+    char *out = malloc(need);
+    char *heap = aj_sql_dollar_params(sql);
+    if (out && heap) {
+        size_t count = aj_sql_dollar(sql, out);
+        if (count != aj_sql_count_params(sql)) {
+            fprintf(stderr, "aj_sql_dollar counted %zu, aj_sql_count_params %zu\n", count,
+                    aj_sql_count_params(sql));
             abort();
         }
-        free(a);
-        free(b);
-        free(sql);
-        return 0;
+        if (strlen(out) + 1 > need || strcmp(out, heap) != 0) {
+            fprintf(stderr, "aj_sql_dollar and aj_sql_dollar_params disagree on\n  %s\n", sql);
+            abort();
+        }
     }
-    return structured(data, size, strcmp(mode, "pg") == 0);
+    free(out);
+    free(heap);
+    free(sql);
+    return 0;
+}
+
+/* --- control -------------------------------------------------------------------------- */
+
+static const char *const noise[] = {" ", "\n", "\t", ";", " -- note\n", "/* c */",
+                                    "/* a /* nested */ b */", "\r\n"};
+#define NNOISE (sizeof noise / sizeof noise[0])
+
+/* Statement heads and whether they begin or end the transaction. */
+static const struct {
+    const char *sql;
+    int control;
+} heads[] = {
+    {"begin", 1},
+    {"begin transaction", 1},
+    {"begin immediate", 1},
+    {"start transaction", 1},
+    {"commit", 1},
+    {"commit work", 1},
+    {"end", 1},
+    {"end transaction", 1},
+    {"abort", 1},
+    {"rollback", 1},
+    {"rollback work", 1},
+    {"rollback transaction", 1},
+    {"prepare transaction 'x'", 1},
+    {"commit/**/", 1},
+    {"rollback to sp", 0},
+    {"rollback to savepoint sp", 0},
+    {"rollback transaction to savepoint sp", 0},
+    {"rollback work to sp", 0},
+    {"savepoint sp", 0},
+    {"release savepoint sp", 0},
+    {"select 1", 0},
+    {"insert into t values ('commit')", 0},
+    {"update t set a = 1", 0},
+    {"prepare q as select 1", 0},
+    {"\"commit\"", 0},
+    {"'commit'", 0},
+    {"with x as (select 1) select * from x", 0},
+};
+#define NHEADS (sizeof heads / sizeof heads[0])
+
+static int control(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    text sql = {.len = 0};
+    sql.buf[0] = 0;
+    size_t i = 0;
+    size_t nnoise = data[i++] % 6;
+    for (size_t k = 0; k < nnoise && i < size; k++)
+        put(&sql, noise[data[i++] % NNOISE]);
+    unsigned h = i < size ? data[i++] % NHEADS : 0;
+    size_t at = sql.len;
+    put(&sql, heads[h].sql);
+    /* the keywords in any case */
+    for (size_t c = at; c < sql.len && i < size; c++, i++)
+        if (data[i] & 1)
+            sql.buf[c] = (char)toupper((unsigned char)sql.buf[c]);
+    if (i < size && data[i] % 3 == 0)
+        put(&sql, ";");
+    int got = aj_sql_is_transaction_control(sql.buf);
+    if (got != heads[h].control) {
+        fprintf(stderr, "aj_sql_is_transaction_control(\"%s\") = %d, expected %d\n", sql.buf,
+                got, heads[h].control);
+        abort();
+    }
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *mode = getenv("AJ_FUZZ_MODE");
+    if (!mode || strcmp(mode, "size") == 0)
+        return sizes(data, size);
+    if (strcmp(mode, "control") == 0)
+        return control(data, size);
+    return structured(data, size);
 }

@@ -3,39 +3,60 @@
 #   time          aj_parse_time / aj_format_time round trips
 #   redact        aj_redact_url and aj_store_open messages, with the password oracle (run in a
 #                 network namespace of its own: unshare -n, so aj_store_open reaches nothing)
-#   placeholders  the two `?` -> `$n` rewriters: against the rule (sql, pg) and each other
-#   migration     "?column" migration lines
+#   placeholders  the core's SQL lexer (sql.c): the `?` -> `$n` rewriter against the rule
+#                 (sql), its sizes and counts (size), and the detection of COMMIT / ROLLBACK
+#                 / BEGIN inside a step (control)
+#   tables        the tables as applications made them (0.7.0's shapes, the columns later
+#                 versions added in any letter case, columns of their own, any schema
+#                 version): detected, healed, and a run works on them (schema.c; 0.8's
+#                 migration-line parser is gone)
 #   host_row      rows reported by a host connection (aj_host_row)
-# Each runs SECONDS (default 10; SOAK=1: 180) from the seeds in seeds/ plus the corpus it
-# grew before (build/reliability/fuzz/corpus-*). A finding stops its target; the reproducer
-# is kept as build/reliability/fuzz/<target>-crash-* and shown with its report.
-# Prints "SUMMARY reliability fuzz-<target> <passed> <failed>" per target.
+# Each target runs SECONDS_PER_TARGET (default 10; SOAK=1: 120; each of the placeholders
+# target's three modes half of it, at least 10 s), from the seeds in seeds/ plus the corpus it grew before
+# (build/reliability/fuzz/corpus-*); two run at a time (the machine has 2 cores). A finding
+# stops its target; the reproducer is kept as build/reliability/fuzz/<name>-crash-* and
+# shown with its report.
+# Prints per target "fuzz <name>: N inputs in S s, ...", a "ROW | fuzz <name> | ... |" line
+# (a row of the README's table) and "SUMMARY reliability fuzz-<name> <passed> <failed>".
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 here="$root/tests/reliability/fuzz"
 out="$root/build/reliability/fuzz"
 mkdir -p "$out"
-if [ "${SOAK:-0}" = 1 ]; then seconds="${SECONDS_PER_TARGET:-180}"; else seconds="${SECONDS_PER_TARGET:-10}"; fi
+if [ "${SOAK:-0}" = 1 ]; then seconds="${SECONDS_PER_TARGET:-120}"; else seconds="${SECONDS_PER_TARGET:-10}"; fi
+mode_seconds=$((seconds / 2 > 10 ? seconds / 2 : 10))
 failed=0
+flags=(-g -O1 -std=c11 -D_GNU_SOURCE -fno-sanitize-recover=all -I"$root/core/include"
+       -I"$root/core/src" $(pkg-config --cflags libpq))
 
-build() { # build TARGET [CORE_FILE_INCLUDED_BY_THE_TARGET]
-  local target="$1" skip="${2:-none}" srcs=()
-  for f in "$root"/core/src/*.c; do [ "$(basename "$f")" = "$skip" ] || srcs+=("$f"); done
-  clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
-    -fno-sanitize-recover=all -I"$root/core/include" -I"$root/core/src" \
-    $(pkg-config --cflags libpq) "${srcs[@]}" "$here/fuzz_$target.c" -lsqlite3 -lpq \
-    -o "$out/fuzz_$target" 2>"$out/build-$target.log"
+# The core is compiled once with the fuzzer's instrumentation, each target links it.
+build_core() {
+  rm -rf "$out/core" && mkdir -p "$out/core"
+  local f pids=()
+  for f in "$root"/core/src/*.c; do
+    clang "${flags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$f" \
+      -o "$out/core/$(basename "$f" .c).o" 2>>"$out/build-core.log" &
+    pids+=($!)
+    if [ "${#pids[@]}" -ge 2 ]; then wait "${pids[0]}" || return 1; pids=("${pids[@]:1}"); fi
+  done
+  for f in "${pids[@]}"; do wait "$f" || return 1; done
 }
 
-# fuzz NAME TARGET [ENV=VALUE...] [-- WRAPPER...]
+build() { # build TARGET
+  clang "${flags[@]}" -fsanitize=fuzzer,address,undefined "$here/fuzz_$1.c" "$out"/core/*.o \
+    -lsqlite3 -lpq -o "$out/fuzz_$1" 2>"$out/build-$1.log"
+}
+
+# fuzz NAME TARGET SECONDS [ENV=VALUE...] [-- WRAPPER...]: writes its report to
+# $out/NAME.report
 fuzz() {
-  local name="$1" target="$2"; shift 2
+  local name="$1" target="$2" seconds="$3"; shift 3
   local envs=() wrapper=()
   while [ $# -gt 0 ]; do
     if [ "$1" = -- ]; then shift; wrapper=("$@"); break; fi
     envs+=("$1"); shift
   done
-  local corpus="$out/corpus-$name"
+  local corpus="$out/corpus-$name" report="$out/$name.report"
   mkdir -p "$corpus"
   rm -f "$out/$name"-crash-* "$out/$name"-leak-* "$out/$name"-timeout-*
   local log="$out/$name.log"
@@ -46,41 +67,62 @@ fuzz() {
   local rc=$?
   local runs
   runs="$(grep -a -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)"
-  if [ "$rc" -eq 0 ]; then
-    echo "fuzz $name: ${runs:-?} inputs in ${seconds} s, nothing found"
-    echo "SUMMARY reliability fuzz-$name 1 0"
-  else
-    echo "fuzz $name: FOUND after ${runs:-?} inputs:"
-    grep -a -v -E '^(INFO|#[0-9]|    #|MS:|base64|Done|stat::|==[0-9]+==WARNING)' "$log" | grep -a -v '^\s*$' | head -15
-    for f in "$out/$name"-crash-* "$out/$name"-leak-* "$out/$name"-timeout-*; do
-      [ -f "$f" ] && { echo "reproducer $f:"; od -A x -t x1z -v "$f" | head -8; }
-    done
-    echo "SUMMARY reliability fuzz-$name 0 1"
-    failed=1
-  fi
+  {
+    if [ "$rc" -eq 0 ]; then
+      echo "fuzz $name: ${runs:-?} inputs in ${seconds} s, nothing found"
+      printf 'ROW | fuzz %s | %s inputs in %s s, nothing found |\n' "$name" \
+        "$(echo "${runs:-0}" | sed -E ':a; s/([0-9])([0-9]{3})($|,)/\1,\2\3/; ta')" "$seconds"
+      echo "SUMMARY reliability fuzz-$name 1 0"
+    else
+      echo "fuzz $name: FOUND after ${runs:-?} inputs:"
+      grep -a -v -E '^(INFO|#[0-9]|    #|MS:|base64|Done|stat::|==[0-9]+==WARNING)' "$log" | grep -a -v '^\s*$' | head -15
+      for f in "$out/$name"-crash-* "$out/$name"-leak-* "$out/$name"-timeout-*; do
+        [ -f "$f" ] && { echo "reproducer $f:"; od -A x -t x1z -v "$f" | head -8; }
+      done
+      echo "SUMMARY reliability fuzz-$name 0 1"
+    fi
+  } >"$report"
 }
 
-for t in time redact migration host_row; do
-  case $t in migration) skip=migrate.c ;; *) skip=none ;; esac
-  build "$t" "$skip" || { cat "$out/build-$t.log"; echo "SUMMARY reliability fuzz-$t 0 1"; failed=1; }
-done
-build placeholders driver_pg.c ||
-  { cat "$out/build-placeholders.log"; echo "SUMMARY reliability fuzz-placeholders 0 1"; failed=1; }
+targets=(time redact placeholders tables host_row)
+if build_core; then
+  for t in "${targets[@]}"; do
+    build "$t" || { cat "$out/build-$t.log"; echo "SUMMARY reliability fuzz-$t 0 1"; failed=1; }
+  done
+else
+  cat "$out/build-core.log"
+  for t in "${targets[@]}"; do echo "SUMMARY reliability fuzz-$t 0 1"; done
+  exit 1
+fi
 
-[ -x "$out/fuzz_time" ] && fuzz time time
+runs=()
+[ -x "$out/fuzz_time" ] && runs+=("time time $seconds")
 if [ -x "$out/fuzz_redact" ]; then
   if unshare -n true 2>/dev/null; then
-    fuzz redact redact AJ_FUZZ_OPEN=1 -- unshare -n --
+    runs+=("redact redact $seconds AJ_FUZZ_OPEN=1 -- unshare -n --")
   else
     echo "fuzz redact: no network namespace (unshare -n): aj_store_open is not judged"
-    fuzz redact redact
+    runs+=("redact redact $seconds")
   fi
 fi
 if [ -x "$out/fuzz_placeholders" ]; then
-  fuzz placeholders-sql placeholders AJ_FUZZ_REWRITER=sql
-  fuzz placeholders-pg placeholders AJ_FUZZ_REWRITER=pg
-  fuzz placeholders-agree placeholders AJ_FUZZ_REWRITER=agree
+  for mode in sql size control; do runs+=("placeholders-$mode placeholders $mode_seconds AJ_FUZZ_MODE=$mode"); done
 fi
-[ -x "$out/fuzz_migration" ] && fuzz migration migration
-[ -x "$out/fuzz_host_row" ] && fuzz host_row host_row
+[ -x "$out/fuzz_tables" ] && runs+=("tables tables $seconds")
+[ -x "$out/fuzz_host_row" ] && runs+=("host_row host_row $seconds")
+
+# two at a time, reported in order
+pids=()
+for r in "${runs[@]}"; do
+  # shellcheck disable=SC2086 # each entry is NAME TARGET SECONDS [ENV...] [-- WRAPPER...]
+  fuzz $r &
+  pids+=($!)
+  if [ "${#pids[@]}" -ge 2 ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+done
+wait
+for r in "${runs[@]}"; do
+  name="${r%% *}"
+  cat "$out/$name.report"
+  grep -q "^SUMMARY reliability fuzz-$name 1 0$" "$out/$name.report" || failed=1
+done
 exit "$failed"

@@ -1,28 +1,33 @@
-"""Kill anywhere (issue 9, section 6): workers SIGKILLed at random, then rerun and drain.
+"""Kill anywhere (issue 9, section 6): workers SIGKILLed at random, then recovered and drained.
 
-    driver.py [--soak 0|1] [--only LANG-MODE,...] [--db sqlite,postgres]
+    driver.py [--soak 0|1] [--only LANG-MODE,...] [--db sqlite,postgres] [--parallel N]
 
-For each worker kind (C on a URL store, Python on a URL store and on a borrowed sqlite3 /
-psycopg connection, Ruby ActiveJob on ActiveRecord) and each database (a fresh SQLite file,
-a fresh PostgreSQL schema of AJ_TEST_PG_URL), two workers work through the same workflows
-while this driver SIGKILLs one of them at a random moment and starts another, until the
-kind's share of kills is reached; some workers also kill themselves at chosen points
-(inside a step, between commit and push, inside an awaited child). Then one worker reruns
-every workflow with the same keys and drains until all have finished, and the tables are
-checked:
+For each worker kind (C on a URL store and on a borrowed connection, Python on a URL store
+and on a factory of borrowed sqlite3 / psycopg connections, Ruby ActiveJob on ActiveRecord)
+and each database (a fresh SQLite file, a fresh PostgreSQL schema of AJ_TEST_PG_URL), two (C)
+or three workers work through the same workflows, sweeping for stranded runs (recovery) before each
+pass, while this driver SIGKILLs one of them at a random moment and starts another, until
+the kind's share of kills is reached; half of the workers also kill themselves at chosen
+points: during acquisition, inside a step, between commit and push, inside an awaited
+child, during recovery. Then one worker finishes the work the way production does: it
+recovers (runs that have a row are never started again by hand), drains, and performs what
+comes back, starting only the keys that have no row, until every run has finished; and the
+tables are checked:
   - each step row exactly once (duplicates: more than one; lost: none);
   - every run finished;
   - every staged job delivered at least once and acknowledged (staged_acidic_jobs empty);
   - every awaiting parent resumed exactly once (its s3 row once, no batch left);
   - nothing left locked.
-Kills at acquisition and during recovery, and the recovery sweep itself, need the next core
-(aj_store_set_events, aj_store_recover): each kind is asked for them once and the answer
-"unavailable" is reported as a skip.
-Prints per kind and database "FIGURES ..." and "SUMMARY reliability kill-<db> <passed> <failed>".
+The (kind, database) pairs run --parallel at a time (default 3; soak 6), each on a
+database of its own, the longest first.
+Prints per kind and database "FIGURES ...", per database "FIGURES kill <db> total: ..." and
+"ROW | kill anywhere, <db> | ... |" (a row of the README's table), and
+"SUMMARY reliability kill-<db> <passed> <failed>".
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import random
 import shutil
@@ -39,13 +44,27 @@ from urllib.parse import quote
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 PG_URL = os.environ.get("AJ_TEST_PG_URL", "")
-LOCK_MS = 400  # short, so that runs of killed workers are taken over soon (no recovery yet)
+LOCK_MS = 400  # short, so that recovery hands the runs of killed workers back soon
 
-# kind (language-mode) -> share of the kills per database (short form: 200 in all per database)
-KINDS = {"c-url": 80, "python-url": 40, "python-borrowed": 40, "ruby-activerecord": 40}
-# the fault suite also runs the worker kinds the kill counts leave out
-FAULT_KINDS = list(KINDS) + ["c-borrowed", "ruby-owned"]
-SOAK_KINDS = {"c-url": 3000, "python-url": 1000, "python-borrowed": 500, "ruby-activerecord": 500}
+# kind (language-mode) -> share of the kills per database (short form: 200 in all per
+# database, soak: 5,000); the shares follow each language's start-up time (a C worker
+# starts in milliseconds, a Ruby one loads Rails in about a second, several on the loaded
+# 2-core machine)
+KINDS = {"c-url": 60, "c-borrowed": 50, "python-url": 30, "python-borrowed": 30,
+         "ruby-activerecord": 30}
+# the fault suite also runs Ruby on its own connection (database_url)
+FAULT_KINDS = list(KINDS) + ["ruby-owned"]
+SOAK_KINDS = {"c-url": 2320, "c-borrowed": 2000, "python-url": 300, "python-borrowed": 300,
+              "ruby-activerecord": 80}
+# workers at a time, and the seconds between two kills (uniform in the range, after the
+# victim is READY; doubled for a worker that kills itself at chosen points, to give it the
+# time to reach them): each worker lives about WORKERS times that
+WORKERS = {"c": 2, "python": 3, "ruby": 3}
+INTERVAL = {"c": (0.01, 0.2), "python": (0.05, 0.5), "ruby": (0.1, 0.7)}
+# seconds per kill, about, on the loaded machine (the order of the pairs: the longest first)
+PACE = {"c": 0.2, "python": 0.8, "ruby": 2.5}
+# where a worker that kills itself does it (percent), the same in every language
+SELF_KILL = {"acquire": 10, "step": 15, "push": 20, "child": 40, "recovery": 30}
 
 
 def worker_command(kind: str, url: str, keys: int) -> List[str]:
@@ -59,8 +78,13 @@ def worker_command(kind: str, url: str, keys: int) -> List[str]:
     return cmd + ["--db", url, "--keys", str(keys), "--lock-ms", str(LOCK_MS)]
 
 
+def recovered(lines: List[str]) -> int:
+    """Runs a worker's recovery sweeps handed back ("RECOVERED N D" lines)."""
+    return sum(int(line.split()[1]) for line in lines if line.startswith("RECOVERED "))
+
+
 class Worker:
-    """A worker process; its stdout is read by a thread (READY, OPENFAIL, UNAVAILABLE)."""
+    """A worker process; its stdout is read by a thread (READY, OPENFAIL, SELFKILL, RECOVERED)."""
 
     def __init__(self, cmd: List[str], log: Any) -> None:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
@@ -74,7 +98,7 @@ class Worker:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
-            if line.startswith(("READY", "UNAVAILABLE")):
+            if line.startswith("READY"):
                 self.ready.set()
         self.ready.set()
 
@@ -145,26 +169,28 @@ def check(db: Database, keys: int) -> Dict[str, int]:
 
 
 def chaos(kind: str, db: Database, keys: int, kills: int, log: Any) -> Dict[str, int]:
-    """Two workers at a time, SIGKILLed at random until `kills` kills; then the rerun."""
+    """WORKERS workers at a time, SIGKILLed at random until `kills` kills; then the final
+    worker recovers, drains and reruns what never started."""
     rng = random.Random(f"{kind}-{db.kind}-{kills}")
     base = worker_command(kind, db.url, keys)
-    self_kill = ["--kill-at", "step:20", "--kill-at", "push:20", "--kill-at", "child:40"]
+    self_kill = [arg for point, percent in SELF_KILL.items()
+                 for arg in ("--kill-at", f"{point}:{percent}")]
 
     def spawn() -> Worker:
-        w = Worker(base + (self_kill if rng.random() < 0.5 else []), log)
-        w.kills_itself = len(w.proc.args) > len(base)
+        w = Worker(base + ["--recover"] + (self_kill if rng.random() < 0.5 else []), log)
+        w.kills_itself = len(w.proc.args) > len(base) + 1
         return w
 
-    figures = {"kills": 0, "self_kills": 0, "open_failures": 0, "crashes": 0,
-               "self_step": 0, "self_push": 0, "self_child": 0}
+    figures = {"kills": 0, "self_kills": 0, "open_failures": 0, "crashes": 0, "recovered": 0,
+               **{"self_" + point: 0 for point in SELF_KILL}}
 
     def count_self_kill(w: Worker) -> None:
         for line in w.lines:
             if line.startswith("SELFKILL "):
                 figures["self_" + line.split()[1]] += 1
-    workers = [spawn(), spawn()]
-    # how long a worker lives before the driver kills it (after it is READY)
-    lifetime = {"c": (0.05, 0.4), "python": (0.1, 0.8), "ruby": (0.2, 1.2)}[kind.split("-")[0]]
+    lang = kind.split("-")[0]
+    workers = [spawn() for _ in range(WORKERS[lang])]
+    interval = INTERVAL[lang]
     # a bound on the chaos, generous for the slowest starts (Ruby loads Rails in ~1 s)
     deadline = time.time() + 120 + kills * {"c": 1.5, "python": 3, "ruby": 8}[kind.split("-")[0]]
     while figures["kills"] < kills and time.time() < deadline:
@@ -172,7 +198,7 @@ def chaos(kind: str, db: Database, keys: int, kills: int, log: Any) -> Dict[str,
         w = workers[victim]
         w.ready.wait(30)
         # a worker that kills itself at chosen points gets the time to reach them
-        time.sleep(rng.uniform(*lifetime) * (2 if w.kills_itself else 1))
+        time.sleep(rng.uniform(*interval) * (2 if w.kills_itself else 1))
         rc = w.proc.poll()
         if rc is None:
             w.kill()
@@ -185,13 +211,19 @@ def chaos(kind: str, db: Database, keys: int, kills: int, log: Any) -> Dict[str,
             figures["crashes"] += 1
             print(f"!! {kind} worker exited with {rc}: {w.lines[-3:]}", flush=True)
         figures["open_failures"] += sum(1 for line in w.lines if line.startswith("OPENFAIL"))
+        figures["recovered"] += recovered(w.lines)
         workers[victim] = spawn()
     for w in workers:
         w.kill()
         figures["open_failures"] += sum(1 for line in w.lines if line.startswith("OPENFAIL"))
-    # The rerun: same keys, after the dead workers' locks have expired (there is no
-    # recovery sweep yet), until every run has finished; then drain.
-    time.sleep(LOCK_MS / 1000 + 0.2)
+        figures["recovered"] += recovered(w.lines)
+    # What the chaos left: the steps committed, and the runs it left in flight (started,
+    # not finished): the end must finish those by recovery.
+    figures["chaos_steps"] = db.sql("SELECT count(*) FROM app_steps")[0][0]
+    figures["in_flight"] = db.sql("SELECT count(*) FROM acidic_job_keys "
+                                  "WHERE recovery_point <> 'FINISHED'")[0][0]
+    # The end: recovery hands back what the dead workers left, the drain what they had
+    # not pushed; keys that never started are run.
     final = Worker(base + ["--final"], log)
     try:
         final.proc.wait(360)
@@ -199,24 +231,54 @@ def chaos(kind: str, db: Database, keys: int, kills: int, log: Any) -> Dict[str,
         final.kill()
     figures["rerun_ok"] = int(final.proc.returncode == 0 and "DONE" in final.lines)
     figures["open_failures"] += sum(1 for line in final.lines if line.startswith("OPENFAIL"))
+    figures["recovered_final"] = recovered(final.lines)
     return figures
 
 
-def unavailable_points(kind: str, db: Database, log: Any) -> List[str]:
-    """Ask a worker for the kill points and the recovery the next core brings."""
-    missing = []
-    for extra in (["--kill-at", "acquire:5"], ["--kill-at", "recovery:5"], ["--recover"]):
-        w = Worker(worker_command(kind, db.url, 1) + extra, log)
-        try:
-            w.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            w.kill()
-        said = [line for line in w.lines if line.startswith("UNAVAILABLE")]
-        if said:
-            missing.append(said[0])
-        else:
-            w.kill()
-    return missing
+def one_pair(dbkind: str, kind: str, kills: int, keys: int, tmp: str,
+             out: threading.Lock) -> Dict[str, Any]:
+    """The chaos, the end and the check of one kind on a database of its own."""
+    db = Database(dbkind, tmp)
+    log_path = os.path.join(tmp, f"{kind}-{dbkind}.log")
+    with open(log_path, "w") as log:
+        started = time.time()
+        fig = chaos(kind, db, keys, kills, log)
+        broken = check(db, keys)
+    stranded = broken["unfinished"] + broken["locked"] + broken["staged_left"] + \
+        broken["batches_left"]
+    ok = fig["kills"] >= kills and fig["rerun_ok"] and not fig["crashes"] and \
+        not any(broken.values()) and not fig["open_failures"]
+    text = (f"FIGURES kill {kind} {dbkind}: kills {fig['kills']} (self {fig['self_kills']}: "
+            f"at acquisition {fig['self_acquire']}, in a step {fig['self_step']}, "
+            f"between commit and push {fig['self_push']}, in an awaited child "
+            f"{fig['self_child']}, during recovery {fig['self_recovery']}), "
+            f"steps committed during the chaos {fig['chaos_steps']}, runs left in flight "
+            f"{fig['in_flight']}, recovered {fig['recovered']} + {fig['recovered_final']} "
+            f"at the end, "
+            f"runs {keys}, steps {3 * keys}, duplicates {broken['duplicates']}, "
+            f"lost {broken['lost']}, stranded {stranded} (unfinished "
+            f"{broken['unfinished']}, locked {broken['locked']}, staged left "
+            f"{broken['staged_left']}, batches left {broken['batches_left']}), "
+            f"undelivered {broken['undelivered']}, open failures {fig['open_failures']}, "
+            f"crashes {fig['crashes']}, rerun {'ok' if fig['rerun_ok'] else 'FAILED'}, "
+            f"{time.time() - started:.0f} s")
+    if not ok:
+        with open(log_path) as f:
+            tail = f.read()[-3000:]
+        why = [w for w, bad in (
+            (f"only {fig['kills']} of {kills} kills in the time allowed", fig["kills"] < kills),
+            ("recovery and the rerun did not finish every run", not fig["rerun_ok"]),
+            (f"{fig['crashes']} workers exited on their own", fig["crashes"]),
+            (f"{fig['open_failures']} stores failed to open", fig["open_failures"]),
+            ("an invariant broke (figures above)", any(broken.values()))) if bad]
+        text += f"\n!! {kind} on {dbkind}: {'; '.join(why)}; worker stderr (tail):\n{tail}"
+    else:
+        db.drop()
+    with out:
+        print(text, flush=True)
+    return {"ok": ok, "kills": fig["kills"], "self_kills": fig["self_kills"], "runs": keys,
+            "steps": 3 * keys, "recovered": fig["recovered"] + fig["recovered_final"],
+            "duplicates": broken["duplicates"], "lost": broken["lost"], "stranded": stranded}
 
 
 def main() -> int:
@@ -225,77 +287,57 @@ def main() -> int:
     ap.add_argument("--only", default="")
     ap.add_argument("--db", default="sqlite,postgres")
     ap.add_argument("--keys", type=int, default=0)
+    ap.add_argument("--parallel", type=int, default=0)
     a = ap.parse_args()
     soak = a.soak == "1"
     kinds = SOAK_KINDS if soak else KINDS
     if a.only:
         kinds = {k: v for k, v in kinds.items() if k in a.only.split(",")}
+    parallel = a.parallel or (6 if soak else 3)
     # enough workflows that the workers are still working when the last kill comes
     per_kill = {"c": 6, "python": 3, "ruby": 2}
     tmp = os.path.join(ROOT, "build", "reliability", "kill")  # kept when an invariant broke
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    totals: Dict[str, Dict[str, int]] = {}
-    for dbkind in a.db.split(","):
-        if dbkind == "postgres" and not PG_URL:
-            print("SUMMARY reliability kill-postgres 0 1  # AJ_TEST_PG_URL is not set")
-            continue
-        passed = failed = 0
-        total = totals.setdefault(dbkind, {"kills": 0, "runs": 0, "steps": 0, "duplicates": 0,
-                                           "lost": 0, "stranded": 0})
-        for kind, kills in kinds.items():
-            keys = a.keys or max(60, kills * per_kill[kind.split("-")[0]])
-            db = Database(dbkind, tmp)
-            log_path = os.path.join(tmp, f"{kind}-{dbkind}.log")
-            with open(log_path, "w") as log:
-                started = time.time()
-                fig = chaos(kind, db, keys, kills, log)
-                broken = check(db, keys)
-                missing = unavailable_points(kind, db, log)
-            stranded = broken["unfinished"] + broken["locked"] + broken["staged_left"] + \
-                broken["batches_left"]
-            ok = fig["kills"] >= kills and fig["rerun_ok"] and not fig["crashes"] and \
-                not any(broken.values()) and not fig["open_failures"]
-            print(f"FIGURES kill {kind} {dbkind}: kills {fig['kills']} (self {fig['self_kills']}: "
-                  f"in a step {fig['self_step']}, between commit and push {fig['self_push']}, "
-                  f"in an awaited child {fig['self_child']}), "
-                  f"runs {keys}, steps {3 * keys}, duplicates {broken['duplicates']}, "
-                  f"lost {broken['lost']}, stranded {stranded} (unfinished "
-                  f"{broken['unfinished']}, locked {broken['locked']}, staged left "
-                  f"{broken['staged_left']}, batches left {broken['batches_left']}), "
-                  f"undelivered {broken['undelivered']}, open failures {fig['open_failures']}, "
-                  f"crashes {fig['crashes']}, rerun {'ok' if fig['rerun_ok'] else 'FAILED'}, "
-                  f"{time.time() - started:.0f} s", flush=True)
-            for line in missing:
-                print(f"SKIP {kind} {dbkind}: {line}", flush=True)
-            if not ok:
-                with open(log_path) as f:
-                    tail = f.read()[-3000:]
-                why = [w for w, bad in (
-                    (f"only {fig['kills']} of {kills} kills in the time allowed",
-                     fig["kills"] < kills),
-                    ("the rerun did not finish every run", not fig["rerun_ok"]),
-                    (f"{fig['crashes']} workers exited on their own", fig["crashes"]),
-                    (f"{fig['open_failures']} stores failed to open", fig["open_failures"]),
-                    ("an invariant broke (figures above)", any(broken.values()))) if bad]
-                print(f"!! {kind} on {dbkind}: {'; '.join(why)}; worker stderr (tail):\n{tail}",
-                      flush=True)
-            passed, failed = passed + ok, failed + (not ok)
-            for name, value in (("kills", fig["kills"]), ("runs", keys), ("steps", 3 * keys),
-                                ("duplicates", broken["duplicates"]), ("lost", broken["lost"]),
-                                ("stranded", stranded)):
-                total[name] += value
-            if ok:
-                db.drop()
+    dbkinds = a.db.split(",")
+    if "postgres" in dbkinds and not PG_URL:
+        print("SUMMARY reliability kill-postgres 0 1  # AJ_TEST_PG_URL is not set")
+        dbkinds.remove("postgres")
+    pairs = [(dbkind, kind, kills) for dbkind in dbkinds for kind, kills in kinds.items()]
+    pairs.sort(key=lambda p: -p[2] * PACE[p[1].split("-")[0]])
+    out = threading.Lock()
+    started = time.time()
+    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+        futures = {pool.submit(one_pair, dbkind, kind, kills,
+                               a.keys or max(60, kills * per_kill[kind.split("-")[0]]), tmp,
+                               out): dbkind
+                   for dbkind, kind, kills in pairs}
+        results = [(futures[f], f.result()) for f in concurrent.futures.as_completed(futures)]
+    elapsed = time.time() - started
+    names = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+    clean = True
+    for dbkind in dbkinds:
+        mine = [r for d, r in results if d == dbkind]
+        total = {k: sum(r[k] for r in mine) for k in ("kills", "self_kills", "runs", "steps",
+                                                       "recovered", "duplicates", "lost",
+                                                       "stranded")}
+        clean = clean and total["duplicates"] == total["lost"] == total["stranded"] == 0
         print(f"FIGURES kill {dbkind} total: " +
               ", ".join(f"{k} {v}" for k, v in total.items()), flush=True)
-        print(f"SUMMARY reliability kill-{dbkind} {passed} {failed}", flush=True)
-    broken = any(v["duplicates"] or v["lost"] or v["stranded"] for v in totals.values())
-    if broken:
+        print(f"ROW | kill anywhere, {names[dbkind]} | {total['kills']:,} kills "
+              f"({total['self_kills']:,} at chosen points), {total['runs']:,} runs, "
+              f"{total['steps']:,} steps, duplicates {total['duplicates']}, lost "
+              f"{total['lost']}, stranded {total['stranded']}; recovery handed back "
+              f"{total['recovered']:,} runs |", flush=True)
+        passed = sum(1 for r in mine if r["ok"])
+        print(f"SUMMARY reliability kill-{dbkind} {passed} {len(mine) - passed}", flush=True)
+    print(f"kill: {len(pairs)} kinds and databases, {parallel} at a time, {elapsed:.0f} s",
+          flush=True)
+    if not clean:
         print(f"the databases of the failed kinds are kept in {tmp}", flush=True)
-    else:
+    elif all(r["ok"] for _, r in results):
         shutil.rmtree(tmp, ignore_errors=True)
-    return 0 if all(v["duplicates"] == v["lost"] == v["stranded"] == 0 for v in totals.values()) else 1
+    return 0 if clean else 1
 
 
 if __name__ == "__main__":

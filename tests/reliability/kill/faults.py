@@ -8,8 +8,8 @@ its own libpq connection lent to the core; Python on a factory of borrowed psyco
 connections; Ruby ActiveJob on ActiveRecord), two workers run the same
 stream of workflows with --final (they keep going until every run has finished) while the
 server is restarted several times, alternately with `pg_ctl restart -m immediate` and
-`-m fast`. Nothing restarts the workers: each must recover by itself and exit with every
-run finished, and the tables must show no step duplicated or lost, nothing stranded (the
+`-m fast`. Nothing restarts the workers: each must recover by itself (its store reconnects,
+recovery hands back the runs a lost connection failed) and exit with every run finished, and the tables must show no step duplicated or lost, nothing stranded (the
 invariants of driver.py). Prints "FIGURES faults ..." and
 "SUMMARY reliability faults-postgres <passed> <failed>".
 """
@@ -24,7 +24,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from driver import FAULT_KINDS, PG_URL, ROOT, Database, Worker, check, worker_command  # noqa: E402
+from driver import (FAULT_KINDS, PG_URL, ROOT, Database, Worker, check, recovered,  # noqa: E402
+                    worker_command)
 
 
 def restart(mode: str) -> None:
@@ -41,17 +42,21 @@ def main() -> int:
         print("SUMMARY reliability faults-postgres 0 1  # AJ_TEST_PG_URL / AJ_TEST_PG_DIR unset")
         return 1
     soak = a.soak == "1"
-    restarts = 20 if soak else 4
-    keys = 200 if soak else 60
+    restarts = 20 if soak else 4  # alternately -m immediate and -m fast
+    keys = 400 if soak else 60
     kinds = [k for k in FAULT_KINDS if not a.only or k in a.only.split(",")]
     tmp = os.path.join(ROOT, "build", "reliability", "faults")  # logs, kept when a kind fails
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     passed = failed = 0
+    total = {"restarts": 0, "immediate": 0, "fast": 0, "runs": 0, "steps": 0,
+             "duplicates": 0, "lost": 0, "stranded": 0, "handed_back": 0}
     rng = random.Random(9)
     for kind in kinds:
         db = Database("postgres", tmp)
-        pace = 80 if soak else 60  # ms between runs: a pass outlasts the restarts
+        # ms between runs: a pass outlasts the restarts (a restart takes up to a second or
+        # two on the loaded machine)
+        pace = 120 if soak else 60
         log_path = os.path.join(tmp, f"{kind}.log")
         started = time.time()
         with open(log_path, "w") as log:
@@ -76,6 +81,9 @@ def main() -> int:
                     w.kill()
                     exits.append("hung")
         done = all(rc == 0 for rc in exits) and all("DONE" in w.lines for w in workers)
+        handed_back = sum(recovered(w.lines) for w in workers)
+        with open(log_path) as f:
+            errors = sum(1 for _ in f)
         broken = check(db, keys)
         stranded = broken["unfinished"] + broken["locked"] + broken["staged_left"] + \
             broken["batches_left"]
@@ -84,7 +92,8 @@ def main() -> int:
               f"({modes.count('immediate')} immediate, {modes.count('fast')} fast, "
               f"{under_load} while workers ran), runs {keys}, "
               f"steps {3 * keys}, duplicates {broken['duplicates']}, lost {broken['lost']}, "
-              f"stranded {stranded}, undelivered {broken['undelivered']}, worker exits {exits}, "
+              f"stranded {stranded}, undelivered {broken['undelivered']}, errors the workers "
+              f"met {errors}, runs recovery handed back {handed_back}, worker exits {exits}, "
               f"{time.time() - started:.0f} s", flush=True)
         if not ok:
             with open(log_path) as f:
@@ -95,6 +104,17 @@ def main() -> int:
         else:
             db.drop()
         passed, failed = passed + ok, failed + (not ok)
+        for name, value in (("restarts", len(modes)), ("immediate", modes.count("immediate")),
+                            ("fast", modes.count("fast")), ("runs", keys),
+                            ("steps", 3 * keys), ("duplicates", broken["duplicates"]),
+                            ("lost", broken["lost"]), ("stranded", stranded),
+                            ("handed_back", handed_back)):
+            total[name] += value
+    print(f"ROW | PostgreSQL faults | {total['restarts']} restarts ({total['immediate']} "
+          f"`-m immediate`, {total['fast']} `-m fast`) under {len(kinds)} worker kinds, "
+          f"{total['runs']:,} runs, {total['steps']:,} steps, duplicates "
+          f"{total['duplicates']}, lost {total['lost']}, stranded {total['stranded']}; "
+          f"recovery handed back {total['handed_back']} runs |", flush=True)
     print(f"SUMMARY reliability faults-postgres {passed} {failed}", flush=True)
     if failed:
         print(f"the worker logs are kept in {tmp}", flush=True)

@@ -1,15 +1,20 @@
 """The Python worker of the kill-anywhere harness (driver.py starts and SIGKILLs it).
 
-    worker.py --db URL --mode url|borrowed --keys N [--final] [--kill-at POINT:PERCENT]...
-              [--recover] [--lock-ms MS]
+    worker.py --db URL --mode url|borrowed --keys N [--final] [--recover]
+              [--kill-at POINT:PERCENT]... [--lock-ms MS] [--pace-ms MS]
 
 The same work as c/kill_worker.c, through the package: workflows "k0".."k<N-1>" of three
 steps, each inserting (key, step) into app_steps; s2 stages a "plain" job, or for every
 fourth key awaits two children whose last acknowledgement stages the continuation. Staged
-jobs go to an in-memory queue (the adapter "harness"), performed after each run.
+jobs go to an in-memory queue (the adapter "harness"), performed after each run. Runs are
+started inside ``acidic_job.recoverable("harness")``, so each records the job that resumes
+it and ``acidic_job.recover`` can hand it back.
 --mode url gives the core the URL (an owned store); borrowed hands it a factory of sqlite3
-or psycopg 3 connections (the documented way for workers). Kill points: step, push, child (acquire and recovery need the next
-core's events). --recover (acidic_job.recover) comes with the next core.
+or psycopg 3 connections (the documented way for workers).
+--recover sweeps (acidic_job.recover) before each pass; --final finishes the work as
+c/kill_worker.c does: recovery, drains, and only keys without a row are started.
+Kill points: acquire and recovery (the package's log records of the core's events:
+"started"/"resumed", "recovered"), step, push, child.
 """
 from __future__ import annotations
 
@@ -22,10 +27,12 @@ import sys
 import time
 from typing import Any, List, Tuple
 
-import acidic_job
-from acidic_job import queues
+import logging
 
-KILL = {"step": 0, "push": 0, "child": 0}
+import acidic_job
+from acidic_job import adapters, queues
+
+KILL = {"acquire": 0, "step": 0, "push": 0, "child": 0, "recovery": 0}
 QUEUE: List[Tuple[int, str, dict]] = []
 
 
@@ -35,7 +42,18 @@ def maybe_die(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-class HarnessAdapter(queues.Adapter):
+class KillAtEvents(logging.Handler):
+    """The kill points inside the core: its events, as the package logs them."""
+
+    POINTS = {"started": "acquire", "resumed": "acquire", "recovered": "recovery"}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        point = self.POINTS.get(getattr(record, "event", ""))
+        if point:
+            maybe_die(point)
+
+
+class HarnessAdapter(adapters.Adapter):
     name = "harness"
 
     def send(self, staged_id: int, job_name: str, payload: dict) -> None:
@@ -68,13 +86,14 @@ def main() -> int:
     for spec in a.kill_at:
         point, percent = spec.split(":")
         if point not in KILL:
-            print(f"UNAVAILABLE kill-at {point}: needs the core's events (the next core)",
-                  flush=True)
-            return 3
+            print(f"unknown kill point {point}", file=sys.stderr, flush=True)
+            return 2
         KILL[point] = int(percent)
-    if a.recover and not hasattr(acidic_job, "recover"):
-        print("UNAVAILABLE recover: acidic_job.recover comes with the next core", flush=True)
-        return 3
+    if KILL["acquire"] or KILL["recovery"]:
+        logger = logging.getLogger("acidic_job")
+        logger.setLevel(logging.DEBUG)  # the package then asks the core for every event
+        logger.propagate = False
+        logger.addHandler(KillAtEvents())
     pg = not a.db.startswith("sqlite:")
     ph = "?"
     if a.mode == "url":
@@ -85,14 +104,15 @@ def main() -> int:
         ph = "%s"
     else:
         db = lambda: sqlite3.connect(a.db[len("sqlite:"):], timeout=5)  # noqa: E731
-    queues.install_adapter(HarnessAdapter())
+    adapters.install_adapter(HarnessAdapter())
     insert_step = f"INSERT INTO app_steps (key, step) VALUES ({ph}, {ph})"
 
     def write_step(tx: Any, name: str) -> None:
         tx.execute(insert_step, (acidic_job.current_step().run.key, name))
         maybe_die("step")
 
-    options = dict(lock_timeout=a.lock_ms / 1000)
+    # failed runs (lost connections) come back soon; a run killed many times is never dead
+    options = dict(lock_timeout=a.lock_ms / 1000, retry_base=0.05, max_attempts=0)
 
     @acidic_job.workflow(db, name="KillFlow", **options)
     class KillFlow:
@@ -141,7 +161,8 @@ def main() -> int:
     def run_key(i: int) -> None:
         flow = KillFlowAwait if i % 4 == 0 else KillFlow
         try:
-            flow.run(key=f"k{i}")
+            with acidic_job.recoverable("harness"):
+                flow.run(key=f"k{i}")
         except (acidic_job.LockedIdempotencyKey, acidic_job.SerializationConflict):
             pass
         except Exception as exc:  # reported; the driver judges the end state
@@ -152,8 +173,8 @@ def main() -> int:
             staged_id, name, payload = QUEUE.pop()
             try:
                 if name == "resume":
-                    if not queues.resume(payload["args"][0]):
-                        continue  # not finished: left for a drain
+                    with acidic_job.recoverable("harness"):
+                        queues.resume(payload["args"][0])
                 else:
                     deliver(payload["args"][0], name)
                     if name.startswith("child"):
@@ -165,52 +186,74 @@ def main() -> int:
                 print(f"job {name} {staged_id}: {type(exc).__name__}: {exc}", file=sys.stderr,
                       flush=True)
 
-    def finished() -> int:
+    def query(sql: str) -> List[tuple]:
+        if a.mode == "url":
+            return list(database.current().store().exec(sql))
+        conn = database.current().conn
+        cur = conn.cursor()
+        cur.execute(sql)
+        rows = cur.fetchall()
+        conn.commit()
+        return rows
+
+    def done() -> bool:
+        """Every run finished and every staged job acknowledged."""
         try:
-            return count_finished()
+            finished = query("SELECT count(*) FROM acidic_job_keys "
+                             "WHERE recovery_point = 'FINISHED'")[0][0]
+            staged = query("SELECT count(*) FROM staged_acidic_jobs")[0][0]
+            return int(finished) >= a.keys and int(staged) == 0
         except Exception as exc:  # the database may be restarting
             print(f"count: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            return -1
+            return False
 
-    def count_finished() -> int:
-        if a.mode == "url":
-            rows = database.current().store().exec(
-                "SELECT count(*) FROM acidic_job_keys WHERE recovery_point = 'FINISHED'")
-        else:
-            conn = database.current().conn
-            cur = conn.cursor()
-            cur.execute("SELECT count(*) FROM acidic_job_keys WHERE recovery_point = 'FINISHED'")
-            rows = cur.fetchall()
-            conn.commit()
-        return int(rows[0][0])
+    def with_rows() -> set:
+        try:
+            return {k for (k,) in query("SELECT idempotency_key FROM acidic_job_keys")}
+        except Exception as exc:  # the database may be restarting: nothing is started
+            print(f"keys: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            return {f"k{i}" for i in range(a.keys)}
+
+    def recover() -> None:
+        try:
+            got = acidic_job.recover(database)
+            if got.requeued or got.dead:
+                print(f"RECOVERED {got.requeued} {got.dead}", flush=True)
+        except Exception as exc:  # noqa: B902 - reported, the driver judges
+            print(f"recover: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+    def drain() -> None:
+        try:
+            acidic_job.drain(database, older_than=0)
+        except Exception as exc:  # noqa: B902 - reported, the driver judges
+            print(f"drain: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
     print("READY", flush=True)
     deadline = time.time() + 300
+    finished = False
     while True:
+        if a.recover or a.final:
+            recover()
         if a.final:
-            try:
-                acidic_job.drain(database, older_than=0)
-            except Exception as exc:
-                print(f"drain: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            perform_queue()
+            drain()
+        perform_queue()
         order = list(range(a.keys))
         random.shuffle(order)
+        started = with_rows() if a.final else set()
         for i in order:
+            if f"k{i}" in started:
+                continue  # recovery's, not the rerun's
             run_key(i)
             perform_queue()
             time.sleep(a.pace_ms / 1000)
         if not a.final:
             continue
-        if finished() >= a.keys or time.time() > deadline:
+        finished = done()
+        if finished or time.time() > deadline:
             break
-        time.sleep(0.2)
-    try:
-        acidic_job.drain(database, older_than=0)
-    except Exception as exc:  # noqa: B902 - reported, the driver judges
-        print(f"drain: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-    perform_queue()
-    print("DONE", flush=True)
-    return 0
+        time.sleep(0.1)
+    print("DONE" if finished else "GAVE UP", flush=True)
+    return 0 if finished else 1
 
 
 if __name__ == "__main__":

@@ -4,14 +4,19 @@
 # ActiveJob jobs including AcidicJob on ActiveRecord (the connection shared with the core),
 # or with --mode owned on acidic_job's own connection (database_url, no ActiveRecord).
 #
-#   ruby worker.rb --db URL --keys N [--mode activerecord|owned] [--final]
-#                  [--kill-at POINT:PERCENT]... [--recover] [--pace-ms MS]
+#   ruby worker.rb --db URL --keys N [--mode activerecord|owned] [--final] [--recover]
+#                  [--kill-at POINT:PERCENT]... [--pace-ms MS]
 #
 # The same work as c/kill_worker.c: runs "k0".."k<N-1>" (the ActiveJob job_id is the key)
 # of three steps, each creating an app_steps row; s2 stages a PlainDelivery job, or for
 # every fourth key awaits two children (the parent resumes through its continuation). The
 # queue is ActiveJob's in-memory test adapter, performed after each run, so a killed
-# process loses what it held, as Sidekiq's basic fetch does.
+# process loses what it held, as Sidekiq's basic fetch does. Recovery (AcidicJob.recover)
+# hands a run back as its own job (the same job_id), through the same adapter.
+# --recover sweeps before each pass; --final finishes the work as c/kill_worker.c does:
+# recovery, drains, and only keys without a row are started.
+# Kill points: acquire and recovery (the acquire.acidic_job and recovered.acidic_job
+# notifications of the core's events), step, push, child.
 require "optparse"
 require "logger"
 require "active_job"
@@ -28,17 +33,10 @@ OptionParser.new do |o|
   o.on("--recover") { opts[:recover] = true }
   o.on("--kill-at SPEC") do |v|
     point, percent = v.split(":")
-    unless %w[step push child].include?(point)
-      puts "UNAVAILABLE kill-at #{point}: needs the core's events (the next core)"
-      exit 3
-    end
+    abort "unknown kill point #{point}" unless %w[acquire step push child recovery].include?(point)
     opts[:kill][point] = Integer(percent)
   end
 end.parse!
-if opts[:recover] && !AcidicJob.respond_to?(:recover)
-  puts "UNAVAILABLE recover: AcidicJob.recover comes with the next core"
-  exit 3
-end
 $stdout.sync = true
 KILL = opts[:kill]
 
@@ -67,7 +65,7 @@ module AppWrites
     column = table == "app_steps" ? "step" : "job"
     if OWNED
       sql = "INSERT INTO #{table} (key, #{column}) VALUES (?, ?)"
-      AcidicJob.current_run ? AcidicJob.exec(sql, key, value) : AcidicJob::OwnedSession.store.exec(sql, [key, value])
+      AcidicJob.current_run ? AcidicJob.exec(sql, key, value) : AcidicJob::Stores.owned.exec(sql, [key, value])
     elsif table == "app_steps"
       AppStep.create!(key: key, step: value)
     else
@@ -78,19 +76,34 @@ module AppWrites
   def key_of(key_id)
     return AcidicJob::Key.find(key_id).idempotency_key unless OWNED
 
-    AcidicJob::OwnedSession.store.exec("SELECT idempotency_key FROM acidic_job_keys WHERE id = ?", [key_id.to_i])[0][0]
+    AcidicJob::Stores.owned.exec("SELECT idempotency_key FROM acidic_job_keys WHERE id = ?", [key_id.to_i])[0][0]
   end
 
-  def finished
-    return AcidicJob::Key.where(recovery_point: "FINISHED").count unless OWNED
+  def query(sql)
+    return ActiveRecord::Base.connection.select_rows(sql) unless OWNED
 
-    AcidicJob::OwnedSession.store.exec("SELECT count(*) FROM acidic_job_keys WHERE recovery_point = 'FINISHED'")[0][0].to_i
+    AcidicJob::Stores.owned.exec(sql)
+  end
+
+  # Every run finished and every staged job acknowledged.
+  def done?(keys)
+    query("SELECT count(*) FROM acidic_job_keys WHERE recovery_point = 'FINISHED'")[0][0].to_i >= keys &&
+      query("SELECT count(*) FROM staged_acidic_jobs")[0][0].to_i.zero?
+  end
+
+  def keys_with_rows
+    query("SELECT idempotency_key FROM acidic_job_keys").map(&:first).to_set
   end
 end
 ActiveRecord::Base.logger = nil
 ActiveJob::Base.logger = Logger.new(nil)
 AcidicJob.config.logger = Logger.new(nil)
 AcidicJob.config.lock_timeout = opts[:lock_ms] / 1000.0
+AcidicJob.config.retry_base = 0.05   # failed runs (lost connections) come back soon
+AcidicJob.config.max_attempts = 0    # a run killed many times is never dead here
+AcidicJob.config.recover_interval = nil # this worker sweeps itself (--recover, --final)
+ActiveSupport::Notifications.subscribe("acquire.acidic_job") { maybe_die("acquire") } if KILL["acquire"].positive?
+ActiveSupport::Notifications.subscribe("recovered.acidic_job") { maybe_die("recovery") } if KILL["recovery"].positive?
 GlobalID.app = "acidic-kill"
 ActiveRecord::Base.include GlobalID::Identification
 
@@ -208,30 +221,30 @@ def perform_queue
   end
 end
 
-def finished_count
-  AppWrites.finished
+def safely(what)
+  yield
 rescue StandardError => e # the database may be restarting
-  warn "count: #{e.class}: #{e.message}"
-  -1
-end
-
-begin
-  OWNED ? AcidicJob::OwnedSession.store : AcidicJob::Key.count # the connection, the tables
-rescue StandardError
+  warn "#{what}: #{e.class}: #{e.message}"
   nil
 end
+
+def recover
+  result = safely("recover") { AcidicJob.recover }
+  puts "RECOVERED #{result.requeued} #{result.dead}" if result && (result.requeued.positive? || result.dead.positive?)
+end
+
+safely("open") { OWNED ? AcidicJob::Stores.owned : AcidicJob::Key.count } # the connection, the tables
 puts "READY"
 deadline = Time.now + 300
+finished = false
 loop do
-  if opts[:final]
-    begin
-      AcidicJob.drain(older_than: 0)
-    rescue StandardError => e
-      warn "drain: #{e.class}: #{e.message}"
-    end
-    perform_queue
-  end
+  recover if opts[:recover] || opts[:final]
+  safely("drain") { AcidicJob.drain(older_than: 0) } if opts[:final]
+  perform_queue
+  started = opts[:final] ? (safely("keys") { AppWrites.keys_with_rows } || (0...opts[:keys]).map { |i| "k#{i}" }.to_set) : Set.new
   (0...opts[:keys]).to_a.shuffle.each do |i|
+    next if started.include?("k#{i}") # recovery's, not the rerun's
+
     run_key(i)
     perform_queue
     # what the Rails executor does after each job: the next checkout verifies the connection
@@ -239,14 +252,12 @@ loop do
     sleep(opts[:pace_ms] / 1000.0) if opts[:pace_ms]
   end
   next unless opts[:final]
-  break if finished_count >= opts[:keys] || Time.now > deadline
 
-  sleep 0.2
+  finished = safely("count") { AppWrites.done?(opts[:keys]) }
+  break if finished || Time.now > deadline
+
+  ActiveRecord::Base.clear_active_connections! unless OWNED
+  sleep 0.1
 end
-begin
-  AcidicJob.drain(older_than: 0)
-rescue StandardError => e
-  warn "drain: #{e.class}: #{e.message}"
-end
-perform_queue
-puts "DONE"
+puts finished ? "DONE" : "GAVE UP"
+exit(finished ? 0 : 1)

@@ -194,5 +194,9 @@ def pytest_runtest_logreport(report: Any) -> None:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for part in sorted(_outcomes):
         values = list(_outcomes[part].values())
+        bad = sum(1 for nodeid, outcome in _outcomes[part].items()
+                  if outcome == "passed" and nodeid.split("::")[0].endswith("test_bad_input.py"))
+        if bad:  # the bad inputs tried, for the figures of a run
+            terminalreporter.write_line(f"BAD-INPUTS {part} {bad}")
         terminalreporter.write_line(f"SUMMARY reliability {part} {values.count('passed')} "
                                     f"{values.count('failed')}")

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 import acidic_job
-from acidic_job import _native, queues
+from acidic_job import _native, adapters
 
 from conftest import restart_pg
 
@@ -38,7 +38,7 @@ SECRET_CASES = [
 
 # --- a queue adapter of the test: records what it is sent, refuses on request -----------
 
-class RecordingAdapter(queues.Adapter):
+class RecordingAdapter(adapters.Adapter):
     name = "recorder"
 
     def __init__(self) -> None:
@@ -59,11 +59,11 @@ class RecordedJob:
 
 @pytest.fixture
 def recorder() -> Any:
-    previous = queues.installed("recorder")
-    adapter = queues.install_adapter(RecordingAdapter())
+    previous = adapters.installed("recorder")
+    adapter = adapters.install_adapter(RecordingAdapter())
     yield adapter
     if previous is not None:
-        queues.install_adapter(previous)
+        adapters.install_adapter(previous)
 
 
 def three_steps(db: Any, name: str, **options: Any) -> Any:
@@ -487,12 +487,14 @@ def test_ack_inside_a_step_keeps_the_step_transaction(url_db: Any, recorder: Any
 
         @acidic_job.step
         def a(self) -> None:
-            self.staged = acidic_job.perform_transactionally(RecordedJob)
+            acidic_job.perform_transactionally(RecordedJob)
 
         @acidic_job.step
         def b(self, tx: Any) -> None:
             attempts[0] += 1
             tx.execute("INSERT INTO app_log (tag) VALUES (?)", ("before",))
+            # the staged job of step a, sent once a committed
+            self.staged = recorder.sent[-1][0]
             if attempts[0] == 1:  # on the workflow's own store, as a worker would
                 acidic_job.ack(self.staged, Acking.__acidic_workflow__.database)
             tx.execute("INSERT INTO app_log (tag) VALUES (?)", ("after",))
@@ -579,11 +581,9 @@ def test_a_huge_lock_timeout_keeps_the_lock(db: Any, seconds: float) -> None:
     store = database.store()
     spec = wf.__acidic_workflow__
     args_doc, _ = spec.encode_arguments((1,), {})
-    if database.borrowed:
-        with database.transaction(store):
-            holder = _native.acquire(store, spec.native, "huge", spec.name, args_doc, "{}")
-    else:
-        holder = _native.acquire(store, spec.native, "huge", spec.name, args_doc, "{}")
+    # the acquisition commits in a transaction of its own (on a borrowed connection, the
+    # host's, through its atomically hook)
+    holder = _native.acquire(store, spec.native, "huge", spec.name, args_doc, "{}")
     try:
         other = three_steps(db.connect(), "Huge", **options)
         with pytest.raises(acidic_job.LockedIdempotencyKey):

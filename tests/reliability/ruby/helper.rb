@@ -40,7 +40,7 @@ module RelDb
       admin.close
       Minitest.after_run do
         ActiveRecord::Base.connection_pool.disconnect!
-        AcidicJob::OwnedSession.reset!
+        AcidicJob::Stores.reset_owned!
         admin = PG.connect(base)
         admin.exec("DROP DATABASE IF EXISTS #{admin.quote_ident(name)} WITH (FORCE)")
         admin.close
@@ -90,8 +90,15 @@ end
 
 module Minitest
   class RelSummaryReporter < StatisticsReporter
+    def record(result)
+      super
+      # the bad inputs tried, for the figures of a run
+      @bad_inputs = (@bad_inputs || 0) + 1 if result.klass == "BadInputTest" && result.passed?
+    end
+
     def report
       super
+      io.puts "BAD-INPUTS ruby-#{RelDb.kind} #{@bad_inputs}" if @bad_inputs
       io.puts "SUMMARY reliability ruby-#{RelDb.kind} #{count - failures - errors - skips} #{failures + errors}"
     end
   end
@@ -106,7 +113,7 @@ class RelTest < Minitest::Test
   def setup
     AcidicJob.config.database_url = nil
     AcidicJob.config.lock_timeout = 90
-    AcidicJob::OwnedSession.reset!
+    AcidicJob::Stores.reset_owned!
     %w[app_log staged_acidic_jobs acidic_job_keys acidic_job_batches].each do |t|
       ActiveRecord::Base.connection.execute("DELETE FROM #{t}") if ActiveRecord::Base.connection.table_exists?(t)
     end

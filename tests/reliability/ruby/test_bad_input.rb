@@ -20,12 +20,30 @@ class BadInputJob < ActiveJob::Base
   def only; end
 end
 
+class StagedByBadInputJob < ActiveJob::Base
+  include AcidicJob # perform_transactionally
+
+  def perform; end
+end
+
+class StagingBadInputJob < ActiveJob::Base
+  include AcidicJob
+
+  def perform
+    idempotently { step :stage }
+  end
+
+  def stage
+    StagedByBadInputJob.perform_transactionally
+  end
+end
+
 class BadInputTest < RelTest
   def teardown
     BadInputJob.step_names = [:only]
     AcidicJob.config.database_url = nil
     AcidicJob.config.lock_timeout = 90
-    AcidicJob::OwnedSession.reset!
+    AcidicJob::Stores.reset_owned!
   end
 
   def perform_with_key(key)
@@ -43,7 +61,7 @@ class BadInputTest < RelTest
     end
   end
 
-  [-1, Float::INFINITY, Float::NAN, 1e300, "soon"].each_with_index do |value, i|
+  [-1, Float::NAN, "soon", -Float::INFINITY].each_with_index do |value, i|
     define_method("test_bad_lock_timeout_#{i}_is_invalid") do
       AcidicJob.config.lock_timeout = value
       error = assert_raises(StandardError) { BadInputJob.perform_now }
@@ -51,10 +69,33 @@ class BadInputTest < RelTest
     end
   end
 
-  [-1, Float::INFINITY, Float::NAN, 1e300].each_with_index do |value, i|
+  # Past what 64 bits of milliseconds hold is the longest timeout (FloatDomainError and
+  # RangeError before): the job runs.
+  [Float::INFINITY, 1e300].each_with_index do |value, i|
+    define_method("test_endless_lock_timeout_#{i}_is_the_longest") do
+      AcidicJob.config.lock_timeout = value
+      assert BadInputJob.perform_now
+    end
+  end
+
+  [-1, Float::NAN, "soon"].each_with_index do |value, i|
     define_method("test_bad_drain_age_#{i}_is_invalid") do
       error = assert_raises(StandardError) { AcidicJob.drain(older_than: value) }
       assert_kind_of AcidicJob::InvalidArgument, error, "#{value.inspect}: #{error.class}: #{error.message}"
+    end
+  end
+
+  # Nothing is older than forever: a staged job last handed out in 2001 stays, a drain of
+  # age 0 takes it.
+  [Float::INFINITY, 1e300].each_with_index do |value, i|
+    define_method("test_endless_drain_age_#{i}_delivers_nothing") do
+      StagingBadInputJob.perform_now
+      ActiveRecord::Base.connection.execute("UPDATE staged_acidic_jobs SET updated_at = '2001-01-01 00:00:00'")
+      enqueued.clear
+      assert_equal 0, AcidicJob.drain(older_than: value)
+      assert_empty enqueued
+      assert_equal 1, AcidicJob.drain(older_than: 0)
+      assert_equal 1, enqueued.size
     end
   end
 

@@ -200,12 +200,12 @@ class RecipesTest < RelTest
     first = CommittingJob.new
     first.job_id = "committing"
     assert_raises(RuntimeError, AcidicJob::Misuse) { first.perform_now }
-    committed = AcidicJob::OwnedSession.store.exec("SELECT count(*) FROM owned_log")[0][0].to_i
+    committed = AcidicJob::Stores.owned.exec("SELECT count(*) FROM owned_log")[0][0].to_i
     assert_equal 0, committed, "the failed attempt committed #{committed} rows"
     again = CommittingJob.new
     again.job_id = "committing"
     assert again.perform_now
-    counts = AcidicJob::OwnedSession.store.exec("SELECT tag, count(*) FROM owned_log GROUP BY tag ORDER BY tag")
+    counts = AcidicJob::Stores.owned.exec("SELECT tag, count(*) FROM owned_log GROUP BY tag ORDER BY tag")
     assert_equal [["after", 1], ["before", 1]], counts.map { |t, n| [t, n.to_i] }
   end
 
@@ -276,12 +276,12 @@ class RecipesTest < RelTest
     first = AckingJob.new
     first.job_id = "acking"
     assert_raises(RuntimeError, AcidicJob::Misuse) { first.perform_now }
-    committed = AcidicJob::OwnedSession.store.exec("SELECT count(*) FROM owned_log")[0][0].to_i
+    committed = AcidicJob::Stores.owned.exec("SELECT count(*) FROM owned_log")[0][0].to_i
     assert_equal 0, committed, "the failed attempt committed #{committed} rows"
     again = AckingJob.new
     again.job_id = "acking"
     assert again.perform_now
-    store = AcidicJob::OwnedSession.store
+    store = AcidicJob::Stores.owned
     counts = store.exec("SELECT tag, count(*) FROM owned_log GROUP BY tag ORDER BY tag").map { |t, n| [t, n.to_i] }
     assert_equal [["after", 1], ["before", 1]], counts
   end

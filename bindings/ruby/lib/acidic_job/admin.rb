@@ -164,7 +164,7 @@ module AcidicJob
       # adapters are loaded; otherwise they wait for a drain.
       def connect(url, lock_timeout: AcidicJob.config.lock_timeout)
         options = AcidicJob.config.store_options
-        options[:lock_timeout_ms] = (Float(lock_timeout) * 1000).round if lock_timeout
+        options[:lock_timeout_ms] = Inputs.milliseconds(lock_timeout, "lock_timeout") if lock_timeout
         new(Stores.attach(Native::Store.open(url, options)))
       end
 

@@ -83,24 +83,20 @@ module AcidicJob
     # The aj_options of the core: only what is set; seconds become milliseconds.
     def store_options
       options = {
-        lock_timeout_ms: milliseconds(lock_timeout),
+        lock_timeout_ms: Inputs.milliseconds(lock_timeout, "lock_timeout"),
         busy_timeout_ms: integer(busy_timeout_ms, :busy_timeout_ms),
         synchronous: synchronous && SYNCHRONOUS.fetch(synchronous.to_sym) do
           raise InvalidArgument, "synchronous must be :full, :normal or :off, not #{synchronous.inspect}"
         end,
         conflict_retries: integer(conflict_retries, :conflict_retries),
         max_attempts: integer(max_attempts, :max_attempts),
-        retry_base_ms: milliseconds(retry_base),
+        retry_base_ms: Inputs.milliseconds(retry_base, "retry_base"),
         match_job_name: match_job_name ? 1 : 0
       }
       options.compact
     end
 
     private
-
-    def milliseconds(seconds)
-      seconds.nil? ? nil : (Float(seconds) * 1000).round
-    end
 
     def integer(value, name)
       return nil if value.nil?

@@ -55,7 +55,7 @@ module AcidicJob
     def drain(older_than: AcidicJob.config.drain_older_than)
       store = Stores.current
       Events.refresh(store)
-      store.drain((older_than.to_f * 1000).round)
+      store.drain(Inputs.milliseconds(older_than, "older_than"))
     end
 
     # Describe the job that `klass.perform_transactionally(*args)` stages:

@@ -60,18 +60,26 @@ module AcidicJob
     def describe_run
       key, run_id = KeyLookup.run_for(@job)
       args = @job.arguments_for_perform
-      @attributes_doc = Documents.attributes(@with)
+      @attributes_doc = encoded("the attributes (with:)") { Documents.attributes(@with) }
       {
-        key: key,
+        key: Inputs.text(key, "the idempotency key"),
         job_name: @job.class.name.to_s,
-        args: Documents.job_args(args),
+        args: encoded("the job's arguments") { Documents.job_args(args) },
         attributes: @attributes_doc,
         run_id: run_id,
         # 0.7.0 compared job arguments with ==: ActiveRecord records are equal by id, while
         # their YAML holds every attribute. Called only when the documents differ.
         args_equal: ->(stored) { same_arguments?(stored, args) },
-        resume: @job.__send__(:acidic_resume_description)
+        resume: encoded("the job (to resume it)") { @job.__send__(:acidic_resume_description) }
       }
+    end
+
+    # A document of the run: text the encoders cannot write (bytes invalid in their
+    # encoding) is the caller's input error.
+    def encoded(what)
+      yield
+    rescue JSON::GeneratorError, EncodingError, ArgumentError => e
+      raise InvalidArgument, "#{what} cannot be stored (#{e.class}: #{e.message})"
     end
 
     def same_arguments?(stored, args)

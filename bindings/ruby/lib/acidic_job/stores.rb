@@ -66,7 +66,7 @@ module AcidicJob
       rescue Misuse
         nil # a run of it is still open somewhere; the garbage collector frees it later
       end
-      store = attach(Native::Store.open(url, settings[1]))
+      store = attach(Native::Store.open(Inputs.text(url, "database_url"), settings[1]))
       Thread.current.thread_variable_set(:acidic_job_owned_store, [Process.pid, settings, store])
       store
     end
