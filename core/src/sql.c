@@ -168,7 +168,10 @@ static const char *const templates[AJ_Q_COUNT] = {
 
     /* Keyset pages in the order of the (delivered_at, id) index: a drain with nothing due
      * reads nothing, however long the backlog, and rows the enqueue callback refuses
-     * never hide later rows. SKIP LOCKED lets drains in many processes share the work. */
+     * never hide later rows. SKIP LOCKED lets drains in many processes share the work.
+     * Rows never stamped are found in the same index (delivered_at IS NULL, ordered by
+     * delivered_at, id): ordered by id alone, PostgreSQL walked the primary key through
+     * every stamped row to find none. */
     [AJ_Q_DRAIN_PAGE] =
         "SELECT id, adapter, job_name, job_args, delivered_at, NULL FROM staged_acidic_jobs"
         " WHERE delivered_at < @ts(?) AND (delivered_at > @ts(?) OR (delivered_at = @ts(?)"
@@ -176,8 +179,8 @@ static const char *const templates[AJ_Q_COUNT] = {
 
     [AJ_Q_DRAIN_UNSTAMPED] =
         "SELECT id, adapter, job_name, job_args, NULL, {SC:created_at}{!SC:NULL}"
-        " FROM staged_acidic_jobs WHERE delivered_at IS NULL AND id > ? ORDER BY id"
-        " LIMIT 100{pg: FOR UPDATE SKIP LOCKED}",
+        " FROM staged_acidic_jobs WHERE delivered_at IS NULL AND id > ?"
+        " ORDER BY delivered_at, id LIMIT 100{pg: FOR UPDATE SKIP LOCKED}",
 
     [AJ_Q_DRAIN_STAMP] =
         "UPDATE staged_acidic_jobs SET delivered_at = @ts(?){SU:, updated_at = @now} WHERE id = ?",
