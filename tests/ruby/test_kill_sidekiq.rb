@@ -16,8 +16,11 @@ require "acidic_job"
 require "rails/generators"
 require "generators/acidic_job_generator"
 require_relative "support/summary_plugin"
+require_relative "support/processes"
 
 class KillSidekiqTest < Minitest::Test
+  include StopsProcesses
+
   WORKFLOWS = 30
   KILLS = Integer(ENV.fetch("AJ_KILL_COUNT", "10"))
   # One thread per process: the sqlite3 gem (1.4) keeps the GVL while an application write
@@ -82,10 +85,7 @@ class KillSidekiqTest < Minitest::Test
   end
 
   def stop(pid, signal = "TERM")
-    Process.kill(signal, pid)
-    Process.wait(pid)
-  rescue Errno::ESRCH, Errno::ECHILD
-    nil
+    stop_process(pid, signal)
   ensure
     @pids.delete(pid)
   end

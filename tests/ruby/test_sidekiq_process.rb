@@ -1,12 +1,15 @@
 # frozen_string_literal: true
 
 require_relative "test_helper"
+require_relative "support/processes"
 require "sidekiq/api"
 require "securerandom"
 
 # Real Sidekiq 6.4 processes (the `sidekiq` executable) working from a real Redis on the
 # suite's database. The test process pushes jobs and reads the database.
 class SidekiqProcessTest < AcidicTest
+  include StopsProcesses
+
   PART = TestDatabase.part
   QUEUE = "acidic_#{PART.tr('-', '_')}"
   REDIS = ENV["AJ_TEST_REDIS_URL"].to_s.sub(%r{/\d*\z}, TestDatabase.postgres? ? "/10" : "/9")
@@ -55,10 +58,7 @@ class SidekiqProcessTest < AcidicTest
   end
 
   def stop_sidekiq(pid, signal = "TERM")
-    Process.kill(signal, pid)
-    Process.wait(pid)
-  rescue Errno::ESRCH, Errno::ECHILD
-    nil
+    stop_process(pid, signal)
   ensure
     @pids.delete(pid)
   end
