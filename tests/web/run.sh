@@ -19,8 +19,8 @@ chmod 755 "$tmp"
 started_pg="" started_redis=""
 cleanup() {
   local rc=$?
-  [ -n "$started_pg" ] && bash scripts/pg-server.sh stop "$tmp/pg" >/dev/null 2>&1
-  [ -n "$started_redis" ] && bash scripts/redis-server.sh stop "$tmp/redis" >/dev/null 2>&1
+  [ -n "$started_pg" ] && bash "$root/scripts/pg-server.sh" stop "$tmp/pg" >/dev/null 2>&1
+  [ -n "$started_redis" ] && bash "$root/scripts/redis-server.sh" stop "$tmp/redis" >/dev/null 2>&1
   rm -rf "$tmp"
   [ "$rc" -eq 0 ] && rc=$build_failed
 exit "$rc"
