@@ -330,3 +330,12 @@ def queue_env(db: str, queue: str, scratch: str) -> Dict[str, str]:
     env.update({"AJ_JOBS_DB": db, "AJ_JOBS_BROKER": REDIS_URL, "AJ_JOBS_QUEUE": queue,
                 "AJ_JOBS_DIR": scratch, "PYTHONPATH": HERE})
     return env
+
+
+@pytest.fixture(autouse=True)
+def close_what_was_opened() -> Any:
+    """Close what a test registered in shop_app.opened (PostgreSQL has a connection limit)."""
+    yield
+    app_module = sys.modules.get("shop_app")  # imported by the tests that use it
+    while app_module is not None and app_module.opened:
+        app_module.opened.pop().close()

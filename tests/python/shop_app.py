@@ -277,3 +277,15 @@ if __name__ == "__main__":
         print(json.dumps([r if isinstance(r, (bool, str)) else repr(r) for r in shop.work()]))
     else:
         raise SystemExit(f"unknown command {command!r}")
+
+
+#: applications and Admins a test opened; conftest.py closes them after each test
+#: (PostgreSQL has a connection limit)
+opened: List[Any] = []
+
+
+def make_tracked(url: str) -> "App":
+    """make(url), closed after the test."""
+    app = make(url)
+    opened.append(app)
+    return app

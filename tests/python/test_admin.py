@@ -22,21 +22,8 @@ from acidic_job.admin import Admin, BulkResult, Run, parse_error, parse_states
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-#: what a test opened, closed after it (PostgreSQL has a connection limit)
-_opened: List[Any] = []
-
-
-@pytest.fixture(autouse=True)
-def close_what_was_opened() -> Iterator[None]:
-    yield
-    while _opened:
-        _opened.pop().close()
-
-
-def make_app(url: str) -> shop_app.App:
-    app = shop_app.make(url)
-    _opened.append(app)
-    return app
+_opened = shop_app.opened  # closed after each test (conftest.py)
+make_app = shop_app.make_tracked
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -54,21 +54,8 @@ def run(*args: str, url: Optional[str] = None, env: Optional[Dict[str, str]] = N
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-#: what a test opened, closed after it (PostgreSQL has a connection limit)
-_opened: List[Any] = []
-
-
-@pytest.fixture(autouse=True)
-def close_what_was_opened() -> Iterator[None]:
-    yield
-    while _opened:
-        _opened.pop().close()
-
-
-def make_app(url: str) -> shop_app.App:
-    app = shop_app.make(url)
-    _opened.append(app)
-    return app
+_opened = shop_app.opened  # closed after each test (conftest.py)
+make_app = shop_app.make_tracked
 
 
 def admin(url: str, lock_timeout: Optional[float] = None) -> Admin:
