@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define AJ_PG_MAGIC 0x616a7067u /* "ajpg": tells our struct from another driver's */
@@ -361,6 +362,42 @@ static int send_call(aj_pg *c, const aj_call *call, pg_step *steps, int *nsteps)
     return 0;
 }
 
+/* Read up to the sync point. A NULL from PQgetResult only ends one statement's results:
+ * a server that was shutting down answers the sync with its FATAL message (an error
+ * result, then NULL) and closes the socket, and only the next read sees that. So keep
+ * reading until the sync or a lost connection; the bound is for a session whose protocol
+ * is out of step (results that never come cannot be waited for). */
+static void read_to_sync(PGconn *pg)
+{
+    for (int nulls = 0; PQstatus(pg) == CONNECTION_OK && nulls <= 2 * AJ_PG_MAX_CALLS + 4;) {
+        PGresult *res = PQgetResult(pg);
+        if (!res) {
+            nulls++;
+            continue;
+        }
+        int sync = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
+        PQclear(res);
+        if (sync)
+            return;
+    }
+}
+
+/* A borrowed connection that cannot leave pipeline mode is no use to its application:
+ * every synchronous call on it fails ("not allowed in pipeline mode") and, since none of
+ * them reads the socket, libpq would never see the connection is gone. Close the session
+ * at the socket and let libpq read the end of it, so PQstatus says CONNECTION_BAD and the
+ * application's own handling of a lost connection (PQreset, its pool's reconnect) runs;
+ * PQreset also leaves pipeline mode. */
+static void hand_back_cut(PGconn *pg)
+{
+    if (PQstatus(pg) == CONNECTION_OK && PQsocket(pg) >= 0) {
+        shutdown(PQsocket(pg), SHUT_RDWR);
+        while (PQstatus(pg) == CONNECTION_OK && PQconsumeInput(pg))
+            if (poll(&(struct pollfd){.fd = PQsocket(pg), .events = POLLIN}, 1, 1000) <= 0)
+                break;
+    }
+}
+
 /* Read the results of the steps sent and the sync point, and leave pipeline mode.
  * *stale is set when the failure was a prepared statement the session did not (or
  * did already) hold. */
@@ -394,20 +431,15 @@ static int read_pipeline(aj_pg *c, pg_step *steps, int nsteps, int sent_sync, in
         while ((res = PQgetResult(c->pg))) /* each step's results end with NULL */
             PQclear(res);
     }
-    if (sent_sync) {
-        PGresult *res;
-        while (PQstatus(c->pg) == CONNECTION_OK && (res = PQgetResult(c->pg))) {
-            int sync = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
-            PQclear(res);
-            if (sync)
-                break;
-        }
-    }
+    if (sent_sync)
+        read_to_sync(c->pg);
     if (!PQexitPipelineMode(c->pg)) {
         /* Results left unread (a cut connection): the session cannot be trusted again. */
         c->broken = 1;
         if (!rc)
             rc = pg_fail(c, NULL, "leaving pipeline mode");
+        if (!c->owned)
+            hand_back_cut(c->pg);
     }
     return rc;
 }

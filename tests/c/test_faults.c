@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 #include <sqlite3.h>
@@ -314,4 +316,255 @@ void test_sqlite_key_created_during_first_step(void **state) {
     aj_run_free(run);
     aj_workflow_free(wf);
     aj_store_free(s);
+}
+
+/* ---- a borrowed connection cut by the server ------------------------------------ */
+
+/* The application's side, the way a C application writes it (and the way ActiveRecord
+ * and psycopg behave): a connection found dead is reset before the next BEGIN; a body
+ * that failed is rolled back when a transaction is still open. */
+typedef struct cut_host {
+    PGconn *pg;
+    aj_store *owner; /* a second connection, to cut the borrowed one from outside */
+    const char *cut_at; /* the step during which the server cuts the connection */
+    const char *how;    /* "terminate" (pg_terminate_backend) or a pg_ctl stop mode */
+    int resets, failed_sync;
+} cut_host;
+
+static int cut_tx(void *ctx, aj_tx_body body, void *arg, int *committed) {
+    cut_host *h = ctx;
+    *committed = 0;
+    if (PQstatus(h->pg) == CONNECTION_BAD) {
+        h->resets++;
+        PQreset(h->pg);
+    }
+    PGresult *r = PQexec(h->pg, "BEGIN");
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) {
+        h->failed_sync += PQpipelineStatus(h->pg) != PQ_PIPELINE_OFF;
+        return aj_error_report(AJ_EDATABASE, "host BEGIN failed");
+    }
+    if (body(arg) != 0) {
+        h->failed_sync += PQpipelineStatus(h->pg) != PQ_PIPELINE_OFF;
+        if (PQtransactionStatus(h->pg) == PQTRANS_INTRANS ||
+            PQtransactionStatus(h->pg) == PQTRANS_INERROR)
+            PQclear(PQexec(h->pg, "ROLLBACK"));
+        return 0;
+    }
+    r = PQexec(h->pg, "COMMIT");
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok)
+        return aj_error_report(AJ_EDATABASE, "host COMMIT failed");
+    *committed = 1;
+    return 0;
+}
+
+static void *terminate_later(void *arg) {
+    cut_host *h = arg;
+    usleep(300 * 1000);
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", PQbackendPID(h->pg));
+    aj_store *s = open_store();
+    q_exec(s, "SELECT pg_terminate_backend(CAST(? AS integer))", pid, NULL);
+    aj_store_free(s);
+    return NULL;
+}
+
+static int cutting_step(aj_run *run, const char *step, void *ctx) {
+    cut_host *h = ctx;
+    if (!h->cut_at || strcmp(step, h->cut_at) != 0)
+        return 0;
+    h->cut_at = NULL;
+    if (strcmp(h->how, "during") == 0) {
+        /* the server ends the backend while the core's pipeline waits for a statement */
+        pthread_t t;
+        pthread_create(&t, NULL, terminate_later, h);
+        aj_store_exec(aj_run_store(run), "SELECT pg_sleep(2)", NULL, 0, NULL);
+        pthread_join(t, NULL);
+        assert_int_equal(PQpipelineStatus(h->pg), PQ_PIPELINE_OFF);
+        assert_int_equal(PQstatus(h->pg), CONNECTION_BAD);
+    } else if (strcmp(h->how, "terminate") == 0) {
+        char pid[16];
+        snprintf(pid, sizeof pid, "%d", PQbackendPID(h->pg));
+        /* returns once the backend has been signalled; wait until it is gone */
+        q_exec(h->owner, "SELECT pg_terminate_backend(CAST(? AS integer), 5000)", pid, NULL);
+    } else {
+        restart_server(h->how);
+    }
+    (void)run;
+    return 0; /* the core's next statements meet the cut connection */
+}
+
+/* The server cuts a borrowed connection in the middle of a step, so the core's own
+ * pipeline meets a dead socket: the core hands the connection back out of pipeline mode
+ * (the host's ROLLBACK, BEGIN and PQreset work on it), and after the host's reset the
+ * same borrowed store finishes the run. */
+void test_pg_borrowed_connection_cut(void **state) {
+    (void)state;
+    const char *hows[] = {"during", "during", "terminate", "immediate", "terminate", "fast"};
+    const char *ats[] = {"a", "c", "b", "a", "c", "b"};
+    for (int m = 0; m < 6; m++) {
+        cut_host h = {0};
+        h.owner = open_store();
+        h.pg = PQconnectdb(test_pg_conninfo());
+        assert_int_equal(PQstatus(h.pg), CONNECTION_OK);
+        static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, cut_tx, 0};
+        aj_store *s = NULL;
+        assert_aj(aj_store_borrow_pg(&s, h.pg, &hooks, &h, NULL), AJ_OK);
+        aj_workflow *wf = make_wf("a", "b", "c", NULL);
+        char key[16];
+        snprintf(key, sizeof key, "cut-%d", m);
+        aj_run_params p = AJ_RUN_PARAMS_INIT;
+        p.key = key;
+        p.job_name = "TestJob";
+        h.cut_at = ats[m];
+        h.how = hows[m];
+        aj_run *run = NULL;
+        assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+        int rc = aj_run_execute(run, cutting_step, &h);
+        assert_true(rc != AJ_OK);
+        aj_run_free(run);
+        assert_int_equal(PQpipelineStatus(h.pg), PQ_PIPELINE_OFF);
+        assert_int_equal(h.failed_sync, 0);
+        int done = 0;
+        for (int attempt = 0; attempt < 6 && !done; attempt++) {
+            run = NULL;
+            rc = aj_run_new(&run, s, wf, &p);
+            if (rc == AJ_OK)
+                rc = aj_run_execute(run, cutting_step, &h);
+            if (rc == AJ_OK) {
+                assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+                done = 1;
+            } else if (rc == AJ_ELOCKED) {
+                /* the failure record died with the connection: the lock is the dead
+                 * worker's until it expires; stand in for the expiry */
+                q_exec(h.owner, "UPDATE acidic_job_keys SET locked_at = NULL WHERE"
+                                " idempotency_key = ?", key, NULL);
+            } else {
+                assert_int_equal(PQpipelineStatus(h.pg), PQ_PIPELINE_OFF);
+                usleep(200 * 1000); /* the server may still be starting */
+            }
+            aj_run_free(run);
+        }
+        assert_true(done);
+        assert_true(h.resets >= 1);
+        assert_int_equal(h.failed_sync, 0);
+        aj_workflow_free(wf);
+        aj_store_free(s);
+        PQfinish(h.pg);
+        aj_store_free(h.owner);
+    }
+}
+
+/* The same, at random moments: a thread ends the borrowed connection's backend every few
+ * milliseconds while runs whose steps fail a statement go on (a failed statement widens
+ * the moment between a statement's answer and the sync's, the one a fast shutdown hit in
+ * the fault suite). Whenever the host gets its connection back, it is out of pipeline mode
+ * or visibly lost (CONNECTION_BAD), never stuck in between; afterwards a run finishes. */
+typedef struct cutter {
+    cut_host *h;
+    volatile int pid; /* the borrowed connection's backend; 0 while it is being reset */
+    volatile int stop;
+    int cuts;
+} cutter;
+
+static void *cut_repeatedly(void *arg) {
+    cutter *k = arg;
+    aj_store *s = open_store();
+    unsigned seed = 7;
+    while (!k->stop && k->cuts < 150) {
+        usleep(2000 + (unsigned)(rand_r(&seed) % 12000));
+        int pid = k->pid;
+        if (!pid)
+            continue;
+        char p[16];
+        snprintf(p, sizeof p, "%d", pid);
+        if (q_int(s, "SELECT CAST(pg_terminate_backend(CAST(? AS integer)) AS integer)", p,
+                  NULL) == 1)
+            k->cuts++;
+    }
+    aj_store_free(s);
+    return NULL;
+}
+
+static cutter *g_cutter;
+
+static int failing_statement_step(aj_run *run, const char *step, void *ctx) {
+    (void)ctx;
+    aj_store *s = aj_run_store(run);
+    if (strcmp(step, "a") == 0)
+        return aj_store_exec(s, "SELECT 1 / 0", NULL, 0, NULL) == AJ_OK; /* fails: retried */
+    aj_value v = {.type = AJ_TEXT, .text = step, .len = strlen(step)};
+    return aj_store_exec(s, "INSERT INTO app_log (step) VALUES (?)", &v, 1, NULL) != AJ_OK;
+}
+
+static int cut_tx_tracking(void *ctx, aj_tx_body body, void *arg, int *committed) {
+    cut_host *h = ctx;
+    if (PQstatus(h->pg) == CONNECTION_BAD) {
+        g_cutter->pid = 0;
+        int rc = cut_tx(ctx, body, arg, committed);
+        g_cutter->pid = PQstatus(h->pg) == CONNECTION_OK ? PQbackendPID(h->pg) : 0;
+        return rc;
+    }
+    h->failed_sync += PQpipelineStatus(h->pg) != PQ_PIPELINE_OFF;
+    return cut_tx(ctx, body, arg, committed);
+}
+
+void test_pg_borrowed_connection_cut_anywhere(void **state) {
+    (void)state;
+    cut_host h = {0};
+    h.owner = open_store();
+    create_app_table(h.owner);
+    h.pg = PQconnectdb(test_pg_conninfo());
+    assert_int_equal(PQstatus(h.pg), CONNECTION_OK);
+    PQclear(PQexec(h.pg, "SET client_min_messages = error"));
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, cut_tx_tracking, 0};
+    aj_store *s = NULL;
+    aj_options o = AJ_OPTIONS_INIT;
+    o.lock_timeout_ms = 1; /* a run whose failure record was lost is taken over at once */
+    assert_aj(aj_store_borrow_pg(&s, h.pg, &hooks, &h, &o), AJ_OK);
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    cutter k = {.h = &h, .pid = PQbackendPID(h.pg)};
+    g_cutter = &k;
+    pthread_t t;
+    pthread_create(&t, NULL, cut_repeatedly, &k);
+    int runs = 0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    do {
+        char key[24];
+        snprintf(key, sizeof key, "any-%d", runs++ % 20);
+        aj_run_params p = AJ_RUN_PARAMS_INIT;
+        p.key = key;
+        p.job_name = "TestJob";
+        aj_run *run = NULL;
+        if (aj_run_new(&run, s, wf, &p) == AJ_OK)
+            aj_run_execute(run, failing_statement_step, NULL);
+        aj_run_free(run);
+        /* the host's view once the core handed the connection back */
+        assert_true(PQpipelineStatus(h.pg) == PQ_PIPELINE_OFF || PQstatus(h.pg) == CONNECTION_BAD);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (k.cuts < 150 && now.tv_sec - start.tv_sec < 20);
+    k.stop = 1;
+    pthread_join(t, NULL);
+    assert_int_equal(h.failed_sync, 0);
+    assert_true(k.cuts >= 20);
+    if (getenv("AJ_TEST_VERBOSE"))
+        printf("%d cuts over %d runs\n", k.cuts, runs);
+    /* and the connection still serves: a run with no failing step finishes */
+    aj_workflow *ok = make_wf("b", NULL);
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = "after-the-cuts";
+    p.job_name = "TestJob";
+    aj_run *run = NULL;
+    assert_aj(aj_run_new(&run, s, ok, &p), AJ_OK);
+    assert_aj(aj_run_execute(run, failing_statement_step, NULL), AJ_OK);
+    aj_run_free(run);
+    aj_workflow_free(ok);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+    PQfinish(h.pg);
+    aj_store_free(h.owner);
 }

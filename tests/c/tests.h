@@ -139,10 +139,12 @@
     /* test_faults.c */                  \
     X(test_pg_discard_all_owned)         \
     X(test_pg_borrowed_statements_discarded) \
+    X(test_pg_borrowed_connection_cut_anywhere) \
     /* last: restart the PostgreSQL server */ \
     X(test_pg_reconnect)                 \
     X(test_pg_crash_between_steps)       \
-    X(test_pg_crash_mid_step)
+    X(test_pg_crash_mid_step)           \
+    X(test_pg_borrowed_connection_cut)
 
 #define AJ_DECLARE_TEST(name) void name(void **state);
 AJ_TEST_LIST(AJ_DECLARE_TEST)
