@@ -86,6 +86,10 @@ typedef struct aj_driver {
     /* 1 when a transaction is open on the connection (a deferred BEGIN counts), else 0. */
     int (*in_transaction)(void *conn);
 
+    /* At the start of every transaction body, owned or the host's, before its first
+     * statement. May be NULL. */
+    void (*tx_begun)(void *conn);
+
     /* Before a transaction on a connection the driver opened: reconnect when it was
      * lost (the server restarted, a pipeline was cut). 0 or AJ_EDATABASE. May be NULL. */
     int (*ensure_connected)(void *conn);

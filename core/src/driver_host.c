@@ -123,11 +123,11 @@ static void host_close(void *conn, int owned, int forked)
 }
 
 static const aj_driver host_driver_sqlite = {
-    "host", AJ_DIALECT_SQLITE, 0, host_exec, NULL, NULL, NULL, host_in_transaction, NULL,
+    "host", AJ_DIALECT_SQLITE, 0, host_exec, NULL, NULL, NULL, host_in_transaction, NULL, NULL,
     host_close,
 };
 static const aj_driver host_driver_postgres = {
-    "host", AJ_DIALECT_POSTGRES, 0, host_exec, NULL, NULL, NULL, host_in_transaction, NULL,
+    "host", AJ_DIALECT_POSTGRES, 0, host_exec, NULL, NULL, NULL, host_in_transaction, NULL, NULL,
     host_close,
 };
 

@@ -6,12 +6,19 @@
  * seen yet, the statements themselves and an optional COMMIT go out together and cost
  * one network round trip.
  *
- * Connections the core opened use named prepared statements, "aj_<slot>_<hash of the
- * text>", prepared once per session (a new backend after a reconnect starts afresh).
- * Borrowed connections use unnamed statements only: the application, its driver or a
- * pooler may DEALLOCATE or DISCARD ALL at any time (psycopg 3 does after a rollback
- * once it has prepared statements of its own; PgBouncer does between clients), and a
- * statement that vanished inside a transaction would abort it.
+ * The core's statements are named prepared statements, "aj_<slot>_<hash of the text>",
+ * prepared once per session (a new backend after a reconnect starts afresh): planning
+ * them on every call cost more than executing them. On a borrowed connection the
+ * application, its driver or a pooler may DEALLOCATE or DISCARD ALL at any time (psycopg
+ * 3 does after a rollback once it has prepared statements of its own; PgBouncer hands
+ * out another backend), and a statement that vanished inside the application's
+ * transaction would abort it. So there the core's pipeline runs inside a savepoint of
+ * its own (SAVEPOINT, the statements, RELEASE: still one round trip); a statement that
+ * vanished, or a name the session already holds, rolls back to the savepoint and the
+ * pipeline runs again, preparing what is missing. Outside a transaction, or in one the
+ * pipeline opened itself, the pipeline simply runs again. After AJ_PG_MAX_SAVEPOINTS
+ * pipelines in one transaction (a subtransaction each), the rest of it uses unnamed
+ * statements: PostgreSQL tracks 64 subtransactions per transaction cheaply, no more.
  *
  * Owned connections reconnect in ensure_connected when the server went away, also when
  * a pipeline was cut half-way (the connection is then left in pipeline mode for good),
@@ -43,6 +50,8 @@
 #define AJ_PG_NAME_LEN 32       /* "aj_" + slot + "_" + 16 hex digits + NUL fits */
 #define AJ_PG_MAX_PARAMS 65535  /* the protocol's limit */
 #define AJ_PG_MAX_CALLS 8       /* statements in one exec */
+#define AJ_PG_MAX_SAVEPOINTS 32 /* savepoint-wrapped pipelines in one borrowed transaction */
+#define AJ_PG_SAVEPOINT "acidic_job_statements"
 
 /* OIDs of the built-in types returned as AJ_INT (pg_type.h is a server header). */
 enum { OID_BOOL = 16, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23 };
@@ -60,6 +69,7 @@ typedef struct aj_pg {
     int broken;               /* a pipeline was cut: reconnect before the next use */
     const char *pending_begin; /* BEGIN to send with the next exec, or NULL */
     int session_pid;          /* backend PID that `slots` describe */
+    int savepoints;           /* savepoint-wrapped pipelines in the current transaction */
     pg_slot slots[AJ_SQL_SLOTS];
     /* Every statement name the session holds: a slot whose text changes (the tables
      * changed shape) and changes back finds its old statement there. */
@@ -126,7 +136,7 @@ static void ignore_notice(void *arg, const char *message)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Prepared statements (owned connections)                                   */
+/* Prepared statements                                                        */
 /* ------------------------------------------------------------------------ */
 
 static uint64_t fnv1a(const char *s)
@@ -158,6 +168,23 @@ static void add_known(aj_pg *c, const char *name)
         aj_grow((void **)&c->known, &c->known_cap, c->nknown + 1, sizeof *c->known))
         return; /* out of memory: the statement is prepared again, harmlessly, later */
     snprintf(c->known[c->nknown++], AJ_PG_NAME_LEN, "%s", name);
+}
+
+/* After a statement the session lacked or a name it already held: learn what it holds
+ * (the server's view is the truth; a borrowed session is also the application's, and a
+ * second store may borrow it). Runs where a statement may: outside a transaction or in
+ * one that is not aborted. */
+static void resync_prepared(aj_pg *c)
+{
+    forget_prepared(c);
+    PGresult *res = PQexec(c->pg, "SELECT name FROM pg_prepared_statements"
+                                  " WHERE name LIKE 'aj\\_%'");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        for (int r = 0; r < PQntuples(res); r++)
+            add_known(c, PQgetvalue(res, r, 0));
+    PQclear(res);
+    for (int i = 0; i < AJ_SQL_SLOTS; i++)
+        c->slots[i].prepared = c->slots[i].name[0] && is_known(c, c->slots[i].name);
 }
 
 /* The slot of a cached statement, named for this text. Hashing on every call
@@ -280,8 +307,15 @@ static int copy_result(aj_pg *c, const PGresult *res, aj_rows *rows)
 /* Executing                                                                 */
 /* ------------------------------------------------------------------------ */
 
-typedef enum pg_kind { K_BEGIN, K_PREPARE, K_STMT, K_COMMIT } pg_kind;
-static const char *const kind_names[] = {"BEGIN", "PREPARE", "statement", "COMMIT"};
+typedef enum pg_kind { K_BEGIN, K_PREPARE, K_STMT, K_COMMIT, K_SAVEPOINT } pg_kind;
+static const char *const kind_names[] = {"BEGIN", "PREPARE", "statement", "COMMIT",
+                                         "savepoint"};
+
+/* How one exec uses prepared statements. */
+typedef enum pg_naming { N_UNNAMED, N_NAMED, N_NAMED_IN_SAVEPOINT } pg_naming;
+
+/* What a failed pipeline says about the session's prepared statements. */
+enum { STALE_NONE, STALE_MISSING, STALE_EXISTS };
 
 typedef struct pg_step {
     pg_kind kind;
@@ -329,7 +363,7 @@ static int call_text(aj_pg *c, const aj_call *call, const char **text)
     return 0;
 }
 
-static int send_call(aj_pg *c, const aj_call *call, pg_step *steps, int *nsteps)
+static int send_call(aj_pg *c, const aj_call *call, int named, pg_step *steps, int *nsteps)
 {
     int rc = bind_params(c, call->params, call->nparams);
     const char *text = NULL;
@@ -338,7 +372,7 @@ static int send_call(aj_pg *c, const aj_call *call, pg_step *steps, int *nsteps)
     if (rc)
         return rc;
     int n = (int)call->nparams;
-    if (c->owned && call->sql->slot >= 0) {
+    if (named && call->sql->slot >= 0) {
         pg_slot *slot = slot_for(c, call->sql);
         /* A slot counts as prepared once the pipeline's results are read: an earlier
          * call of this pipeline may already carry its PREPARE (several staged jobs). */
@@ -412,14 +446,20 @@ static int read_pipeline(aj_pg *c, pg_step *steps, int nsteps, int sent_sync, in
             break;
         }
         int skipped = PQresultStatus(res) == PGRES_PIPELINE_ABORTED; /* after a failure */
-        if (steps[k].kind == K_PREPARE && (skipped || result_failed(res, K_PREPARE)))
-            steps[k].slot->prepared = 0;
+        const char *state = skipped ? NULL : PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        int exists = steps[k].kind == K_PREPARE && state && !strcmp(state, "42P05");
+        if (steps[k].kind == K_PREPARE && (skipped || result_failed(res, K_PREPARE))) {
+            steps[k].slot->prepared = exists; /* the session holds that name already */
+            if (exists)
+                add_known(c, steps[k].slot->name);
+        }
         if (!skipped && result_failed(res, steps[k].kind)) {
             if (!rc) {
-                const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-                *stale = state && ((steps[k].kind == K_PREPARE && !strcmp(state, "42P05")) ||
-                                   (steps[k].kind == K_STMT && steps[k].slot &&
-                                    !strcmp(state, "26000")));
+                if (exists)
+                    *stale = STALE_EXISTS;
+                else if (steps[k].kind == K_STMT && steps[k].slot && state &&
+                         !strcmp(state, "26000"))
+                    *stale = STALE_MISSING;
                 rc = pg_fail(c, res, kind_names[steps[k].kind]);
             }
         } else if (!skipped && steps[k].kind == K_PREPARE) {
@@ -444,9 +484,18 @@ static int read_pipeline(aj_pg *c, pg_step *steps, int nsteps, int sent_sync, in
     return rc;
 }
 
-static int run_pipeline(aj_pg *c, const aj_call *calls, size_t ncalls, int commit, int *stale)
+static int send_simple(aj_pg *c, const char *sql, pg_kind kind, pg_step *steps, int *nsteps)
 {
-    pg_step steps[2 + 2 * AJ_PG_MAX_CALLS];
+    if (!PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0))
+        return pg_fail(c, NULL, kind_names[kind]);
+    steps[(*nsteps)++] = (pg_step){kind, NULL, NULL};
+    return 0;
+}
+
+static int run_pipeline(aj_pg *c, const aj_call *calls, size_t ncalls, int commit,
+                        pg_naming naming, int *stale)
+{
+    pg_step steps[4 + 2 * AJ_PG_MAX_CALLS];
     int nsteps = 0;
     if (!PQenterPipelineMode(c->pg))
         return pg_fail(c, NULL, "entering pipeline mode");
@@ -458,14 +507,14 @@ static int run_pipeline(aj_pg *c, const aj_call *calls, size_t ncalls, int commi
             steps[nsteps++] = (pg_step){K_BEGIN, NULL, NULL};
         c->pending_begin = NULL;
     }
+    if (!rc && naming == N_NAMED_IN_SAVEPOINT)
+        rc = send_simple(c, "SAVEPOINT " AJ_PG_SAVEPOINT, K_SAVEPOINT, steps, &nsteps);
     for (size_t i = 0; i < ncalls && !rc; i++)
-        rc = send_call(c, &calls[i], steps, &nsteps);
-    if (!rc && commit) {
-        if (!PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0))
-            rc = pg_fail(c, NULL, "COMMIT");
-        else
-            steps[nsteps++] = (pg_step){K_COMMIT, NULL, NULL};
-    }
+        rc = send_call(c, &calls[i], naming != N_UNNAMED, steps, &nsteps);
+    if (!rc && naming == N_NAMED_IN_SAVEPOINT)
+        rc = send_simple(c, "RELEASE SAVEPOINT " AJ_PG_SAVEPOINT, K_SAVEPOINT, steps, &nsteps);
+    if (!rc && commit)
+        rc = send_simple(c, "COMMIT", K_COMMIT, steps, &nsteps);
     aj_saved_error send_err;
     if (rc)
         aj_error_save(&send_err);
@@ -474,6 +523,14 @@ static int run_pipeline(aj_pg *c, const aj_call *calls, size_t ncalls, int commi
     if (rc)
         return aj_error_restore(&send_err);
     return read_rc;
+}
+
+static int has_named(const aj_call *calls, size_t ncalls)
+{
+    for (size_t i = 0; i < ncalls; i++)
+        if (calls[i].sql->slot >= 0)
+            return 1;
+    return 0;
 }
 
 static int check_usable(aj_pg *c)
@@ -517,29 +574,49 @@ static int pg_exec(void *conn, const aj_call *calls, size_t ncalls, unsigned fla
     int rc = check_usable(c);
     if (rc)
         return rc;
-    if (c->owned)
-        check_session(c);
-    /* Retrying is safe only when the failed attempt ran in a transaction of its own,
-     * which the server has ended: a prepared statement the session lost (the
-     * application ran DISCARD ALL through aj_store_exec). */
+    check_session(c);
     /* A pipeline that opened its own transaction, or ran outside one, can run again
-     * after a stale prepared statement: nothing else happened in that transaction. */
+     * after a stale prepared statement: nothing else happened in that transaction. Inside
+     * a transaction the core did not open here, only a borrowed connection's savepoint
+     * makes that safe; an owned connection's statements vanish only by SQL the core
+     * sees (below), so there the next pipeline prepares them again. */
     const char *begin = c->pending_begin;
-    int fresh = begin != NULL || PQtransactionStatus(c->pg) == PQTRANS_IDLE;
-    int stale = 0;
-    rc = run_pipeline(c, calls, ncalls, (flags & AJ_X_COMMIT) != 0, &stale);
+    PGTransactionStatusType ts = PQtransactionStatus(c->pg);
+    int fresh = begin != NULL || ts == PQTRANS_IDLE;
+    pg_naming naming = N_NAMED;
+    if (!c->owned && !fresh)
+        naming = ts == PQTRANS_INTRANS && c->savepoints < AJ_PG_MAX_SAVEPOINTS &&
+                         has_named(calls, ncalls)
+                     ? N_NAMED_IN_SAVEPOINT
+                     : N_UNNAMED;
+    if (naming == N_NAMED_IN_SAVEPOINT)
+        c->savepoints++;
+    int commit = (flags & AJ_X_COMMIT) != 0;
+    int stale = STALE_NONE;
+    rc = run_pipeline(c, calls, ncalls, commit, naming, &stale);
     if (stale) {
         forget_prepared(c);
         if (fresh && PQstatus(c->pg) == CONNECTION_OK) {
             if (in_tx_status(PQtransactionStatus(c->pg)))
                 PQclear(PQexec(c->pg, "ROLLBACK"));
+            resync_prepared(c);
             c->pending_begin = begin;
-            stale = 0;
-            rc = run_pipeline(c, calls, ncalls, (flags & AJ_X_COMMIT) != 0, &stale);
+            stale = STALE_NONE;
+            rc = run_pipeline(c, calls, ncalls, commit, naming, &stale);
+        } else if (naming == N_NAMED_IN_SAVEPOINT && PQstatus(c->pg) == CONNECTION_OK) {
+            PGresult *res = PQexec(c->pg, "ROLLBACK TO SAVEPOINT " AJ_PG_SAVEPOINT
+                                          "; RELEASE SAVEPOINT " AJ_PG_SAVEPOINT);
+            int back = PQresultStatus(res) == PGRES_COMMAND_OK;
+            PQclear(res);
+            if (back) {
+                resync_prepared(c);
+                stale = STALE_NONE;
+                rc = run_pipeline(c, calls, ncalls, commit, naming, &stale);
+            }
         }
     }
     /* Application SQL that drops the session's prepared statements. */
-    for (size_t i = 0; c->owned && i < ncalls && rc == 0; i++)
+    for (size_t i = 0; i < ncalls && rc == 0; i++)
         if (!calls[i].sql->native && (first_word_is(calls[i].sql->text, "DISCARD") ||
                                       first_word_is(calls[i].sql->text, "DEALLOCATE")))
             forget_prepared(c);
@@ -588,7 +665,12 @@ static int pg_commit(void *conn)
         return aj_error_set(AJ_EMISUSE, "PostgreSQL COMMIT: no transaction is open: something "
                                         "ended it before the core could commit");
     int stale = 0;
-    return run_pipeline(c, NULL, 0, 1, &stale);
+    return run_pipeline(c, NULL, 0, 1, N_NAMED, &stale);
+}
+
+static void pg_tx_begun(void *conn)
+{
+    ((aj_pg *)conn)->savepoints = 0;
 }
 
 static void pg_rollback(void *conn)
@@ -682,7 +764,7 @@ static void pg_close(void *conn, int owned, int forked)
 
 static const aj_driver pg_driver = {
     "postgres", AJ_DIALECT_POSTGRES, 0, pg_exec, pg_begin, pg_commit, pg_rollback,
-    pg_in_transaction, pg_ensure_connected, pg_close,
+    pg_in_transaction, pg_tx_begun, pg_ensure_connected, pg_close,
 };
 
 /* ------------------------------------------------------------------------ */

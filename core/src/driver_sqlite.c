@@ -287,7 +287,7 @@ static void sq_close(void *conn, int owned, int forked)
 
 static const aj_driver sqlite_driver = {
     "sqlite", AJ_DIALECT_SQLITE, AJ_DRV_LEAN, sq_exec, sq_begin, sq_commit, sq_rollback,
-    sq_in_transaction, NULL, sq_close,
+    sq_in_transaction, NULL, NULL, sq_close,
 };
 
 /* acidic_job_now(): the time as the core writes it (the process's clock, microseconds),

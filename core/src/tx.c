@@ -31,6 +31,8 @@ static int tx_body(void *p)
     if (!s->drv->in_transaction(s->conn))
         rc = aj_error_set(AJ_EMISUSE, "the host's atomically hook ran the body outside a "
                                       "transaction: open one (BEGIN) before calling it");
+    if (!rc && s->drv->tx_begun)
+        s->drv->tx_begun(s->conn);
     if (!rc && !(t->flags & AJ_TXF_NO_SCHEMA))
         rc = aj_schema_ensure(s);
     if (!rc && ((t->flags & AJ_TXF_WRITE) || s->write_lock_first) &&

@@ -178,6 +178,88 @@ void test_pg_borrowed_statements_discarded(void **state) {
     aj_store_free(owner);
 }
 
+/* On a borrowed connection the core's statements are prepared once per session (named),
+ * each pipeline in a savepoint of its own: statements the application deallocates in the
+ * middle of a step, a second store borrowing the same connection (its PREPAREs meet names
+ * the session holds), and a transaction with more pipelines than there are savepoints to
+ * spend, all run without a failed step and with each write exactly once. */
+static int plain_tx(void *ctx, aj_tx_body body, void *arg, int *committed) {
+    PGconn *pg = ctx;
+    PQclear(PQexec(pg, "BEGIN"));
+    int rc = body(arg);
+    PGresult *r = PQexec(pg, rc == 0 ? "COMMIT" : "ROLLBACK");
+    *committed = rc == 0 && PQresultStatus(r) == PGRES_COMMAND_OK &&
+                 strcmp(PQcmdStatus(r), "COMMIT") == 0;
+    PQclear(r);
+    return 0;
+}
+
+static int64_t named_statements(PGconn *pg) {
+    PGresult *r = PQexec(pg, "SELECT COUNT(*) FROM pg_prepared_statements WHERE name LIKE 'aj\\_%'");
+    int64_t n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoll(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    return n;
+}
+
+static int writing_step(aj_run *run, const char *step, void *ctx) {
+    int *mode = ctx;
+    aj_store *s = aj_run_store(run);
+    aj_value v = {.type = AJ_TEXT, .text = step, .len = strlen(step)};
+    if (aj_store_exec(s, "INSERT INTO app_log (step) VALUES (?)", &v, 1, NULL) != AJ_OK)
+        return 1;
+    if (*mode == 1) /* the application's driver drops every statement mid-step */
+        PQclear(PQexec(aj_store_pg(s), "DEALLOCATE ALL"));
+    if (*mode == 2 && strcmp(step, "b") == 0) /* many pipelines in one transaction */
+        for (int i = 0; i < 3 * 32; i++)
+            if (aj_run_stage(run, "activejob", "StagedJob", "{}", 2, NULL) != AJ_OK ||
+                aj_store_exec(s, "SELECT 1", NULL, 0, NULL) != AJ_OK)
+                return 1;
+    return 0;
+}
+
+void test_pg_borrowed_statements_named(void **state) {
+    (void)state;
+    aj_store *owner = open_store();
+    create_app_table(owner);
+    PGconn *pg = PQconnectdb(test_pg_conninfo());
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, plain_tx, 0};
+    aj_store *s = NULL, *twin = NULL;
+    assert_aj(aj_store_borrow_pg(&s, pg, &hooks, pg, NULL), AJ_OK);
+    assert_aj(aj_store_borrow_pg(&twin, pg, &hooks, pg, NULL), AJ_OK);
+    aj_workflow *wf = make_wf("a", "b", NULL);
+    /* mode 0: plain runs; 1: DEALLOCATE ALL in each step; 0 on the twin store; 2 */
+    const int modes[] = {0, 0, 1, 1, 0, 2};
+    int64_t runs = 0;
+    for (int i = 0; i < 6; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "named-%d", i);
+        aj_run_params p = AJ_RUN_PARAMS_INIT;
+        p.key = key;
+        p.job_name = "TestJob";
+        aj_run *run = NULL;
+        int mode = modes[i];
+        assert_aj(aj_run_new(&run, i == 4 ? twin : s, wf, &p), AJ_OK);
+        assert_aj(aj_run_execute(run, writing_step, &mode), AJ_OK);
+        assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+        aj_run_free(run);
+        runs++;
+        if (i == 1)
+            assert_true(named_statements(pg) >= 3); /* the core's statements are prepared */
+        assert_int_equal(app_rows(owner, "a"), runs);
+        assert_int_equal(app_rows(owner, "b"), runs);
+        assert_int_equal(PQtransactionStatus(pg), PQTRANS_IDLE);
+    }
+    assert_int_equal(q_int(owner, "SELECT COUNT(*) FROM acidic_job_keys WHERE recovery_point"
+                                  " = 'FINISHED' AND error_object IS NULL", NULL, NULL), 6);
+    assert_int_equal(q_int(owner, "SELECT COUNT(*) FROM staged_acidic_jobs", NULL, NULL), 96);
+    aj_workflow_free(wf);
+    aj_store_free(twin);
+    aj_store_free(s);
+    PQfinish(pg);
+    aj_store_free(owner);
+}
+
 /* ---- SQLite: one writer, held only while a step writes ------------------------- */
 
 typedef struct slow {

@@ -140,6 +140,7 @@
     X(test_pg_discard_all_owned)         \
     X(test_pg_borrowed_statements_discarded) \
     X(test_pg_borrowed_connection_cut_anywhere) \
+    X(test_pg_borrowed_statements_named) \
     /* last: restart the PostgreSQL server */ \
     X(test_pg_reconnect)                 \
     X(test_pg_crash_between_steps)       \
