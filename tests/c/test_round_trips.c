@@ -199,3 +199,73 @@ void test_pg_borrowed_step_round_trips(void **state)
     PQfinish(pg);
     aj_store_free(owner);
 }
+
+/* Acquisition on a table the planner knows nothing about (never analyzed: a fresh
+ * deployment, a table growing faster than autovacuum looks at it) with 20,000 finished
+ * runs: finding the key must go through the key's index. With "ORDER BY id LIMIT 1" the
+ * planner walked the primary key in id order, filtering every row, for a key that is not
+ * there: a cost growing with the history (4 ms at 10,000 rows). Counted, not timed: the
+ * index scans of the first step's transaction (pg_stat_get_xact_numscans), where the
+ * acquisition runs. Owned (named statements, generic plans after five runs) and borrowed. */
+static int count_pkey_scans(aj_run *run, const char *step, void *ctx)
+{
+    (void)step;
+    aj_rows *rows = NULL;
+    int rc = aj_store_exec(aj_run_store(run),
+                           "SELECT pg_stat_get_xact_numscans('acidic_job_keys_pkey'::regclass),"
+                           " pg_stat_get_xact_numscans(CAST((SELECT indexrelid FROM pg_index"
+                           " WHERE indrelid = 'acidic_job_keys'::regclass AND NOT indisprimary"
+                           " LIMIT 1) AS regclass))", NULL, 0, &rows);
+    if (rc == AJ_OK) {
+        int64_t *scans = ctx;
+        scans[0] += aj_rows_cell(rows, 0, 0)->integer;
+        scans[1] += aj_rows_cell(rows, 0, 1)->integer;
+    }
+    aj_rows_free(rows);
+    return rc != AJ_OK;
+}
+
+void test_pg_acquisition_uses_the_key_index(void **state)
+{
+    (void)state;
+    aj_store *store = open_store();
+    PGconn *pg = aj_store_pg(store);
+    /* the core makes its tables on first use */
+    aj_workflow *wf = NULL;
+    assert_int_equal(aj_workflow_new(&wf), AJ_OK);
+    assert_int_equal(aj_workflow_add_step(wf, "only", NULL, 0), AJ_OK);
+    int64_t scans[2] = {0, 0};
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = "first";
+    p.job_name = "Plans";
+    aj_run *run;
+    assert_int_equal(aj_run_new(&run, store, wf, &p), AJ_OK);
+    assert_int_equal(aj_run_execute(run, count_pkey_scans, scans), AJ_OK);
+    aj_run_free(run);
+    exec_ok(pg, "ALTER TABLE acidic_job_keys SET (autovacuum_enabled = false)");
+    exec_ok(pg, "INSERT INTO acidic_job_keys (idempotency_key, job_name, job_args, recovery_point,"
+                " created_at, updated_at) SELECT 'old-' || g, 'Plans', '[]', 'FINISHED', now(),"
+                " now() FROM generate_series(1, 20000) g");
+    PGconn *app = PQconnectdb(test_pg_conninfo());
+    assert_int_equal(PQstatus(app), CONNECTION_OK);
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_atomically, 0};
+    aj_store *borrowed = NULL;
+    assert_int_equal(aj_store_borrow_pg(&borrowed, app, &hooks, app, NULL), AJ_OK);
+    for (int s = 0; s < 2; s++) {
+        scans[0] = scans[1] = 0;
+        for (int i = 0; i < 8; i++) { /* past the five custom plans of a named statement */
+            char key[32];
+            snprintf(key, sizeof key, "new-%d-%d", s, i);
+            p.key = key;
+            assert_int_equal(aj_run_new(&run, s ? borrowed : store, wf, &p), AJ_OK);
+            assert_int_equal(aj_run_execute(run, count_pkey_scans, scans), AJ_OK);
+            aj_run_free(run);
+        }
+        assert_int_equal(scans[0], 0); /* the primary key was never walked */
+        assert_true(scans[1] >= 8);    /* the key's index found (or not) each key */
+    }
+    aj_store_free(borrowed);
+    PQfinish(app);
+    aj_workflow_free(wf);
+    aj_store_free(store);
+}

@@ -134,6 +134,7 @@
     /* test_round_trips.c */             \
     X(test_pg_step_round_trips)          \
     X(test_pg_borrowed_step_round_trips) \
+    X(test_pg_acquisition_uses_the_key_index) \
     /* test_concurrency.c */             \
     X(test_pg_serialization_conflict)    \
     /* test_faults.c */                  \
