@@ -1711,6 +1711,12 @@ static int measure_history(const char *empty_url, const char *loaded_url, long r
     memset(cost, 0, sizeof cost);
     per_call(&empty, wf, 10, &warm[0]);
     per_call(&loaded, wf, 10, &warm[1]);
+    /* The first drain stamped the loaded (0.7.0-shaped, never stamped) staged rows; their
+     * old index entries stay in the (delivered_at, id) index until VACUUM, and every
+     * drain walks them (0.55 ms for no row on PostgreSQL). Autovacuum removes them after
+     * such a bulk update; the measure is the steady state after it, as after the load. */
+    if (loaded.pg)
+        app_sql(&loaded, "VACUUM staged_acidic_jobs");
     seen.capturing = 1;
     per_call(&loaded, wf, 3, &warm[1]);
     seen.capturing = 0;
