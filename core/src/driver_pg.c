@@ -314,9 +314,6 @@ static const char *const kind_names[] = {"BEGIN", "PREPARE", "statement", "COMMI
 /* How one exec uses prepared statements. */
 typedef enum pg_naming { N_UNNAMED, N_NAMED, N_NAMED_IN_SAVEPOINT } pg_naming;
 
-/* What a failed pipeline says about the session's prepared statements. */
-enum { STALE_NONE, STALE_MISSING, STALE_EXISTS };
-
 typedef struct pg_step {
     pg_kind kind;
     const aj_call *call; /* K_STMT */
@@ -446,20 +443,15 @@ static int read_pipeline(aj_pg *c, pg_step *steps, int nsteps, int sent_sync, in
             break;
         }
         int skipped = PQresultStatus(res) == PGRES_PIPELINE_ABORTED; /* after a failure */
-        const char *state = skipped ? NULL : PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        int exists = steps[k].kind == K_PREPARE && state && !strcmp(state, "42P05");
-        if (steps[k].kind == K_PREPARE && (skipped || result_failed(res, K_PREPARE))) {
-            steps[k].slot->prepared = exists; /* the session holds that name already */
-            if (exists)
-                add_known(c, steps[k].slot->name);
-        }
+        if (steps[k].kind == K_PREPARE && (skipped || result_failed(res, K_PREPARE)))
+            steps[k].slot->prepared = 0;
         if (!skipped && result_failed(res, steps[k].kind)) {
             if (!rc) {
-                if (exists)
-                    *stale = STALE_EXISTS;
-                else if (steps[k].kind == K_STMT && steps[k].slot && state &&
-                         !strcmp(state, "26000"))
-                    *stale = STALE_MISSING;
+                /* a name the session already holds, or a statement it lost */
+                const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+                *stale = state && ((steps[k].kind == K_PREPARE && !strcmp(state, "42P05")) ||
+                                   (steps[k].kind == K_STMT && steps[k].slot &&
+                                    !strcmp(state, "26000")));
                 rc = pg_fail(c, res, kind_names[steps[k].kind]);
             }
         } else if (!skipped && steps[k].kind == K_PREPARE) {
@@ -592,7 +584,7 @@ static int pg_exec(void *conn, const aj_call *calls, size_t ncalls, unsigned fla
     if (naming == N_NAMED_IN_SAVEPOINT)
         c->savepoints++;
     int commit = (flags & AJ_X_COMMIT) != 0;
-    int stale = STALE_NONE;
+    int stale = 0;
     rc = run_pipeline(c, calls, ncalls, commit, naming, &stale);
     if (stale) {
         forget_prepared(c);
@@ -601,7 +593,7 @@ static int pg_exec(void *conn, const aj_call *calls, size_t ncalls, unsigned fla
                 PQclear(PQexec(c->pg, "ROLLBACK"));
             resync_prepared(c);
             c->pending_begin = begin;
-            stale = STALE_NONE;
+            stale = 0;
             rc = run_pipeline(c, calls, ncalls, commit, naming, &stale);
         } else if (naming == N_NAMED_IN_SAVEPOINT && PQstatus(c->pg) == CONNECTION_OK) {
             PGresult *res = PQexec(c->pg, "ROLLBACK TO SAVEPOINT " AJ_PG_SAVEPOINT
@@ -610,7 +602,7 @@ static int pg_exec(void *conn, const aj_call *calls, size_t ncalls, unsigned fla
             PQclear(res);
             if (back) {
                 resync_prepared(c);
-                stale = STALE_NONE;
+                stale = 0;
                 rc = run_pipeline(c, calls, ncalls, commit, naming, &stale);
             }
         }

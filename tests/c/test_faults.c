@@ -127,15 +127,23 @@ void test_pg_discard_all_owned(void **state) {
     aj_store_free(s);
 }
 
-/* A borrowed connection whose driver deallocates everything, between runs and inside a
- * step (psycopg 3 after a rollback, a pooler's DISCARD ALL between clients). */
-static int pg_tx(void *ctx, aj_tx_body body, void *arg, int *committed) {
+/* The host's hooks: BEGIN and COMMIT (or ROLLBACK) on the borrowed connection. */
+static int plain_tx(void *ctx, aj_tx_body body, void *arg, int *committed) {
     PGconn *pg = ctx;
     PQclear(PQexec(pg, "BEGIN"));
     int rc = body(arg);
-    PQclear(PQexec(pg, rc == 0 ? "COMMIT" : "ROLLBACK"));
-    *committed = rc == 0;
-    PQclear(PQexec(pg, "DEALLOCATE ALL"));
+    PGresult *r = PQexec(pg, rc == 0 ? "COMMIT" : "ROLLBACK");
+    *committed = rc == 0 && PQresultStatus(r) == PGRES_COMMAND_OK &&
+                 strcmp(PQcmdStatus(r), "COMMIT") == 0;
+    PQclear(r);
+    return 0;
+}
+
+/* A borrowed connection whose driver deallocates everything, between runs and inside a
+ * step (psycopg 3 after a rollback, a pooler's DISCARD ALL between clients). */
+static int pg_tx(void *ctx, aj_tx_body body, void *arg, int *committed) {
+    plain_tx(ctx, body, arg, committed);
+    PQclear(PQexec((PGconn *)ctx, "DEALLOCATE ALL"));
     return 0;
 }
 
@@ -183,17 +191,6 @@ void test_pg_borrowed_statements_discarded(void **state) {
  * middle of a step, a second store borrowing the same connection (its PREPAREs meet names
  * the session holds), and a transaction with more pipelines than there are savepoints to
  * spend, all run without a failed step and with each write exactly once. */
-static int plain_tx(void *ctx, aj_tx_body body, void *arg, int *committed) {
-    PGconn *pg = ctx;
-    PQclear(PQexec(pg, "BEGIN"));
-    int rc = body(arg);
-    PGresult *r = PQexec(pg, rc == 0 ? "COMMIT" : "ROLLBACK");
-    *committed = rc == 0 && PQresultStatus(r) == PGRES_COMMAND_OK &&
-                 strcmp(PQcmdStatus(r), "COMMIT") == 0;
-    PQclear(r);
-    return 0;
-}
-
 static int64_t named_statements(PGconn *pg) {
     PGresult *r = PQexec(pg, "SELECT COUNT(*) FROM pg_prepared_statements WHERE name LIKE 'aj\\_%'");
     int64_t n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoll(PQgetvalue(r, 0, 0)) : -1;
