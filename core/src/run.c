@@ -310,6 +310,13 @@ static void build_claim(aj_run *run, const claim *c, claim_call *cc)
     p[13] = aj_cstr(c->expect_rp);
     p[14] = aj_cstr(c->expect_lock);
     memset(&cc->rows, 0, sizeof cc->rows);
+    if (c->recover == RECOVER_KEEP && !c->acquiring) {
+        /* a plain step: AJ_Q_CLAIM_STEP takes 0-3, 8 and 12-14 */
+        p[4] = p[8];
+        memmove(p + 5, p + 12, 3 * sizeof *p);
+        cc->call = (aj_call){&s->sql[AJ_Q_CLAIM_STEP], cc->p, 8, &cc->rows};
+        return;
+    }
     cc->call = (aj_call){&s->sql[AJ_Q_CLAIM], cc->p, 15, &cc->rows};
 }
 

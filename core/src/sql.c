@@ -129,6 +129,16 @@ static const char *const templates[AJ_Q_COUNT] = {
         " resume_args = COALESCE(?, resume_args){KU:, updated_at = @now}"
         " WHERE id = ? AND recovery_point = ? AND locked_at @is @ts(?){R: RETURNING id}",
 
+    /* AJ_Q_CLAIM less what a plain step leaves as it is (attempts, last_run_at, recover_at,
+     * the resume description): it names no indexed column. SQLite rewrites the entries of
+     * every index over a column its SET names, whatever the value: naming recover_at cost
+     * each step a page of its index. */
+    [AJ_Q_CLAIM_STEP] =
+        "UPDATE acidic_job_keys SET recovery_point = ?, locked_at = @ts(?), locked_by = ?,"
+        " attr_accessors = COALESCE(?, attr_accessors), error_object = NULL,"
+        " awaiting_batch_id = @int(?){KU:, updated_at = @now}"
+        " WHERE id = ? AND recovery_point = ? AND locked_at @is @ts(?){R: RETURNING id}",
+
     [AJ_Q_FAIL] =
         "UPDATE acidic_job_keys SET locked_at = NULL, locked_by = NULL, error_object = ?,"
         " attempts = COALESCE(attempts, 0) + @int(?), recover_at = @ts(?), dead_at = @ts(?)"
@@ -311,6 +321,7 @@ int aj_sql_result(aj_stmt stmt)
     case AJ_Q_STAGE:
     case AJ_Q_BATCH_INSERT: return AJ_RESULT_ROWID;
     case AJ_Q_CLAIM:
+    case AJ_Q_CLAIM_STEP:
     case AJ_Q_FAIL: return AJ_RESULT_CHANGED;
     default: return AJ_RESULT_RETURNED;
     }

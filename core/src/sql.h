@@ -42,6 +42,7 @@ typedef enum aj_stmt {
     /* steps (run.c) */
     AJ_Q_CLAIM,           /* the one transition of a run's row: compare-and-set on the lock
                              token and recovery point, then the new state */
+    AJ_Q_CLAIM_STEP,      /* AJ_Q_CLAIM for a plain step: only the state a step changes */
     AJ_Q_FAIL,            /* record a failure and release the lock (token checked) */
     AJ_Q_KEY_EXISTS,      /* a claim matched no row: lost lock or deleted row? */
     AJ_Q_WRITE_LOCK,      /* SQLite: take the write lock first in a transaction that reads

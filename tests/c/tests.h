@@ -72,6 +72,7 @@
     X(test_recover_dead)                 \
     X(test_recover_skips)                \
     X(test_recover_concurrent)           \
+    X(test_recover_plain_step_writes_no_index) \
     /* test_tables.c */                  \
     X(test_tables_070_shapes)            \
     X(test_tables_column_case)           \
