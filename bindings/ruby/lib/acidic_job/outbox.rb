@@ -17,7 +17,7 @@ module AcidicJob
       gid = { "staged_job_gid" => Staged.gid_for(id) }
       case adapter
       when "activejob"
-        require "active_job"
+        require "active_job" unless defined?(::ActiveJob::Base) # (require checks files: every push)
         data = job_args.dup
         data["arguments"] = Array(data["arguments"]) + [gid]
         ::ActiveJob::Base.deserialize(data).enqueue

@@ -21,10 +21,13 @@ module AcidicJob
 
     after_create_commit :enqueue_job
 
-    # The GlobalID string of the staged row `id`, without loading it.
+    # The GlobalID string of the staged row `id`, without loading it (one per pushed job:
+    # URI::GID.build is made once per app name).
     def self.gid_for(id)
-      URI::GID.build(app: GlobalID.app || AcidicJob::DEFAULT_GLOBALID_APP,
-                     model_name: name, model_id: id.to_s).to_s
+      app = GlobalID.app || AcidicJob::DEFAULT_GLOBALID_APP
+      prefix = (@gid_prefixes ||= {})[app] ||=
+        URI::GID.build(app: app, model_name: name, model_id: "0").to_s.delete_suffix("0").freeze
+      "#{prefix}#{Integer(id)}"
     end
 
     def to_global_id(_options = {})
