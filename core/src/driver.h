@@ -55,10 +55,13 @@ enum {
 
 /* Features of a driver (aj_driver.features). */
 enum {
-    AJ_DRV_LEAN = 1 << 0 /* SQLite in process: the core's statements drop RETURNING where a
-                            row id or a changed-row count says the same (AJ_RESULT_*), and
-                            read the time from acidic_job_now() rather than strftime():
-                            both cost SQLite more than the statement itself */
+    /* SQLite in process: the core's statements drop RETURNING where a row id or a
+     * changed-row count says the same (AJ_RESULT_*), and read the time from
+     * acidic_job_now() rather than strftime(): both cost SQLite more than the statement. */
+    AJ_DRV_LEAN = 1 << 0,
+    /* A statement outside a transaction is a transaction of its own (SQLite in process; a
+     * host's exec may begin one). */
+    AJ_DRV_READS_ALONE = 1 << 1
 };
 
 typedef struct aj_driver {

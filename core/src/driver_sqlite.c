@@ -286,7 +286,7 @@ static void sq_close(void *conn, int owned, int forked)
 }
 
 static const aj_driver sqlite_driver = {
-    "sqlite", AJ_DIALECT_SQLITE, AJ_DRV_LEAN, sq_exec, sq_begin, sq_commit, sq_rollback,
+    "sqlite", AJ_DIALECT_SQLITE, AJ_DRV_LEAN | AJ_DRV_READS_ALONE, sq_exec, sq_begin, sq_commit, sq_rollback,
     sq_in_transaction, NULL, NULL, sq_close,
 };
 

@@ -1077,12 +1077,13 @@ int aj_run_step(aj_run *run, aj_step_fn fn, void *ctx)
                                         "(status %d); make a new run to try again",
                             run->cur.status);
     step_call sc = {run, fn, ctx, 0, 0, NULL, aj_now_us(), 0, "", "", 0};
-    /* SQLite: a new run is acquired by a read in a transaction of its own (a read commits
-     * nothing), so that the step's transaction begins with the step's own first write: a
-     * snapshot taken before a long step would make that write fail against any other
-     * writer that committed meanwhile (SQLITE_BUSY_SNAPSHOT). */
+    /* SQLite: a new run is acquired by a read of its own (a read commits nothing; in
+     * process, outside a transaction, without one), so that the step's transaction begins
+     * with the step's own first write: a snapshot taken before a long step would make that
+     * write fail against any other writer that committed meanwhile (SQLITE_BUSY_SNAPSHOT).
+     * The step's claim checks what the read saw. */
     if (run->cur.status == AJ_RUN_NEW && run->store->drv->dialect == AJ_DIALECT_SQLITE) {
-        rc = aj_tx(run->store, AJ_TXF_RETRY, peek_body, peek_settle, &sc);
+        rc = aj_tx(run->store, AJ_TXF_RETRY | AJ_TXF_READ, peek_body, peek_settle, &sc);
         if (rc)
             return sc.record ? record_failure(run, rc, NULL) : rc;
         if (run->cur.status != AJ_RUN_READY)

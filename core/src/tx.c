@@ -111,10 +111,34 @@ static int may_retry(const aj_store *s, int tries, int64_t start_us)
            aj_now_us() - start_us < s->opts.busy_timeout_ms * 1000;
 }
 
+/* AJ_TXF_READ outside any transaction, on a driver whose statements are transactions of
+ * their own there: the body runs without BEGIN and COMMIT (nor the host's atomically
+ * hook). 1 when it did not run that way, or met tables to heal or a conflict: aj_tx's
+ * transaction takes over (the body's reads changed nothing). */
+static int read_alone(aj_store *s, aj_tx_fn body, aj_tx_settle_fn settle, void *arg, int *rc)
+{
+    if (!(s->drv->features & AJ_DRV_READS_ALONE) || !s->shape.known ||
+        s->drv->in_transaction(s->conn))
+        return 1;
+    s->tx_depth = 1;
+    s->tx_done = 1; /* nothing to finish */
+    *rc = body(s, arg);
+    s->tx_depth = 0;
+    aj_saved_error err;
+    aj_error_save(&err);
+    if (settle)
+        settle(s, arg, *rc == AJ_OK);
+    aj_error_restore(&err);
+    return *rc == AJ_ESTALE || *rc == AJ_ECONFLICT;
+}
+
 int aj_tx(aj_store *s, unsigned flags, aj_tx_fn body, aj_tx_settle_fn settle, void *arg)
 {
     if (s->tx_depth > 0)
         return body(s, arg); /* joins the open transaction */
+    int alone_rc;
+    if ((flags & AJ_TXF_READ) && !read_alone(s, body, settle, arg, &alone_rc))
+        return alone_rc;
     int healed = 0;
     int64_t start = aj_now_us();
     for (int tries = 0;;) {

@@ -30,7 +30,10 @@ enum {
                                      a host transaction) */
     AJ_TXF_SERIALIZABLE = 1 << 1, /* the core's own PostgreSQL transaction: SERIALIZABLE */
     AJ_TXF_RETRY = 1 << 2,        /* the body may run again after a conflict */
-    AJ_TXF_NO_SCHEMA = 1 << 3     /* do not detect the tables first (the heal itself) */
+    AJ_TXF_NO_SCHEMA = 1 << 3,    /* do not detect the tables first (the heal itself) */
+    AJ_TXF_READ = 1 << 4          /* the body only reads, and needs no snapshot across its
+                                     statements: on a driver with AJ_DRV_READS_ALONE, outside
+                                     any transaction, it runs without one */
 };
 
 /* Run `body(store, arg)` in one transaction. 0, or the body's (or the transaction's)

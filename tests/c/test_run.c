@@ -2,6 +2,7 @@
 #include "harness.h"
 #include "tests.h"
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -462,6 +463,79 @@ void test_pg_reconnect(void **state) {
     assert_int_equal(rc, AJ_OK);
     assert_aj(aj_run_status(run), AJ_RUN_SUCCEEDED);
     aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(s);
+}
+
+typedef struct tx_count {
+    int begins, commits, statements;
+} tx_count;
+
+static int count_tx(unsigned type, void *ctx, void *p, void *x) {
+    (void)type;
+    (void)x;
+    tx_count *c = ctx;
+    const char *sql = sqlite3_sql(p);
+    c->statements++;
+    c->begins += sql && strncmp(sql, "BEGIN", 5) == 0;
+    c->commits += sql && strncmp(sql, "COMMIT", 6) == 0;
+    return 0;
+}
+
+/* SQLite in process: a new 3-step run costs 3 transactions, as 3 plain ones do. The read
+ * that acquires it before its first step is a statement alone (a transaction of its own),
+ * once the store knows its tables (test_borrow_inside_app_transaction: inside the
+ * application's open transaction it runs in that transaction). */
+void test_run_sqlite_transactions_of_a_new_run(void **state) {
+    (void)state;
+    if (g_db != DB_SQLITE) skip();
+    aj_store *s = open_store();
+    aj_workflow *wf = make_wf("a", "b", "c", NULL);
+    script sc = {0};
+    aj_run *run = acquire_ok(s, wf, "warm", "[]"); /* the store learns its tables */
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
+    aj_run_free(run);
+
+    sqlite3 *db = aj_store_sqlite(s);
+    tx_count c = {0};
+    sqlite3_trace_v2(db, SQLITE_TRACE_STMT, count_tx, &c);
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = "new";
+    p.job_name = "TestJob";
+    p.args = "[]";
+    p.args_len = 2;
+    assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    aj_run_free(run);
+    assert_int_equal(c.begins, 3);
+    assert_int_equal(c.commits, 3);
+
+    /* a finished run: its read alone, nothing else */
+    c = (tx_count){0};
+    p.key = "new";
+    assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+    assert_aj(aj_run_execute(run, script_step, &sc), AJ_OK);
+    aj_run_free(run);
+    assert_int_equal(c.begins, 0);
+    assert_int_equal(c.statements, 1);
+
+    /* a transaction left open on the store's own connection: refused as before (the read
+     * does not run alone there), nothing written */
+    q_exec(s, "BEGIN", NULL, NULL);
+    c = (tx_count){0};
+    p.key = "inside";
+    script none = {0};
+    assert_aj(aj_run_new(&run, s, wf, &p), AJ_OK);
+    assert_aj(aj_run_execute(run, script_step, &none), AJ_EMISUSE);
+    assert_int_equal(none.ncalls, 0);
+    assert_int_equal(aj_run_status(run), AJ_RUN_NEW);
+    aj_run_free(run);
+    assert_int_equal(c.begins, 0);
+    q_exec(s, "ROLLBACK", NULL, NULL);
+    assert_int_equal(q_int(s, "SELECT count(*) FROM acidic_job_keys WHERE idempotency_key = ?",
+                           "inside", NULL), 0);
+    sqlite3_trace_v2(db, 0, NULL, NULL);
     aj_workflow_free(wf);
     aj_store_free(s);
 }

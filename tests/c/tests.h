@@ -61,6 +61,7 @@
     X(test_timestamps_utc)               \
     X(test_unique_index)                 \
     X(test_run_row_deleted)              \
+    X(test_run_sqlite_transactions_of_a_new_run) \
     /* test_edge.c */                    \
     X(test_step_reentrant)               \
     X(test_step_sql_error)               \

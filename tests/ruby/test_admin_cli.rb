@@ -106,7 +106,7 @@ class AdminCLITest < AcidicTest
     assert_match(/^  done\s+create_ride\n  current\s+charge\n  pending\s+notify$/, out)
     assert_match(/^error \(yaml\)\n  StripeError\n    card declined for cli-bad-1\n      \S+admin_helpers\.rb:\d+:in `charge'$/, out)
     assert_match(/^resume job\n  activejob AdminChargeJob$/, out)
-    assert_match(/^attributes \(yaml, not loaded\)\n  ---\n/, out)
+    assert_match(/^attributes \(yaml, not loaded\)\n  --- \{"user":"cli-bad-1","ride_id":\d+\}\n/, out)
 
     out, err, code = cli("show", "cli-070")
     assert_equal 0, code, err
