@@ -448,6 +448,14 @@ typedef struct acquire_out {
 /* Find or create the run's row in the open transaction and decide. `rp_new` is the
  * recovery point a created row gets (the step after the first when a step follows in
  * this transaction: the row is then claimed already). */
+/* recover_at of a new run's row: `recover` (a lock timeout ahead) while it is locked and
+ * recovery could hand it back, that is when it has a resume description. Without one
+ * recovery would only clear it (recover.c), so it costs the index nothing. */
+static const char *new_recover_at(const aj_run *run, const char *lock, const char *recover)
+{
+    return lock && run->resume_adapter ? recover : NULL;
+}
+
 static int find_or_create(aj_run *run, const char *rp_new, const char *token, int defer,
                           acquire_out *o)
 {
@@ -475,7 +483,7 @@ static int find_or_create(aj_run *run, const char *rp_new, const char *token, in
     } else if (pg) {
         aj_value fc[14] = {key, key, aj_cstr(run->job_name), args, aj_cstr(now),
                            aj_cstr(token), aj_cstr(rp_new), attrs, aj_cstr(workflow),
-                           aj_cstr(token ? s->owner : NULL), aj_cstr(token ? recover : NULL),
+                           aj_cstr(token ? s->owner : NULL), aj_cstr(new_recover_at(run, token, recover)),
                            resume[0], resume[1], resume[2]};
         aj_call calls[2] = {{&s->sql[AJ_Q_ADVISORY], &key, 1, NULL},
                             {&s->sql[AJ_Q_FIND_OR_CREATE], fc, 14, &rows}};
@@ -492,8 +500,9 @@ static int find_or_create(aj_run *run, const char *rp_new, const char *token, in
         } else if (rc == AJ_OK && rows.nrows == 0) {
             aj_value cr[17] = {key, aj_cstr(run->job_name), args, aj_cstr(now), aj_cstr(token),
                                aj_cstr(rp_new), attrs, aj_cstr(workflow), aj_null(), aj_int(1),
-                               aj_cstr(token ? s->owner : NULL), aj_cstr(token ? recover : NULL),
-                               aj_null(), resume[0], resume[1], resume[2], key};
+                               aj_cstr(token ? s->owner : NULL),
+                               aj_cstr(new_recover_at(run, token, recover)), aj_null(), resume[0],
+                               resume[1], resume[2], key};
             rc = insert_run_row(s, cr, &rows);
             if (rc == AJ_OK && rows.nrows == 0)
                 rc = aj_error_set(AJ_ELOCKED, "idempotency key \"%s\" was created by another "
@@ -610,7 +619,8 @@ static int create_row(aj_run *run, const char *rp, const char *lock)
                        run->has_args ? aj_text(run->args, run->args_len) : aj_null(),
                        aj_cstr(now), aj_cstr(lock), aj_cstr(rp),
                        aj_text(run->cur.attrs, run->cur.attrs_len), aj_cstr(workflow), aj_null(),
-                       aj_int(1), aj_cstr(lock ? s->owner : NULL), aj_cstr(lock ? recover : NULL),
+                       aj_int(1), aj_cstr(lock ? s->owner : NULL),
+                       aj_cstr(new_recover_at(run, lock, recover)),
                        aj_null(), aj_cstr(run->resume_adapter), aj_cstr(run->resume_job_name),
                        run->resume_adapter ? aj_text(run->resume_payload, run->resume_len)
                                            : aj_null(),

@@ -213,6 +213,10 @@ void test_recover_skips(void **state) {
     script sc = {0};
     assert_aj(aj_run_step(run, script_step, &sc), AJ_OK);
     aj_run_free(run);
+    /* a new run without a resume description is not scheduled: recovery could only clear it */
+    assert_int_equal(key_locked(s, "anonymous"), 1);
+    assert_int_equal(q_int(s, "SELECT COUNT(*) FROM acidic_job_keys WHERE recover_at IS NULL",
+                           NULL, NULL), 1);
     sleep_ms(100);
     size_t requeued = 9;
     assert_aj(aj_store_recover(s, 0, &requeued, NULL), AJ_OK);
