@@ -127,7 +127,9 @@ c_suite() {
   done
 }
 
-c_suite c build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# AJ_BUILD_TESTS=ON said each time: tests/reliability/run.sh configures build/asan without
+# the tests, and a cached OFF would leave a stale aj_tests to run.
+c_suite c build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAJ_BUILD_TESTS=ON
 
 # Every build type builds (gcc, -Werror): Debug and Release too, tests and examples included.
 for type in Debug Release; do
@@ -145,7 +147,8 @@ done
 
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-  c_suite c-asan build/asan -DAJ_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DAJ_BUILD_EXAMPLES=OFF
+  c_suite c-asan build/asan -DAJ_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DAJ_BUILD_EXAMPLES=OFF \
+    -DAJ_BUILD_TESTS=ON
 
 # ---- fuzzing ------------------------------------------------------------------
 section "fuzzing the public API (libFuzzer)"
