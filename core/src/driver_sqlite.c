@@ -286,8 +286,8 @@ static void sq_close(void *conn, int owned, int forked)
 }
 
 static const aj_driver sqlite_driver = {
-    "sqlite", AJ_DIALECT_SQLITE, AJ_DRV_LEAN | AJ_DRV_READS_ALONE, sq_exec, sq_begin, sq_commit, sq_rollback,
-    sq_in_transaction, NULL, NULL, sq_close,
+    "sqlite", AJ_DIALECT_SQLITE, AJ_DRV_LEAN | AJ_DRV_READS_ALONE, sq_exec, sq_begin,
+    sq_commit, sq_rollback, sq_in_transaction, NULL, NULL, sq_close,
 };
 
 /* acidic_job_now(): the time as the core writes it (the process's clock, microseconds),

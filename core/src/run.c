@@ -445,9 +445,6 @@ typedef struct acquire_out {
     int missing; /* no row, and the caller creates it later (`defer`) */
 } acquire_out;
 
-/* Find or create the run's row in the open transaction and decide. `rp_new` is the
- * recovery point a created row gets (the step after the first when a step follows in
- * this transaction: the row is then claimed already). */
 /* recover_at of a new run's row: `recover` (a lock timeout ahead) while it is locked and
  * recovery could hand it back, that is when it has a resume description. Without one
  * recovery would only clear it (recover.c), so it costs the index nothing. */
@@ -456,6 +453,9 @@ static const char *new_recover_at(const aj_run *run, const char *lock, const cha
     return lock && run->resume_adapter ? recover : NULL;
 }
 
+/* Find or create the run's row in the open transaction and decide. `rp_new` is the
+ * recovery point a created row gets (the step after the first when a step follows in
+ * this transaction: the row is then claimed already). */
 static int find_or_create(aj_run *run, const char *rp_new, const char *token, int defer,
                           acquire_out *o)
 {
@@ -483,8 +483,9 @@ static int find_or_create(aj_run *run, const char *rp_new, const char *token, in
     } else if (pg) {
         aj_value fc[14] = {key, key, aj_cstr(run->job_name), args, aj_cstr(now),
                            aj_cstr(token), aj_cstr(rp_new), attrs, aj_cstr(workflow),
-                           aj_cstr(token ? s->owner : NULL), aj_cstr(new_recover_at(run, token, recover)),
-                           resume[0], resume[1], resume[2]};
+                           aj_cstr(token ? s->owner : NULL),
+                           aj_cstr(new_recover_at(run, token, recover)), resume[0], resume[1],
+                           resume[2]};
         aj_call calls[2] = {{&s->sql[AJ_Q_ADVISORY], &key, 1, NULL},
                             {&s->sql[AJ_Q_FIND_OR_CREATE], fc, 14, &rows}};
         rc = aj_store_calls(s, calls, 2, 0);
