@@ -290,34 +290,35 @@ static void build_claim(aj_run *run, const claim *c, claim_call *cc)
     int64_t now = aj_now_us();
     aj_format_time(now, cc->now);
     aj_format_time(aj_add_ms(now, s->opts.lock_timeout_ms), cc->recover_at);
-    int set_recover = c->recover != RECOVER_KEEP;
+    /* a plain step leaves attempts, last_run_at, recover_at and the resume description
+     * as they are: AJ_Q_CLAIM_STEP, which takes none of their parameters */
+    int plain = c->recover == RECOVER_KEEP && !c->acquiring;
     aj_value *p = cc->p;
-    p[0] = aj_cstr(c->rp);
-    p[1] = aj_cstr(c->lock);
-    p[2] = c->lock ? aj_cstr(s->owner) : aj_null();
-    p[3] = c->write_attrs ? aj_text(run->cur.attrs ? run->cur.attrs : "", run->cur.attrs_len)
-                          : aj_null();
-    p[4] = aj_int(c->acquiring ? 1 : 0);
-    p[5] = c->acquiring ? aj_cstr(cc->now) : aj_null();
-    p[6] = aj_int(set_recover ? 1 : 0);
-    p[7] = c->recover == RECOVER_CLEAR ? aj_null() : aj_cstr(cc->recover_at);
-    p[8] = c->awaiting_batch ? aj_int(c->awaiting_batch) : aj_null();
-    p[9] = c->acquiring ? aj_cstr(run->resume_adapter) : aj_null();
-    p[10] = c->acquiring ? aj_cstr(run->resume_job_name) : aj_null();
-    p[11] = c->acquiring && run->resume_adapter ? aj_text(run->resume_payload, run->resume_len)
-                                               : aj_null();
-    p[12] = aj_int(run->id);
-    p[13] = aj_cstr(c->expect_rp);
-    p[14] = aj_cstr(c->expect_lock);
-    memset(&cc->rows, 0, sizeof cc->rows);
-    if (c->recover == RECOVER_KEEP && !c->acquiring) {
-        /* a plain step: AJ_Q_CLAIM_STEP takes 0-3, 8 and 12-14 */
-        p[4] = p[8];
-        memmove(p + 5, p + 12, 3 * sizeof *p);
-        cc->call = (aj_call){&s->sql[AJ_Q_CLAIM_STEP], cc->p, 8, &cc->rows};
-        return;
+    size_t n = 0;
+    p[n++] = aj_cstr(c->rp);
+    p[n++] = aj_cstr(c->lock);
+    p[n++] = c->lock ? aj_cstr(s->owner) : aj_null();
+    p[n++] = c->write_attrs ? aj_text(run->cur.attrs ? run->cur.attrs : "", run->cur.attrs_len)
+                            : aj_null();
+    if (!plain) {
+        p[n++] = aj_int(c->acquiring ? 1 : 0);
+        p[n++] = c->acquiring ? aj_cstr(cc->now) : aj_null();
+        p[n++] = aj_int(c->recover != RECOVER_KEEP ? 1 : 0);
+        p[n++] = c->recover == RECOVER_CLEAR ? aj_null() : aj_cstr(cc->recover_at);
     }
-    cc->call = (aj_call){&s->sql[AJ_Q_CLAIM], cc->p, 15, &cc->rows};
+    p[n++] = c->awaiting_batch ? aj_int(c->awaiting_batch) : aj_null();
+    if (!plain) {
+        p[n++] = c->acquiring ? aj_cstr(run->resume_adapter) : aj_null();
+        p[n++] = c->acquiring ? aj_cstr(run->resume_job_name) : aj_null();
+        p[n++] = c->acquiring && run->resume_adapter
+                     ? aj_text(run->resume_payload, run->resume_len)
+                     : aj_null();
+    }
+    p[n++] = aj_int(run->id);
+    p[n++] = aj_cstr(c->expect_rp);
+    p[n++] = aj_cstr(c->expect_lock);
+    memset(&cc->rows, 0, sizeof cc->rows);
+    cc->call = (aj_call){&s->sql[plain ? AJ_Q_CLAIM_STEP : AJ_Q_CLAIM], cc->p, n, &cc->rows};
 }
 
 /* A claim that matched no row: the lock was lost to another worker, or the row is gone. */

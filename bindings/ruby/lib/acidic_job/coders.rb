@@ -65,8 +65,12 @@ module AcidicJob
     NOT_YAML_RAW = /[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/.freeze
 
     def serialized_job(data)
-      json = JSON.generate(data)
-      json.match?(NOT_YAML_RAW) ? YAMLCoder.dump(data) : "--- #{json}\n"
+      flow_document(JSON.generate(data)) || YAMLCoder.dump(data)
+    end
+
+    # JSON as a YAML flow document; nil when a YAML reader would not take it raw.
+    def flow_document(json)
+      "--- #{json}\n" unless json.match?(NOT_YAML_RAW)
     end
 
     # `obj` as such a flow document when it holds JSON's types only, so that YAML.load
@@ -76,8 +80,7 @@ module AcidicJob
     def flow(obj)
       return unless json_types?(obj, 0)
 
-      json = JSON.generate(obj)
-      "--- #{json}\n" unless json.match?(NOT_YAML_RAW)
+      flow_document(JSON.generate(obj))
     rescue JSON::GeneratorError, EncodingError
       nil
     end
