@@ -799,6 +799,7 @@ static int measure_workflow(const char *url, int rounds, int runs)
     double *tracked_rate = calloc((size_t)rounds, sizeof(double));
     double *ratio = calloc((size_t)rounds, sizeof(double));
     double *tracked_ratio = calloc((size_t)rounds, sizeof(double));
+    double *floor_ratio = calloc((size_t)rounds, sizeof(double));
     samples plain_lat = {0}, step_lat = {0};
     for (int r = 0; r < rounds; r++) {
         /* rotate which side goes first, so drift hits all alike */
@@ -818,6 +819,7 @@ static int measure_workflow(const char *url, int rounds, int runs)
         }
         ratio[r] = acidic_rate[r] / plain_rate[r];
         tracked_ratio[r] = acidic_rate[r] / tracked_rate[r];
+        floor_ratio[r] = tracked_rate[r] / plain_rate[r];
     }
     result res = RESULT_INIT;
     res.measure = "workflow ratio";
@@ -846,6 +848,20 @@ static int measure_workflow(const char *url, int rounds, int runs)
              tracked_ratio[0], tracked_ratio[rounds - 1]);
     hand.note = hnote;
     emit(&hand);
+
+    result floor = RESULT_INIT;
+    floor.measure = "the same by hand vs plain";
+    floor.db = db;
+    floor.unit = "workflows/s";
+    floor.ratio = median(floor_ratio, (size_t)rounds);
+    floor.figure = hand.baseline;
+    floor.baseline = res.baseline;
+    char fnote[200];
+    snprintf(fnote, sizeof fnote, "the ceiling of any workflow ratio: the least an "
+             "implementation of the guarantee writes; %.2f to %.2f",
+             floor_ratio[0], floor_ratio[rounds - 1]);
+    floor.note = fnote;
+    emit(&floor);
 
     result lat = RESULT_INIT;
     lat.db = db;
@@ -939,6 +955,7 @@ static int measure_workflow(const char *url, int rounds, int runs)
     free(ratio);
     free(tracked_rate);
     free(tracked_ratio);
+    free(floor_ratio);
     free(plain_lat.v);
     free(step_lat.v);
     aj_workflow_free(wf);
