@@ -21,6 +21,8 @@ typedef struct aj_sql {
     int native;
     int result; /* AJ_RESULT_*: a result the driver makes up for a statement whose
                    RETURNING clause was left out for it (drivers with AJ_DRV_LEAN) */
+    int generic_plan; /* 1: the statement's plan does not depend on its parameters' values
+                         (see aj_sql_generic_plan); a driver may plan it once */
 } aj_sql;
 
 enum {

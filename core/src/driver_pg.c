@@ -20,6 +20,10 @@
  * pipelines in one transaction (a subtransaction each), the rest of it uses unnamed
  * statements: PostgreSQL tracks 64 subtransactions per transaction cheaply, no more.
  *
+ * A transaction the driver opens for a statement marked generic_plan (the sweeps' page
+ * queries) also asks for generic plans, SET LOCAL in the same pipeline: their custom
+ * plans cost the planner an index probe per call on large tables (decision 020).
+ *
  * Owned connections reconnect in ensure_connected when the server went away, also when
  * a pipeline was cut half-way (the connection is then left in pipeline mode for good),
  * and a child after fork() closes its copy without a word to the server.
@@ -307,9 +311,9 @@ static int copy_result(aj_pg *c, const PGresult *res, aj_rows *rows)
 /* Executing                                                                 */
 /* ------------------------------------------------------------------------ */
 
-typedef enum pg_kind { K_BEGIN, K_PREPARE, K_STMT, K_COMMIT, K_SAVEPOINT } pg_kind;
+typedef enum pg_kind { K_BEGIN, K_PREPARE, K_STMT, K_COMMIT, K_SAVEPOINT, K_SETTING } pg_kind;
 static const char *const kind_names[] = {"BEGIN", "PREPARE", "statement", "COMMIT",
-                                         "savepoint"};
+                                         "savepoint", "SET LOCAL"};
 
 /* How one exec uses prepared statements. */
 typedef enum pg_naming { N_UNNAMED, N_NAMED, N_NAMED_IN_SAVEPOINT } pg_naming;
@@ -484,14 +488,28 @@ static int send_simple(aj_pg *c, const char *sql, pg_kind kind, pg_step *steps, 
     return 0;
 }
 
+/* Does a transaction this driver opens for `calls` ask for generic plans? Only in its
+ * own transaction (a SET LOCAL ends with it; in the application's transaction it would
+ * outlive the core's statements), and from PostgreSQL 12 (plan_cache_mode). */
+static int wants_generic_plans(const aj_pg *c, const aj_call *calls, size_t ncalls)
+{
+    if (!c->pending_begin || PQserverVersion(c->pg) < 120000)
+        return 0;
+    for (size_t i = 0; i < ncalls; i++)
+        if (calls[i].sql->generic_plan)
+            return 1;
+    return 0;
+}
+
 static int run_pipeline(aj_pg *c, const aj_call *calls, size_t ncalls, int commit,
                         pg_naming naming, int *stale)
 {
-    pg_step steps[4 + 2 * AJ_PG_MAX_CALLS];
+    pg_step steps[5 + 2 * AJ_PG_MAX_CALLS];
     int nsteps = 0;
     if (!PQenterPipelineMode(c->pg))
         return pg_fail(c, NULL, "entering pipeline mode");
     int rc = 0;
+    int generic = wants_generic_plans(c, calls, ncalls);
     if (c->pending_begin) {
         if (!PQsendQueryParams(c->pg, c->pending_begin, 0, NULL, NULL, NULL, NULL, 0))
             rc = pg_fail(c, NULL, "BEGIN");
@@ -499,6 +517,9 @@ static int run_pipeline(aj_pg *c, const aj_call *calls, size_t ncalls, int commi
             steps[nsteps++] = (pg_step){K_BEGIN, NULL, NULL};
         c->pending_begin = NULL;
     }
+    if (!rc && generic)
+        rc = send_simple(c, "SET LOCAL plan_cache_mode = force_generic_plan", K_SETTING, steps,
+                         &nsteps);
     if (!rc && naming == N_NAMED_IN_SAVEPOINT)
         rc = send_simple(c, "SAVEPOINT " AJ_PG_SAVEPOINT, K_SAVEPOINT, steps, &nsteps);
     for (size_t i = 0; i < ncalls && !rc; i++)

@@ -22,7 +22,7 @@ typedef struct found {
 
 static int adhoc(aj_store *s, const char *sql, const aj_value *params, size_t n, aj_rows *rows)
 {
-    aj_sql q = {-1, sql, 0, 0};
+    aj_sql q = {-1, sql, 0, 0, 0};
     aj_call call = {&q, params, n, rows};
     return s->drv->exec(s->conn, &call, 1, 0);
 }
@@ -42,7 +42,8 @@ static int expand(aj_store *s, unsigned bits)
         free(s->sql_text[i]);
         s->sql_text[i] = text;
         s->sql[i] = (aj_sql){i < AJ_Q_ADMIN_FIRST ? i : -1, text, 1,
-                             lean ? aj_sql_result((aj_stmt)i) : AJ_RESULT_RETURNED};
+                             lean ? aj_sql_result((aj_stmt)i) : AJ_RESULT_RETURNED,
+                             aj_sql_generic_plan((aj_stmt)i)};
     }
     s->shape.bits = bits;
     return AJ_OK;
@@ -95,7 +96,7 @@ static int detect(aj_store *s, found *f)
             f->missing++;
     }
     if (f->schema_table) {
-        aj_sql q = {-1, aj_sql_template(AJ_Q_SCHEMA_VERSION), 0, 0};
+        aj_sql q = {-1, aj_sql_template(AJ_Q_SCHEMA_VERSION), 0, 0, 0};
         aj_call call = {&q, NULL, 0, &rows};
         if ((rc = s->drv->exec(s->conn, &call, 1, 0))) {
             aj_rows_clear(&rows);

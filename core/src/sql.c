@@ -327,6 +327,22 @@ int aj_sql_result(aj_stmt stmt)
     }
 }
 
+/* The sweeps' page queries: a range on an indexed timestamp (the cutoff, the time now)
+ * walked in that index's order with a LIMIT, the same plan whatever the value. A custom
+ * plan of such a range costs PostgreSQL's planner a probe of the index's end for every
+ * execution once the table is large (the value falls outside its statistics' histogram),
+ * more than the statement itself; and its plan cache keeps making custom plans, because
+ * the generic plan's estimate for an unknown range is higher. */
+int aj_sql_generic_plan(aj_stmt stmt)
+{
+    switch (stmt) {
+    case AJ_Q_DRAIN_PAGE:
+    case AJ_Q_DRAIN_UNSTAMPED:
+    case AJ_Q_RECOVER_PAGE: return 1;
+    default: return 0;
+    }
+}
+
 /* --- template expansion ------------------------------------------------------ */
 
 /* Is the condition of a {COND:...} block true? */

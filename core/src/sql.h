@@ -98,6 +98,9 @@ const char *aj_sql_template(aj_stmt stmt);
 /* The result a lean driver makes up for `stmt` (AJ_RESULT_*). */
 int aj_sql_result(aj_stmt stmt);
 
+/* 1 when `stmt`'s plan does not depend on its parameters' values (aj_sql.generic_plan). */
+int aj_sql_generic_plan(aj_stmt stmt);
+
 /* Expand a template for `dialect` (AJ_DIALECT_*) and the shape bits `shape`, with
  * PostgreSQL placeholders rewritten to `$n`. A heap string in *out (caller frees).
  * 0, AJ_ENOMEM, or AJ_ERROR for a malformed template. */

@@ -427,7 +427,7 @@ int aj_store_exec(aj_store *store, const char *sql, const aj_value *params, size
     aj_rows *r = NULL;
     if (rows && !(r = calloc(1, sizeof *r)))
         return aj_error_set(AJ_ENOMEM, "out of memory");
-    aj_sql adhoc = {-1, sql, 0, 0};
+    aj_sql adhoc = {-1, sql, 0, 0, 0};
     aj_call call = {&adhoc, params, nparams, r};
     rc = store->drv->exec(store->conn, &call, 1, 0);
     if (rc) {

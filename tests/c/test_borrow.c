@@ -929,3 +929,77 @@ void test_step_conflict_retried(void **state) {
     aj_workflow_free(wf);
     aj_store_free(s);
 }
+
+/* The plans of a session's prepared statement that reads `table` `filter`: generic and
+ * custom plans made so far (pg_prepared_statements). */
+static void nat_plans(native *n, const char *filter, int64_t *generic, int64_t *custom) {
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT COALESCE(SUM(generic_plans), -1) FROM pg_prepared_statements"
+                              " WHERE statement LIKE '%s'", filter);
+    *generic = nat_int(n, sql);
+    snprintf(sql, sizeof sql, "SELECT COALESCE(SUM(custom_plans), -1) FROM pg_prepared_statements"
+                              " WHERE statement LIKE '%s'", filter);
+    *custom = nat_int(n, sql);
+}
+
+/* The sweeps' page queries (drain, recovery) are planned once, generically, in
+ * transactions the core opens: a custom plan of their ranges costs the planner a probe
+ * of the index for every call on a large table (decision 019), and PostgreSQL's plan
+ * cache keeps making custom ones. The setting is the transaction's own: it never reaches
+ * the application's session or its open transaction. */
+void test_borrow_pg_sweeps_plan_once(void **state) {
+    (void)state;
+    if (g_db != DB_POSTGRES) skip();
+    native n;
+    nat_open(&n);
+    aj_store *s = NULL;
+    assert_aj(aj_store_borrow_pg(&s, (struct pg_conn *)n.pg, NULL, NULL, NULL), AJ_OK);
+    recorder rec = {0};
+    aj_store_set_enqueue(s, recorder_enqueue, &rec);
+    assert_aj(aj_store_migrate(s), AJ_OK);
+    nat_exec(&n, "INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, delivered_at,"
+                 " created_at, updated_at) SELECT 'test', 'Job', '[]', now() AT TIME ZONE 'UTC',"
+                 " now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' FROM generate_series(1, 50)");
+    size_t delivered = 0, requeued = 0;
+    for (int i = 0; i < 8; i++) {
+        assert_aj(aj_store_drain(s, 3600 * 1000, &delivered), AJ_OK);
+        assert_int_equal(delivered, 0);
+        assert_aj(aj_store_recover(s, 0, &requeued, NULL), AJ_OK);
+    }
+    int64_t generic, custom;
+    nat_plans(&n, "%FROM staged_acidic_jobs WHERE delivered_at < %", &generic, &custom);
+    assert_int_equal(custom, 0);
+    assert_true(generic >= 8);
+    nat_plans(&n, "%FROM staged_acidic_jobs WHERE delivered_at IS NULL%", &generic, &custom);
+    assert_int_equal(custom, 0);
+    assert_true(generic >= 8);
+    nat_plans(&n, "%FROM acidic_job_keys WHERE recover_at <= %", &generic, &custom);
+    assert_int_equal(custom, 0);
+    assert_true(generic >= 8);
+    assert_false(nat_in_tx(&n));
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM pg_settings WHERE name ="
+                                 " 'plan_cache_mode' AND setting = 'auto'"), 1);
+
+    /* inside the application's transaction (a host's savepoints): no setting of the
+     * core's is left in it */
+    app a;
+    aj_store *h = app_borrow(&n, &a);
+    aj_store_set_enqueue(h, recorder_enqueue, &rec);
+    nat_exec(&n, "BEGIN");
+    assert_aj(aj_store_drain(h, 3600 * 1000, &delivered), AJ_OK);
+    assert_aj(aj_store_recover(h, 0, &requeued, NULL), AJ_OK);
+    assert_true(a.savepoints >= 2);
+    assert_true(nat_in_tx(&n));
+    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM pg_settings WHERE name ="
+                                 " 'plan_cache_mode' AND setting = 'auto'"), 1);
+    nat_exec(&n, "COMMIT");
+    aj_store_free(h);
+
+    /* the drain still delivers what is due */
+    nat_exec(&n, "UPDATE staged_acidic_jobs SET delivered_at = delivered_at - interval '2 hours'");
+    assert_aj(aj_store_drain(s, 3600 * 1000, &delivered), AJ_OK);
+    assert_int_equal(delivered, 50);
+    assert_int_equal(rec.n, 50);
+    aj_store_free(s);
+    nat_close(&n);
+}

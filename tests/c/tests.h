@@ -15,6 +15,7 @@
     X(test_borrow_hooks_execute)         \
     X(test_borrow_step_failure)          \
     X(test_borrow_native_transactions)   \
+    X(test_borrow_pg_sweeps_plan_once)   \
     X(test_borrow_hook_contract)         \
     X(test_borrow_inside_app_transaction) \
     X(test_borrow_host)                  \
