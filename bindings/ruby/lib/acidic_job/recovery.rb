@@ -70,9 +70,14 @@ module AcidicJob
 
       private
 
+      # Asked after every job: the answer is kept per adapter class (a test suite makes a
+      # new adapter for each test, an application has a few classes).
       def in_process_adapter?(adapter)
-        names = %w[ActiveJob::QueueAdapters::TestAdapter ActiveJob::QueueAdapters::InlineAdapter]
-        names.any? { |name| (klass = name.safe_constantize) && adapter.is_a?(klass) }
+        known = (@in_process ||= {})
+        known.fetch(adapter.class) do
+          names = %w[ActiveJob::QueueAdapters::TestAdapter ActiveJob::QueueAdapters::InlineAdapter]
+          known[adapter.class] = names.any? { |name| (klass = name.safe_constantize) && adapter.is_a?(klass) }
+        end
       end
 
       def sweep_safely
