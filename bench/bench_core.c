@@ -1109,7 +1109,7 @@ static int measure_lock(const char *path, int rounds)
  * ====================================================================================== */
 
 typedef struct command {
-    int mode;        /* 0 stop, 1 plain, 2 acidic */
+    int mode;        /* 0 stop, 1 plain, 2 acidic, 3 the workflow by hand */
     double start;    /* CLOCK_MONOTONIC is the same clock in every process */
     double deadline;
 } command;
@@ -1121,6 +1121,7 @@ static void worker_main(const char *url, int cmd_fd, int out_fd)
     aj_workflow *wf = three_steps();
     plain_job(&a, NULL); /* prepare statements */
     acidic_job_retried(&a, wf, "w");
+    tracked_job(&a);
     long ready = 0;
     if (write(out_fd, &ready, sizeof ready) != sizeof ready)
         _exit(1);
@@ -1131,6 +1132,8 @@ static void worker_main(const char *url, int cmd_fd, int out_fd)
         while (now_s() < c.deadline) {
             if (c.mode == 1)
                 plain_job(&a, NULL);
+            else if (c.mode == 3)
+                tracked_job(&a);
             else
                 counts[1] += acidic_job_retried(&a, wf, "w");
             if (now_s() <= c.deadline)
@@ -1143,9 +1146,75 @@ static void worker_main(const char *url, int cmd_fd, int out_fd)
     app_close(&a);
 }
 
+/* What the server's backends wait for while the workers run: samples of pg_stat_activity
+ * (every 10 ms) until `deadline`, counted per wait event of the active backends. A hot
+ * row or lock shows as "Lock" waits (transactionid, tuple); the WAL's flush as
+ * IO:WALSync / LWLock:WALWrite; no wait is CPU. */
+typedef struct waits {
+    long active;                 /* active backends seen, over all samples */
+    long by_event[8];            /* see wait_names */
+} waits;
+
+static const char *const wait_names[8] = {"CPU",        "Lock",      "LWLock:WALWrite",
+                                          "IO:WALSync", "IO:WALWrite", "Client",
+                                          "IPC",        "other"};
+
+static void sample_waits(PGconn *pg, double deadline, waits *w)
+{
+    while (now_s() < deadline) {
+        PGresult *r = PQexec(pg, "SELECT COALESCE(wait_event_type, ''), COALESCE(wait_event, '')"
+                                 " FROM pg_stat_activity WHERE datname = current_database()"
+                                 " AND state = 'active' AND pid <> pg_backend_pid()");
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+            for (int i = 0; i < PQntuples(r); i++) {
+                const char *type = PQgetvalue(r, i, 0), *ev = PQgetvalue(r, i, 1);
+                int k = !*type                                              ? 0
+                        : !strcmp(type, "Lock")                             ? 1
+                        : !strcmp(type, "LWLock") && !strcmp(ev, "WALWrite") ? 2
+                        : !strcmp(type, "IO") && !strcmp(ev, "WALSync")     ? 3
+                        : !strcmp(type, "IO") && !strcmp(ev, "WALWrite")    ? 4
+                        : !strcmp(type, "Client")                           ? 5
+                        : !strcmp(type, "IPC")                              ? 6
+                                                                            : 7;
+                w->by_event[k]++;
+                w->active++;
+            }
+        }
+        PQclear(r);
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* "Lock 0%, IO:WALSync 31%, CPU 52%": the largest shares of the samples. */
+static void format_waits(char *out, size_t size, const waits *w)
+{
+    out[0] = 0;
+    if (!w->active)
+        return;
+    int used[8] = {0};
+    size_t len = 0;
+    for (int shown = 0; shown < 3; shown++) {
+        int best = -1;
+        for (int k = 0; k < 8; k++)
+            if (!used[k] && (best < 0 || w->by_event[k] > w->by_event[best]))
+                best = k;
+        used[best] = 1;
+        len += (size_t)snprintf(out + len, size > len ? size - len : 0, "%s%s %.0f%%",
+                                shown ? ", " : "", wait_names[best],
+                                100.0 * (double)w->by_event[best] / (double)w->active);
+    }
+    if (!used[1])
+        snprintf(out + len, size > len ? size - len : 0, ", Lock %.0f%%",
+                 100.0 * (double)w->by_event[1] / (double)w->active);
+}
+
 static int measure_workers(const char *url, double seconds, int rounds, int nlevels,
                            char **levels)
 {
+    PGconn *sampler = PQconnectdb(url);
+    if (PQstatus(sampler) != CONNECTION_OK)
+        die("workers: %s", PQerrorMessage(sampler));
     for (int l = 0; l < nlevels; l++) {
         int n = atoi(levels[l]);
         pid_t *pids = calloc((size_t)n, sizeof(pid_t));
@@ -1176,16 +1245,22 @@ static int measure_workers(const char *url, double seconds, int rounds, int nlev
                 die("worker %d did not start", w);
         double *plain = calloc((size_t)rounds, sizeof(double));
         double *acidic = calloc((size_t)rounds, sizeof(double));
+        double *hand = calloc((size_t)rounds, sizeof(double));
         double *ratio = calloc((size_t)rounds, sizeof(double));
+        double *floor_ratio = calloc((size_t)rounds, sizeof(double));
         long conflicts = 0;
+        waits wait[3];
+        memset(wait, 0, sizeof wait);
         for (int r = 0; r < rounds; r++) {
-            for (int side = 0; side < 2; side++) {
-                int mode = (side + r) % 2 ? 2 : 1;
+            for (int side = 0; side < 3; side++) {
+                int mode = 1 + (side + r) % 3; /* rotate which side goes first */
                 command c = {mode, now_s() + 0.1, 0};
                 c.deadline = c.start + seconds;
                 for (int w = 0; w < n; w++)
                     if (write(cmd[w], &c, sizeof c) != sizeof c)
                         die("worker %d", w);
+                sleep_until(c.start + 0.05 * seconds);
+                sample_waits(sampler, c.deadline - 0.05 * seconds, &wait[mode - 1]);
                 long total = 0, counts[2];
                 for (int w = 0; w < n; w++) {
                     if (read(out[w], counts, sizeof counts) != sizeof counts)
@@ -1194,12 +1269,10 @@ static int measure_workers(const char *url, double seconds, int rounds, int nlev
                     conflicts += counts[1];
                 }
                 double steps_per_s = 3.0 * (double)total / seconds;
-                if (mode == 2)
-                    acidic[r] = steps_per_s;
-                else
-                    plain[r] = steps_per_s;
+                (mode == 2 ? acidic : mode == 3 ? hand : plain)[r] = steps_per_s;
             }
             ratio[r] = acidic[r] / plain[r];
+            floor_ratio[r] = hand[r] / plain[r];
         }
         command stop = {0, 0, 0};
         for (int w = 0; w < n; w++) {
@@ -1220,20 +1293,29 @@ static int measure_workers(const char *url, double seconds, int rounds, int nlev
         res.baseline = median(plain, (size_t)rounds);
         res.ratio = median(ratio, (size_t)rounds);
         res.goal = 0.9;
-        char note[160];
+        char w_acidic[128], w_hand[128], w_plain[128];
+        format_waits(w_acidic, sizeof w_acidic, &wait[1]);
+        format_waits(w_hand, sizeof w_hand, &wait[2]);
+        format_waits(w_plain, sizeof w_plain, &wait[0]);
+        char note[800];
         snprintf(note, sizeof note,
                  "%d process%s on distinct keys, %d round%s of %.1f s; %ld runs retried"
-                 " after AJ_ECONFLICT",
-                 n, n == 1 ? "" : "es", rounds, rounds == 1 ? "" : "s", seconds, conflicts);
+                 " after AJ_ECONFLICT; the same by hand: %.2f of the plain job; the server's"
+                 " active backends waited on: acidic_job %s; by hand %s; plain %s",
+                 n, n == 1 ? "" : "es", rounds, rounds == 1 ? "" : "s", seconds, conflicts,
+                 median(floor_ratio, (size_t)rounds), w_acidic, w_hand, w_plain);
         res.note = note;
         emit(&res);
         free(plain);
         free(acidic);
+        free(hand);
         free(ratio);
+        free(floor_ratio);
         free(pids);
         free(cmd);
         free(out);
     }
+    PQfinish(sampler);
     return 0;
 }
 
