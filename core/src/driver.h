@@ -92,8 +92,10 @@ typedef struct aj_driver {
     int (*in_transaction)(void *conn);
 
     /* At the start of every transaction body, owned or the host's, before its first
-     * statement. May be NULL. */
-    void (*tx_begun)(void *conn);
+     * statement. `toplevel` is 1 when the transaction is the core's alone: the driver's
+     * own, or one a host opened on a connection that had none open (not a savepoint in
+     * the application's transaction). May be NULL. */
+    void (*tx_begun)(void *conn, int toplevel);
 
     /* Before a transaction on a connection the driver opened: reconnect when it was
      * lost (the server restarted, a pipeline was cut). 0 or AJ_EDATABASE. May be NULL. */

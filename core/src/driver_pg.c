@@ -20,9 +20,10 @@
  * pipelines in one transaction (a subtransaction each), the rest of it uses unnamed
  * statements: PostgreSQL tracks 64 subtransactions per transaction cheaply, no more.
  *
- * A transaction the driver opens for a statement marked generic_plan (the sweeps' page
- * queries) also asks for generic plans, SET LOCAL in the same pipeline: their custom
- * plans cost the planner an index probe per call on large tables (decision 020).
+ * A transaction that is the core's alone (not a savepoint in the application's) asks for
+ * generic plans with its first statement marked generic_plan (the sweeps' page queries),
+ * SET LOCAL in the same pipeline: their custom plans cost the planner an index probe per
+ * call on large tables (decision 020).
  *
  * Owned connections reconnect in ensure_connected when the server went away, also when
  * a pipeline was cut half-way (the connection is then left in pipeline mode for good),
@@ -74,6 +75,8 @@ typedef struct aj_pg {
     const char *pending_begin; /* BEGIN to send with the next exec, or NULL */
     int session_pid;          /* backend PID that `slots` describe */
     int savepoints;           /* savepoint-wrapped pipelines in the current transaction */
+    int toplevel;             /* the current transaction is the core's alone (tx_begun) */
+    int generic_plans;        /* it asked for generic plans already */
     pg_slot slots[AJ_SQL_SLOTS];
     /* Every statement name the session holds: a slot whose text changes (the tables
      * changed shape) and changes back finds its old statement there. */
@@ -488,12 +491,14 @@ static int send_simple(aj_pg *c, const char *sql, pg_kind kind, pg_step *steps, 
     return 0;
 }
 
-/* Does a transaction this driver opens for `calls` ask for generic plans? Only in its
- * own transaction (a SET LOCAL ends with it; in the application's transaction it would
- * outlive the core's statements), and from PostgreSQL 12 (plan_cache_mode). */
+/* Does this pipeline ask for generic plans for the rest of its transaction? Only in a
+ * transaction that is the core's alone (its SET LOCAL ends with it; in the application's
+ * transaction it would outlive the core's statements), once, and from PostgreSQL 12
+ * (plan_cache_mode). */
 static int wants_generic_plans(const aj_pg *c, const aj_call *calls, size_t ncalls)
 {
-    if (!c->pending_begin || PQserverVersion(c->pg) < 120000)
+    if (!c->toplevel || c->generic_plans || PQserverVersion(c->pg) < 120000 ||
+        (!c->pending_begin && PQtransactionStatus(c->pg) != PQTRANS_INTRANS))
         return 0;
     for (size_t i = 0; i < ncalls; i++)
         if (calls[i].sql->generic_plan)
@@ -517,9 +522,11 @@ static int run_pipeline(aj_pg *c, const aj_call *calls, size_t ncalls, int commi
             steps[nsteps++] = (pg_step){K_BEGIN, NULL, NULL};
         c->pending_begin = NULL;
     }
-    if (!rc && generic)
+    if (!rc && generic) {
         rc = send_simple(c, "SET LOCAL plan_cache_mode = force_generic_plan", K_SETTING, steps,
                          &nsteps);
+        c->generic_plans = 1;
+    }
     if (!rc && naming == N_NAMED_IN_SAVEPOINT)
         rc = send_simple(c, "SAVEPOINT " AJ_PG_SAVEPOINT, K_SAVEPOINT, steps, &nsteps);
     for (size_t i = 0; i < ncalls && !rc; i++)
@@ -612,6 +619,7 @@ static int pg_exec(void *conn, const aj_call *calls, size_t ncalls, unsigned fla
         if (fresh && PQstatus(c->pg) == CONNECTION_OK) {
             if (in_tx_status(PQtransactionStatus(c->pg)))
                 PQclear(PQexec(c->pg, "ROLLBACK"));
+            c->generic_plans = 0; /* went with the transaction */
             resync_prepared(c);
             c->pending_begin = begin;
             stale = 0;
@@ -681,9 +689,12 @@ static int pg_commit(void *conn)
     return run_pipeline(c, NULL, 0, 1, N_NAMED, &stale);
 }
 
-static void pg_tx_begun(void *conn)
+static void pg_tx_begun(void *conn, int toplevel)
 {
-    ((aj_pg *)conn)->savepoints = 0;
+    aj_pg *c = conn;
+    c->savepoints = 0;
+    c->toplevel = toplevel;
+    c->generic_plans = 0;
 }
 
 static void pg_rollback(void *conn)

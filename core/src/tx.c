@@ -32,7 +32,7 @@ static int tx_body(void *p)
         rc = aj_error_set(AJ_EMISUSE, "the host's atomically hook ran the body outside a "
                                       "transaction: open one (BEGIN) before calling it");
     if (!rc && s->drv->tx_begun)
-        s->drv->tx_begun(s->conn);
+        s->drv->tx_begun(s->conn, s->tx_toplevel);
     if (!rc && !(t->flags & AJ_TXF_NO_SCHEMA))
         rc = aj_schema_ensure(s);
     if (!rc && ((t->flags & AJ_TXF_WRITE) || s->write_lock_first) &&
@@ -54,6 +54,8 @@ static int attempt(aj_store *s, tx_call *t, int *committed)
 {
     *committed = 0;
     int rc;
+    /* without hooks the driver begins (refused inside an open transaction) */
+    s->tx_toplevel = !s->hooks || !s->drv->in_transaction(s->conn);
     if (!s->hooks) {
         if (s->drv->ensure_connected && (rc = s->drv->ensure_connected(s->conn)))
             return rc;

@@ -942,14 +942,53 @@ static void nat_plans(native *n, const char *filter, int64_t *generic, int64_t *
     *custom = nat_int(n, sql);
 }
 
+/* Drains and recoveries of `s`, `times` each, finding nothing due. */
+static void sweep_nothing(aj_store *s, int times) {
+    for (int i = 0; i < times; i++) {
+        size_t delivered = 0, requeued = 0;
+        assert_aj(aj_store_drain(s, 3600 * 1000, &delivered), AJ_OK);
+        assert_int_equal(delivered, 0);
+        assert_aj(aj_store_recover(s, 0, &requeued, NULL), AJ_OK);
+    }
+}
+
+static const char *const sweep_statements[3] = {
+    "%FROM staged_acidic_jobs WHERE delivered_at < %",
+    "%FROM staged_acidic_jobs WHERE delivered_at IS NULL%",
+    "%FROM acidic_job_keys WHERE recover_at <= %"};
+
+/* Every sweep statement of the session made `generic` generic plans at least, and
+ * `custom` custom plans exactly (-1: some). */
+static void assert_sweep_plans(native *n, int64_t generic, int64_t custom) {
+    for (int i = 0; i < 3; i++) {
+        int64_t g, c;
+        nat_plans(n, sweep_statements[i], &g, &c);
+        if (custom >= 0 && c != custom)
+            fail_msg("%s: %lld custom plans, expected %lld", sweep_statements[i], (long long)c,
+                     (long long)custom);
+        if (custom < 0 && c <= 0)
+            fail_msg("%s: no custom plan", sweep_statements[i]);
+        if (g < generic)
+            fail_msg("%s: %lld generic plans, expected %lld or more", sweep_statements[i],
+                     (long long)g, (long long)generic);
+    }
+}
+
+static int64_t plan_mode_is_auto(native *n) {
+    return nat_int(n, "SELECT COUNT(*) FROM pg_settings WHERE name = 'plan_cache_mode'"
+                      " AND setting = 'auto'");
+}
+
 /* The sweeps' page queries (drain, recovery) are planned once, generically, in
- * transactions the core opens: a custom plan of their ranges costs the planner a probe
- * of the index for every call on a large table (decision 019), and PostgreSQL's plan
- * cache keeps making custom ones. The setting is the transaction's own: it never reaches
- * the application's session or its open transaction. */
+ * transactions that are the core's alone (its own, or a host's top-level one): a custom
+ * plan of their ranges costs the planner a probe of the index for every call on a large
+ * table (decision 020), and PostgreSQL's plan cache keeps making custom ones. The
+ * setting ends with the transaction: it never reaches the application's session, nor
+ * the application's open transaction, where the core does not set it. */
 void test_borrow_pg_sweeps_plan_once(void **state) {
     (void)state;
     if (g_db != DB_POSTGRES) skip();
+    /* no hook table: the core begins and commits */
     native n;
     nat_open(&n);
     aj_store *s = NULL;
@@ -960,43 +999,40 @@ void test_borrow_pg_sweeps_plan_once(void **state) {
     nat_exec(&n, "INSERT INTO staged_acidic_jobs (adapter, job_name, job_args, delivered_at,"
                  " created_at, updated_at) SELECT 'test', 'Job', '[]', now() AT TIME ZONE 'UTC',"
                  " now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' FROM generate_series(1, 50)");
-    size_t delivered = 0, requeued = 0;
-    for (int i = 0; i < 8; i++) {
-        assert_aj(aj_store_drain(s, 3600 * 1000, &delivered), AJ_OK);
-        assert_int_equal(delivered, 0);
-        assert_aj(aj_store_recover(s, 0, &requeued, NULL), AJ_OK);
-    }
-    int64_t generic, custom;
-    nat_plans(&n, "%FROM staged_acidic_jobs WHERE delivered_at < %", &generic, &custom);
-    assert_int_equal(custom, 0);
-    assert_true(generic >= 8);
-    nat_plans(&n, "%FROM staged_acidic_jobs WHERE delivered_at IS NULL%", &generic, &custom);
-    assert_int_equal(custom, 0);
-    assert_true(generic >= 8);
-    nat_plans(&n, "%FROM acidic_job_keys WHERE recover_at <= %", &generic, &custom);
-    assert_int_equal(custom, 0);
-    assert_true(generic >= 8);
+    sweep_nothing(s, 8);
+    assert_sweep_plans(&n, 8, 0);
     assert_false(nat_in_tx(&n));
-    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM pg_settings WHERE name ="
-                                 " 'plan_cache_mode' AND setting = 'auto'"), 1);
+    assert_int_equal(plan_mode_is_auto(&n), 1);
+    aj_store_free(s);
+    nat_close(&n);
 
-    /* inside the application's transaction (a host's savepoints): no setting of the
-     * core's is left in it */
+    /* a host's transactions, on a connection with none open: the same */
+    nat_open(&n);
     app a;
-    aj_store *h = app_borrow(&n, &a);
-    aj_store_set_enqueue(h, recorder_enqueue, &rec);
+    s = app_borrow(&n, &a);
+    aj_store_set_enqueue(s, recorder_enqueue, &rec);
+    sweep_nothing(s, 8);
+    assert_sweep_plans(&n, 8, 0);
+    assert_int_equal(plan_mode_is_auto(&n), 1);
+    aj_store_free(s);
+    nat_close(&n);
+
+    /* inside the application's transaction (the host's savepoints): PostgreSQL's own
+     * choice (its first five plans are custom), and nothing of the core's is left in it */
+    nat_open(&n);
+    s = app_borrow(&n, &a);
+    aj_store_set_enqueue(s, recorder_enqueue, &rec);
     nat_exec(&n, "BEGIN");
-    assert_aj(aj_store_drain(h, 3600 * 1000, &delivered), AJ_OK);
-    assert_aj(aj_store_recover(h, 0, &requeued, NULL), AJ_OK);
-    assert_true(a.savepoints >= 2);
+    sweep_nothing(s, 3);
+    assert_true(a.savepoints >= 6);
     assert_true(nat_in_tx(&n));
-    assert_int_equal(nat_int(&n, "SELECT COUNT(*) FROM pg_settings WHERE name ="
-                                 " 'plan_cache_mode' AND setting = 'auto'"), 1);
+    assert_int_equal(plan_mode_is_auto(&n), 1);
+    assert_sweep_plans(&n, 0, -1);
     nat_exec(&n, "COMMIT");
-    aj_store_free(h);
 
     /* the drain still delivers what is due */
     nat_exec(&n, "UPDATE staged_acidic_jobs SET delivered_at = delivered_at - interval '2 hours'");
+    size_t delivered = 0;
     assert_aj(aj_store_drain(s, 3600 * 1000, &delivered), AJ_OK);
     assert_int_equal(delivered, 50);
     assert_int_equal(rec.n, 50);
