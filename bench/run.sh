@@ -23,9 +23,9 @@ began=$(date +%s)
 quick="${BENCH_QUICK:-0}"
 [ "$quick" = 1 ] || quick=0
 
-# memory: runs in all and the warm-up among them. A Ruby run costs ~5 ms here: 100,000 of
-# them do not fit the 10-minute budget, so Ruby measures fewer (the table says how many);
-# its warm-up must pass the ~3,000 runs over which glibc's heap grows to its working size.
+# memory: runs in all and the warm-up among them. A Ruby workflow run costs about 2 ms here
+# with synchronous=OFF, so Ruby's 100,000 take some 200 s, beside the other lane; its
+# warm-up must pass the ~3,000 runs over which glibc's heap grows to its working size.
 if [ "$quick" = 1 ]; then
   rounds=3 runs=100 runs_ruby=60         # workflow ratio: rounds of N runs per side
   lock_rounds=1
@@ -39,7 +39,7 @@ else
   worker_seconds=0.6 worker_rounds=5
   await_parents=3
   history_runs=1000000 history_staged=100000 history_calls=200
-  memory_runs=100000 memory_warm=10000 memory_runs_ruby=20000 memory_warm_ruby=5000
+  memory_runs=100000 memory_warm=10000 memory_runs_ruby=100000 memory_warm_ruby=10000
 fi
 worker_levels="1 4 16 64"
 await_children=1000 await_workers=16
