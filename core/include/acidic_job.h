@@ -197,7 +197,8 @@ AJ_EXTERN int aj_store_open(aj_store **out, const char *url, const aj_options *o
  *      application already has a transaction open (then "commit" below means releasing
  *      the savepoint, and the work becomes durable when the application commits);
  *   2. call body(arg) exactly once, inside it;
- *   3. when body returned 0, commit; otherwise roll back;
+ *   3. when body returned 0, commit (unless commit_in_body let the core commit already:
+ *      then no transaction is open any more); otherwise roll back;
  *   4. set *committed to 1 when it committed, to 0 when it rolled back;
  *   5. return 0 when the transaction ended as asked (committed after 0, rolled back after
  *      a failure), or a negative aj_code, with aj_error_report, when it could not open
@@ -219,7 +220,7 @@ AJ_EXTERN int aj_store_open(aj_store **out, const char *url, const aj_options *o
  */
 typedef int (*aj_tx_body)(void *arg);
 
-#define AJ_HOST_TX_VERSION 2
+#define AJ_HOST_TX_VERSION 3
 typedef struct aj_host_tx {
     unsigned int version; /* AJ_HOST_TX_VERSION */
     int (*atomically)(void *ctx, aj_tx_body body, void *arg, int *committed);
@@ -230,9 +231,19 @@ typedef struct aj_host_tx {
      * run to release it. 0 (default): steps take the lock with their first write (see
      * docs/decisions/011). */
     int write_lock_first;
+    /* Version 3. PostgreSQL only: 1 lets the core end a body that succeeded with COMMIT,
+     * sent in the round trip of its last statements, when the host's transaction is a
+     * top-level one (no transaction was open on the connection before atomically; never
+     * a savepoint). atomically then finds no transaction open after body returned 0: it
+     * must not commit again, and sets *committed = 1. When the core's COMMIT fails, the
+     * core has rolled back and body reports the failure. For hosts whose driver reads the
+     * transaction state from libpq, as psycopg 3 does; not for an ORM that tracks its
+     * own transactions (ActiveRecord would send a COMMIT of its own). 0 (default): the
+     * host commits, one round trip more per transaction. */
+    int commit_in_body;
 } aj_host_tx;
 
-#define AJ_HOST_TX_INIT {AJ_HOST_TX_VERSION, NULL, 0}
+#define AJ_HOST_TX_INIT {AJ_HOST_TX_VERSION, NULL, 0, 0}
 
 /* Borrow an application's open SQLite handle or libpq connection. The core never
  * closes it. `tx` (may be NULL, see above) and `tx_ctx` must outlive the store.

@@ -45,7 +45,8 @@ typedef struct aj_call {
 /* Flags of exec. */
 enum {
     AJ_X_COMMIT = 1 << 0 /* commit after the last call, in the same round trip (only in a
-                            transaction the driver began); on failure it rolls back */
+                            transaction the driver began, or a host's top-level one with
+                            aj_host_tx.commit_in_body); on failure it rolls back */
 };
 
 /* Transaction modes of begin. */

@@ -195,7 +195,9 @@ int aj_tx_finish(aj_store *s, const aj_call *calls, size_t ncalls)
         return aj_error_set(AJ_ERROR, "internal: aj_tx_finish outside a transaction body");
     char now[32];
     aj_format_time(aj_now_us(), now);
-    int commit = s->hooks == NULL;
+    /* the driver's own transaction, or a host's top-level one the host lets it end */
+    int commit = s->hooks == NULL || (s->commit_in_body && s->tx_toplevel &&
+                                      s->drv->dialect == AJ_DIALECT_POSTGRES);
     size_t p = 0, c = 0;
     int rc = AJ_OK;
     for (;;) {

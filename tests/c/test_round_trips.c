@@ -6,7 +6,8 @@
  * attributes costs 9 round trips, as three plain BEGIN; INSERT; COMMIT do: BEGIN and the
  * claim (or, in the first step, the acquisition) share one, the attributes ride with
  * the COMMIT. Borrowed connection: the host sends BEGIN and COMMIT, so the core adds
- * one statement per step (two in the first). */
+ * one statement per step (two in the first); with aj_host_tx's commit_in_body the core's
+ * last statements carry the COMMIT, and only the first step's acquisition is extra. */
 #include "harness.h"
 #include "tests.h"
 
@@ -93,7 +94,8 @@ static aj_workflow *three_steps(void)
 static void exec_ok(PGconn *pg, const char *sql)
 {
     PGresult *r = PQexec(pg, sql);
-    assert_true(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(pg));
     PQclear(r);
 }
 
@@ -156,20 +158,50 @@ static int rt_atomically(void *ctx, aj_tx_body body, void *arg, int *committed)
     return 0;
 }
 
-void test_pg_borrowed_step_round_trips(void **state)
+/* A host as ActiveRecord's requires_new: a transaction of its own on an idle
+ * connection, else a savepoint in the application's. */
+static int rt_atomically_commit_in_body(void *ctx, aj_tx_body body, void *arg, int *committed);
+
+static int rt_nested_commit_in_body(void *ctx, aj_tx_body body, void *arg, int *committed)
 {
-    (void)state;
+    PGconn *pg = ctx;
+    if (PQtransactionStatus(pg) == PQTRANS_IDLE)
+        return rt_atomically_commit_in_body(ctx, body, arg, committed);
+    exec_ok(pg, "SAVEPOINT host");
+    int rc = body(arg);
+    exec_ok(pg, rc == 0 ? "RELEASE SAVEPOINT host" : "ROLLBACK TO SAVEPOINT host");
+    *committed = rc == 0;
+    return 0;
+}
+
+/* commit_in_body: the core may have committed already; commit what is still open. */
+static int rt_atomically_commit_in_body(void *ctx, aj_tx_body body, void *arg, int *committed)
+{
+    PGconn *pg = ctx;
+    exec_ok(pg, "BEGIN");
+    int rc = body(arg);
+    if (PQtransactionStatus(pg) != PQTRANS_IDLE)
+        exec_ok(pg, rc == 0 ? "COMMIT" : "ROLLBACK");
+    *committed = rc == 0;
+    return 0;
+}
+
+/* A new 3-step run on a borrowed connection whose host opens each transaction:
+ * `expected_extra` round trips per step beyond the application's BEGIN, INSERT, COMMIT. */
+static void borrowed_round_trips(const aj_host_tx *hooks, const char *key,
+                                 const int expected_extra[3])
+{
     aj_store *owner = open_store(); /* creates the schema on this test's database */
     PGconn *pg = PQconnectdb(test_pg_conninfo());
     assert_int_equal(PQstatus(pg), CONNECTION_OK);
-    exec_ok(pg, "CREATE TABLE rt_rides (id bigserial PRIMARY KEY, name text NOT NULL)");
+    exec_ok(pg, "SET client_min_messages = warning");
+    exec_ok(pg, "CREATE TABLE IF NOT EXISTS rt_rides (id bigserial PRIMARY KEY, name text NOT NULL)");
     aj_store *store;
-    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_atomically, 0};
-    assert_int_equal(aj_store_borrow_pg(&store, pg, &hooks, pg, NULL), AJ_OK);
+    assert_int_equal(aj_store_borrow_pg(&store, pg, hooks, pg, NULL), AJ_OK);
     assert_int_equal(aj_store_migrate(store), AJ_OK);
     aj_workflow *wf = three_steps();
     aj_run_params p = AJ_RUN_PARAMS_INIT;
-    p.key = "rt-borrowed";
+    p.key = key;
     p.job_name = "RoundTrips";
     p.args = "[]";
     p.args_len = 2;
@@ -177,22 +209,70 @@ void test_pg_borrowed_step_round_trips(void **state)
     p.attributes_len = 2;
     aj_run *run;
     assert_int_equal(aj_run_new(&run, store, wf, &p), AJ_OK);
+    for (int i = 0; i < 3; i++) {
+        trace t;
+        trace_start(&t, pg);
+        assert_int_equal(aj_run_step(run, insert_and_set_attributes_every_step, NULL), AJ_OK);
+        int trips = trace_stop(&t, pg);
+        print_message("borrowed step %d (%s): %d round trips\n", i + 1, key, trips);
+        assert_int_equal(trips - 3, expected_extra[i]);
+        assert_int_equal(PQtransactionStatus(pg), PQTRANS_IDLE);
+    }
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(store);
+    PQfinish(pg);
+    aj_store_free(owner);
+}
+
+void test_pg_borrowed_step_round_trips(void **state)
+{
+    (void)state;
     /* BEGIN, INSERT, COMMIT are the application's; the rest is the core's: the first
      * step finds or creates the run (one statement, after an advisory lock in the same
      * pipeline) and writes its attributes; the others claim the row with their last
      * statement. */
-    int expected_extra[3] = {2, 1, 1};
-    for (int i = 0; i < 3; i++) {
-        trace t;
-        trace_start(&t, pg);
-        assert_int_equal(aj_run_step(run, i == 0 ? insert_and_set_attributes_every_step
-                                                 : insert_and_set_attributes_every_step, NULL),
-                         AJ_OK);
-        int trips = trace_stop(&t, pg);
-        print_message("borrowed step %d: %d round trips\n", i + 1, trips);
-        assert_int_equal(trips - 3, expected_extra[i]);
-    }
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_atomically, 0, 0};
+    borrowed_round_trips(&hooks, "rt-borrowed", (const int[3]){2, 1, 1});
+    /* the core's last statements carry the COMMIT: the claims cost nothing more */
+    static const aj_host_tx commit_in_body = {AJ_HOST_TX_VERSION, rt_atomically_commit_in_body,
+                                              0, 1};
+    borrowed_round_trips(&commit_in_body, "rt-commit-in-body", (const int[3]){1, 0, 0});
+}
+
+/* commit_in_body never commits inside the application's open transaction: the host's
+ * savepoint stays the host's to release, and a rollback of the application's
+ * transaction takes the run with it. */
+void test_pg_commit_in_body_inside_app_transaction(void **state)
+{
+    (void)state;
+    aj_store *owner = open_store();
+    PGconn *pg = PQconnectdb(test_pg_conninfo());
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    aj_store *store;
+    exec_ok(pg, "SET client_min_messages = warning");
+    exec_ok(pg, "CREATE TABLE IF NOT EXISTS rt_rides (id bigserial PRIMARY KEY, name text NOT NULL)");
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_nested_commit_in_body, 0, 1};
+    assert_int_equal(aj_store_borrow_pg(&store, pg, &hooks, pg, NULL), AJ_OK);
+    assert_int_equal(aj_store_migrate(store), AJ_OK);
+    aj_workflow *wf = three_steps();
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = "rt-in-app";
+    p.job_name = "RoundTrips";
+    p.args = "[]";
+    p.args_len = 2;
+    aj_run *run;
+    exec_ok(pg, "BEGIN");
+    assert_int_equal(aj_run_new(&run, store, wf, &p), AJ_OK);
+    assert_int_equal(aj_run_execute(run, insert_and_set_attributes_every_step, NULL), AJ_OK);
     assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    assert_int_equal(PQtransactionStatus(pg), PQTRANS_INTRANS);
+    exec_ok(pg, "ROLLBACK");
+    PGresult *r = PQexec(pg, "SELECT COUNT(*) FROM acidic_job_keys WHERE idempotency_key = 'rt-in-app'");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "0");
+    PQclear(r);
     aj_run_free(run);
     aj_workflow_free(wf);
     aj_store_free(store);
@@ -248,7 +328,7 @@ void test_pg_acquisition_uses_the_key_index(void **state)
                 " now() FROM generate_series(1, 20000) g");
     PGconn *app = PQconnectdb(test_pg_conninfo());
     assert_int_equal(PQstatus(app), CONNECTION_OK);
-    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_atomically, 0};
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_atomically, 0, 0};
     aj_store *borrowed = NULL;
     assert_int_equal(aj_store_borrow_pg(&borrowed, app, &hooks, app, NULL), AJ_OK);
     for (int s = 0; s < 2; s++) {

@@ -137,6 +137,7 @@
     /* test_round_trips.c */             \
     X(test_pg_step_round_trips)          \
     X(test_pg_borrowed_step_round_trips) \
+    X(test_pg_commit_in_body_inside_app_transaction) \
     X(test_pg_acquisition_uses_the_key_index) \
     /* test_concurrency.c */             \
     X(test_pg_serialization_conflict)    \

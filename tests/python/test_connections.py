@@ -280,3 +280,61 @@ def test_a_step_that_commits_the_borrowed_connection_is_refused(borrowed_env: An
         SelfCommit.run()
     # what the premature commit made durable cannot be undone (the step's rows and the
     # run's progress it carried); the misuse is reported where it happened
+
+
+def test_psycopg_steps_cost_the_round_trips_of_plain_transactions(psycopg_env: Any,
+                                                                    tmp_path: Any) -> None:
+    """On psycopg 3 the core's last statements of a step carry its COMMIT (aj_host_tx's
+    commit_in_body): a new 3-step run costs the plain job's 3 x (BEGIN, INSERT, COMMIT)
+    round trips plus one, the run's acquisition. Counted from libpq's protocol trace:
+    every round trip ends with a frontend Sync or a simple Query."""
+    from psycopg import pq
+    env = psycopg_env
+    env.table("log", "n INTEGER")
+    conn = env.db
+
+    @acidic_job.workflow(conn, name="ThreeInserts")
+    class ThreeInserts:
+        @acidic_job.step
+        def a(self, tx: Any) -> None:
+            tx.execute("INSERT INTO log (n) VALUES (%s)", (1,))
+
+        @acidic_job.step
+        def b(self, tx: Any) -> None:
+            tx.execute("INSERT INTO log (n) VALUES (%s)", (2,))
+
+        @acidic_job.step
+        def c(self, tx: Any) -> None:
+            tx.execute("INSERT INTO log (n) VALUES (%s)", (3,))
+
+    assert ThreeInserts.run(key="warm") is True  # the tables, the prepared statements
+
+    def round_trips(job: Any) -> int:
+        path = tmp_path / "trace.txt"
+        with open(path, "w") as f:
+            conn.pgconn.trace(f.fileno())
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+            try:
+                assert job() is True
+            finally:
+                conn.pgconn.untrace()
+        lines = path.read_text().splitlines()
+        return sum(1 for line in lines
+                   if line.startswith("F\t") and line.split("\t")[2].startswith(("Sync", "Query")))
+
+    def plain() -> bool:
+        cur = conn.cursor()
+        for n in (1, 2, 3):
+            with conn.transaction():
+                cur.execute("INSERT INTO log (n) VALUES (%s)", (n,))
+        return True
+
+    for _ in range(3):  # past psycopg's prepare_threshold: its statement is prepared
+        plain()
+    baseline = round_trips(plain)
+    assert baseline == 9
+    assert round_trips(lambda: ThreeInserts.run(key="counted")) == baseline + 1
+    assert conn.pgconn.transaction_status == pq.TransactionStatus.IDLE  # nothing left open
+    assert env.sql("SELECT count(*) FROM log")[0][0] == 3 + 4 * 3 + 3
+    rows = env.sql("SELECT recovery_point FROM acidic_job_keys WHERE idempotency_key = 'counted'")
+    assert rows == [("FINISHED",)]

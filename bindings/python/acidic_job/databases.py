@@ -388,11 +388,13 @@ class Psycopg3Database(_PostgresDatabase):
 
     The transaction is opened with one ``BEGIN`` sent on the connection's libpq handle
     (psycopg reads the transaction status from libpq, so it then neither sends a BEGIN of
-    its own nor forgets to commit: one round trip, as ``conn.transaction()`` costs),
-    committed the same way and rolled back with ``conn.rollback()`` (which also tells
-    psycopg its prepared statements went with the transaction). The core sends its own statements
-    unnamed, so psycopg's ``DEALLOCATE ALL`` after a rollback, and a pooler's
-    ``DISCARD ALL``, leave it nothing to lose.
+    its own nor forgets to commit: one round trip, as ``conn.transaction()`` costs). The
+    core commits it with its last statements, in their round trip (``commit_in_body``);
+    a body without statements at its end is committed here the same way. It is rolled
+    back with ``conn.rollback()`` (which also tells psycopg its prepared statements went
+    with the transaction). The core's statements are prepared once per session and
+    prepared again when psycopg's ``DEALLOCATE ALL`` after a rollback, or a pooler's
+    ``DISCARD ALL``, dropped them.
     """
 
     def _begin(self) -> None:
@@ -415,12 +417,20 @@ class Psycopg3Database(_PostgresDatabase):
                 raise DatabaseError(f"connection lost: BEGIN failed: {text}")
             raise DatabaseError(f"PostgreSQL: BEGIN failed: {text}")
 
+    def _borrow(self) -> _native.Store:
+        # psycopg reads the transaction state from libpq: the core may send the COMMIT
+        # with its last statements, in their round trip (aj_host_tx's commit_in_body)
+        return _native.borrow_pg(self.conn, atomically=self.atomically, commit_in_body=True,
+                                 **self.options)
+
     def _commit(self) -> None:
         # Raw too: psycopg's commit() is a generator round of its own for one statement,
         # and it keeps nothing about a commit (its prepared statements survive one).
         import psycopg
         from psycopg import pq
         pgconn = self.conn.pgconn
+        if pgconn.transaction_status == pq.TransactionStatus.IDLE:
+            return  # the core committed with its last statements
         result = pgconn.exec_(b"COMMIT")
         if result.status != pq.ExecStatus.COMMAND_OK:
             raise psycopg.errors.error_from_result(

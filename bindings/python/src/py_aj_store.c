@@ -189,7 +189,8 @@ check_atomically(PyObject *atomically)
 
 /* A borrowed store: the object, its host transaction, then the core's borrow. */
 static PyObject *
-borrow(PyObject *conn, void *handle, PyObject *atomically, const option_args *a,
+borrow(PyObject *conn, void *handle, PyObject *atomically, const aj_host_tx *table,
+       const option_args *a,
        int (*fn)(aj_store **, void *, const aj_host_tx *, void *, const aj_options *))
 {
     aj_options opts;
@@ -201,7 +202,7 @@ borrow(PyObject *conn, void *handle, PyObject *atomically, const option_args *a,
     if (atomically != Py_None) {
         Py_INCREF(atomically);
         self->atomically = atomically;
-        hooks = &py_aj_host_tx;
+        hooks = table;
     }
     aj_store *store = NULL;
     int rc = fn(&store, handle, hooks, self, &opts);
@@ -230,6 +231,10 @@ typedef struct {
 } PySqliteConnectionHead;
 
 static char *borrow_kwlist[] = {"connection", "atomically", OPTION_KWLIST, NULL};
+/* commit_in_body (aj_host_tx v3): the host's driver reads the transaction state from
+ * libpq (psycopg 3), so the core may send COMMIT with its last statements. */
+static char *borrow_pg_kwlist[] = {"connection", "atomically", "commit_in_body", OPTION_KWLIST,
+                                   NULL};
 
 PyObject *
 py_aj_borrow_sqlite(PyObject *mod, PyObject *args, PyObject *kwargs)
@@ -277,7 +282,7 @@ py_aj_borrow_sqlite(PyObject *mod, PyObject *args, PyObject *kwargs)
     sqlite3 *db = ((PySqliteConnectionHead *)conn)->db;
     if (db == NULL)
         return py_aj_raise(AJ_EMISUSE, "the sqlite3.Connection is closed");
-    return borrow(conn, db, atomically, &a, borrow_sqlite_handle);
+    return borrow(conn, db, atomically, &py_aj_host_tx, &a, borrow_sqlite_handle);
 }
 
 /* Attribute `name` of `obj` as a Python int, or NULL with an exception. */
@@ -406,9 +411,10 @@ PyObject *
 py_aj_borrow_pg(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
     PyObject *conn, *atomically = Py_None;
+    int commit_in_body = 0;
     option_args a = OPTION_ARGS_INIT;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$O" OPTION_FORMAT, borrow_kwlist, &conn,
-                                     &atomically, OPTION_ARGS(a)) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Op" OPTION_FORMAT, borrow_pg_kwlist,
+                                     &conn, &atomically, &commit_in_body, OPTION_ARGS(a)) ||
         check_atomically(atomically) < 0)
         return NULL;
     PGconn *pg = pgconn_of(conn);
@@ -419,7 +425,9 @@ py_aj_borrow_pg(PyObject *mod, PyObject *args, PyObject *kwargs)
     }
     if (PQstatus(pg) != CONNECTION_OK)
         return py_aj_raise(AJ_EDATABASE, "the PostgreSQL connection is not open");
-    return borrow(conn, pg, atomically, &a, borrow_pg_handle);
+    return borrow(conn, pg, atomically,
+                  commit_in_body ? &py_aj_host_tx_commit_in_body : &py_aj_host_tx, &a,
+                  borrow_pg_handle);
 }
 
 static PyObject *
