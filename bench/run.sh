@@ -35,7 +35,7 @@ if [ "$quick" = 1 ]; then
   memory_runs=10000 memory_warm=1000 memory_runs_ruby=3000 memory_warm_ruby=1000
 else
   rounds=11 runs=300 runs_ruby=150
-  lock_rounds=3
+  lock_rounds=5
   worker_seconds=0.6 worker_rounds=5
   await_parents=3
   history_runs=1000000 history_staged=100000 history_calls=200
