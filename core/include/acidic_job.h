@@ -238,8 +238,9 @@ typedef struct aj_host_tx {
      * must not commit again, and sets *committed = 1. When the core's COMMIT fails, the
      * core has rolled back and body reports the failure. For hosts whose driver reads the
      * transaction state from libpq, as psycopg 3 does; not for an ORM that tracks its
-     * own transactions (ActiveRecord would send a COMMIT of its own). 0 (default): the
-     * host commits, one round trip more per transaction. */
+     * own transactions (ActiveRecord would send a COMMIT of its own). Ignored on SQLite
+     * and for aj_store_borrow_host. 0 (default): the host commits, one round trip more
+     * per transaction. */
     int commit_in_body;
 } aj_host_tx;
 

@@ -64,7 +64,11 @@ enum {
     AJ_DRV_LEAN = 1 << 0,
     /* A statement outside a transaction is a transaction of its own (SQLite in process; a
      * host's exec may begin one). */
-    AJ_DRV_READS_ALONE = 1 << 1
+    AJ_DRV_READS_ALONE = 1 << 1,
+    /* The driver acts on whether a host's transaction is top-level (tx_begun's
+     * `toplevel`): it may ask for generic plans there, and exec's AJ_X_COMMIT works in it
+     * (libpq: the COMMIT rides in the pipeline; aj_host_tx's commit_in_body). */
+    AJ_DRV_HOST_TOPLEVEL = 1 << 2
 };
 
 typedef struct aj_driver {

@@ -787,8 +787,8 @@ static void pg_close(void *conn, int owned, int forked)
 }
 
 static const aj_driver pg_driver = {
-    "postgres", AJ_DIALECT_POSTGRES, 0, pg_exec, pg_begin, pg_commit, pg_rollback,
-    pg_in_transaction, pg_tx_begun, pg_ensure_connected, pg_close,
+    "postgres", AJ_DIALECT_POSTGRES, AJ_DRV_HOST_TOPLEVEL, pg_exec, pg_begin, pg_commit,
+    pg_rollback, pg_in_transaction, pg_tx_begun, pg_ensure_connected, pg_close,
 };
 
 /* ------------------------------------------------------------------------ */

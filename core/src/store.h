@@ -54,7 +54,8 @@ struct aj_store {
     /* The transaction in progress (tx.c). */
     int tx_depth;              /* bodies running: > 1 when a call joins an open one */
     int tx_done;               /* aj_tx_finish committed (or, with hooks, ran) the end */
-    int tx_toplevel;           /* the open transaction is the core's alone (tx_begun) */
+    int tx_toplevel;           /* the open transaction is the core's alone (tx_begun; with
+                                  hooks, known for AJ_DRV_HOST_TOPLEVEL drivers only) */
     int in_step;               /* a step callback is running */
     aj_pending_job *pending;
     size_t npending, cap_pending;

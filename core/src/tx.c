@@ -54,8 +54,10 @@ static int attempt(aj_store *s, tx_call *t, int *committed)
 {
     *committed = 0;
     int rc;
-    /* without hooks the driver begins (refused inside an open transaction) */
-    s->tx_toplevel = !s->hooks || !s->drv->in_transaction(s->conn);
+    /* without hooks the driver begins (refused inside an open transaction); with them,
+     * asked only of a driver that acts on it (a host driver's check is a callback) */
+    s->tx_toplevel = !s->hooks || ((s->drv->features & AJ_DRV_HOST_TOPLEVEL) &&
+                                   !s->drv->in_transaction(s->conn));
     if (!s->hooks) {
         if (s->drv->ensure_connected && (rc = s->drv->ensure_connected(s->conn)))
             return rc;
@@ -197,7 +199,7 @@ int aj_tx_finish(aj_store *s, const aj_call *calls, size_t ncalls)
     aj_format_time(aj_now_us(), now);
     /* the driver's own transaction, or a host's top-level one the host lets it end */
     int commit = s->hooks == NULL || (s->commit_in_body && s->tx_toplevel &&
-                                      s->drv->dialect == AJ_DIALECT_POSTGRES);
+                                      (s->drv->features & AJ_DRV_HOST_TOPLEVEL));
     size_t p = 0, c = 0;
     int rc = AJ_OK;
     for (;;) {

@@ -589,7 +589,8 @@ void test_borrow_host(void **state) {
     nat_open(&h.n);
     h.a.n = &h.n;
     aj_host_ops ops = {AJ_HOST_OPS_VERSION, host_exec, host_in_tx};
-    aj_host_tx tx = {AJ_HOST_TX_VERSION, host_atomically, 0, 0};
+    /* commit_in_body is ignored for host connections: the host commits */
+    aj_host_tx tx = {AJ_HOST_TX_VERSION, host_atomically, 0, 1};
     aj_host_ops old = {0, host_exec, host_in_tx};
     int dialect = g_db == DB_SQLITE ? AJ_DIALECT_SQLITE : AJ_DIALECT_POSTGRES;
     aj_store *s = NULL;
