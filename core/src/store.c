@@ -144,7 +144,7 @@ int aj_store_open(aj_store **out, const char *url, const aj_options *opts)
     int rc = aj_check_doc(url, strlen(url), "database URL");
     if (rc)
         return rc;
-    aj_store *s;
+    aj_store *s = NULL;
     if ((rc = store_new(&s, opts, 1)))
         return rc;
 
