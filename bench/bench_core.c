@@ -295,6 +295,24 @@ static void emit(const result *r)
     fflush(stdout);
 }
 
+/* A rate against a baseline rate, each round's ratio in `ratios` (sorted by median()):
+ * the median ratio, with the rounds' spread after `what` in the note. */
+static void emit_rates(const char *measure, const char *db, double figure, double baseline,
+                       double *ratios, int rounds, const char *what)
+{
+    result r = RESULT_INIT;
+    r.measure = measure;
+    r.db = db;
+    r.unit = "workflows/s";
+    r.ratio = median(ratios, (size_t)rounds);
+    r.figure = figure;
+    r.baseline = baseline;
+    char note[256];
+    snprintf(note, sizeof note, "%s; %.2f to %.2f", what, ratios[0], ratios[rounds - 1]);
+    r.note = note;
+    emit(&r);
+}
+
 /* --- the application: its table, its writes, its queue --------------------------------- */
 
 typedef struct app {
@@ -835,33 +853,13 @@ static int measure_workflow(const char *url, int rounds, int runs)
     res.note = note;
     emit(&res);
 
-    result hand = RESULT_INIT;
-    hand.measure = "workflow vs the same by hand";
-    hand.db = db;
-    hand.unit = "workflows/s";
-    hand.ratio = median(tracked_ratio, (size_t)rounds);
-    hand.figure = res.figure;
-    hand.baseline = median(tracked_rate, (size_t)rounds);
-    char hnote[200];
-    snprintf(hnote, sizeof hnote, "baseline: each step also sets a progress row, the last "
-             "writes an outbox row (no lock, recovery, attempts); %.2f to %.2f",
-             tracked_ratio[0], tracked_ratio[rounds - 1]);
-    hand.note = hnote;
-    emit(&hand);
-
-    result floor = RESULT_INIT;
-    floor.measure = "the same by hand vs plain";
-    floor.db = db;
-    floor.unit = "workflows/s";
-    floor.ratio = median(floor_ratio, (size_t)rounds);
-    floor.figure = hand.baseline;
-    floor.baseline = res.baseline;
-    char fnote[200];
-    snprintf(fnote, sizeof fnote, "the ceiling of any workflow ratio: the least an "
-             "implementation of the guarantee writes; %.2f to %.2f",
-             floor_ratio[0], floor_ratio[rounds - 1]);
-    floor.note = fnote;
-    emit(&floor);
+    double hand_rate = median(tracked_rate, (size_t)rounds);
+    emit_rates("workflow vs the same by hand", db, res.figure, hand_rate, tracked_ratio, rounds,
+               "baseline: each step also sets a progress row, the last writes an outbox row "
+               "(no lock, recovery, attempts)");
+    emit_rates("the same by hand vs plain", db, hand_rate, res.baseline, floor_ratio, rounds,
+               "the ceiling of any workflow ratio: the least an implementation of the "
+               "guarantee writes");
 
     result lat = RESULT_INIT;
     lat.db = db;

@@ -171,6 +171,14 @@ def emit(measure: str, figure, baseline, unit: str, ratio=None, goal=None, limit
     print("ROW " + json.dumps(row), flush=True)
 
 
+def emit_rates(measure: str, rates: List[float], baselines: List[float], what: str) -> None:
+    """Rates of one side against another's, round by round: the medians, the median ratio
+    and the rounds' spread after `what`."""
+    ratios = [a / b for a, b in zip(rates, baselines)]
+    emit(measure, statistics.median(rates), statistics.median(baselines), "workflows/s",
+         statistics.median(ratios), note=f"{what}; {min(ratios):.2f} to {max(ratios):.2f}")
+
+
 def perform(job: Callable[[], bool], n: int) -> List[float]:
     times = []
     for _ in range(n):
@@ -218,20 +226,15 @@ def measure_workflow(url: str, rounds: int, runs: int, bench_core: str) -> None:
             rates[name].append(runs / sum(times))
             lat[name].extend(times)
     ratios = [a / b for a, b in zip(rates["acidic"], rates["plain"])]
-    by_hand_ratios = [a / b for a, b in zip(rates["acidic"], rates["hand"])]
-    floor_ratios = [a / b for a, b in zip(rates["hand"], rates["plain"])]
     emit("workflow ratio", statistics.median(rates["acidic"]), statistics.median(rates["plain"]),
          "workflows/s", statistics.median(ratios), goal=0.8,
          note=f"ratio {min(ratios):.2f} to {max(ratios):.2f} over {rounds} rounds of {runs}")
-    emit("workflow vs the same by hand", statistics.median(rates["acidic"]),
-         statistics.median(rates["hand"]), "workflows/s", statistics.median(by_hand_ratios),
-         note="baseline: each step also sets a progress row, the last writes an outbox row"
-              f" (sqlite3/psycopg, JSON); {min(by_hand_ratios):.2f} to {max(by_hand_ratios):.2f}")
-    emit("the same by hand vs plain", statistics.median(rates["hand"]),
-         statistics.median(rates["plain"]), "workflows/s", statistics.median(floor_ratios),
-         note="the application's own hand-written workflow (its progress and outbox rows"
-              f" through the driver) vs the plain job; {min(floor_ratios):.2f} to"
-              f" {max(floor_ratios):.2f}")
+    emit_rates("workflow vs the same by hand", rates["acidic"], rates["hand"],
+               "baseline: each step also sets a progress row, the last writes an outbox row"
+               " (sqlite3/psycopg, JSON)")
+    emit_rates("the same by hand vs plain", rates["hand"], rates["plain"],
+               "the application's own hand-written workflow (its progress and outbox rows"
+               " through the driver) vs the plain job")
     for q, name in ((0.5, "p50"), (0.99, "p99")):
         a, b = 1e3 * quantile(lat["acidic"], q), 1e3 * quantile(lat["plain"], q)
         emit(f"job latency {name}", a, b, "ms", b / a, note="a whole 3-step job vs the plain job")

@@ -151,6 +151,14 @@ def emit(measure, figure:, baseline:, unit:, ratio: nil, goal: nil, limit: nil, 
   $stdout.flush
 end
 
+# Rates of one side against another's, round by round: the medians, the median ratio and
+# the rounds' spread after `what`.
+def emit_rates(measure, rates, baselines, what)
+  ratios = rates.zip(baselines).map { |a, b| a / b }
+  emit(measure, figure: median(rates), baseline: median(baselines), unit: "workflows/s",
+                ratio: median(ratios), note: format("%s; %.2f to %.2f", what, ratios.min, ratios.max))
+end
+
 # Runs `job` n times; returns the seconds of each run.
 def perform(job, n)
   enqueued = ActiveJob::Base.queue_adapter.enqueued_jobs
@@ -205,18 +213,11 @@ def measure_workflow(rounds, runs, bench_core)
                          unit: "workflows/s", ratio: median(ratios), goal: 0.8,
                          note: format("ratio %.2f to %.2f over %d rounds of %d", ratios.min, ratios.max,
                                       rounds, runs))
-  by_hand = acidic_rate.zip(hand_rate).map { |a, b| a / b }
-  emit("workflow vs the same by hand", figure: median(acidic_rate), baseline: median(hand_rate),
-                                       unit: "workflows/s", ratio: median(by_hand),
-                                       note: format("baseline: each step also sets a progress row, the last " \
-                                                    "writes an outbox row (ActiveRecord, JSON); %.2f to %.2f",
-                                                    by_hand.min, by_hand.max))
-  floor = hand_rate.zip(plain_rate).map { |a, b| a / b }
-  emit("the same by hand vs plain", figure: median(hand_rate), baseline: median(plain_rate),
-                                    unit: "workflows/s", ratio: median(floor),
-                                    note: format("the application's own hand-written workflow (its progress and " \
-                                                 "outbox rows as ActiveRecord models) vs the plain job; %.2f to %.2f",
-                                                 floor.min, floor.max))
+  emit_rates("workflow vs the same by hand", acidic_rate, hand_rate,
+             "baseline: each step also sets a progress row, the last writes an outbox row (ActiveRecord, JSON)")
+  emit_rates("the same by hand vs plain", hand_rate, plain_rate,
+             "the application's own hand-written workflow (its progress and outbox rows as ActiveRecord " \
+             "models) vs the plain job")
   [[0.5, "p50"], [0.99, "p99"]].each do |q, name|
     a = 1e3 * quantile(acidic_lat, q)
     b = 1e3 * quantile(plain_lat, q)

@@ -360,9 +360,14 @@ class _PostgresDatabase(BorrowedDatabase):
     #: SQLSTATEs the core retries: serialization failure, deadlock
     _CONFLICTS = ("40001", "40P01")
 
+    #: the driver reads the transaction state from libpq, so the core may send the COMMIT
+    #: with its last statements, in their round trip (aj_host_tx's commit_in_body)
+    _commit_in_body = False
+
     def _borrow(self) -> _native.Store:
         # the extension checks the class, the libpq copy and that it is open
-        return _native.borrow_pg(self.conn, atomically=self.atomically, **self.options)
+        return _native.borrow_pg(self.conn, atomically=self.atomically,
+                                 commit_in_body=self._commit_in_body, **self.options)
 
     def _sqlstate(self, exc: BaseException) -> str:
         return str(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None) or "")
@@ -417,11 +422,7 @@ class Psycopg3Database(_PostgresDatabase):
                 raise DatabaseError(f"connection lost: BEGIN failed: {text}")
             raise DatabaseError(f"PostgreSQL: BEGIN failed: {text}")
 
-    def _borrow(self) -> _native.Store:
-        # psycopg reads the transaction state from libpq: the core may send the COMMIT
-        # with its last statements, in their round trip (aj_host_tx's commit_in_body)
-        return _native.borrow_pg(self.conn, atomically=self.atomically, commit_in_body=True,
-                                 **self.options)
+    _commit_in_body = True  # psycopg reads the transaction state from libpq
 
     def _commit(self) -> None:
         # Raw too: psycopg's commit() is a generator round of its own for one statement,
