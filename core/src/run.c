@@ -349,15 +349,34 @@ static int claim_now(aj_run *run, const claim *c)
     return matched == 1 ? AJ_OK : claim_missed(run);
 }
 
-/* Does this store claim a run's row at the start of a step? On PostgreSQL when the core
- * sends BEGIN itself: the claim then rides in BEGIN's round trip and holds the row lock
- * for the whole step. On SQLite never (the claim would take the database-wide write
- * lock for the whole step). On a borrowed PostgreSQL connection the host sends BEGIN,
- * so a first claim would cost a round trip of its own; it goes last, with the staged
- * jobs. */
+/* Does this store lock a run's row at the start of a step? On PostgreSQL when the core
+ * sends BEGIN itself: the lock (AJ_Q_LOCK_ROW, or the acquisition's FOR UPDATE) then
+ * rides in BEGIN's round trip, checks that the run is still ours before the callback
+ * runs, and holds the row for the whole step; the step's one claim rides with its COMMIT.
+ * On SQLite never (the database-wide write lock would be held for the whole step). On a
+ * borrowed PostgreSQL connection the host sends BEGIN, so a first statement would cost a
+ * round trip of its own; the claim goes last, with the staged jobs. */
 static int claims_first(const aj_store *s)
 {
     return s->drv->dialect == AJ_DIALECT_POSTGRES && !s->hooks;
+}
+
+/* Lock the run's row for the step if it still holds the recovery point and the lock
+ * this process expects (the claim's compare-and-set, without writing). */
+static int lock_row(aj_run *run)
+{
+    aj_value p[3] = {aj_int(run->id), aj_cstr(run->cur.recovery_point),
+                     aj_cstr(run->tx_locked ? run->tx_lock : NULL)};
+    aj_rows rows = {0};
+    int rc = aj_store_x(run->store, AJ_Q_LOCK_ROW, p, 3, &rows);
+    size_t matched = rows.nrows;
+    aj_rows_clear(&rows);
+    if (rc)
+        return rc;
+    if (matched != 1)
+        return claim_missed(run);
+    run->row_locked = 1;
+    return AJ_OK;
 }
 
 /* --- acquisition ------------------------------------------------------------------ */
@@ -587,8 +606,10 @@ static int acquire_in_tx(aj_run *run, int for_step)
                             run->cur.recovery_point);
     run->tx_locked = run->seen_locked;
     snprintf(run->tx_lock, sizeof run->tx_lock, "%s", run->seen_lock);
-    if (for_step && !claims_first(s)) {
-        run->claimed = 0; /* the step's last statement claims it */
+    if (for_step) {
+        /* The step's last statement claims it; on PostgreSQL the read locked it. */
+        run->claimed = 0;
+        run->row_locked = claims_first(s);
     } else {
         /* Lock it now (claiming and advancing at once when a step follows). */
         const char *to = for_step ? aj_workflow_next(run->wf, (size_t)idx)
@@ -806,7 +827,7 @@ typedef struct step_call {
 /* Forget the transaction's plan (both at its start and after it ended). */
 static void reset_plan(aj_run *run)
 {
-    run->acquiring = run->new_row = run->claimed = run->pending_create = 0;
+    run->acquiring = run->new_row = run->claimed = run->row_locked = run->pending_create = 0;
     run->finish = 0;
     run->release = 0;
     run->goto_index = -1;
@@ -867,20 +888,11 @@ static int step_body(aj_store *s, void *arg)
     else
         aj_format_time(aj_now_us(), token);
 
-    /* 1. Claim first where that is free (the row lock for the whole step). */
-    if (claims_first(s) && !run->claimed) {
-        claim c = {run->cur.recovery_point, run->tx_locked ? run->tx_lock : NULL, planned,
-                   planned_keeps ? token : NULL, 0, 0,
-                   planned_keeps ? RECOVER_KEEP : RECOVER_CLEAR, 0};
-        if ((rc = claim_now(run, &c))) {
-            sc->record = rc != AJ_ELOCKED && rc != AJ_ENOTFOUND;
-            return rc;
-        }
-        run->claimed = 1;
-        run->tx_locked = planned_keeps;
-        memcpy(run->tx_lock, token, sizeof token);
-    } else if (run->claimed) {
-        /* Claimed by the acquisition: the row holds `planned` and the token it wrote. */
+    /* 1. Lock the row first where that is free (for the whole step). A row claimed by
+     * the acquisition holds `planned` and the token it wrote. */
+    if (claims_first(s) && !run->claimed && !run->row_locked && (rc = lock_row(run))) {
+        sc->record = rc != AJ_ELOCKED && rc != AJ_ENOTFOUND;
+        return rc;
     }
 
     /* 2. The application's writes. */
@@ -950,7 +962,7 @@ static int step_body(aj_store *s, void *arg)
             rc = aj_tx_finish(s, NULL, 0);
         if (rc == AJ_ELOCKED)
             sc->record = 0;
-    } else if (!run->claimed) {
+    } else if (!run->claimed && !run->row_locked) {
         c.expect_rp = run->cur.recovery_point;
         if (s->hooks) {
             /* With the staged jobs, in one round trip; the host commits after. */
@@ -966,12 +978,14 @@ static int step_body(aj_store *s, void *arg)
         }
         if (rc == AJ_ELOCKED || rc == AJ_ENOTFOUND)
             sc->record = 0;
-    } else if (run->cur.attrs_dirty || strcmp(next, planned) != 0 ||
+    } else if (run->row_locked || run->cur.attrs_dirty || strcmp(next, planned) != 0 ||
                keeps_lock != planned_keeps || awaiting) {
-        c.expect_rp = planned;
+        /* The claim, or the amendment of the acquisition's, with the COMMIT: the row is
+         * ours, locked since the step's first statement. */
+        c.expect_rp = run->claimed ? planned : run->cur.recovery_point;
         claim_call cc;
         build_claim(run, &c, &cc);
-        rc = aj_tx_finish(s, &cc.call, 1); /* with the COMMIT: the row is ours, locked */
+        rc = aj_tx_finish(s, &cc.call, 1);
         aj_rows_clear(&cc.rows);
     } else {
         rc = aj_tx_finish(s, NULL, 0);
@@ -1015,7 +1029,7 @@ static void step_settle(aj_store *s, void *arg, int committed)
     }
     drop_saved(run);
     aj_batch_reset(run);
-    run->acquiring = run->new_row = run->claimed = run->pending_create = 0;
+    run->acquiring = run->new_row = run->claimed = run->row_locked = run->pending_create = 0;
     run->peeked = 0;
     if (sc->stepped) {
         aj_event ev = {0};

@@ -49,6 +49,8 @@ struct aj_run {
     int new_row;          /* ... and created its row */
     int pending_create;   /* ... and will create it last (SQLite: no write before the step's) */
     int claimed;          /* the row already holds our token and the planned next step */
+    int row_locked;       /* ... or is row-locked, unchanged, till the step's one claim at
+                             its end (owned PostgreSQL) */
     char tx_lock[32];     /* the row's locked_at in this transaction (when tx_locked) */
     int tx_locked;
     char step_token[32];  /* the lock token this step writes */

@@ -146,6 +146,13 @@ static const char *const templates[AJ_Q_COUNT] = {
 
     [AJ_Q_KEY_EXISTS] = "SELECT count(*) FROM acidic_job_keys WHERE id = ?",
 
+    /* The row lock a step holds from its first statement on an owned PostgreSQL store,
+     * checking the same compare-and-set as the claim: a lock writes no new row version, so
+     * the step's one claim, at its end, is the only version it writes (decision 019). */
+    [AJ_Q_LOCK_ROW] =
+        "SELECT id FROM acidic_job_keys WHERE id = ? AND recovery_point = ?"
+        " AND locked_at @is @ts(?){pg: FOR NO KEY UPDATE}",
+
     [AJ_Q_WRITE_LOCK] = "UPDATE acidic_job_keys SET id = id WHERE 0 = 1",
 
     /* key_id names the run that staged the job, for operators (aj_admin_show) only:

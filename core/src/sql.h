@@ -45,6 +45,7 @@ typedef enum aj_stmt {
     AJ_Q_CLAIM_STEP,      /* AJ_Q_CLAIM for a plain step: only the state a step changes */
     AJ_Q_FAIL,            /* record a failure and release the lock (token checked) */
     AJ_Q_KEY_EXISTS,      /* a claim matched no row: lost lock or deleted row? */
+    AJ_Q_LOCK_ROW,        /* PostgreSQL: lock the run's row for a step, if it is still ours */
     AJ_Q_WRITE_LOCK,      /* SQLite: take the write lock first in a transaction that reads
                              before it writes */
     /* outbox and batches (outbox.c) */

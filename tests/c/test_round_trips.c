@@ -4,8 +4,8 @@
  *
  * Owned store: a new 3-step run whose steps each make one INSERT and change the
  * attributes costs 9 round trips, as three plain BEGIN; INSERT; COMMIT do: BEGIN and the
- * claim (or, in the first step, the acquisition) share one, the attributes ride with
- * the COMMIT. Borrowed connection: the host sends BEGIN and COMMIT, so the core adds
+ * row lock (or, in the first step, the acquisition) share one, the claim rides with the
+ * COMMIT. Borrowed connection: the host sends BEGIN and COMMIT, so the core adds
  * one statement per step (two in the first); with aj_host_tx's commit_in_body the core's
  * last statements carry the COMMIT, and only the first step's acquisition is extra. */
 #include "harness.h"
@@ -346,6 +346,74 @@ void test_pg_acquisition_uses_the_key_index(void **state)
     }
     aj_store_free(borrowed);
     PQfinish(app);
+    aj_workflow_free(wf);
+    aj_store_free(store);
+}
+
+/* What a step writes, counted by the server (pg_stat_user_tables, after this backend's
+ * statistics are flushed): the run's row gets one new version per step, the claim at the
+ * step's end. The step's first statement only locks the row (AJ_Q_LOCK_ROW, or the
+ * acquisition's FOR UPDATE), so a step that changes the attributes writes no second
+ * version to amend its first (5 versions for these 3 steps before). */
+static long long keys_updated(PGconn *pg)
+{
+    exec_ok(pg, "SELECT pg_stat_force_next_flush()"); /* flushed as the backend goes idle */
+    PGresult *r = PQexec(pg, "SELECT n_tup_upd FROM pg_stat_user_tables"
+                             " WHERE relid = 'acidic_job_keys'::regclass");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    long long n = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+static int fail_b_once(aj_run *run, const char *step, void *ctx)
+{
+    int *failed = ctx;
+    if (strcmp(step, "b") == 0 && !*failed) {
+        *failed = 1;
+        return 1;
+    }
+    return insert_and_set_attributes_every_step(run, step, NULL);
+}
+
+void test_pg_step_writes_one_row_version(void **state)
+{
+    (void)state;
+    aj_store *store = open_store();
+    PGconn *pg = aj_store_pg(store);
+    exec_ok(pg, "CREATE TABLE rt_rides (id bigserial PRIMARY KEY, name text NOT NULL)");
+    aj_workflow *wf = three_steps();
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = "versions-new";
+    p.job_name = "RowVersions";
+    p.attributes = "{}";
+    p.attributes_len = 2;
+    aj_run *run;
+    assert_int_equal(aj_run_new(&run, store, wf, &p), AJ_OK);
+    long long before = keys_updated(pg);
+    assert_int_equal(aj_run_execute(run, insert_and_set_attributes_every_step, NULL), AJ_OK);
+    long long versions = keys_updated(pg) - before;
+    print_message("new 3-step run: %lld row versions after the insert\n", versions);
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    assert_int_equal(versions, 3); /* the first step's claim amends its insert */
+    aj_run_free(run);
+
+    /* A resumed run: its acquisition's claim (the attempt counted, last_run_at) is the
+     * resumed step's one claim. */
+    int failed = 0;
+    p.key = "versions-resumed";
+    assert_int_equal(aj_run_new(&run, store, wf, &p), AJ_OK);
+    assert_int_equal(aj_run_execute(run, fail_b_once, &failed), AJ_ESTEP);
+    aj_run_free(run);
+    assert_int_equal(aj_run_new(&run, store, wf, &p), AJ_OK);
+    before = keys_updated(pg);
+    assert_int_equal(aj_run_execute(run, fail_b_once, &failed), AJ_OK);
+    versions = keys_updated(pg) - before;
+    print_message("resumed run, 2 steps: %lld row versions\n", versions);
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    assert_int_equal(versions, 2);
+    assert_int_equal(aj_run_attempts(run), 2);
+    aj_run_free(run);
     aj_workflow_free(wf);
     aj_store_free(store);
 }

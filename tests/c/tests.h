@@ -136,6 +136,7 @@
 #define AJ_PG_TEST_LIST(X)               \
     /* test_round_trips.c */             \
     X(test_pg_step_round_trips)          \
+    X(test_pg_step_writes_one_row_version) \
     X(test_pg_borrowed_step_round_trips) \
     X(test_pg_commit_in_body_inside_app_transaction) \
     X(test_pg_acquisition_uses_the_key_index) \
