@@ -57,6 +57,13 @@ def memory_rows(sides: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
                 f"(RSS {acidic['rss_mb']:.0f} MB; synchronous=OFF)")
         if acidic["runs"] + acidic["warm"] < FULL_MEMORY_RUNS:
             note += f"; fewer than {FULL_MEMORY_RUNS:,} runs"
+        maps = acidic.get("weakmaps_per_job")
+        if maps is not None:  # Ruby: what the interpreter keeps of each job's WeakMaps
+            lost = maps * acidic["weakmap_bytes"] * acidic["runs"] / 2**20
+            also = f" (the plain job: {plain['weakmaps_per_job']:g})" if plain else ""
+            note += (f"; ActiveRecord makes {maps:g} ObjectSpace::WeakMaps a job{also}, and "
+                     f"this Ruby keeps {acidic['weakmap_bytes']:.0f} bytes of RSS of each: "
+                     f"{lost:.1f} MB over these runs")
         rows.append({"measure": "memory: RSS growth", "from": lang, "db": db,
                      "figure": acidic["growth_mb"],
                      "baseline": plain["growth_mb"] if plain else None, "unit": "MB",
