@@ -239,8 +239,6 @@ end
 
 def rss_mb = File.read("/proc/self/status")[/^VmRSS:\s+(\d+)/, 1].to_i / 1024.0
 
-# fsync does not change a process's memory: SQLite runs with synchronous=OFF here. Each
-# side runs in a process of its own (they run concurrently, in the background).
 # What the interpreter loses per job whatever the job is: ActiveRecord 6.1 makes an
 # ObjectSpace::WeakMap for each transaction that creates a record (Transaction#add_record),
 # and heaptrack shows the 24-byte struct Ruby 3.1 allocates with each WeakMap never freed.
@@ -261,6 +259,8 @@ def weakmap_leak(job)
   { weakmaps_per_job: maps / 100.0, weakmap_bytes: (rss_mb - before) * 1024 * 1024 / 100_000 }
 end
 
+# fsync does not change a process's memory: SQLite runs with synchronous=OFF here. Each
+# side runs in a process of its own (they run concurrently, in the background).
 def measure_memory(runs, warm, side)
   job = side == "acidic" ? BenchWorkflowJob : BenchPlainJob
   perform(job, warm)
@@ -268,8 +268,7 @@ def measure_memory(runs, warm, side)
   before = rss_mb
   (runs - warm).times { perform(job, 1) }
   GC.start
-  growth = rss_mb - before
-  puts "MEMORY #{JSON.generate(from: 'Ruby', db: DB, side: side, growth_mb: growth,
+  puts "MEMORY #{JSON.generate(from: 'Ruby', db: DB, side: side, growth_mb: rss_mb - before,
                                rss_mb: rss_mb, runs: runs - warm, warm: warm,
                                **weakmap_leak(job))}"
 end

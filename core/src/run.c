@@ -947,7 +947,7 @@ static int step_body(aj_store *s, void *arg)
     memcpy(run->plan_lock, token, sizeof token);
     run->plan_status = finished ? AJ_RUN_SUCCEEDED : awaiting ? AJ_RUN_AWAITING : AJ_RUN_READY;
 
-    /* 4. The claim (SQLite) or its amendment, then COMMIT. */
+    /* 4. The claim (or the amendment of the acquisition's), then COMMIT. */
     int core_batch = run->batch_id != 0 && run->awaited > 0;
     int acquiring = run->acquiring && !run->claimed;
     claim c = {NULL, run->tx_locked ? run->tx_lock : NULL, next, keeps_lock ? token : NULL,
