@@ -193,9 +193,10 @@ AJ_EXTERN int aj_store_open(aj_store **out, const char *url, const aj_options *o
  * that called them. One call per transaction the core needs (one per step).
  *
  * What the host does, in order:
- *   1. open a transaction on the borrowed connection: BEGIN, or a savepoint when the
- *      application already has a transaction open (then "commit" below means releasing
- *      the savepoint, and the work becomes durable when the application commits);
+ *   1. open a transaction on the borrowed connection: BEGIN (unless begin_in_body lets
+ *      the core send it), or a savepoint when the application already has a transaction
+ *      open (then "commit" below means releasing the savepoint, and the work becomes
+ *      durable when the application commits);
  *   2. call body(arg) exactly once, inside it;
  *   3. when body returned 0, commit (unless commit_in_body let the core commit already:
  *      then no transaction is open any more); otherwise roll back;
@@ -220,7 +221,7 @@ AJ_EXTERN int aj_store_open(aj_store **out, const char *url, const aj_options *o
  */
 typedef int (*aj_tx_body)(void *arg);
 
-#define AJ_HOST_TX_VERSION 3
+#define AJ_HOST_TX_VERSION 4
 typedef struct aj_host_tx {
     unsigned int version; /* AJ_HOST_TX_VERSION */
     int (*atomically)(void *ctx, aj_tx_body body, void *arg, int *committed);
@@ -242,9 +243,18 @@ typedef struct aj_host_tx {
      * and for aj_store_borrow_host. 0 (default): the host commits, one round trip more
      * per transaction. */
     int commit_in_body;
+    /* Version 4. PostgreSQL, with commit_in_body only: 1 lets the core also open a
+     * top-level transaction, sending BEGIN in the round trip of its first statement.
+     * atomically then opens nothing when no transaction is open (it still opens a
+     * savepoint inside the application's), and the core's first statement of a step
+     * comes before the step's callback, as on a connection the core owns: a new 3-step
+     * run costs the round trips of three plain transactions. When a body fails, the core
+     * rolls back what it began; the host's rollback then finds nothing open. For hosts
+     * whose driver reads the transaction state from libpq, as for commit_in_body. */
+    int begin_in_body;
 } aj_host_tx;
 
-#define AJ_HOST_TX_INIT {AJ_HOST_TX_VERSION, NULL, 0, 0}
+#define AJ_HOST_TX_INIT {AJ_HOST_TX_VERSION, NULL, 0, 0, 0}
 
 /* Borrow an application's open SQLite handle or libpq connection. The core never
  * closes it. `tx` (may be NULL, see above) and `tx_ctx` must outlive the store.

@@ -591,6 +591,8 @@ static int pg_exec(void *conn, const aj_call *calls, size_t ncalls, unsigned fla
             return aj_error_set(AJ_EINVALID, "PostgreSQL exec: %zu parameters (at most %d)",
                                 call->nparams, AJ_PG_MAX_PARAMS);
     }
+    if (ncalls == 0 && !(flags & AJ_X_COMMIT) && !c->pending_begin)
+        return 0; /* nothing to send */
     int rc = check_usable(c);
     if (rc)
         return rc;

@@ -354,8 +354,9 @@ static int claim_now(aj_run *run, const claim *c)
  * rides in BEGIN's round trip, checks that the run is still ours before the callback
  * runs, and holds the row for the whole step; the step's one claim rides with its COMMIT.
  * On SQLite never (the database-wide write lock would be held for the whole step). On a
- * borrowed PostgreSQL connection the host sends BEGIN, so a first statement would cost a
- * round trip of its own; the claim goes last, with the staged jobs. */
+ * borrowed PostgreSQL connection the host's transactions hold no row lock during a step,
+ * so that a racing worker meets the run's lock token at once: the claim goes last, with
+ * the staged jobs. */
 static int claims_first(const aj_store *s)
 {
     return s->drv->dialect == AJ_DIALECT_POSTGRES && !s->hooks;
@@ -895,7 +896,10 @@ static int step_body(aj_store *s, void *arg)
         return rc;
     }
 
-    /* 2. The application's writes. */
+    /* 2. The application's writes, in the transaction (a BEGIN the core still holds
+     * under begin_in_body goes first). */
+    if (s->hooks && s->tx_core_began && (rc = aj_tx_send_begin(s)))
+        return rc;
     memcpy(run->step_token, token, sizeof token);
     run->step_planned = planned;
     run->in_step = 1;

@@ -126,6 +126,7 @@ static int set_hooks(aj_store *s, const aj_host_tx *tx, void *ctx)
     s->hooks_ctx = ctx;
     s->write_lock_first = tx->version >= 2 && tx->write_lock_first;
     s->commit_in_body = tx->version >= 3 && tx->commit_in_body;
+    s->begin_in_body = tx->version >= 4 && tx->begin_in_body && s->commit_in_body;
     return AJ_OK;
 }
 

@@ -41,6 +41,8 @@ struct aj_store {
     void *hooks_ctx;
     int write_lock_first;      /* aj_host_tx v2: SQLite's write lock at the body's start */
     int commit_in_body;        /* aj_host_tx v3: PostgreSQL, the core commits a top-level body */
+    int begin_in_body;         /* aj_host_tx v4: ... and begins it */
+    int tx_core_began;         /* the open transaction was begun by the core (its driver) */
     pid_t pid;                 /* the process that opened it: a forked child must not use it */
     aj_options opts;           /* every option resolved */
     char owner[160];           /* "host:pid", written as the lock owner */

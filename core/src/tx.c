@@ -19,6 +19,13 @@ typedef struct tx_call {
 
 int aj_tx_active(const aj_store *store) { return store->tx_depth > 0; }
 
+static int begin_mode(int flags)
+{
+    return (flags & AJ_TXF_SERIALIZABLE) ? AJ_BEGIN_SERIALIZABLE
+           : (flags & AJ_TXF_WRITE)      ? AJ_BEGIN_IMMEDIATE
+                                         : AJ_BEGIN_DEFERRED;
+}
+
 /* Runs inside the transaction, whoever opened it. Never unwinds. */
 static int tx_body(void *p)
 {
@@ -28,9 +35,14 @@ static int tx_body(void *p)
     s->tx_depth = 1;
     s->tx_done = 0;
     int rc = AJ_OK;
-    if (!s->drv->in_transaction(s->conn))
+    if (s->hooks && s->begin_in_body && s->tx_toplevel && !s->drv->in_transaction(s->conn)) {
+        /* the host lets the core open its top-level transaction (aj_host_tx v4) */
+        if ((rc = s->drv->begin(s->conn, begin_mode(t->flags))) == AJ_OK)
+            s->tx_core_began = 1;
+    } else if (!s->drv->in_transaction(s->conn)) {
         rc = aj_error_set(AJ_EMISUSE, "the host's atomically hook ran the body outside a "
                                       "transaction: open one (BEGIN) before calling it");
+    }
     if (!rc && s->drv->tx_begun)
         s->drv->tx_begun(s->conn, s->tx_toplevel);
     if (!rc && !(t->flags & AJ_TXF_NO_SCHEMA))
@@ -58,13 +70,11 @@ static int attempt(aj_store *s, tx_call *t, int *committed)
      * asked only of a driver that acts on it (a host driver's check is a callback) */
     s->tx_toplevel = !s->hooks || ((s->drv->features & AJ_DRV_HOST_TOPLEVEL) &&
                                    !s->drv->in_transaction(s->conn));
+    s->tx_core_began = !s->hooks;
     if (!s->hooks) {
         if (s->drv->ensure_connected && (rc = s->drv->ensure_connected(s->conn)))
             return rc;
-        int mode = (t->flags & AJ_TXF_SERIALIZABLE) ? AJ_BEGIN_SERIALIZABLE
-                   : (t->flags & AJ_TXF_WRITE)      ? AJ_BEGIN_IMMEDIATE
-                                                    : AJ_BEGIN_DEFERRED;
-        if ((rc = s->drv->begin(s->conn, mode)))
+        if ((rc = s->drv->begin(s->conn, begin_mode(t->flags))))
             return rc;
         rc = tx_body(t);
         if (rc) {
@@ -80,6 +90,15 @@ static int attempt(aj_store *s, tx_call *t, int *committed)
     int host_committed = 0;
     int hrc = s->hooks->atomically(s->hooks_ctx, tx_body, t, &host_committed);
     s->tx_depth = 0;
+    if (s->tx_core_began && (t->rc || hrc)) {
+        /* what the core began it ends: a BEGIN still unsent is forgotten, an open
+         * transaction (the host's rollback found none to end, or failed) rolled back */
+        aj_saved_error err;
+        aj_error_save(&err);
+        s->drv->rollback(s->conn);
+        aj_error_restore(&err);
+    }
+    s->tx_core_began = 0;
     if (!t->ran) {
         if (hrc >= 0)
             hrc = aj_error_set(AJ_EMISUSE, "the host's atomically hook returned without "
@@ -187,6 +206,11 @@ int aj_tx(aj_store *s, unsigned flags, aj_tx_fn body, aj_tx_settle_fn settle, vo
         }
         return rc;
     }
+}
+
+int aj_tx_send_begin(aj_store *s)
+{
+    return aj_store_calls(s, NULL, 0, 0); /* the driver sends a pending BEGIN, or nothing */
 }
 
 #define FINISH_CHUNK 8

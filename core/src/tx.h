@@ -45,6 +45,11 @@ int aj_tx(aj_store *store, unsigned flags, aj_tx_fn body, aj_tx_settle_fn settle
  * committed when this returns 0). At most once per transaction. */
 int aj_tx_finish(aj_store *store, const aj_call *calls, size_t ncalls);
 
+/* Send the BEGIN the core holds for a transaction it opens on a host's connection
+ * (aj_host_tx v4 begin_in_body) before the host's own code runs in it; nothing when it
+ * went already, with the core's first statements. */
+int aj_tx_send_begin(aj_store *store);
+
 /* 1 when a body of this store is running. */
 int aj_tx_active(const aj_store *store);
 

@@ -101,7 +101,7 @@ static int host_atomically(void *ctx, aj_tx_body body, void *arg, int *committed
 
 /* The sqlite3 gem waits for SQLite's write lock holding the GVL, which would stop the
  * thread holding the lock: the core takes the lock first, waiting without the GVL. */
-const aj_host_tx rb_aj_host_tx = {AJ_HOST_TX_VERSION, host_atomically, 1, 0};
+const aj_host_tx rb_aj_host_tx = {AJ_HOST_TX_VERSION, host_atomically, 1, 0, 0};
 
 /* --- exec, in_transaction (host stores) ------------------------------------------------ */
 

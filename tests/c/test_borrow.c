@@ -162,7 +162,7 @@ static int app_atomically(void *ctx, aj_tx_body body, void *arg, int *committed)
     return 0;
 }
 
-static const aj_host_tx app_hooks = {AJ_HOST_TX_VERSION, app_atomically, 0, 0};
+static const aj_host_tx app_hooks = {AJ_HOST_TX_VERSION, app_atomically, 0, 0, 0};
 
 /* On SQLite a new run is acquired by a read of its own before its first step's
  * transaction (which then starts with the step's first write). Outside a transaction
@@ -203,7 +203,7 @@ void test_borrow_basics(void **state) {
     native n;
     nat_open(&n);
     /* a hook table that is not initialised is refused */
-    aj_host_tx bad = {0, app_atomically, 0, 0};
+    aj_host_tx bad = {0, app_atomically, 0, 0, 0};
     aj_host_tx no_fn = AJ_HOST_TX_INIT;
     app a = {0};
     assert_aj(n.db ? aj_store_borrow_sqlite(&s, n.db, &bad, &a, NULL)
@@ -590,7 +590,7 @@ void test_borrow_host(void **state) {
     h.a.n = &h.n;
     aj_host_ops ops = {AJ_HOST_OPS_VERSION, host_exec, host_in_tx};
     /* commit_in_body is ignored for host connections: the host commits */
-    aj_host_tx tx = {AJ_HOST_TX_VERSION, host_atomically, 0, 1};
+    aj_host_tx tx = {AJ_HOST_TX_VERSION, host_atomically, 0, 1, 0};
     aj_host_ops old = {0, host_exec, host_in_tx};
     int dialect = g_db == DB_SQLITE ? AJ_DIALECT_SQLITE : AJ_DIALECT_POSTGRES;
     aj_store *s = NULL;
@@ -825,7 +825,7 @@ void test_borrow_admin(void **state) {
     h.n = n;
     h.a.n = &h.n;
     aj_host_ops ops = {AJ_HOST_OPS_VERSION, host_exec, host_in_tx};
-    aj_host_tx tx = {AJ_HOST_TX_VERSION, host_atomically, 0, 0};
+    aj_host_tx tx = {AJ_HOST_TX_VERSION, host_atomically, 0, 0, 0};
     assert_aj(aj_store_borrow_host(&s, g_db == DB_SQLITE ? AJ_DIALECT_SQLITE : AJ_DIALECT_POSTGRES,
                                    &ops, &tx, &h, NULL), AJ_OK);
     admin_through(s, &h.a, check);

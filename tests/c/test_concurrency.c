@@ -234,7 +234,7 @@ void test_pg_serialization_conflict(void **state)
     (void)state;
     enum { N = 6 };
     aj_store *owner = open_store(); /* the schema */
-    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, child_atomically, 0, 0};
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, child_atomically, 0, 0, 0};
     const char *levels[2] = {"BEGIN", "BEGIN ISOLATION LEVEL SERIALIZABLE"};
     for (int level = 0; level < 2; level++) {
         char key[32];

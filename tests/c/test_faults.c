@@ -158,7 +158,7 @@ void test_pg_borrowed_statements_discarded(void **state) {
     aj_store *owner = open_store();
     PGconn *pg = PQconnectdb(test_pg_conninfo());
     assert_int_equal(PQstatus(pg), CONNECTION_OK);
-    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, pg_tx, 0, 0};
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, pg_tx, 0, 0, 0};
     aj_store *s = NULL;
     assert_aj(aj_store_borrow_pg(&s, pg, &hooks, pg, NULL), AJ_OK);
     aj_workflow *wf = make_wf("a", "b", NULL);
@@ -220,7 +220,7 @@ void test_pg_borrowed_statements_named(void **state) {
     create_app_table(owner);
     PGconn *pg = PQconnectdb(test_pg_conninfo());
     assert_int_equal(PQstatus(pg), CONNECTION_OK);
-    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, plain_tx, 0, 0};
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, plain_tx, 0, 0, 0};
     aj_store *s = NULL, *twin = NULL;
     assert_aj(aj_store_borrow_pg(&s, pg, &hooks, pg, NULL), AJ_OK);
     assert_aj(aj_store_borrow_pg(&twin, pg, &hooks, pg, NULL), AJ_OK);
@@ -489,7 +489,7 @@ void test_pg_borrowed_connection_cut(void **state) {
         h.owner = open_store();
         h.pg = PQconnectdb(test_pg_conninfo());
         assert_int_equal(PQstatus(h.pg), CONNECTION_OK);
-        static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, cut_tx, 0, 0};
+        static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, cut_tx, 0, 0, 0};
         aj_store *s = NULL;
         assert_aj(aj_store_borrow_pg(&s, h.pg, &hooks, &h, NULL), AJ_OK);
         aj_workflow *wf = make_wf("a", "b", "c", NULL);
@@ -599,7 +599,7 @@ void test_pg_borrowed_connection_cut_anywhere(void **state) {
     h.pg = PQconnectdb(test_pg_conninfo());
     assert_int_equal(PQstatus(h.pg), CONNECTION_OK);
     PQclear(PQexec(h.pg, "SET client_min_messages = error"));
-    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, cut_tx_tracking, 0, 0};
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, cut_tx_tracking, 0, 0, 0};
     aj_store *s = NULL;
     aj_options o = AJ_OPTIONS_INIT;
     o.lock_timeout_ms = 1; /* a run whose failure record was lost is taken over at once */

@@ -186,12 +186,26 @@ static int rt_atomically_commit_in_body(void *ctx, aj_tx_body body, void *arg, i
     return 0;
 }
 
-/* A new 3-step run on a borrowed connection whose host opens each transaction:
- * `expected_extra` round trips per step beyond the application's BEGIN, INSERT, COMMIT. */
-static void borrowed_round_trips(const aj_host_tx *hooks, const char *key,
-                                 const int expected_extra[3])
+/* begin_in_body: the core opens a top-level transaction itself; the host opens only
+ * savepoints, and ends what is still open after the body. */
+static int rt_atomically_begin_in_body(void *ctx, aj_tx_body body, void *arg, int *committed)
 {
-    aj_store *owner = open_store(); /* creates the schema on this test's database */
+    PGconn *pg = ctx;
+    int nested = PQtransactionStatus(pg) != PQTRANS_IDLE;
+    if (nested)
+        exec_ok(pg, "SAVEPOINT host");
+    int rc = body(arg);
+    if (nested)
+        exec_ok(pg, rc == 0 ? "RELEASE SAVEPOINT host" : "ROLLBACK TO SAVEPOINT host");
+    else if (PQtransactionStatus(pg) != PQTRANS_IDLE)
+        exec_ok(pg, rc == 0 ? "COMMIT" : "ROLLBACK");
+    *committed = rc == 0;
+    return 0;
+}
+
+/* A borrowed connection with the test's table, under `hooks` (the caller frees both). */
+static aj_store *borrow_with(const aj_host_tx *hooks, PGconn **pg_out)
+{
     PGconn *pg = PQconnectdb(test_pg_conninfo());
     assert_int_equal(PQstatus(pg), CONNECTION_OK);
     exec_ok(pg, "SET client_min_messages = warning");
@@ -199,6 +213,18 @@ static void borrowed_round_trips(const aj_host_tx *hooks, const char *key,
     aj_store *store;
     assert_int_equal(aj_store_borrow_pg(&store, pg, hooks, pg, NULL), AJ_OK);
     assert_int_equal(aj_store_migrate(store), AJ_OK);
+    *pg_out = pg;
+    return store;
+}
+
+/* A new 3-step run on a borrowed connection whose host opens each transaction:
+ * `expected_extra` round trips per step beyond the application's BEGIN, INSERT, COMMIT. */
+static void borrowed_round_trips(const aj_host_tx *hooks, const char *key,
+                                 const int expected_extra[3])
+{
+    aj_store *owner = open_store(); /* creates the schema on this test's database */
+    PGconn *pg;
+    aj_store *store = borrow_with(hooks, &pg);
     aj_workflow *wf = three_steps();
     aj_run_params p = AJ_RUN_PARAMS_INIT;
     p.key = key;
@@ -233,12 +259,82 @@ void test_pg_borrowed_step_round_trips(void **state)
      * step finds or creates the run (one statement, after an advisory lock in the same
      * pipeline) and writes its attributes; the others claim the row with their last
      * statement. */
-    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_atomically, 0, 0};
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_atomically, 0, 0, 0};
     borrowed_round_trips(&hooks, "rt-borrowed", (const int[3]){2, 1, 1});
     /* the core's last statements carry the COMMIT: the claims cost nothing more */
     static const aj_host_tx commit_in_body = {AJ_HOST_TX_VERSION, rt_atomically_commit_in_body,
-                                              0, 1};
+                                              0, 1, 0};
     borrowed_round_trips(&commit_in_body, "rt-commit-in-body", (const int[3]){1, 0, 0});
+    /* and its first statements carry the BEGIN: the round trips of three plain
+     * transactions, as on a connection the core owns */
+    static const aj_host_tx begin_in_body = {AJ_HOST_TX_VERSION, rt_atomically_begin_in_body,
+                                             0, 1, 1};
+    borrowed_round_trips(&begin_in_body, "rt-begin-in-body", (const int[3]){0, 0, 0});
+}
+
+static int fail_step_b(aj_run *run, const char *step, void *ctx)
+{
+    int *fail = ctx;
+    if (*fail && strcmp(step, "b") == 0)
+        return 1;
+    return insert_and_set_attributes_every_step(run, step, NULL);
+}
+
+/* begin_in_body: a failed step leaves nothing open (the core rolls back what it began),
+ * its failure is recorded, and the run resumes at it; inside the application's
+ * transaction the core begins nothing and commits nothing. */
+void test_pg_begin_in_body(void **state)
+{
+    (void)state;
+    aj_store *owner = open_store();
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_atomically_begin_in_body, 0, 1, 1};
+    PGconn *pg;
+    aj_store *store = borrow_with(&hooks, &pg);
+    aj_workflow *wf = three_steps();
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = "rt-begin-fail";
+    p.job_name = "RoundTrips";
+    aj_run *run;
+    int fail = 1;
+    assert_int_equal(aj_run_new(&run, store, wf, &p), AJ_OK);
+    assert_int_equal(aj_run_execute(run, fail_step_b, &fail), AJ_ESTEP);
+    assert_int_equal(PQtransactionStatus(pg), PQTRANS_IDLE);
+    aj_run_free(run);
+    PGresult *r = PQexec(pg, "SELECT recovery_point, locked_at IS NULL, error_object IS NOT NULL,"
+                             " (SELECT count(*) FROM rt_rides) FROM acidic_job_keys"
+                             " WHERE idempotency_key = 'rt-begin-fail'");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 1);
+    assert_string_equal(PQgetvalue(r, 0, 0), "b");
+    assert_string_equal(PQgetvalue(r, 0, 1), "t");
+    assert_string_equal(PQgetvalue(r, 0, 2), "t");
+    long rides = atol(PQgetvalue(r, 0, 3));
+    PQclear(r);
+    fail = 0;
+    assert_int_equal(aj_run_new(&run, store, wf, &p), AJ_OK);
+    assert_int_equal(aj_run_execute(run, fail_step_b, &fail), AJ_OK);
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    assert_int_equal(PQtransactionStatus(pg), PQTRANS_IDLE);
+    aj_run_free(run);
+    r = PQexec(pg, "SELECT count(*) FROM rt_rides");
+    assert_int_equal(atol(PQgetvalue(r, 0, 0)), rides + 2); /* b and c, once each */
+    PQclear(r);
+
+    /* inside the application's transaction: its rollback takes the run with it */
+    p.key = "rt-begin-in-app";
+    exec_ok(pg, "BEGIN");
+    assert_int_equal(aj_run_new(&run, store, wf, &p), AJ_OK);
+    assert_int_equal(aj_run_execute(run, fail_step_b, &fail), AJ_OK);
+    assert_int_equal(PQtransactionStatus(pg), PQTRANS_INTRANS);
+    exec_ok(pg, "ROLLBACK");
+    aj_run_free(run);
+    r = PQexec(pg, "SELECT count(*) FROM acidic_job_keys WHERE idempotency_key = 'rt-begin-in-app'");
+    assert_string_equal(PQgetvalue(r, 0, 0), "0");
+    PQclear(r);
+    aj_workflow_free(wf);
+    aj_store_free(store);
+    PQfinish(pg);
+    aj_store_free(owner);
 }
 
 /* commit_in_body never commits inside the application's open transaction: the host's
@@ -248,14 +344,9 @@ void test_pg_commit_in_body_inside_app_transaction(void **state)
 {
     (void)state;
     aj_store *owner = open_store();
-    PGconn *pg = PQconnectdb(test_pg_conninfo());
-    assert_int_equal(PQstatus(pg), CONNECTION_OK);
-    aj_store *store;
-    exec_ok(pg, "SET client_min_messages = warning");
-    exec_ok(pg, "CREATE TABLE IF NOT EXISTS rt_rides (id bigserial PRIMARY KEY, name text NOT NULL)");
-    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_nested_commit_in_body, 0, 1};
-    assert_int_equal(aj_store_borrow_pg(&store, pg, &hooks, pg, NULL), AJ_OK);
-    assert_int_equal(aj_store_migrate(store), AJ_OK);
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_nested_commit_in_body, 0, 1, 0};
+    PGconn *pg;
+    aj_store *store = borrow_with(&hooks, &pg);
     aj_workflow *wf = three_steps();
     aj_run_params p = AJ_RUN_PARAMS_INIT;
     p.key = "rt-in-app";
@@ -328,7 +419,7 @@ void test_pg_acquisition_uses_the_key_index(void **state)
                 " now() FROM generate_series(1, 20000) g");
     PGconn *app = PQconnectdb(test_pg_conninfo());
     assert_int_equal(PQstatus(app), CONNECTION_OK);
-    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_atomically, 0, 0};
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_atomically, 0, 0, 0};
     aj_store *borrowed = NULL;
     assert_int_equal(aj_store_borrow_pg(&borrowed, app, &hooks, app, NULL), AJ_OK);
     for (int s = 0; s < 2; s++) {

@@ -284,10 +284,10 @@ def test_a_step_that_commits_the_borrowed_connection_is_refused(borrowed_env: An
 
 def test_psycopg_steps_cost_the_round_trips_of_plain_transactions(psycopg_env: Any,
                                                                     tmp_path: Any) -> None:
-    """On psycopg 3 the core's last statements of a step carry its COMMIT (aj_host_tx's
-    commit_in_body): a new 3-step run costs the plain job's 3 x (BEGIN, INSERT, COMMIT)
-    round trips plus one, the run's acquisition. Counted from libpq's protocol trace:
-    every round trip ends with a frontend Sync or a simple Query."""
+    """On psycopg 3 the core's first statements of a step carry its BEGIN and its last
+    ones its COMMIT (aj_host_tx's begin_in_body and commit_in_body): a new 3-step run
+    costs the plain job's 3 x (BEGIN, INSERT, COMMIT) round trips. Counted from libpq's
+    protocol trace: every round trip ends with a frontend Sync or a simple Query."""
     from psycopg import pq
     env = psycopg_env
     env.table("log", "n INTEGER")
@@ -333,7 +333,7 @@ def test_psycopg_steps_cost_the_round_trips_of_plain_transactions(psycopg_env: A
         plain()
     baseline = round_trips(plain)
     assert baseline == 9
-    assert round_trips(lambda: ThreeInserts.run(key="counted")) == baseline + 1
+    assert round_trips(lambda: ThreeInserts.run(key="counted")) == baseline
     assert conn.pgconn.transaction_status == pq.TransactionStatus.IDLE  # nothing left open
     assert env.sql("SELECT count(*) FROM log")[0][0] == 3 + 4 * 3 + 3
     rows = env.sql("SELECT recovery_point FROM acidic_job_keys WHERE idempotency_key = 'counted'")

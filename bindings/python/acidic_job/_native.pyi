@@ -167,7 +167,7 @@ def borrow_sqlite(connection: Any, *, atomically: Optional[Atomically] = ...,
                   synchronous: int = ..., conflict_retries: int = ..., max_attempts: int = ...,
                   retry_base_ms: int = ..., match_job_name: int = ...) -> Store: ...
 def borrow_pg(connection: Any, *, atomically: Optional[Atomically] = ...,
-              commit_in_body: int = ..., lock_timeout_ms: int = ..., busy_timeout_ms: int = ...,
+              libpq_state: int = ..., lock_timeout_ms: int = ..., busy_timeout_ms: int = ...,
               synchronous: int = ..., conflict_retries: int = ..., max_attempts: int = ...,
               retry_base_ms: int = ..., match_job_name: int = ...) -> Store: ...
 def acquire(store: Store, workflow: Workflow, key: str, job_name: str,

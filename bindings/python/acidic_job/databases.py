@@ -360,14 +360,15 @@ class _PostgresDatabase(BorrowedDatabase):
     #: SQLSTATEs the core retries: serialization failure, deadlock
     _CONFLICTS = ("40001", "40P01")
 
-    #: the driver reads the transaction state from libpq, so the core may send the COMMIT
-    #: with its last statements, in their round trip (aj_host_tx's commit_in_body)
-    _commit_in_body = False
+    #: the driver reads the transaction state from libpq, so the core may send BEGIN with
+    #: its first statements and COMMIT with its last, in their round trips (aj_host_tx's
+    #: begin_in_body and commit_in_body)
+    _libpq_state = False
 
     def _borrow(self) -> _native.Store:
         # the extension checks the class, the libpq copy and that it is open
         return _native.borrow_pg(self.conn, atomically=self.atomically,
-                                 commit_in_body=self._commit_in_body, **self.options)
+                                 libpq_state=self._libpq_state, **self.options)
 
     def _sqlstate(self, exc: BaseException) -> str:
         return str(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None) or "")
@@ -391,19 +392,19 @@ class _PostgresDatabase(BorrowedDatabase):
 class Psycopg3Database(_PostgresDatabase):
     """A borrowed psycopg 3 ``Connection``. ``tx`` is ``conn.cursor()`` (``%s`` placeholders).
 
-    The transaction is opened with one ``BEGIN`` sent on the connection's libpq handle
-    (psycopg reads the transaction status from libpq, so it then neither sends a BEGIN of
-    its own nor forgets to commit: one round trip, as ``conn.transaction()`` costs). The
-    core commits it with its last statements, in their round trip (``commit_in_body``);
-    a body without statements at its end is committed here the same way. It is rolled
-    back with ``conn.rollback()`` (which also tells psycopg its prepared statements went
-    with the transaction). The core's statements are prepared once per session and
-    prepared again when psycopg's ``DEALLOCATE ALL`` after a rollback, or a pooler's
-    ``DISCARD ALL``, dropped them.
+    psycopg reads the transaction status from libpq, so the core drives the transaction on
+    the connection's libpq handle: it sends ``BEGIN`` with its first statements and
+    ``COMMIT`` with its last, in their round trips (``begin_in_body`` and
+    ``commit_in_body``), and psycopg neither sends a BEGIN of its own in a step nor
+    forgets to commit: a 3-step run costs the round trips of three
+    ``conn.transaction()`` blocks. A body the core did not commit is committed here; a
+    failed one is rolled back with ``conn.rollback()`` (which also tells psycopg its
+    prepared statements went with the transaction). The core's statements are prepared
+    once per session and prepared again when psycopg's ``DEALLOCATE ALL`` after a
+    rollback, or a pooler's ``DISCARD ALL``, dropped them.
     """
 
     def _begin(self) -> None:
-        import psycopg
         from psycopg import pq
         pgconn = self.conn.pgconn
         if self.broken():  # its transaction status is "unknown": say what it is
@@ -411,18 +412,9 @@ class Psycopg3Database(_PostgresDatabase):
                                 f"({pgconn.error_message.decode('utf-8', 'replace').strip()})")
         if pgconn.transaction_status != pq.TransactionStatus.IDLE:
             raise MisuseError(_OPEN_TRANSACTION)
-        try:
-            result = pgconn.exec_(b"BEGIN")
-        except psycopg.Error as exc:  # closed: psycopg refuses before libpq
-            raise DatabaseError(f"connection lost: BEGIN failed: {exc}") from exc
-        if result.status != pq.ExecStatus.COMMAND_OK:
-            message = (result.error_message or pgconn.error_message or b"")
-            text = message.decode("utf-8", "replace").strip() or "no answer from the server"
-            if self.broken():
-                raise DatabaseError(f"connection lost: BEGIN failed: {text}")
-            raise DatabaseError(f"PostgreSQL: BEGIN failed: {text}")
+        # the core sends BEGIN with its first statements (begin_in_body)
 
-    _commit_in_body = True  # psycopg reads the transaction state from libpq
+    _libpq_state = True  # psycopg reads the transaction state from libpq
 
     def _commit(self) -> None:
         # Raw too: psycopg's commit() is a generator round of its own for one statement,

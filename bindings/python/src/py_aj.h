@@ -125,7 +125,7 @@ extern PyTypeObject *py_aj_EventType;
 
 /* The aj_host_tx table of every borrowed store (ctx: the StoreObject). */
 extern const aj_host_tx py_aj_host_tx;
-extern const aj_host_tx py_aj_host_tx_commit_in_body; /* v3 commit_in_body (psycopg 3) */
+extern const aj_host_tx py_aj_host_tx_libpq_state; /* v4 commit_in_body and begin_in_body (psycopg 3) */
 /* aj_event_fn and aj_error_doc_fn of every store (ctx: the StoreObject). */
 void py_aj_event_hook(void *ctx, const aj_event *event);
 int py_aj_error_hook(void *ctx, aj_run *run, int code, const char *message);

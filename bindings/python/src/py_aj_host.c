@@ -200,8 +200,8 @@ done:
     return rc;
 }
 
-const aj_host_tx py_aj_host_tx = {AJ_HOST_TX_VERSION, host_atomically, 0, 0};
-const aj_host_tx py_aj_host_tx_commit_in_body = {AJ_HOST_TX_VERSION, host_atomically, 0, 1};
+const aj_host_tx py_aj_host_tx = {AJ_HOST_TX_VERSION, host_atomically, 0, 0, 0};
+const aj_host_tx py_aj_host_tx_libpq_state = {AJ_HOST_TX_VERSION, host_atomically, 0, 1, 1};
 
 /* --- events --------------------------------------------------------------------------- */
 

@@ -231,9 +231,10 @@ typedef struct {
 } PySqliteConnectionHead;
 
 static char *borrow_kwlist[] = {"connection", "atomically", OPTION_KWLIST, NULL};
-/* commit_in_body (aj_host_tx v3): the host's driver reads the transaction state from
- * libpq (psycopg 3), so the core may send COMMIT with its last statements. */
-static char *borrow_pg_kwlist[] = {"connection", "atomically", "commit_in_body", OPTION_KWLIST,
+/* libpq_state: the host's driver reads the transaction state from libpq (psycopg 3), so
+ * the core may send BEGIN with its first statements and COMMIT with its last
+ * (aj_host_tx v4's begin_in_body and v3's commit_in_body). */
+static char *borrow_pg_kwlist[] = {"connection", "atomically", "libpq_state", OPTION_KWLIST,
                                    NULL};
 
 PyObject *
@@ -411,10 +412,10 @@ PyObject *
 py_aj_borrow_pg(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
     PyObject *conn, *atomically = Py_None;
-    int commit_in_body = 0;
+    int libpq_state = 0;
     option_args a = OPTION_ARGS_INIT;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Op" OPTION_FORMAT, borrow_pg_kwlist,
-                                     &conn, &atomically, &commit_in_body, OPTION_ARGS(a)) ||
+                                     &conn, &atomically, &libpq_state, OPTION_ARGS(a)) ||
         check_atomically(atomically) < 0)
         return NULL;
     PGconn *pg = pgconn_of(conn);
@@ -426,7 +427,7 @@ py_aj_borrow_pg(PyObject *mod, PyObject *args, PyObject *kwargs)
     if (PQstatus(pg) != CONNECTION_OK)
         return py_aj_raise(AJ_EDATABASE, "the PostgreSQL connection is not open");
     return borrow(conn, pg, atomically,
-                  commit_in_body ? &py_aj_host_tx_commit_in_body : &py_aj_host_tx, &a,
+                  libpq_state ? &py_aj_host_tx_libpq_state : &py_aj_host_tx, &a,
                   borrow_pg_handle);
 }
 
