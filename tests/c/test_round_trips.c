@@ -281,8 +281,8 @@ static int fail_step_b(aj_run *run, const char *step, void *ctx)
 }
 
 /* begin_in_body: a failed step leaves nothing open (the core rolls back what it began),
- * its failure is recorded, and the run resumes at it; inside the application's
- * transaction the core begins nothing and commits nothing. */
+ * its failure is recorded, and the run resumes at it (inside the application's
+ * transaction: test_pg_commit_in_body_inside_app_transaction). */
 void test_pg_begin_in_body(void **state)
 {
     (void)state;
@@ -320,36 +320,23 @@ void test_pg_begin_in_body(void **state)
     assert_int_equal(atol(PQgetvalue(r, 0, 0)), rides + 2); /* b and c, once each */
     PQclear(r);
 
-    /* inside the application's transaction: its rollback takes the run with it */
-    p.key = "rt-begin-in-app";
-    exec_ok(pg, "BEGIN");
-    assert_int_equal(aj_run_new(&run, store, wf, &p), AJ_OK);
-    assert_int_equal(aj_run_execute(run, fail_step_b, &fail), AJ_OK);
-    assert_int_equal(PQtransactionStatus(pg), PQTRANS_INTRANS);
-    exec_ok(pg, "ROLLBACK");
-    aj_run_free(run);
-    r = PQexec(pg, "SELECT count(*) FROM acidic_job_keys WHERE idempotency_key = 'rt-begin-in-app'");
-    assert_string_equal(PQgetvalue(r, 0, 0), "0");
-    PQclear(r);
     aj_workflow_free(wf);
     aj_store_free(store);
     PQfinish(pg);
     aj_store_free(owner);
 }
 
-/* commit_in_body never commits inside the application's open transaction: the host's
- * savepoint stays the host's to release, and a rollback of the application's
- * transaction takes the run with it. */
-void test_pg_commit_in_body_inside_app_transaction(void **state)
+/* commit_in_body (and begin_in_body) never commit inside the application's open
+ * transaction: the host's savepoint stays the host's to release, and a rollback of the
+ * application's transaction takes the run with it. */
+static void run_inside_app_transaction(const aj_host_tx *hooks, const char *key)
 {
-    (void)state;
     aj_store *owner = open_store();
-    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_nested_commit_in_body, 0, 1, 0};
     PGconn *pg;
-    aj_store *store = borrow_with(&hooks, &pg);
+    aj_store *store = borrow_with(hooks, &pg);
     aj_workflow *wf = three_steps();
     aj_run_params p = AJ_RUN_PARAMS_INIT;
-    p.key = "rt-in-app";
+    p.key = key;
     p.job_name = "RoundTrips";
     p.args = "[]";
     p.args_len = 2;
@@ -360,7 +347,9 @@ void test_pg_commit_in_body_inside_app_transaction(void **state)
     assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
     assert_int_equal(PQtransactionStatus(pg), PQTRANS_INTRANS);
     exec_ok(pg, "ROLLBACK");
-    PGresult *r = PQexec(pg, "SELECT COUNT(*) FROM acidic_job_keys WHERE idempotency_key = 'rt-in-app'");
+    const char *param[1] = {key};
+    PGresult *r = PQexecParams(pg, "SELECT COUNT(*) FROM acidic_job_keys WHERE idempotency_key = $1",
+                               1, NULL, param, NULL, NULL, 0);
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     assert_string_equal(PQgetvalue(r, 0, 0), "0");
     PQclear(r);
@@ -369,6 +358,17 @@ void test_pg_commit_in_body_inside_app_transaction(void **state)
     aj_store_free(store);
     PQfinish(pg);
     aj_store_free(owner);
+}
+
+void test_pg_commit_in_body_inside_app_transaction(void **state)
+{
+    (void)state;
+    static const aj_host_tx commit_in_body = {AJ_HOST_TX_VERSION, rt_nested_commit_in_body,
+                                              0, 1, 0};
+    run_inside_app_transaction(&commit_in_body, "rt-in-app");
+    static const aj_host_tx begin_in_body = {AJ_HOST_TX_VERSION, rt_atomically_begin_in_body,
+                                             0, 1, 1};
+    run_inside_app_transaction(&begin_in_body, "rt-begin-in-app");
 }
 
 /* Acquisition on a table the planner knows nothing about (never analyzed: a fresh
