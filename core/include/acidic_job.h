@@ -244,13 +244,13 @@ typedef struct aj_host_tx {
      * per transaction. */
     int commit_in_body;
     /* Version 4. PostgreSQL, with commit_in_body only: 1 lets the core also open a
-     * top-level transaction, sending BEGIN in the round trip of its first statement.
-     * atomically then opens nothing when no transaction is open (it still opens a
-     * savepoint inside the application's), and the core's first statement of a step
-     * comes before the step's callback, as on a connection the core owns: a new 3-step
-     * run costs the round trips of three plain transactions. When a body fails, the core
-     * rolls back what it began; the host's rollback then finds nothing open. For hosts
-     * whose driver reads the transaction state from libpq, as for commit_in_body. */
+     * top-level transaction, sending BEGIN in the round trip of its first statement (the
+     * acquisition's, in a run's first step), or alone before a step's callback when the
+     * step has no statement of the core's first. atomically then opens nothing when no
+     * transaction is open (it still opens a savepoint inside the application's): a new
+     * 3-step run costs the round trips of three plain transactions. When a body fails,
+     * the core rolls back what it began; the host's rollback then finds nothing open. For
+     * hosts whose driver reads the transaction state from libpq, as for commit_in_body. */
     int begin_in_body;
 } aj_host_tx;
 
