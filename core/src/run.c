@@ -241,13 +241,14 @@ static int set_core_error(aj_run *run, int code, const char *message)
 
 /* Insert a new run's row unless its key has one: AJ_Q_CREATE with its 17 parameters.
  * No row in `rows` when the key was taken. In-process SQLite checks first, under the
- * write lock, and inserts with the statement's first 16. */
+ * write lock (taken here unless the body took it as it began), and inserts with the
+ * statement's first 16. */
 static int insert_run_row(aj_store *s, const aj_value cr[17], aj_rows *rows)
 {
     if (!(s->drv->features & AJ_DRV_LEAN))
         return aj_store_x(s, AJ_Q_CREATE, cr, 17, rows);
     aj_rows taken = {0};
-    int rc = aj_store_x(s, AJ_Q_WRITE_LOCK, NULL, 0, NULL);
+    int rc = s->tx_write_locked ? AJ_OK : aj_store_x(s, AJ_Q_WRITE_LOCK, NULL, 0, NULL);
     if (rc == AJ_OK)
         rc = aj_store_x(s, AJ_Q_KEY_TAKEN, &cr[16], 1, &taken);
     int free_key = rc == AJ_OK && aj_rows_int(&taken, 0, 0) == 0;

@@ -56,6 +56,7 @@ struct aj_store {
     /* The transaction in progress (tx.c). */
     int tx_depth;              /* bodies running: > 1 when a call joins an open one */
     int tx_done;               /* aj_tx_finish committed (or, with hooks, ran) the end */
+    int tx_write_locked;       /* SQLite: the body took the write lock (AJ_Q_WRITE_LOCK) */
     int tx_toplevel;           /* the open transaction is the core's alone (tx_begun; with
                                   hooks, known for AJ_DRV_HOST_TOPLEVEL drivers only) */
     int in_step;               /* a step callback is running */

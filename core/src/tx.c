@@ -34,6 +34,7 @@ static int tx_body(void *p)
     t->ran = 1;
     s->tx_depth = 1;
     s->tx_done = 0;
+    s->tx_write_locked = 0;
     int rc = AJ_OK;
     if (s->hooks && s->begin_in_body && s->tx_toplevel && !s->drv->in_transaction(s->conn)) {
         /* the host lets the core open its top-level transaction (aj_host_tx v4) */
@@ -49,12 +50,13 @@ static int tx_body(void *p)
         rc = aj_schema_ensure(s);
     if (!rc && ((t->flags & AJ_TXF_WRITE) || s->write_lock_first) &&
         !(t->flags & AJ_TXF_NO_SCHEMA) && s->hooks && s->drv->dialect == AJ_DIALECT_SQLITE)
-        rc = aj_store_x(s, AJ_Q_WRITE_LOCK, NULL, 0, NULL);
+        s->tx_write_locked = (rc = aj_store_x(s, AJ_Q_WRITE_LOCK, NULL, 0, NULL)) == AJ_OK;
     if (!rc)
         rc = t->body(s, t->arg);
     if (!rc && !s->tx_done)
         rc = aj_tx_finish(s, NULL, 0);
     s->tx_depth = 0;
+    s->tx_write_locked = 0;
     t->rc = rc;
     if (rc)
         aj_error_save(&t->err);
