@@ -91,10 +91,8 @@ static int args_equal_cb(void *ctx, const char *stored, size_t stored_len, const
 
 /* --- construction -------------------------------------------------------------------- */
 
-static VALUE param(VALUE params, const char *name)
-{
-    return rb_hash_aref(params, ID2SYM(rb_intern(name)));
-}
+/* A macro, so that rb_intern caches each literal name's ID. */
+#define param(params, name) rb_hash_aref((params), ID2SYM(rb_intern(name)))
 
 static const char *opt_cstr(VALUE v) { return NIL_P(v) ? NULL : StringValueCStr(v); }
 

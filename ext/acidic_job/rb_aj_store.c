@@ -68,16 +68,18 @@ rb_aj_store *rb_aj_store_get(VALUE self)
     return s;
 }
 
+/* The sqlite3 gem keeps the blocks it hands SQLite in these (nil when unset). */
+static const char *const sqlite_callbacks[] = {"@busy_handler", "@tracefunc", "@authorizer"};
+static ID sqlite_callback_ids[sizeof sqlite_callbacks / sizeof *sqlite_callbacks];
+
 int rb_aj_store_nogvl(const rb_aj_store *s)
 {
     if (!s->release_gvl)
         return 0;
     if (s->borrowed_sqlite) {
-        /* the sqlite3 gem keeps the blocks it hands SQLite in these (nil when unset);
-         * checked at every call, as the application may set one at any time */
-        static const char *const callbacks[] = {"@busy_handler", "@tracefunc", "@authorizer"};
-        for (size_t i = 0; i < sizeof callbacks / sizeof *callbacks; i++)
-            if (!NIL_P(rb_attr_get(s->keep, rb_intern(callbacks[i]))))
+        /* checked at every call, as the application may set one at any time */
+        for (size_t i = 0; i < sizeof sqlite_callback_ids / sizeof *sqlite_callback_ids; i++)
+            if (!NIL_P(rb_attr_get(s->keep, sqlite_callback_ids[i])))
                 return 0;
     }
     return 1;
@@ -600,6 +602,8 @@ void rb_aj_init_store(void)
 {
     rb_aj_cStore = rb_define_class_under(rb_aj_mNative, "Store", rb_cObject);
     rb_undef_alloc_func(rb_aj_cStore);
+    for (size_t i = 0; i < sizeof sqlite_callbacks / sizeof *sqlite_callbacks; i++)
+        sqlite_callback_ids[i] = rb_intern(sqlite_callbacks[i]);
     VALUE types = rb_hash_new();
     for (int i = 1; i < EVENT_TYPES; i++)
         rb_hash_aset(types, ID2SYM(rb_intern(event_names[i])), INT2NUM(i));
