@@ -105,10 +105,17 @@ module AcidicJob
         obj.instance_of?(Array) && depth < 32 && obj.instance_variables.empty? &&
           obj.all? { |v| json_types?(v, depth + 1) }
       when Hash
-        obj.instance_of?(Hash) && depth < 32 && obj.instance_variables.empty? &&
-          obj.all? { |k, v| k.instance_of?(String) && json_types?(k, depth + 1) && json_types?(v, depth + 1) }
+        obj.instance_of?(Hash) && depth < 32 && obj.instance_variables.empty? && json_pairs?(obj, depth + 1)
       else false
       end
+    end
+
+    # Hash#all? would yield each pair as an Array: each_pair yields key and value.
+    def json_pairs?(hash, depth)
+      hash.each_pair do |k, v|
+        return false unless k.instance_of?(String) && json_types?(k, depth) && json_types?(v, depth)
+      end
+      true
     end
 
     # A staged job's payload: serialized_job's documents through the JSON parser (their

@@ -32,6 +32,11 @@ module AcidicJob
       recovered: "recovered.acidic_job"
     }.freeze
     TYPES = Native::Store::EVENT_TYPES
+    # The events each type of the core's feeds (a failed step is also a step event).
+    FEEDS = NAMES.to_h do |type, name|
+      [type, (type == :step_failed ? [name, NAMES[:step_committed]] : [name]).freeze]
+    end.freeze
+    BITS = NAMES.to_h { |type, _| [type, 1 << TYPES.fetch(type)] }.freeze
 
     module_function
 
@@ -44,16 +49,15 @@ module AcidicJob
     # subscribers come and go).
     def refresh(store)
       mask = 0
-      NAMES.each_key { |type| mask |= 1 << TYPES.fetch(type) if wanted?(type) }
+      BITS.each_pair { |type, bit| mask |= bit if wanted?(type) }
       store.event_mask = mask
     end
 
     # Someone listens: a subscriber other than the log subscriber, or the log subscriber
     # with a logger that writes its level.
     def wanted?(type)
-      names = type == :step_failed ? [NAMES[:step_failed], NAMES[:step_committed]] : [NAMES[type]]
       notifier = ActiveSupport::Notifications.notifier
-      names.any? do |name|
+      FEEDS.fetch(type).any? do |name|
         listeners = notifier.listeners_for(name)
         next false if listeners.empty?
         next true if listeners.size > LogSubscriber.subscriptions_to(name)
@@ -140,8 +144,9 @@ module AcidicJob
 
     # How many of an event's listeners are this subscriber (0 or 1).
     def self.subscriptions_to(name)
-      %w[step.acidic_job step_failed.acidic_job].include?(name) ? 1 : 0
+      SUBSCRIBED.include?(name) ? 1 : 0
     end
+    SUBSCRIBED = %w[step.acidic_job step_failed.acidic_job].freeze
   end
 end
 

@@ -10,24 +10,46 @@ module AcidicJob
     AWAITING = Native::Run::AWAITING
     DEAD = Native::Run::DEAD
 
+    # What a step list becomes, once per distinct list (shared by every run of a job
+    # class): the core's workflow and each step's awaited jobs by step name.
+    Plan = Struct.new(:workflow, :awaits)
+
+    @plans = {}
     @workflows = {}
-    @workflows_lock = Mutex.new
+    @lock = Mutex.new
     class << self
-      # One core workflow per step list (shared by every run of a job class).
-      def workflow(steps)
-        @workflows[steps] || @workflows_lock.synchronize do
-          @workflows[steps] ||= Native::Workflow.new(steps)
-        end
+      # Looked up by the job's own step list (its Hashes compare by value), so that a run
+      # builds nothing when its class has run the same steps before.
+      def plan(steps)
+        @plans[steps] || @lock.synchronize { @plans[frozen_copy(steps)] ||= build_plan(steps) }
+      end
+
+      private
+
+      def build_plan(steps)
+        described = steps.map do |s|
+          [s["does"].to_s.freeze, Array(s["awaits"]).map { |w| job_name_of(w).freeze }.freeze].freeze
+        end.freeze
+        awaits = steps.each_with_object({}) { |s, h| h[s["does"].to_s] ||= Array(s["awaits"]).freeze }
+        Plan.new(@workflows[described] ||= Native::Workflow.new(described), awaits.freeze).freeze
+      end
+
+      # The key is a copy the job cannot change later.
+      def frozen_copy(steps)
+        steps.map { |s| s.to_h { |k, v| [k.dup.freeze, v.is_a?(Array) ? v.dup.freeze : v] }.freeze }.freeze
+      end
+
+      def job_name_of(worker)
+        worker.is_a?(Module) ? worker.name : worker.to_s
       end
     end
 
     def initialize(job, with, steps)
       @job = job
       @with = (with || {}).to_h.transform_keys(&:to_s)
-      @steps = steps.each_with_object({}) { |s, h| h[s["does"].to_s] ||= s }
-      @workflow = self.class.workflow(
-        steps.map { |s| [s["does"].to_s.freeze, Array(s["awaits"]).map { |w| job_name_of(w).freeze }.freeze].freeze }.freeze
-      )
+      plan = self.class.plan(steps)
+      @workflow = plan.workflow
+      @awaits = plan.awaits
     end
 
     def call
@@ -52,10 +74,6 @@ module AcidicJob
     end
 
     private
-
-    def job_name_of(worker)
-      worker.is_a?(Module) ? worker.name : worker.to_s
-    end
 
     def describe_run
       key, run_id = KeyLookup.run_for(@job)
@@ -126,9 +144,8 @@ module AcidicJob
     def execute_step(run, name)
       Thread.current[:acidic_job_step_error] = nil
       begin_run(run) unless @begun
-      step = @steps.fetch(name)
+      awaits = @awaits.fetch(name)
       result = AcidicJob.with_current_run(run) { call_step_method(name) }
-      awaits = Array(step["awaits"])
       if awaits.any?
         await(run, awaits)
       elsif result.is_a?(Response)
