@@ -221,6 +221,31 @@ class WorkflowTest < AcidicTest
     assert_respond_to child, :perform_transactionally
   end
 
+  # The step list is the job's at each run: runs of one class with different lists (and
+  # lists equal by value, made again) run their own steps.
+  def test_each_run_runs_the_step_list_it_describes
+    klass = Class.new(ActiveJob::Base) do
+      include AcidicJob
+      def self.name = "ChoosingStepsJob"
+      def perform(last)
+        idempotently do
+          step :one
+          step last.to_sym
+        end
+      end
+
+      def one = Trace << :one
+      def two = Trace << :two
+      def three = Trace << :three
+    end
+    %w[two three two].each do |last|
+      Trace.clear
+      assert klass.new(last).perform_now
+      assert_equal [:one, last.to_sym], Trace.events
+    end
+    assert_equal %w[FINISHED] * 3, AcidicJob::Key.where(job_name: "ChoosingStepsJob").pluck(:recovery_point)
+  end
+
   def test_a_step_raising_a_non_standard_error_still_rolls_back_and_unlocks
     klass = Class.new(ActiveJob::Base) do
       include AcidicJob
