@@ -142,11 +142,12 @@ module AcidicJob
       AcidicJob.config.logger
     end
 
+    SUBSCRIBED = %w[step.acidic_job step_failed.acidic_job].freeze
+
     # How many of an event's listeners are this subscriber (0 or 1).
     def self.subscriptions_to(name)
       SUBSCRIBED.include?(name) ? 1 : 0
     end
-    SUBSCRIBED = %w[step.acidic_job step_failed.acidic_job].freeze
   end
 end
 
