@@ -899,7 +899,7 @@ static int step_body(aj_store *s, void *arg)
 
     /* 2. The application's writes, in the transaction (a BEGIN the core still holds
      * under begin_in_body goes first). */
-    if (s->hooks && s->tx_core_began && (rc = aj_tx_send_begin(s)))
+    if (s->tx_core_began && (rc = aj_tx_send_begin(s)))
         return rc;
     memcpy(run->step_token, token, sizeof token);
     run->step_planned = planned;

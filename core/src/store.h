@@ -42,7 +42,6 @@ struct aj_store {
     int write_lock_first;      /* aj_host_tx v2: SQLite's write lock at the body's start */
     int commit_in_body;        /* aj_host_tx v3: PostgreSQL, the core commits a top-level body */
     int begin_in_body;         /* aj_host_tx v4: ... and begins it */
-    int tx_core_began;         /* the open transaction was begun by the core (its driver) */
     pid_t pid;                 /* the process that opened it: a forked child must not use it */
     aj_options opts;           /* every option resolved */
     char owner[160];           /* "host:pid", written as the lock owner */
@@ -57,6 +56,7 @@ struct aj_store {
     int tx_depth;              /* bodies running: > 1 when a call joins an open one */
     int tx_done;               /* aj_tx_finish committed (or, with hooks, ran) the end */
     int tx_write_locked;       /* SQLite: the body took the write lock (AJ_Q_WRITE_LOCK) */
+    int tx_core_began;         /* begin_in_body: the core began the host's transaction */
     int tx_toplevel;           /* the open transaction is the core's alone (tx_begun; with
                                   hooks, known for AJ_DRV_HOST_TOPLEVEL drivers only) */
     int in_step;               /* a step callback is running */

@@ -72,7 +72,7 @@ static int attempt(aj_store *s, tx_call *t, int *committed)
      * asked only of a driver that acts on it (a host driver's check is a callback) */
     s->tx_toplevel = !s->hooks || ((s->drv->features & AJ_DRV_HOST_TOPLEVEL) &&
                                    !s->drv->in_transaction(s->conn));
-    s->tx_core_began = !s->hooks;
+    s->tx_core_began = 0;
     if (!s->hooks) {
         if (s->drv->ensure_connected && (rc = s->drv->ensure_connected(s->conn)))
             return rc;
