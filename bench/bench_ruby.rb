@@ -14,6 +14,8 @@
 # with perform_transactionally. The plain job does the same 3 creates in 3
 # ActiveRecord::Base.transaction blocks and then NotifyJob.perform_later. Both run on the
 # same ActiveRecord connection, in alternating rounds; each result is a line "ROW {json}".
+# Beside them run the same workflow written by hand (BenchByHandJob) and the core's calls
+# alone (BenchCoreOnlyJob): what an application would write, and the least a binding can.
 require "json"
 require "logger"
 require "active_record"
@@ -134,6 +136,35 @@ class BenchByHandJob < ActiveJob::Base
   end
 end
 
+# The least Ruby a binding can run over the core: the workflow's core calls (the same
+# statements, ActiveRecord transactions, resume description, attributes document, staged
+# job and push) made on AcidicJob::Native directly, with none of the concern around them
+# (no Runner, key lookup, events, attribute accessors or document checks). What it reads
+# against the plain job is the most any Ruby layer over this core can read.
+class BenchCoreOnlyJob < ActiveJob::Base
+  WORKFLOW = AcidicJob::Native::Workflow.new(%w[create_a create_b create_c].map { |s| [s, [].freeze].freeze }.freeze)
+
+  def perform
+    resume = ["activejob", self.class.name, AcidicJob::Documents.serialized_job(serialize)]
+    run = AcidicJob::Native::Run.new(AcidicJob::Stores.current, WORKFLOW,
+                                     { key: job_id, job_name: self.class.name, args: "--- []\n",
+                                       attributes: "--- {}\n", resume: resume })
+    rides = {}
+    status = begin
+      run.execute do |step|
+        rides[step] = BenchRide.create!(name: "ride").id
+        run.attributes = "--- #{JSON.generate(rides)}\n"
+        next unless step == "create_c"
+
+        run.stage("activejob", "NotifyJob", AcidicJob::Documents.serialized_job(NotifyJob.new(rides[step]).serialize))
+      end
+    ensure
+      run.close
+    end
+    status == AcidicJob::Native::Run::SUCCEEDED
+  end
+end
+
 def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 
 def quantile(values, q)
@@ -193,16 +224,17 @@ def count_commits(job, n, bench_core)
 end
 
 def measure_workflow(rounds, runs, bench_core)
-  [BenchPlainJob, BenchWorkflowJob, BenchByHandJob].each { |job| perform(job, runs / 4 + 5) }
+  [BenchPlainJob, BenchWorkflowJob, BenchByHandJob, BenchCoreOnlyJob].each { |job| perform(job, runs / 4 + 5) }
   plain_rate = []
   acidic_rate = []
   hand_rate = []
+  core_rate = []
   plain_lat = []
   acidic_lat = []
   rounds.times do |r|
     # rotate which side goes first, so drift hits all alike
     [[BenchPlainJob, plain_rate, plain_lat], [BenchWorkflowJob, acidic_rate, acidic_lat],
-     [BenchByHandJob, hand_rate, []]].rotate(r % 3).each do |job, rates, lat|
+     [BenchByHandJob, hand_rate, []], [BenchCoreOnlyJob, core_rate, []]].rotate(r % 4).each do |job, rates, lat|
       times = perform(job, runs)
       rates << runs / times.sum
       lat.concat(times)
@@ -218,6 +250,10 @@ def measure_workflow(rounds, runs, bench_core)
   emit_rates("the same by hand vs plain", hand_rate, plain_rate,
              "the application's own hand-written workflow (its progress and outbox rows as ActiveRecord " \
              "models) vs the plain job")
+  emit_rates("the core alone vs plain", core_rate, plain_rate,
+             "the workflow's core calls on AcidicJob::Native directly, with no concern around them: " \
+             "the most a Ruby layer over this core can read")
+  emit_rates("workflow vs the core alone", acidic_rate, core_rate, "what the concern costs")
   [[0.5, "p50"], [0.99, "p99"]].each do |q, name|
     a = 1e3 * quantile(acidic_lat, q)
     b = 1e3 * quantile(plain_lat, q)
