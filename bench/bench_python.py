@@ -12,8 +12,9 @@ The workflow is decorated with @acidic_job.workflow on the borrowed connection; 
 last stages one job with perform_transactionally (an adapter installed in this process
 that appends to a list, as a queue client would). The plain job makes the same 3 inserts
 in 3 transactions of the same connection (``with conn:`` on sqlite3, ``conn.transaction()``
-on psycopg) and then calls the same adapter's send. Rounds alternate; each result is a line
-"ROW {json}".
+on psycopg) and then calls the same adapter's send. Beside them run the same workflow
+written by hand and the core's calls alone (the least a binding can run). Rounds
+alternate; each result is a line "ROW {json}".
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 import acidic_job
+from acidic_job import _native
 from acidic_job.adapters import Adapter, install_adapter
 
 DB = ""
@@ -159,7 +161,34 @@ def jobs(conn, queue: ListQueue):
                     cur.execute(outbox, (json.dumps(payload),))
         queue.send(0, "NotifyJob", payload)
         return True
-    return workflow, plain, by_hand
+
+    spec = BenchWorkflow.__acidic_workflow__  # type: ignore[attr-defined]
+    native_workflow = _native.Workflow(["create_a", "create_b", "create_c"])
+    args_doc, _ = spec.encode_arguments((), {})
+    attrs_doc = spec.encode_attributes(BenchWorkflow())
+
+    def core_alone() -> bool:
+        """The workflow's core calls on acidic_job._native directly, with none of the
+        decorator's layer around them (no step context, events or attribute codec): the
+        same statements, transactions, attributes document, staged job and push. What it
+        reads against the plain job is the most a Python layer over this core can read."""
+        store = spec.database.current().store()
+        run = _native.Run(store, native_workflow, f"{prefix}-core-{next(keys)}",
+                          "BenchCoreOnly", args_doc, attrs_doc)
+        cur = conn.cursor()
+        rides: Dict[str, int] = {}
+
+        def step(name: str) -> None:
+            rides[name] = insert_row(cur)
+            run.set_attributes(json.dumps(rides))
+            if name == "create_c":
+                run.stage("bench", "NotifyJob",
+                          json.dumps({"args": [rides[name]], "kwargs": {}}))
+        try:
+            return run.execute(step) == _native.RUN_SUCCEEDED
+        finally:
+            run.close()
+    return workflow, plain, by_hand, core_alone
 
 
 def emit(measure: str, figure, baseline, unit: str, ratio=None, goal=None, limit=None,
@@ -212,16 +241,16 @@ def commits_now(conn, bench_core: str) -> int:
 def measure_workflow(url: str, rounds: int, runs: int, bench_core: str) -> None:
     conn = connect(url, "FULL")
     queue = install_adapter(ListQueue())
-    workflow, plain, by_hand = jobs(conn, queue)
-    perform(plain, runs // 4 + 5)
-    perform(workflow, runs // 4 + 5)
-    perform(by_hand, runs // 4 + 5)
-    rates: Dict[str, List[float]] = {"plain": [], "acidic": [], "hand": []}
-    lat: Dict[str, List[float]] = {"plain": [], "acidic": [], "hand": []}
-    sides = [("plain", plain), ("acidic", workflow), ("hand", by_hand)]
+    workflow, plain, by_hand, core_alone = jobs(conn, queue)
+    sides = [("plain", plain), ("acidic", workflow), ("hand", by_hand), ("core", core_alone)]
+    for _, job in sides:
+        perform(job, runs // 4 + 5)
+    rates: Dict[str, List[float]] = {name: [] for name, _ in sides}
+    lat: Dict[str, List[float]] = {name: [] for name, _ in sides}
     for r in range(rounds):
         # rotate which side goes first, so drift hits all alike
-        for name, job in sides[r % 3:] + sides[:r % 3]:
+        k = r % len(sides)
+        for name, job in sides[k:] + sides[:k]:
             times = perform(job, runs)
             rates[name].append(runs / sum(times))
             lat[name].extend(times)
@@ -235,6 +264,11 @@ def measure_workflow(url: str, rounds: int, runs: int, bench_core: str) -> None:
     emit_rates("the same by hand vs plain", rates["hand"], rates["plain"],
                "the application's own hand-written workflow (its progress and outbox rows"
                " through the driver) vs the plain job")
+    emit_rates("the core alone vs plain", rates["core"], rates["plain"],
+               "the workflow's core calls on acidic_job._native directly, with no decorator"
+               " layer around them: the most a Python layer over this core can read")
+    emit_rates("workflow vs the core alone", rates["acidic"], rates["core"],
+               "what the decorator layer costs")
     for q, name in ((0.5, "p50"), (0.99, "p99")):
         a, b = 1e3 * quantile(lat["acidic"], q), 1e3 * quantile(lat["plain"], q)
         emit(f"job latency {name}", a, b, "ms", b / a, note="a whole 3-step job vs the plain job")
