@@ -298,7 +298,7 @@ def measure_memory(url: str, runs: int, warm: int, side: str) -> None:
     Each side runs in a process of its own (they run concurrently, in the background)."""
     conn = connect(url, "OFF")
     queue = install_adapter(ListQueue())
-    workflow, plain, by_hand = jobs(conn, queue)
+    workflow, plain, *_ = jobs(conn, queue)
     job = workflow if side == "acidic" else plain
     perform(job, warm)
     gc.collect()
@@ -318,7 +318,7 @@ def profile(url: str, runs: int) -> None:
     import pstats
     conn = connect(url, "FULL")
     queue = install_adapter(ListQueue())
-    workflow, plain, by_hand = jobs(conn, queue)
+    workflow, plain, *_ = jobs(conn, queue)
     perform(workflow, runs // 10)
     perform(plain, runs // 10)
     for name, job in (("workflow", workflow), ("plain job", plain)):
