@@ -1,6 +1,8 @@
 /* Entry point, error mapping, values and the GVL of the acidic_job extension. */
 #include "rb_aj.h"
 
+#include <math.h>
+#include <ruby/encoding.h>
 #include <ruby/thread.h>
 #include <sqlite3.h>
 #include <libpq-fe.h>
@@ -194,6 +196,73 @@ static VALUE native_sqlite_version(VALUE mod) { return INT2NUM(sqlite3_libversio
 /* AcidicJob::Native.libpq_version: the libpq this extension links. */
 static VALUE native_libpq_version(VALUE mod) { return INT2NUM(PQlibVersion()); }
 
+/* --- JSON's types ------------------------------------------------------------------- */
+
+/* Whether YAML.load reads the JSON of `obj` back as an equal object of the same classes
+ * (Documents.flow, lib/acidic_job/coders.rb): nil, true, false, Integer, finite Float,
+ * Strings valid in UTF-8 (or 7-bit US-ASCII), and Arrays and String-keyed Hashes of them,
+ * 32 deep at most, none a subclass or holding an instance variable (Psych tags those).
+ * No Ruby code runs, so nothing can change the containers while they are walked. */
+#define JSON_TYPES_DEPTH 32
+
+static int json_types(VALUE obj, int depth);
+
+typedef struct json_pairs_walk {
+    int depth;
+    int ok;
+} json_pairs_walk;
+
+static int json_pair(VALUE key, VALUE value, VALUE arg)
+{
+    json_pairs_walk *w = (json_pairs_walk *)arg;
+    if (!RB_TYPE_P(key, T_STRING) || !json_types(key, w->depth) || !json_types(value, w->depth)) {
+        w->ok = 0;
+        return ST_STOP;
+    }
+    return ST_CONTINUE;
+}
+
+static int json_types(VALUE obj, int depth)
+{
+    switch (rb_type(obj)) {
+    case T_NIL:
+    case T_TRUE:
+    case T_FALSE:
+    case T_FIXNUM:
+    case T_BIGNUM:
+        return 1;
+    case T_FLOAT:
+        return isfinite(RFLOAT_VALUE(obj));
+    case T_STRING: {
+        if (rb_obj_class(obj) != rb_cString || rb_ivar_count(obj) != 0)
+            return 0;
+        int enc = ENCODING_GET(obj), cr = rb_enc_str_coderange(obj);
+        if (enc == rb_utf8_encindex())
+            return cr != ENC_CODERANGE_BROKEN;
+        return enc == rb_usascii_encindex() && cr == ENC_CODERANGE_7BIT;
+    }
+    case T_ARRAY:
+        if (rb_obj_class(obj) != rb_cArray || depth >= JSON_TYPES_DEPTH || rb_ivar_count(obj) != 0)
+            return 0;
+        for (long i = 0; i < RARRAY_LEN(obj); i++)
+            if (!json_types(RARRAY_AREF(obj, i), depth + 1))
+                return 0;
+        return 1;
+    case T_HASH: {
+        if (rb_obj_class(obj) != rb_cHash || depth >= JSON_TYPES_DEPTH || rb_ivar_count(obj) != 0)
+            return 0;
+        json_pairs_walk w = {depth + 1, 1};
+        rb_hash_foreach(obj, json_pair, (VALUE)&w);
+        return w.ok;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* AcidicJob::Native.json_types?(obj) */
+static VALUE native_json_types_p(VALUE mod, VALUE obj) { return json_types(obj, 0) ? Qtrue : Qfalse; }
+
 __attribute__((visibility("default"))) void Init_acidic_job_ext(void)
 {
     rb_aj_mAcidicJob = rb_define_module("AcidicJob");
@@ -211,6 +280,7 @@ __attribute__((visibility("default"))) void Init_acidic_job_ext(void)
     rb_define_module_function(rb_aj_mNative, "code_name", native_code_name, 1);
     rb_define_module_function(rb_aj_mNative, "sqlite_libversion_number", native_sqlite_version, 0);
     rb_define_module_function(rb_aj_mNative, "libpq_version", native_libpq_version, 0);
+    rb_define_module_function(rb_aj_mNative, "json_types?", native_json_types_p, 1);
 
     rb_aj_init_store();
     rb_aj_init_workflow();

@@ -72,6 +72,33 @@ class DocumentsTest < AcidicTest
     assert_equal YAML.dump("r" => recursive), Docs.attributes("r" => recursive)
   end
 
+  # What Psych tags stays out of the flow document at any depth: an
+  # instance variable on a String, an Array or a Hash, a subclass, bytes invalid in the
+  # String's encoding, nesting deeper than 32 containers. A singleton class tags nothing.
+  def test_what_psych_would_tag_goes_through_yaml_dump_at_any_depth
+    with_ivar = ->(v) { v.tap { |o| o.instance_variable_set(:@note, 1) } }
+    tagged = [with_ivar.call(+"s"), with_ivar.call([1]), with_ivar.call({ "a" => 1 }), "bad\xff".dup.force_encoding("UTF-8"),
+              "caf\xc3\xa9".dup.force_encoding("US-ASCII"), ActiveSupport::SafeBuffer.new("sub"),
+              ActiveSupport::HashWithIndifferentAccess.new("a" => 1)]
+    outcome = lambda do |&encode|
+      encode.call
+    rescue ArgumentError, EncodingError => e
+      e.class # Psych refuses invalid bytes; the runner reports it as the caller's input error
+    end
+    tagged.each do |v|
+      [{ "v" => v }, { "v" => [1, { "w" => [v] }] }].each do |attrs|
+        doc = outcome.call { Docs.attributes(attrs) }
+        refute doc.to_s.start_with?("--- {"), "#{attrs.inspect} went to the flow document #{doc.inspect}"
+        assert_equal outcome.call { YAML.dump(attrs) }, doc
+      end
+    end
+    assert_reads_back({ "v" => "x".dup.tap { |o| o.singleton_class }, "w" => [].tap { |o| def o.extra = 1 } }, flow: true)
+
+    nest = ->(n) { (1..n).reduce(1) { |inner, i| i.odd? ? [inner] : { "d" => inner } } }
+    assert_reads_back({ "v" => nest.call(31) }, flow: true) # 32 containers with the top Hash
+    assert_reads_back({ "v" => nest.call(32) }, flow: false)
+  end
+
   def random_string(rng)
     Array.new(rng.rand(0..12)) do
       case rng.rand(60)

@@ -84,38 +84,14 @@ module AcidicJob
     # `obj` as such a flow document when it holds JSON's types only, so that YAML.load
     # returns an equal object: nil, true, false, Integer, finite Float, UTF-8 String, and
     # Arrays and string-keyed Hashes of them (no subclass, no instance variable: Psych
-    # tags those). nil for anything else, which YAML.dump writes.
+    # tags those). nil for anything else, which YAML.dump writes. The check is the
+    # extension's (a walk in Ruby cost more than generating the JSON).
     def flow(obj)
-      return unless json_types?(obj, 0)
+      return unless Native.json_types?(obj)
 
       flow_document(JSON.generate(obj))
     rescue JSON::GeneratorError, EncodingError
       nil
-    end
-
-    def json_types?(obj, depth)
-      case obj
-      when nil, true, false then true
-      when Integer then true
-      when Float then obj.finite?
-      when String
-        obj.instance_of?(String) && obj.valid_encoding? && obj.instance_variables.empty? &&
-          (obj.encoding == Encoding::UTF_8 || (obj.encoding == Encoding::US_ASCII && obj.ascii_only?))
-      when Array
-        obj.instance_of?(Array) && depth < 32 && obj.instance_variables.empty? &&
-          obj.all? { |v| json_types?(v, depth + 1) }
-      when Hash
-        obj.instance_of?(Hash) && depth < 32 && obj.instance_variables.empty? && json_pairs?(obj, depth + 1)
-      else false
-      end
-    end
-
-    # Hash#all? would yield each pair as an Array: each_pair yields key and value.
-    def json_pairs?(hash, depth)
-      hash.each_pair do |k, v|
-        return false unless k.instance_of?(String) && json_types?(k, depth) && json_types?(v, depth)
-      end
-      true
     end
 
     # A staged job's payload: serialized_job's documents through the JSON parser (their
