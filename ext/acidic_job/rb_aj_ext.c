@@ -1,4 +1,5 @@
-/* Entry point, error mapping, values and the GVL of the acidic_job extension. */
+/* Entry point, error mapping, values and the GVL of the acidic_job extension, and the
+ * attributes document's check for JSON's types. */
 #include "rb_aj.h"
 
 #include <math.h>
