@@ -224,17 +224,18 @@ def count_commits(job, n, bench_core)
 end
 
 def measure_workflow(rounds, runs, bench_core)
-  [BenchPlainJob, BenchWorkflowJob, BenchByHandJob, BenchCoreOnlyJob].each { |job| perform(job, runs / 4 + 5) }
   plain_rate = []
   acidic_rate = []
   hand_rate = []
   core_rate = []
   plain_lat = []
   acidic_lat = []
+  sides = [[BenchPlainJob, plain_rate, plain_lat], [BenchWorkflowJob, acidic_rate, acidic_lat],
+           [BenchByHandJob, hand_rate, []], [BenchCoreOnlyJob, core_rate, []]]
+  sides.each { |job, _, _| perform(job, runs / 4 + 5) }
   rounds.times do |r|
     # rotate which side goes first, so drift hits all alike
-    [[BenchPlainJob, plain_rate, plain_lat], [BenchWorkflowJob, acidic_rate, acidic_lat],
-     [BenchByHandJob, hand_rate, []], [BenchCoreOnlyJob, core_rate, []]].rotate(r % 4).each do |job, rates, lat|
+    sides.rotate(r % sides.size).each do |job, rates, lat|
       times = perform(job, runs)
       rates << runs / times.sum
       lat.concat(times)

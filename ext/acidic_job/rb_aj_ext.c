@@ -223,6 +223,12 @@ static int json_pair(VALUE key, VALUE value, VALUE arg)
     return ST_CONTINUE;
 }
 
+/* An Array or Hash of its own class, without instance variables, within the depth limit. */
+static int plain_container(VALUE obj, VALUE klass, int depth)
+{
+    return rb_obj_class(obj) == klass && depth < JSON_TYPES_DEPTH && rb_ivar_count(obj) == 0;
+}
+
 static int json_types(VALUE obj, int depth)
 {
     switch (rb_type(obj)) {
@@ -243,14 +249,14 @@ static int json_types(VALUE obj, int depth)
         return enc == rb_usascii_encindex() && cr == ENC_CODERANGE_7BIT;
     }
     case T_ARRAY:
-        if (rb_obj_class(obj) != rb_cArray || depth >= JSON_TYPES_DEPTH || rb_ivar_count(obj) != 0)
+        if (!plain_container(obj, rb_cArray, depth))
             return 0;
         for (long i = 0; i < RARRAY_LEN(obj); i++)
             if (!json_types(RARRAY_AREF(obj, i), depth + 1))
                 return 0;
         return 1;
     case T_HASH: {
-        if (rb_obj_class(obj) != rb_cHash || depth >= JSON_TYPES_DEPTH || rb_ivar_count(obj) != 0)
+        if (!plain_container(obj, rb_cHash, depth))
             return 0;
         json_pairs_walk w = {depth + 1, 1};
         rb_hash_foreach(obj, json_pair, (VALUE)&w);
