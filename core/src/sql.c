@@ -635,16 +635,20 @@ int aj_sql_is_transaction_control(const char *sql)
 
 /* --- schema ------------------------------------------------------------------- */
 
-/* acidic_job_keys as 0.7.0's generator creates it, plus the core's columns. On
+/* acidic_job_keys as 0.7.0's generator creates it, plus the core's columns, except that
+ * `workflow` and `created_at`, which no step changes, come before the columns a step
+ * does change (last_run_at to updated_at): PostgreSQL logs the middle of a row that an
+ * update changed, between the prefix and suffix it kept (decision 019). On
  * PostgreSQL the uniqueness of (key, job, arguments) is an index over md5(job_args):
  * a btree row cannot hold arguments larger than about 2.7 KB. */
 static const char *const sqlite_create_keys[] = {
     "CREATE TABLE IF NOT EXISTS acidic_job_keys ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,"
     " idempotency_key varchar NOT NULL, job_name varchar NOT NULL, job_args text,"
+    " workflow text, created_at datetime(6) NOT NULL,"
     " last_run_at datetime(6) DEFAULT CURRENT_TIMESTAMP NOT NULL, locked_at datetime(6),"
     " recovery_point varchar NOT NULL, error_object text, attr_accessors text,"
-    " workflow text, created_at datetime(6) NOT NULL, updated_at datetime(6) NOT NULL,"
+    " updated_at datetime(6) NOT NULL,"
     " attempts integer, locked_by varchar, recover_at datetime(6), dead_at datetime(6),"
     " awaiting_batch_id integer, resume_adapter varchar, resume_job_name varchar,"
     " resume_args text)",
@@ -656,10 +660,10 @@ static const char *const pg_create_keys[] = {
     "CREATE TABLE IF NOT EXISTS acidic_job_keys ("
     " id bigserial PRIMARY KEY,"
     " idempotency_key character varying NOT NULL, job_name character varying NOT NULL,"
-    " job_args text, last_run_at timestamp(6) without time zone DEFAULT CURRENT_TIMESTAMP NOT NULL,"
+    " job_args text, workflow text, created_at timestamp(6) without time zone NOT NULL,"
+    " last_run_at timestamp(6) without time zone DEFAULT CURRENT_TIMESTAMP NOT NULL,"
     " locked_at timestamp(6) without time zone, recovery_point character varying NOT NULL,"
-    " error_object text, attr_accessors text, workflow text,"
-    " created_at timestamp(6) without time zone NOT NULL,"
+    " error_object text, attr_accessors text,"
     " updated_at timestamp(6) without time zone NOT NULL,"
     " attempts integer, locked_by character varying,"
     " recover_at timestamp(6) without time zone, dead_at timestamp(6) without time zone,"

@@ -137,6 +137,7 @@
     /* test_round_trips.c */             \
     X(test_pg_step_round_trips)          \
     X(test_pg_step_writes_one_row_version) \
+    X(test_pg_step_wal_leaves_out_the_workflow) \
     X(test_pg_borrowed_step_round_trips) \
     X(test_pg_commit_in_body_inside_app_transaction) \
     X(test_pg_begin_in_body)             \
