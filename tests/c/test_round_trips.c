@@ -457,6 +457,17 @@ static long long keys_updated(PGconn *pg)
     return n;
 }
 
+/* A run of `job_name` under `key` whose attributes start as an empty document. */
+static aj_run_params params_with_attributes(const char *key, const char *job_name)
+{
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = key;
+    p.job_name = job_name;
+    p.attributes = "{}";
+    p.attributes_len = 2;
+    return p;
+}
+
 static int fail_b_once(aj_run *run, const char *step, void *ctx)
 {
     int *failed = ctx;
@@ -474,11 +485,7 @@ void test_pg_step_writes_one_row_version(void **state)
     PGconn *pg = aj_store_pg(store);
     exec_ok(pg, "CREATE TABLE rt_rides (id bigserial PRIMARY KEY, name text NOT NULL)");
     aj_workflow *wf = three_steps();
-    aj_run_params p = AJ_RUN_PARAMS_INIT;
-    p.key = "versions-new";
-    p.job_name = "RowVersions";
-    p.attributes = "{}";
-    p.attributes_len = 2;
+    aj_run_params p = params_with_attributes("versions-new", "RowVersions");
     aj_run *run;
     assert_int_equal(aj_run_new(&run, store, wf, &p), AJ_OK);
     long long before = keys_updated(pg);
@@ -546,11 +553,7 @@ void test_pg_step_wal_leaves_out_the_workflow(void **state)
         snprintf(name, sizeof name, "a_step_whose_name_says_what_it_does_%02d", i);
         assert_int_equal(aj_workflow_add_step(wf, name, NULL, 0), AJ_OK);
     }
-    aj_run_params p = AJ_RUN_PARAMS_INIT;
-    p.key = "wal-per-step";
-    p.job_name = "WalPerStep";
-    p.attributes = "{}";
-    p.attributes_len = 2;
+    aj_run_params p = params_with_attributes("wal-per-step", "WalPerStep");
     aj_run *run;
     int64_t wal[STEPS + 1] = {0};
     assert_int_equal(aj_run_new(&run, store, wf, &p), AJ_OK);
