@@ -188,11 +188,15 @@ def browser():
                 "--window-size=1280,1000", "--lang=en-US", "--disable-extensions"):
         options.add_argument(arg)
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    service = Service(shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    # Chromium leaves its singleton socket's directory in TMPDIR: one of the suite's own.
+    scratch = tempfile.mkdtemp(prefix="aj-web-chromium-")
+    service = Service(shutil.which("chromedriver") or "/usr/bin/chromedriver",
+                      env=dict(os.environ, TMPDIR=scratch))
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_script_timeout(30)
     yield driver
     driver.quit()
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture(scope="module", params=TARGETS, ids=[f"{k}-{d}" for k, d in TARGETS])

@@ -27,7 +27,9 @@ module RelDb
   end
 
   def dir
-    @dir ||= Dir.mktmpdir("aj-rel-ruby")
+    @dir ||= Dir.mktmpdir("aj-rel-ruby").tap do |made|
+      Minitest.after_run { FileUtils.remove_entry(made, true) }
+    end
   end
 
   def pg_url

@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "fileutils"
 require "timeout"
 require "securerandom"
 require_relative "admin_hold_job"
@@ -107,6 +108,7 @@ module AdminHelpers
   # `key`, holding its lock. Returns [pid, release_file, output_file].
   def start_holding_worker(key, release: true, lock_timeout: LOCK_TIMEOUT)
     dir = Dir.mktmpdir("aj-admin-worker")
+    (@worker_dirs ||= []) << dir
     ready = File.join(dir, "ready")
     release_file = File.join(dir, "release")
     out = File.join(dir, "out")
@@ -121,6 +123,13 @@ module AdminHelpers
       raise "the worker did not reach its held step: #{File.read(out) rescue ''}"
     end
     [pid, release_file, out]
+  end
+
+  # The workers' directories go with the test that made them (Minitest's lifecycle hook,
+  # after the test class's own teardown).
+  def after_teardown
+    super
+    (@worker_dirs || []).each { |d| FileUtils.remove_entry(d, true) }
   end
 
   # A run stranded by a worker SIGKILLed in its second step; the lock is left to expire
