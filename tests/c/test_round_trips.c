@@ -446,15 +446,21 @@ void test_pg_acquisition_uses_the_key_index(void **state)
  * step's end. The step's first statement only locks the row (AJ_Q_LOCK_ROW, or the
  * acquisition's FOR UPDATE), so a step that changes the attributes writes no second
  * version to amend its first (5 versions for these 3 steps before). */
-static long long keys_updated(PGconn *pg)
+/* The one integer `sql` reads. */
+static long long query_int(PGconn *pg, const char *sql)
 {
-    exec_ok(pg, "SELECT pg_stat_force_next_flush()"); /* flushed as the backend goes idle */
-    PGresult *r = PQexec(pg, "SELECT n_tup_upd FROM pg_stat_user_tables"
-                             " WHERE relid = 'acidic_job_keys'::regclass");
+    PGresult *r = PQexec(pg, sql);
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     long long n = atoll(PQgetvalue(r, 0, 0));
     PQclear(r);
     return n;
+}
+
+static long long keys_updated(PGconn *pg)
+{
+    exec_ok(pg, "SELECT pg_stat_force_next_flush()"); /* flushed as the backend goes idle */
+    return query_int(pg, "SELECT n_tup_upd FROM pg_stat_user_tables"
+                         " WHERE relid = 'acidic_job_keys'::regclass");
 }
 
 /* A run of `job_name` under `key` whose attributes start as an empty document. */
@@ -565,11 +571,8 @@ void test_pg_step_wal_leaves_out_the_workflow(void **state)
     for (int i = 3; i <= STEPS; i++) /* step i-1's claim and COMMIT, step i's row lock */
         if (wal[i] - wal[i - 1] < least)
             least = wal[i] - wal[i - 1];
-    PGresult *r = PQexec(aj_store_pg(store), "SELECT length(workflow) FROM acidic_job_keys"
-                                             " WHERE idempotency_key = 'wal-per-step'");
-    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    long long doc = atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
+    long long doc = query_int(aj_store_pg(store), "SELECT length(workflow) FROM acidic_job_keys"
+                                                  " WHERE idempotency_key = 'wal-per-step'");
     print_message("a step logs %lld bytes of WAL; the workflow document is %lld bytes\n",
                   (long long)least, doc);
     assert_true(doc > 900);      /* stored inline: the row is below TOAST's 2 KB */

@@ -192,11 +192,13 @@ def browser():
     scratch = tempfile.mkdtemp(prefix="aj-web-chromium-")
     service = Service(shutil.which("chromedriver") or "/usr/bin/chromedriver",
                       env=dict(os.environ, TMPDIR=scratch))
-    driver = webdriver.Chrome(service=service, options=options)
-    driver.set_script_timeout(30)
-    yield driver
-    driver.quit()
-    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        driver = webdriver.Chrome(service=service, options=options)
+        driver.set_script_timeout(30)
+        yield driver
+        driver.quit()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture(scope="module", params=TARGETS, ids=[f"{k}-{d}" for k, d in TARGETS])
