@@ -249,8 +249,11 @@ typedef struct aj_host_tx {
      * step has no statement of the core's first. atomically then opens nothing when no
      * transaction is open (it still opens a savepoint inside the application's): a new
      * 3-step run costs the round trips of three plain transactions. When a body fails,
-     * the core rolls back what it began; the host's rollback then finds nothing open. For
-     * hosts whose driver reads the transaction state from libpq, as for commit_in_body. */
+     * the core rolls back what it began; the host's rollback then finds nothing open. A
+     * transaction the body finds open although none was before atomically (a savepoint
+     * inside an ORM's lazily begun transaction) makes the body a nested one: the core
+     * then neither begins nor commits. For hosts whose driver reads the transaction state
+     * from libpq, as for commit_in_body, or that defer to it while the body runs. */
     int begin_in_body;
 } aj_host_tx;
 

@@ -36,10 +36,17 @@ static int tx_body(void *p)
     s->tx_done = 0;
     s->tx_write_locked = 0;
     int rc = AJ_OK;
-    if (s->hooks && s->begin_in_body && s->tx_toplevel && !s->drv->in_transaction(s->conn)) {
-        /* the host lets the core open its top-level transaction (aj_host_tx v4) */
-        if ((rc = s->drv->begin(s->conn, begin_mode(t->flags))) == AJ_OK)
-            s->tx_core_began = 1;
+    if (s->hooks && s->begin_in_body && s->tx_toplevel) {
+        if (!s->drv->in_transaction(s->conn)) {
+            /* the host lets the core open its top-level transaction (aj_host_tx v4) */
+            if ((rc = s->drv->begin(s->conn, begin_mode(t->flags))) == AJ_OK)
+                s->tx_core_began = 1;
+        } else {
+            /* The host opened a transaction where the connection showed none: a
+             * savepoint in an application transaction that had not sent its BEGIN yet
+             * (an ORM's lazy transaction). Not top-level, so the core commits nothing. */
+            s->tx_toplevel = 0;
+        }
     } else if (!s->drv->in_transaction(s->conn)) {
         rc = aj_error_set(AJ_EMISUSE, "the host's atomically hook ran the body outside a "
                                       "transaction: open one (BEGIN) before calling it");

@@ -371,6 +371,70 @@ void test_pg_commit_in_body_inside_app_transaction(void **state)
     run_inside_app_transaction(&begin_in_body, "rt-begin-in-app");
 }
 
+/* An application transaction that has not sent its BEGIN yet (ActiveRecord opens its
+ * transactions lazily): the connection is idle when the core asks for a transaction, and
+ * the host then sends the application's BEGIN and its own savepoint. The core must see a
+ * nested body there, and commit nothing: the application's rollback takes the run. */
+static long long query_int(PGconn *pg, const char *sql);
+
+typedef struct lazy_app_host {
+    PGconn *pg;
+    int savepoints;
+} lazy_app_host;
+
+static int rt_atomically_in_lazy_app_transaction(void *ctx, aj_tx_body body, void *arg,
+                                                 int *committed)
+{
+    lazy_app_host *h = ctx;
+    if (PQtransactionStatus(h->pg) == PQTRANS_IDLE)
+        exec_ok(h->pg, "BEGIN"); /* the application's, sent when first needed */
+    exec_ok(h->pg, "SAVEPOINT host");
+    h->savepoints++;
+    int rc = body(arg);
+    if (PQtransactionStatus(h->pg) == PQTRANS_IDLE) { /* the core committed the application's */
+        *committed = 0;
+        return aj_error_report(AJ_EDATABASE, "the savepoint's transaction was committed");
+    }
+    exec_ok(h->pg, rc == 0 ? "RELEASE SAVEPOINT host" : "ROLLBACK TO SAVEPOINT host");
+    *committed = rc == 0;
+    return 0;
+}
+
+void test_pg_begin_in_body_inside_lazy_app_transaction(void **state)
+{
+    (void)state;
+    aj_store *owner = open_store();
+    PGconn *pg = PQconnectdb(test_pg_conninfo());
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    exec_ok(pg, "SET client_min_messages = warning");
+    exec_ok(pg, "CREATE TABLE IF NOT EXISTS rt_rides (id bigserial PRIMARY KEY, name text NOT NULL)");
+    static const aj_host_tx hooks = {AJ_HOST_TX_VERSION, rt_atomically_in_lazy_app_transaction,
+                                     0, 1, 1};
+    lazy_app_host host = {pg, 0};
+    aj_store *store;
+    assert_int_equal(aj_store_borrow_pg(&store, pg, &hooks, &host, NULL), AJ_OK);
+    aj_workflow *wf = three_steps();
+    aj_run_params p = AJ_RUN_PARAMS_INIT;
+    p.key = "rt-lazy-app";
+    p.job_name = "RoundTrips";
+    p.args = "[]";
+    p.args_len = 2;
+    aj_run *run;
+    assert_int_equal(aj_run_new(&run, store, wf, &p), AJ_OK);
+    assert_int_equal(aj_run_execute(run, insert_and_set_attributes_every_step, NULL), AJ_OK);
+    assert_int_equal(aj_run_status(run), AJ_RUN_SUCCEEDED);
+    assert_true(host.savepoints >= 3);
+    assert_int_equal(PQtransactionStatus(pg), PQTRANS_INTRANS); /* still the application's */
+    exec_ok(pg, "ROLLBACK");
+    assert_int_equal(query_int(pg, "SELECT count(*) FROM acidic_job_keys"
+                                   " WHERE idempotency_key = 'rt-lazy-app'"), 0);
+    aj_run_free(run);
+    aj_workflow_free(wf);
+    aj_store_free(store);
+    PQfinish(pg);
+    aj_store_free(owner);
+}
+
 /* Acquisition on a table the planner knows nothing about (never analyzed: a fresh
  * deployment, a table growing faster than autovacuum looks at it) with 20,000 finished
  * runs: finding the key must go through the key's index. With "ORDER BY id LIMIT 1" the

@@ -140,6 +140,7 @@
     X(test_pg_step_wal_leaves_out_the_workflow) \
     X(test_pg_borrowed_step_round_trips) \
     X(test_pg_commit_in_body_inside_app_transaction) \
+    X(test_pg_begin_in_body_inside_lazy_app_transaction) \
     X(test_pg_begin_in_body)             \
     X(test_pg_acquisition_uses_the_key_index) \
     /* test_concurrency.c */             \
