@@ -150,13 +150,13 @@ class BenchCoreOnlyJob < ActiveJob::Base
                                      { key: job_id, job_name: self.class.name, args: "--- []\n",
                                        attributes: "--- {}\n", resume: resume })
     rides = {}
+    connection = AcidicJob::Stores.shared_connection
     status = begin
       run.execute do |step|
         rides[step] = BenchRide.create!(name: "ride").id
         run.attributes = "--- #{JSON.generate(rides)}\n"
-        next unless step == "create_c"
-
-        run.stage("activejob", "NotifyJob", AcidicJob::Documents.serialized_job(NotifyJob.new(rides[step]).serialize))
+        run.stage("activejob", "NotifyJob", AcidicJob::Documents.serialized_job(NotifyJob.new(rides[step]).serialize)) if step == "create_c"
+        AcidicJob::LibpqTransactions.before_commit(connection) # the records' before-commit work
       end
     ensure
       run.close

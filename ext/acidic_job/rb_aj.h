@@ -87,6 +87,7 @@ void rb_aj_store_check(rb_aj_store *s, int rc);
 
 /* The host hook tables (rb_aj_host.c); ctx is the rb_aj_store. */
 extern const aj_host_tx rb_aj_host_tx;
+extern const aj_host_tx rb_aj_host_tx_libpq;
 extern const aj_host_ops rb_aj_host_ops;
 
 void rb_aj_init_store(void);

@@ -103,6 +103,11 @@ static int host_atomically(void *ctx, aj_tx_body body, void *arg, int *committed
  * thread holding the lock: the core takes the lock first, waiting without the GVL. */
 const aj_host_tx rb_aj_host_tx = {AJ_HOST_TX_VERSION, host_atomically, 1, 0, 0};
 
+/* A PG::Connection whose ActiveRecord adapter defers to libpq's transaction state while
+ * the core's body runs (TransactionHost#libpq_state?): the core sends BEGIN with its first
+ * statements and COMMIT with its last, as with psycopg 3. */
+const aj_host_tx rb_aj_host_tx_libpq = {AJ_HOST_TX_VERSION, host_atomically, 1, 1, 1};
+
 /* --- exec, in_transaction (host stores) ------------------------------------------------ */
 
 typedef struct exec_call {

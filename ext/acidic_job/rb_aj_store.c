@@ -375,6 +375,14 @@ static struct pg_conn *pg_handle(VALUE conn)
 
 enum borrow_kind { BORROW_SQLITE, BORROW_PG, BORROW_HOST };
 
+/* host.libpq_state? is true: its ORM reads the transaction state from libpq while the
+ * core's body runs (see rb_aj_host_tx_libpq). */
+static int host_libpq_state(VALUE host)
+{
+    ID id = rb_intern("libpq_state?");
+    return rb_respond_to(host, id) && RTEST(rb_funcall(host, id, 0));
+}
+
 /* The one borrow constructor: `conn` is a SQLite3::Database, a PG::Connection, or (host)
  * the dialect :sqlite / :postgres of a connection reached only through `host`. The host
  * object runs the core's transactions (see rb_aj_host.c); nil lets the core begin and
@@ -404,7 +412,9 @@ static VALUE store_borrow(VALUE klass, enum borrow_kind kind, VALUE conn, VALUE 
     s->keep = conn;
     s->release_gvl = kind != BORROW_HOST;
     s->borrowed_sqlite = kind == BORROW_SQLITE;
-    const aj_host_tx *tx = NIL_P(host) ? NULL : &rb_aj_host_tx;
+    const aj_host_tx *tx = NIL_P(host)                         ? NULL
+                           : kind == BORROW_PG && host_libpq_state(host) ? &rb_aj_host_tx_libpq
+                                                                         : &rb_aj_host_tx;
     aj_store *store = NULL;
     int rc = kind == BORROW_SQLITE ? aj_store_borrow_sqlite(&store, db, tx, s, &o)
              : kind == BORROW_PG   ? aj_store_borrow_pg(&store, pg, tx, s, &o)

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "test_helper"
+require "tempfile"
 
 # A step's own ActiveRecord writes commit or roll back together with the run's
 # bookkeeping, on the connection shared the way this part asks for.
@@ -92,5 +93,120 @@ class TransactionsTest < AcidicTest
     key = key_for(job)
     assert_equal "write", key.recovery_point
     assert_nil key.locked_at, "a retry can run the step again"
+  end
+
+  # On PostgreSQL with the core on ActiveRecord's libpq handle, the core's first statements
+  # of a step carry its BEGIN and its last ones its COMMIT, and ActiveRecord sends neither
+  # (AcidicJob::LibpqTransactions): a new 3-step run costs the round trips of the same
+  # three creates in three ActiveRecord transactions. Counted from libpq's protocol trace:
+  # every round trip ends with a frontend Sync or a simple Query.
+  def test_postgres_steps_cost_the_round_trips_of_plain_transactions
+    native_postgres_only!
+    job_class = three_audits_job("ThreeAuditsJob")
+    assert job_class.new.perform_now # the tables, the prepared statements
+    plain = lambda do
+      3.times { |i| ActiveRecord::Base.transaction { Audit.create!(event: "plain #{i}") } }
+      true
+    end
+    plain.call
+    baseline = round_trips(&plain)
+    assert_equal 9, baseline
+    job = job_class.new
+    assert_equal baseline, round_trips { job.perform_now }
+    assert_equal ::PG::PQTRANS_IDLE, raw_pg.transaction_status, "nothing left open"
+    assert_equal "FINISHED", key_for(job).recovery_point
+    assert_equal 3 + 6 + 3, Audit.count
+  end
+
+  # ActiveRecord's own bookkeeping of a transaction the core began and committed: the
+  # records' before_commit callbacks run inside the step's transaction (the core's COMMIT
+  # goes with its last statements, before ActiveRecord would run them), their
+  # after_commit callbacks once the step has committed, and a failed step's records get
+  # after_rollback and nothing of them is stored.
+  def test_postgres_records_see_the_commit_and_rollback_the_core_sent
+    native_postgres_only!
+    seen = []
+    step_txids = {}
+    fail_second = true
+    txid = -> { ActiveRecord::Base.connection.select_value("SELECT txid_current_if_assigned()") }
+    model = Class.new(ActiveRecord::Base) do
+      self.table_name = "audits"
+      def self.name = "CallbackAudit"
+      before_commit do
+        seen << [:before_commit, event, txid.call == step_txids.fetch(event)]
+        Audit.create!(event: "before_commit #{event}")
+      end
+      after_commit { seen << [:commit, event, self.class.where(id: id).exists?] }
+      after_rollback { seen << [:rollback, event] }
+    end
+    job_class = Class.new(ActiveJob::Base) do
+      include AcidicJob
+      def self.name = "CallbackAuditJob"
+      def perform
+        idempotently do
+          step :first
+          step :second
+        end
+      end
+      define_method(:first) do
+        model.create!(event: "first")
+        step_txids["first"] = txid.call
+      end
+      define_method(:second) do
+        model.create!(event: "second")
+        step_txids["second"] = txid.call
+        raise "the second step fails" if fail_second
+      end
+    end
+    job = job_class.new
+    assert_raises(RuntimeError) { job.perform_now }
+    assert_equal [[:before_commit, "first", true], [:commit, "first", true], [:rollback, "second"]], seen
+    assert_equal ["first", "before_commit first"], Audit.order(:id).pluck(:event)
+    assert_equal "second", key_for(job).recovery_point
+    assert_equal ::PG::PQTRANS_IDLE, raw_pg.transaction_status
+    seen.clear
+    fail_second = false
+    assert job.perform_now
+    assert_equal [[:before_commit, "second", true], [:commit, "second", true]], seen
+    assert_equal 4, Audit.count
+  end
+
+  private
+
+  def native_postgres_only!
+    skip "PostgreSQL with the native handle shared" unless postgres? && AcidicJob::Stores.sharing(AcidicJob::Stores.current) == :native
+  end
+
+  def raw_pg
+    AcidicJob::TransactionHost.raw_of(ActiveRecord::Base.connection)
+  end
+
+  def three_audits_job(name)
+    Class.new(ActiveJob::Base) do
+      include AcidicJob
+      define_singleton_method(:name) { name }
+      def perform
+        idempotently do
+          step :a
+          step :b
+          step :c
+        end
+      end
+      %i[a b c].each { |s| define_method(s) { Audit.create!(event: s.to_s) } }
+    end
+  end
+
+  def round_trips
+    Tempfile.create("pg-trace") do |f|
+      raw_pg.trace(f)
+      begin
+        assert yield
+      ensure
+        raw_pg.untrace
+      end
+      f.flush
+      $stderr.puts File.read(f.path) if ENV["AJ_TRACE_DEBUG"]
+      File.readlines(f.path).count { |line| line =~ /(\A|\t)F\t\d+\t(Sync|Query)\b/ }
+    end
   end
 end

@@ -53,6 +53,7 @@ module AcidicJob
     end
 
     def call
+      @connection = Stores.shared_connection
       store = Stores.current
       Events.refresh(store)
       run = Native::Run.new(store, @workflow, describe_run)
@@ -152,6 +153,7 @@ module AcidicJob
         run.finish
       end
       save_attributes(run)
+      LibpqTransactions.before_commit(@connection) if @connection
     rescue Exception => e # rubocop:disable Lint/RescueException
       Thread.current[:acidic_job_step_error] = e
       run.error = Documents.error(e) if e.is_a?(StandardError)

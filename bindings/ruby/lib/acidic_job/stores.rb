@@ -12,7 +12,13 @@ module AcidicJob
     module_function
 
     def current
-      AcidicJob.config.database_url ? owned : for_connection(AcidicJob::Key.connection)
+      connection = shared_connection
+      connection ? for_connection(connection) : owned
+    end
+
+    # The ActiveRecord connection the core borrows (nil with `config.database_url`).
+    def shared_connection
+      AcidicJob.config.database_url ? nil : AcidicJob::Key.connection
     end
 
     # :native (the core uses the driver's handle), :host (through ActiveRecord's API) or
@@ -111,6 +117,71 @@ module AcidicJob
     end
   end
 
+  # Prepended to an ActiveRecord PostgreSQL adapter whose libpq handle the core borrows.
+  # While the core runs a top-level transaction on it (TransactionHost#atomically), the
+  # core sends BEGIN in the round trip of its first statement and COMMIT in that of its
+  # last, and the adapter reads what happened from libpq instead of sending its own: it
+  # sends no BEGIN (the core's is coming or out), and no COMMIT or ROLLBACK once the core
+  # has ended the transaction. A 3-step run then costs the round trips of three plain
+  # ActiveRecord transactions. Outside the core's transactions it changes nothing.
+  #
+  # ActiveRecord runs its records' before-commit work (before_commit callbacks, the
+  # touches of `belongs_to touch: true`) after the transaction's block, before its COMMIT:
+  # here the core's COMMIT has gone by then. So each step runs that work at its end,
+  # inside its transaction (before_commit, called by the Runner), and ActiveRecord does not
+  # run it again.
+  module LibpqTransactions
+    def self.install(connection)
+      connection.class.prepend(self) unless connection.class <= self
+      klass = ::ActiveRecord::ConnectionAdapters::Transaction
+      klass.prepend(BeforeCommitOnce) unless klass <= BeforeCommitOnce
+      true
+    end
+
+    # The before-commit work of the records of the core's transaction on `connection`, now.
+    def self.before_commit(connection)
+      return unless connection.instance_variable_get(:@acidic_job_core_transaction)
+
+      transaction = connection.current_transaction
+      transaction.before_commit_records
+      transaction.instance_variable_set(:@acidic_job_before_commit_ran, true)
+    end
+
+    module BeforeCommitOnce
+      def before_commit_records
+        super unless @acidic_job_before_commit_ran
+      end
+    end
+
+    # ActiveRecord begins when its transaction opens (lazy transactions off: raw_connection
+    # turns them off) or before its first statement: the core's BEGIN is still to come in
+    # the one case, out already in the other.
+    def begin_db_transaction
+      return if @acidic_job_core_transaction &&
+                [::PG::PQTRANS_IDLE, ::PG::PQTRANS_INTRANS].include?(acidic_job_libpq_status)
+
+      super
+    end
+
+    def commit_db_transaction
+      return if @acidic_job_core_transaction && acidic_job_libpq_status == ::PG::PQTRANS_IDLE
+
+      super
+    end
+
+    def exec_rollback_db_transaction
+      return if @acidic_job_core_transaction && acidic_job_libpq_status == ::PG::PQTRANS_IDLE
+
+      super
+    end
+
+    private
+
+    def acidic_job_libpq_status
+      TransactionHost.raw_of(self).transaction_status
+    end
+  end
+
   # Runs the core's transactions on an ActiveRecord connection (the aj_host_tx hook, see
   # ext/acidic_job/rb_aj_host.c), and for host stores its statements too.
   class TransactionHost
@@ -130,18 +201,34 @@ module AcidicJob
     def initialize(connection, raw)
       @connection = connection
       @raw = raw
+      @libpq = defined?(::PG::Connection) && raw.is_a?(::PG::Connection) ? LibpqTransactions.install(connection) : false
+    end
+
+    # The core may send BEGIN with its first statements and COMMIT with its last, in their
+    # round trips (aj_host_tx's begin_in_body and commit_in_body): a PostgreSQL connection
+    # whose adapter then defers to libpq's transaction state (LibpqTransactions).
+    def libpq_state?
+      @libpq
     end
 
     # One transaction of the core: a savepoint when the application has one open. The
     # block is the core's body; it returns false when the body failed, which rolls back.
+    # On a PostgreSQL connection with no transaction open, the core begins and commits it
+    # itself, and ActiveRecord's transaction sends neither (LibpqTransactions).
     def atomically
       committed = false
-      @connection.transaction(requires_new: true) do
-        check_connection!
-        @connection.materialize_transactions
-        raise ActiveRecord::Rollback unless yield
+      core_ends = @libpq && !@connection.transaction_open?
+      @connection.instance_variable_set(:@acidic_job_core_transaction, true) if core_ends
+      begin
+        @connection.transaction(requires_new: true) do
+          check_connection!
+          @connection.materialize_transactions unless core_ends
+          raise ActiveRecord::Rollback unless yield
 
-        committed = true
+          committed = true
+        end
+      ensure
+        @connection.instance_variable_set(:@acidic_job_core_transaction, false) if core_ends
       end
       committed
     end
